@@ -1,0 +1,17 @@
+//! `edge-wire`: the batch format v1 that the edge agent writes and the relay
+//! reads. It knows nothing of Modbus, MQTT, SQLite or Kafka.
+//!
+//! Reading order:
+//! - [`model`]: the plain data types (`Batch`, `Series`, `Point`, `AlarmEvent`).
+//! - [`codec`]: `encode` (CBOR then zstd) and `decode` (bounded, never panics).
+//! - [`limits`]: the bounds the decoder enforces on hostile input.
+//!
+//! The format itself is specified in `docs/wire-format.md`.
+
+pub mod codec;
+pub mod limits;
+pub mod model;
+
+pub use codec::{decode, encode, WireError};
+pub use limits::Limits;
+pub use model::{AlarmEvent, AlarmState, Batch, Point, Quality, Series, FORMAT_VERSION};

@@ -1,0 +1,167 @@
+//! The batch data model: plain data types that the agent builds and the relay
+//! consumes. Nothing here knows about CBOR, zstd, Modbus or Kafka.
+//!
+//! Invariants a well-formed batch keeps (checked by [`Batch::validate`] and by
+//! the decoder):
+//! - series ids are unique within a batch;
+//! - every alarm names a series id present in `series`;
+//! - every point carries a timestamp in microseconds since the Unix epoch.
+//!
+//! Values are `f64` and are carried bit-exactly, including NaN payloads,
+//! infinities and negative zero: the wire format is lossless.
+
+use std::collections::BTreeMap;
+
+/// Version of the batch format this crate writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// One upload unit: everything a gateway sends in one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Gateway that produced the batch, for example `"plant-a-gw-1"`.
+    pub gateway_id: String,
+    /// Batch sequence number; grows strictly per gateway, across restarts.
+    pub seq: u64,
+    /// When the batch was sealed, µs since the Unix epoch.
+    pub created_us: i64,
+    /// The series dictionary, each with its readings.
+    pub series: Vec<Series>,
+    /// Alarm events raised or cleared on the gateway.
+    pub alarms: Vec<AlarmEvent>,
+}
+
+/// One named signal and the readings of it that travel in this batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Batch-local id; alarms refer to the series by it.
+    pub id: u32,
+    /// Stable name of the signal, for example `"press-3.oil_temp"`.
+    pub name: String,
+    /// Engineering unit, for example `"degC"`; empty when unknown.
+    pub unit: String,
+    /// Descriptive tags such as `site`, `line`, `asset`, `protocol`.
+    pub tags: BTreeMap<String, String>,
+    /// Readings in the order they were taken.
+    pub points: Vec<Point>,
+}
+
+/// A single reading of a series.
+#[derive(Debug, Clone, Copy)]
+pub struct Point {
+    /// When the value was sampled, µs since the Unix epoch.
+    pub ts_us: i64,
+    /// The value, carried bit-exactly.
+    pub value: f64,
+    /// Whether the source trusts the value.
+    pub quality: Quality,
+}
+
+/// Points compare bit-exactly so that NaN == NaN and 0.0 != -0.0, which is
+/// what "lossless" means for the codec.
+impl PartialEq for Point {
+    fn eq(&self, other: &Self) -> bool {
+        self.ts_us == other.ts_us
+            && self.value.to_bits() == other.value.to_bits()
+            && self.quality == other.quality
+    }
+}
+
+/// Quality of a reading, as OPC UA and most SCADA systems use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Quality {
+    /// The value is trustworthy.
+    Good,
+    /// The value may be off (for example a sensor out of calibration).
+    Uncertain,
+    /// The value is not usable (for example a Modbus exception).
+    Bad,
+}
+
+impl Quality {
+    /// The wire code of the quality (0 good, 1 uncertain, 2 bad).
+    pub fn code(self) -> u8 {
+        match self {
+            Quality::Good => 0,
+            Quality::Uncertain => 1,
+            Quality::Bad => 2,
+        }
+    }
+
+    /// The quality for a wire code, or `None` for an unknown code.
+    pub fn from_code(code: u8) -> Option<Quality> {
+        match code {
+            0 => Some(Quality::Good),
+            1 => Some(Quality::Uncertain),
+            2 => Some(Quality::Bad),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name used in JSON messages: `good`, `uncertain`, `bad`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Good => "good",
+            Quality::Uncertain => "uncertain",
+            Quality::Bad => "bad",
+        }
+    }
+}
+
+/// Whether an alarm started or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlarmState {
+    /// The condition began to hold.
+    Raised,
+    /// The condition stopped holding.
+    Cleared,
+}
+
+impl AlarmState {
+    /// Lower-case name used in JSON messages: `raised`, `cleared`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmState::Raised => "raised",
+            AlarmState::Cleared => "cleared",
+        }
+    }
+}
+
+/// An alarm transition detected on the gateway.
+#[derive(Debug, Clone)]
+pub struct AlarmEvent {
+    /// Id of the series (in this batch's dictionary) the alarm is about.
+    pub series_id: u32,
+    /// Name of the rule that fired, for example `"oil_temp.high"`.
+    pub rule: String,
+    /// Raised or cleared.
+    pub state: AlarmState,
+    /// The value that caused the transition.
+    pub value: f64,
+    /// The limit the value was compared with.
+    pub limit: f64,
+    /// When the transition happened, µs since the Unix epoch.
+    pub ts_us: i64,
+}
+
+impl PartialEq for AlarmEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.series_id == other.series_id
+            && self.rule == other.rule
+            && self.state == other.state
+            && self.value.to_bits() == other.value.to_bits()
+            && self.limit.to_bits() == other.limit.to_bits()
+            && self.ts_us == other.ts_us
+    }
+}
+
+impl Batch {
+    /// Number of readings across all series.
+    pub fn reading_count(&self) -> usize {
+        self.series.iter().map(|s| s.points.len()).sum()
+    }
+
+    /// The series with the given batch-local id.
+    pub fn series_by_id(&self, id: u32) -> Option<&Series> {
+        self.series.iter().find(|s| s.id == id)
+    }
+}
