@@ -4,6 +4,7 @@
 //! Reading order:
 //! - [`model`]: the plain data types (`Batch`, `Series`, `Point`, `AlarmEvent`).
 //! - [`codec`]: `encode` (CBOR then zstd) and `decode` (bounded, never panics).
+//! - [`validate`]: `Batch::validate`, the invariants `encode` checks.
 //! - [`limits`]: the bounds the decoder enforces on hostile input.
 //!
 //! The format itself is specified in `docs/wire-format.md`.
@@ -11,7 +12,8 @@
 pub mod codec;
 pub mod limits;
 pub mod model;
+pub mod validate;
 
-pub use codec::{decode, encode, WireError};
+pub use codec::{decode, encode, encoded_version, WireError};
 pub use limits::Limits;
 pub use model::{AlarmEvent, AlarmState, Batch, Point, Quality, Series, FORMAT_VERSION};

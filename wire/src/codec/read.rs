@@ -1,0 +1,331 @@
+//! Reading the v1 CBOR document (after decompression) into a [`Batch`].
+//!
+//! The reader is written for hostile input: every declared length or count
+//! is checked against [`Limits`] (or against the bytes that are actually
+//! left) before anything is reserved for it; strings and byte strings are
+//! borrowed from the input and only copied once their length is known to be
+//! within bounds; nothing indexes without a check, so bad input is an error,
+//! never a panic. Errors say where they happened, e.g.
+//! `series 3 ("press.temp") timestamps column: 12 values declared, column ends after 7`.
+
+use std::collections::BTreeMap;
+
+use minicbor::Decoder;
+
+use super::columns::{decode_qualities, decode_timestamps, ColumnError};
+use super::values::decode_values;
+use super::WireError;
+use crate::{AlarmEvent, AlarmState, Batch, Limits, Series, FORMAT_VERSION};
+
+/// Smallest possible encodings, used to cap reservations by the bytes left.
+const MIN_SERIES_ENTRY: usize = 5;
+const MIN_ALARM_ENTRY: usize = 7;
+
+struct Reader<'b, 'l> {
+    d: Decoder<'b>,
+    limits: &'l Limits,
+}
+
+fn malformed(what: impl FnOnce() -> String, e: impl std::fmt::Display) -> WireError {
+    WireError::Malformed(format!("{}: {e}", what()))
+}
+
+impl<'b> Reader<'b, '_> {
+    fn remaining(&self) -> usize {
+        self.d.input().len().saturating_sub(self.d.position())
+    }
+
+    /// A definite-length array header; its length.
+    fn array(&mut self, what: impl Fn() -> String) -> Result<u64, WireError> {
+        match self.d.array() {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Err(malformed(
+                what,
+                "indefinite-length array, only definite lengths are allowed",
+            )),
+            Err(e) => Err(malformed(what, e)),
+        }
+    }
+
+    /// An array header that must announce exactly `n` items.
+    fn tuple(&mut self, n: u64, what: impl Fn() -> String) -> Result<(), WireError> {
+        let found = self.array(&what)?;
+        if found == n {
+            Ok(())
+        } else {
+            Err(malformed(
+                what,
+                format_args!("array of {found} items, expected {n}"),
+            ))
+        }
+    }
+
+    fn u64(&mut self, what: impl FnOnce() -> String) -> Result<u64, WireError> {
+        self.d.u64().map_err(|e| malformed(what, e))
+    }
+
+    fn u32(&mut self, what: impl FnOnce() -> String) -> Result<u32, WireError> {
+        self.d.u32().map_err(|e| malformed(what, e))
+    }
+
+    fn u16(&mut self, what: impl FnOnce() -> String) -> Result<u16, WireError> {
+        self.d.u16().map_err(|e| malformed(what, e))
+    }
+
+    fn u8(&mut self, what: impl FnOnce() -> String) -> Result<u8, WireError> {
+        self.d.u8().map_err(|e| malformed(what, e))
+    }
+
+    fn i64(&mut self, what: impl FnOnce() -> String) -> Result<i64, WireError> {
+        self.d.i64().map_err(|e| malformed(what, e))
+    }
+
+    fn bytes(&mut self, what: impl FnOnce() -> String) -> Result<&'b [u8], WireError> {
+        self.d.bytes().map_err(|e| malformed(what, e))
+    }
+
+    /// A text string no longer than `max_string_bytes`, checked from its
+    /// header before the string itself is looked at.
+    fn string(&mut self, what: impl Fn() -> String) -> Result<&'b str, WireError> {
+        let max = self.limits.max_string_bytes;
+        if let Some(len) = self.text_len() {
+            if len > max as u64 {
+                return Err(WireError::too_large(
+                    format!("{} is {len} bytes", what()),
+                    max,
+                    "max_string_bytes",
+                ));
+            }
+        }
+        self.d.str().map_err(|e| malformed(what, e))
+    }
+
+    /// The declared length of the text string at the current position, if
+    /// there is a definite-length one there.
+    fn text_len(&self) -> Option<u64> {
+        let input = self.d.input().get(self.d.position()..)?;
+        let (&initial, rest) = input.split_first()?;
+        if initial >> 5 != 3 {
+            return None;
+        }
+        let width = match initial & 0x1f {
+            info @ 0..=23 => return Some(u64::from(info)),
+            24 => 1,
+            25 => 2,
+            26 => 4,
+            27 => 8,
+            _ => return None,
+        };
+        let bytes = rest.get(..width)?;
+        Some(bytes.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b)))
+    }
+}
+
+/// Decode a v1 CBOR document, enforcing `limits`.
+pub fn read_document(doc: &[u8], limits: &Limits) -> Result<Batch, WireError> {
+    let mut r = Reader {
+        d: Decoder::new(doc),
+        limits,
+    };
+    r.tuple(4, || "document".into())?;
+
+    r.tuple(5, || "header".into())?;
+    let version = r.u16(|| "header version".into())?;
+    if version != FORMAT_VERSION {
+        return Err(WireError::Malformed(format!(
+            "header says format version {version}, the envelope says {FORMAT_VERSION}"
+        )));
+    }
+    let gateway_id = r.string(|| "gateway id".into())?.to_owned();
+    let seq = r.u64(|| "header seq".into())?;
+    let created_us = r.i64(|| "header created_us".into())?;
+    let total = r.u64(|| "header reading count".into())?;
+    if total > limits.max_readings as u64 {
+        return Err(WireError::too_large(
+            format!("batch declares {total} readings"),
+            limits.max_readings,
+            "max_readings",
+        ));
+    }
+
+    let mut series = read_dictionary(&mut r)?;
+    let mut ids: Vec<u32> = series.iter().map(|s| s.id).collect();
+    ids.sort_unstable();
+    if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(WireError::Invalid(format!(
+            "series id {} appears more than once in the dictionary",
+            pair[0]
+        )));
+    }
+
+    read_readings(&mut r, &mut series, created_us, total)?;
+    let alarms = read_alarms(&mut r, &ids)?;
+
+    let extra = r.remaining();
+    if extra != 0 {
+        return Err(WireError::Malformed(format!(
+            "{extra} bytes follow the CBOR document"
+        )));
+    }
+    Ok(Batch {
+        gateway_id,
+        seq,
+        created_us,
+        series,
+        alarms,
+    })
+}
+
+fn read_dictionary(r: &mut Reader<'_, '_>) -> Result<Vec<Series>, WireError> {
+    let n = r.array(|| "series dictionary".into())?;
+    if n > r.limits.max_series as u64 {
+        return Err(WireError::too_large(
+            format!("batch declares {n} series"),
+            r.limits.max_series,
+            "max_series",
+        ));
+    }
+    let n = n as usize; // at most max_series
+    let mut series = Vec::with_capacity(n.min(r.remaining() / MIN_SERIES_ENTRY));
+    for i in 0..n {
+        r.tuple(4, || format!("series {i}"))?;
+        let id = r.u32(|| format!("series {i} id"))?;
+        let name = r.string(|| format!("series {i} name"))?;
+        let at = |field: &str| format!("series {i} ({name:?}) {field}");
+        let unit = r.string(|| at("unit"))?.to_owned();
+        let tag_count = match r.d.map() {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(malformed(|| at("tags"), "indefinite-length map")),
+            Err(e) => return Err(malformed(|| at("tags"), e)),
+        };
+        if tag_count > r.limits.max_tags as u64 {
+            return Err(WireError::too_large(
+                format!("series {i} ({name:?}) has {tag_count} tags"),
+                r.limits.max_tags,
+                "max_tags",
+            ));
+        }
+        let mut tags = BTreeMap::new();
+        let mut prev: Option<&str> = None;
+        for _ in 0..tag_count {
+            let key = r.string(|| at("tag key"))?;
+            let value = r.string(|| at(&format!("tag {key:?}")))?;
+            // Strictly ascending keys: one encoding per batch, and no
+            // duplicate key silently dropping a value.
+            if prev.is_some_and(|p| p >= key) {
+                return Err(WireError::Malformed(format!(
+                    "{}: key {key:?} is not after {:?}, keys must be unique and sorted",
+                    at("tags"),
+                    prev.unwrap_or_default()
+                )));
+            }
+            prev = Some(key);
+            tags.insert(key.to_owned(), value.to_owned());
+        }
+        series.push(Series {
+            id,
+            name: name.to_owned(),
+            unit,
+            tags,
+            points: Vec::new(),
+        });
+    }
+    Ok(series)
+}
+
+fn read_readings(
+    r: &mut Reader<'_, '_>,
+    series: &mut [Series],
+    created_us: i64,
+    total: u64,
+) -> Result<(), WireError> {
+    let n = r.array(|| "readings".into())?;
+    if n != series.len() as u64 {
+        return Err(WireError::Malformed(format!(
+            "readings has {n} entries, the dictionary has {} series",
+            series.len()
+        )));
+    }
+    let mut seen = 0u64;
+    for (i, s) in series.iter_mut().enumerate() {
+        let name = s.name.as_str();
+        let at = |field: &str| format!("series {i} ({name:?}) {field}");
+        r.tuple(6, || at("readings"))?;
+        let count = r.u64(|| at("reading count"))?;
+        if count > total - seen {
+            return Err(WireError::Malformed(format!(
+                "{} is {count}, more than the {} left of the {total} the header declares",
+                at("reading count"),
+                total - seen
+            )));
+        }
+        seen += count;
+        let count = count as usize; // at most max_readings
+        let timestamps = r.bytes(|| at("timestamps column"))?;
+        let kind = r.u8(|| at("value coding"))?;
+        let scale = r.u8(|| at("value scale"))?;
+        let values = r.bytes(|| at("values column"))?;
+        let qualities = r.bytes(|| at("qualities column"))?;
+
+        let column = |name: &str, e: ColumnError| {
+            WireError::Malformed(format!("{}: {e}", at(&format!("{name} column"))))
+        };
+        let mut points = Vec::new();
+        decode_timestamps(timestamps, created_us, count, &mut points)
+            .map_err(|e| column("timestamps", e))?;
+        decode_values(kind, scale, values, &mut points).map_err(|e| column("values", e))?;
+        decode_qualities(qualities, &mut points).map_err(|e| column("qualities", e))?;
+        s.points = points;
+    }
+    if seen != total {
+        return Err(WireError::Malformed(format!(
+            "header declares {total} readings, the series hold {seen}"
+        )));
+    }
+    Ok(())
+}
+
+fn read_alarms(r: &mut Reader<'_, '_>, sorted_ids: &[u32]) -> Result<Vec<AlarmEvent>, WireError> {
+    let n = r.array(|| "alarms".into())?;
+    if n > r.limits.max_alarms as u64 {
+        return Err(WireError::too_large(
+            format!("batch declares {n} alarms"),
+            r.limits.max_alarms,
+            "max_alarms",
+        ));
+    }
+    let n = n as usize; // at most max_alarms
+    let mut alarms = Vec::with_capacity(n.min(r.remaining() / MIN_ALARM_ENTRY));
+    for j in 0..n {
+        let at = |field: &str| format!("alarm {j} {field}");
+        r.tuple(6, || format!("alarm {j}"))?;
+        let series_id = r.u32(|| at("series id"))?;
+        if sorted_ids.binary_search(&series_id).is_err() {
+            return Err(WireError::Invalid(format!(
+                "alarm {j} names series id {series_id}, which is not in the batch"
+            )));
+        }
+        let rule = r.string(|| at("rule"))?.to_owned();
+        let state = match r.u8(|| at("state"))? {
+            0 => AlarmState::Raised,
+            1 => AlarmState::Cleared,
+            code => {
+                return Err(WireError::Malformed(format!(
+                    "alarm {j} ({rule:?}) state code {code}, expected 0 (raised) or 1 (cleared)"
+                )))
+            }
+        };
+        let value = f64::from_bits(r.u64(|| at("value"))?);
+        let limit = f64::from_bits(r.u64(|| at("limit"))?);
+        let ts_us = r.i64(|| at("ts_us"))?;
+        alarms.push(AlarmEvent {
+            series_id,
+            rule,
+            state,
+            value,
+            limit,
+            ts_us,
+        });
+    }
+    Ok(alarms)
+}

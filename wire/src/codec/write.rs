@@ -1,0 +1,82 @@
+//! Writing the v1 CBOR document (before compression).
+//!
+//! The document is positional (arrays, no field names) and written by hand
+//! with minicbor's `Encoder`; `docs/wire-format.md` gives it in full:
+//!
+//! ```text
+//! [ [version, gateway_id, seq, created_us, reading_count],
+//!   [ [id, name, unit, {tag: value}] ... ],                       dictionary
+//!   [ [count, timestamps, value_kind, scale, values, qualities] ... ],  readings
+//!   [ [series_id, rule, state, value_bits, limit_bits, ts_us] ... ] ]   alarms
+//! ```
+//!
+//! `readings[i]` belongs to `dictionary[i]`. One scratch buffer is reused for
+//! every column, so encoding allocates per batch, not per value.
+
+use minicbor::Encoder;
+
+use super::columns::{encode_qualities, encode_timestamps};
+use super::values::encode_values;
+use super::WireError;
+use crate::{AlarmState, Batch, FORMAT_VERSION};
+
+/// Wire code of an alarm state.
+pub fn state_code(state: AlarmState) -> u8 {
+    match state {
+        AlarmState::Raised => 0,
+        AlarmState::Cleared => 1,
+    }
+}
+
+/// Write the CBOR document of `batch`.
+pub fn write_document(batch: &Batch) -> Result<Vec<u8>, WireError> {
+    let readings = batch.reading_count();
+    // Roughly what a typical batch needs, so the buffer rarely regrows.
+    let mut e = Encoder::new(Vec::with_capacity(
+        256 + batch.series.len() * 64 + readings * 3,
+    ));
+    e.array(4)?;
+
+    e.array(5)?
+        .u16(FORMAT_VERSION)?
+        .str(&batch.gateway_id)?
+        .u64(batch.seq)?
+        .i64(batch.created_us)?
+        .u64(readings as u64)?;
+
+    e.array(batch.series.len() as u64)?;
+    for s in &batch.series {
+        e.array(4)?.u32(s.id)?.str(&s.name)?.str(&s.unit)?;
+        e.map(s.tags.len() as u64)?;
+        for (key, value) in &s.tags {
+            e.str(key)?.str(value)?;
+        }
+    }
+
+    e.array(batch.series.len() as u64)?;
+    let mut scratch = Vec::new();
+    for s in &batch.series {
+        e.array(6)?.u64(s.points.len() as u64)?;
+        scratch.clear();
+        encode_timestamps(&s.points, batch.created_us, &mut scratch);
+        e.bytes(&scratch)?;
+        scratch.clear();
+        let (kind, scale) = encode_values(&s.points, &mut scratch);
+        e.u8(kind)?.u8(scale)?.bytes(&scratch)?;
+        scratch.clear();
+        encode_qualities(&s.points, &mut scratch);
+        e.bytes(&scratch)?;
+    }
+
+    e.array(batch.alarms.len() as u64)?;
+    for a in &batch.alarms {
+        e.array(6)?
+            .u32(a.series_id)?
+            .str(&a.rule)?
+            .u8(state_code(a.state))?
+            .u64(a.value.to_bits())?
+            .u64(a.limit.to_bits())?
+            .i64(a.ts_us)?;
+    }
+    Ok(e.into_writer())
+}

@@ -1,0 +1,90 @@
+//! [`Batch::validate`]: the model invariants that [`crate::encode`] checks
+//! before writing and that the decoder enforces on what it reads.
+//!
+//! Only invariants that make a batch ambiguous are checked here (duplicate
+//! series ids, alarms naming unknown series); size bounds belong to
+//! [`crate::Limits`], which only the reader applies.
+
+use crate::{Batch, WireError};
+
+impl Batch {
+    /// Check that series ids are unique and that every alarm names a series
+    /// of this batch.
+    pub fn validate(&self) -> Result<(), WireError> {
+        let mut ids: Vec<u32> = self.series.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(WireError::Invalid(format!(
+                "series id {} appears more than once in the dictionary",
+                pair[0]
+            )));
+        }
+        for (j, alarm) in self.alarms.iter().enumerate() {
+            if ids.binary_search(&alarm.series_id).is_err() {
+                return Err(WireError::Invalid(format!(
+                    "alarm {j} names series id {}, which is not in the batch",
+                    alarm.series_id
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{AlarmEvent, AlarmState, Batch, Series};
+
+    fn series(id: u32) -> Series {
+        Series {
+            id,
+            name: format!("s{id}"),
+            unit: String::new(),
+            tags: Default::default(),
+            points: Vec::new(),
+        }
+    }
+
+    fn alarm(series_id: u32) -> AlarmEvent {
+        AlarmEvent {
+            series_id,
+            rule: "r".into(),
+            state: AlarmState::Raised,
+            value: 1.0,
+            limit: 0.5,
+            ts_us: 0,
+        }
+    }
+
+    fn batch(ids: &[u32], alarm_ids: &[u32]) -> Batch {
+        Batch {
+            gateway_id: "gw".into(),
+            seq: 1,
+            created_us: 0,
+            series: ids.iter().copied().map(series).collect(),
+            alarms: alarm_ids.iter().copied().map(alarm).collect(),
+        }
+    }
+
+    #[test]
+    fn validate_table() {
+        let table: &[(&[u32], &[u32], Option<&str>)] = &[
+            (&[], &[], None),
+            (&[1, 2, 3], &[3, 1], None),
+            (
+                &[1, 2, 1],
+                &[],
+                Some("invalid batch: series id 1 appears more than once in the dictionary"),
+            ),
+            (
+                &[1, 2],
+                &[2, 9],
+                Some("invalid batch: alarm 1 names series id 9, which is not in the batch"),
+            ),
+        ];
+        for &(ids, alarms, expected) in table {
+            let got = batch(ids, alarms).validate().err().map(|e| e.to_string());
+            assert_eq!(got.as_deref(), expected, "series {ids:?} alarms {alarms:?}");
+        }
+    }
+}

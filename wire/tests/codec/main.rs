@@ -1,0 +1,17 @@
+//! Integration tests of the v1 codec, one binary with modules by theme:
+//! - `roundtrip`: encode → decode gives back the same batch, bit for bit;
+//! - `hostile`: truncated, corrupted, oversized and bomb input is refused
+//!   with the right error, without panicking;
+//! - `crafted`: hand-written CBOR documents that declare more than the limits
+//!   or the input hold, or break the structure, get exact error messages and
+//!   cost no more memory than the bytes present;
+//! - `support`: sample batches, proptest strategies, and an allocation
+//!   counter (this binary's global allocator) to measure what decode reserves.
+
+mod crafted;
+mod hostile;
+mod roundtrip;
+mod support;
+
+#[global_allocator]
+static ALLOCATOR: support::CountingAllocator = support::CountingAllocator;

@@ -1,0 +1,189 @@
+//! encode → decode returns the batch it was given, bit for bit.
+
+use edge_wire::codec::envelope;
+use edge_wire::{decode, encode, Batch, Limits, Point, Quality, Series};
+use proptest::prelude::*;
+
+use crate::support::{self, sample_batch};
+
+fn round_trip(batch: &Batch) -> Batch {
+    let bytes = encode(batch).expect("encode");
+    decode(&bytes, &Limits::default()).expect("decode")
+}
+
+#[test]
+fn sample_batch_round_trips() {
+    let batch = sample_batch(300);
+    assert_eq!(round_trip(&batch), batch);
+}
+
+#[test]
+fn empty_batch_round_trips() {
+    let batch = Batch {
+        gateway_id: String::new(),
+        seq: 0,
+        created_us: 0,
+        series: Vec::new(),
+        alarms: Vec::new(),
+    };
+    assert_eq!(round_trip(&batch), batch);
+}
+
+#[test]
+fn steady_sensor_costs_about_a_byte_per_reading() {
+    // A regression guard on the columnar coding: 8 steady 1 Hz sensors with
+    // three-decimal values must stay far below line protocol's ~30 bytes.
+    let batch = sample_batch(1000);
+    let bytes = encode(&batch).unwrap();
+    let per_reading = bytes.len() as f64 / batch.reading_count() as f64;
+    assert!(per_reading < 1.5, "{per_reading:.2} bytes per reading");
+}
+
+#[test]
+fn encoding_is_deterministic() {
+    let batch = sample_batch(50);
+    assert_eq!(encode(&batch).unwrap(), encode(&batch).unwrap());
+}
+
+/// The worked example of docs/wire-format.md: if this changes, so must the
+/// document (and the format version, unless it is a bug fix).
+#[test]
+fn tiny_batch_document_bytes() {
+    let batch = Batch {
+        gateway_id: "gw".into(),
+        seq: 7,
+        created_us: 1_000_000,
+        series: vec![Series {
+            id: 1,
+            name: "t".into(),
+            unit: "C".into(),
+            tags: support::tags(&[("site", "a")]),
+            points: vec![
+                point(1_000_000, 21.5, Quality::Good),
+                point(2_000_000, 21.75, Quality::Good),
+                point(3_000_000, 21.5, Quality::Bad),
+            ],
+        }],
+        alarms: vec![support::alarm(
+            1,
+            "hi",
+            edge_wire::AlarmState::Raised,
+            21.75,
+            21.6,
+            2_000_000,
+        )],
+    };
+    let bytes = encode(&batch).unwrap();
+    assert_eq!(&bytes[..6], b"EDGB\x00\x01");
+    let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
+    let expected: &[u8] = &[
+        0x84, // document: array(4)
+        0x85, 0x01, 0x62, b'g', b'w', 0x07, 0x1a, 0x00, 0x0f, 0x42, 0x40, 0x03, // header
+        0x81, 0x84, 0x01, 0x61, b't', 0x61, b'C', 0xa1, 0x64, b's', b'i', b't', b'e', 0x61,
+        b'a', // dictionary
+        0x81, 0x86, 0x03, // readings: one series, 3 readings
+        0x45, 0x00, 0x80, 0x89, 0x7a, 0x00, // timestamps: 0, +1 s, no change
+        0x00, 0x02, // decimal, scale 2
+        0x44, 0xcc, 0x21, 0x32, 0x31, // mantissas 2150, +25, -25
+        0x44, 0x00, 0x02, 0x02, 0x01, // qualities: good x2, bad x1
+        0x81, 0x86, 0x01, 0x62, b'h', b'i', 0x00, // alarms: series 1, "hi", raised
+        0x1b, 0x40, 0x35, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, // value 21.75 bits
+        0x1b, 0x40, 0x35, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a, // limit 21.6 bits
+        0x1a, 0x00, 0x1e, 0x84, 0x80, // ts_us 2000000
+    ];
+    assert_eq!(doc, expected, "document {doc:02x?}");
+    assert_eq!(round_trip(&batch), batch);
+}
+
+fn point(ts_us: i64, value: f64, quality: Quality) -> Point {
+    Point {
+        ts_us,
+        value,
+        quality,
+    }
+}
+
+#[test]
+fn one_million_readings() {
+    let base = 1_700_000_000_000_000i64;
+    let series = (0..4)
+        .map(|s| Series {
+            id: s,
+            name: format!("press-{s}.temp"),
+            unit: "degC".into(),
+            tags: support::tags(&[("site", "plant-a")]),
+            points: (0..250_000)
+                .map(|i| {
+                    let value = if s == 3 {
+                        // Full-precision values take the XOR path.
+                        (i as f64 * 0.001).sin()
+                    } else {
+                        (20_000 + (i * 7919) % 500) as f64 / 100.0
+                    };
+                    point(base + i as i64 * 100_000, value, Quality::Good)
+                })
+                .collect(),
+        })
+        .collect();
+    let batch = Batch {
+        gateway_id: "gw-big".into(),
+        seq: 1,
+        created_us: base,
+        series,
+        alarms: Vec::new(),
+    };
+    assert_eq!(batch.reading_count(), 1_000_000);
+    let bytes = encode(&batch).unwrap();
+    let decoded = decode(&bytes, &Limits::default()).unwrap();
+    assert_eq!(decoded, batch);
+}
+
+#[test]
+fn encode_refuses_ambiguous_batches() {
+    let mut batch = sample_batch(3);
+    batch.series[1].id = batch.series[0].id;
+    assert_eq!(encode(&batch).unwrap_err().reason(), "invalid");
+
+    let mut batch = sample_batch(3);
+    batch.alarms[0].series_id = 12345;
+    let err = encode(&batch).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid batch: alarm 0 names series id 12345, which is not in the batch"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn any_batch_round_trips(batch in support::batch()) {
+        let bytes = encode(&batch).unwrap();
+        let decoded = decode(&bytes, &Limits::default()).unwrap();
+        prop_assert_eq!(decoded, batch);
+    }
+
+    #[test]
+    fn any_values_round_trip_in_one_series(
+        values in prop::collection::vec(support::awkward_f64(), 0..200),
+    ) {
+        let batch = Batch {
+            gateway_id: "gw".into(),
+            seq: 1,
+            created_us: 0,
+            series: vec![Series {
+                id: 0,
+                name: "s".into(),
+                unit: String::new(),
+                tags: Default::default(),
+                points: values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| point(i as i64, v, Quality::Good))
+                    .collect(),
+            }],
+            alarms: Vec::new(),
+        };
+        prop_assert_eq!(round_trip(&batch), batch);
+    }
+}
