@@ -1,1 +1,267 @@
-//! placeholder
+//! `edge-agent`: runs on a factory gateway. It polls field devices, checks
+//! threshold rules locally, seals readings into batches, commits them to a
+//! SQLite spool and forwards them to the relay.
+//!
+//! Reading order:
+//! - [`config`]: the TOML a technician writes, validated with key paths.
+//! - [`reading`]: what flows through the pipeline (`Reading`, `Alarm`).
+//! - [`source`]: tasks that bring readings in (Modbus TCP, simulated).
+//! - [`detect`]: threshold rules, a pure state machine.
+//! - [`batch`]: seals readings and alarms into `edge_wire::Batch`es.
+//! - [`spool`]: SQLite store of encoded batches awaiting the relay.
+//! - [`forward`]: sends spooled batches, deletes them after a 2xx.
+//! - [`stats`]: counters the agent keeps about itself.
+//!
+//! [`Agent::run`] wires them: sources → channel → detect + batch → spool →
+//! forwarder.
+
+pub mod batch;
+pub mod config;
+pub mod detect;
+pub mod forward;
+pub mod reading;
+pub mod source;
+pub mod spool;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::batch::Batcher;
+use crate::config::AgentConfig;
+use crate::detect::Detector;
+use crate::forward::Forwarder;
+use crate::reading::{now_us, AlarmState, Reading, SeriesInfo};
+use crate::source::modbus::ModbusSource;
+use crate::source::simulated::SimulatedSource;
+use crate::spool::{SharedSpool, Spool, SpoolError};
+use crate::stats::AgentStats;
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+/// A configured agent, ready to run.
+pub struct Agent {
+    config: AgentConfig,
+    stats: Arc<AgentStats>,
+}
+
+impl Agent {
+    pub fn new(config: AgentConfig) -> Agent {
+        Agent {
+            config,
+            stats: Arc::new(AgentStats::default()),
+        }
+    }
+
+    /// The agent's counters; they stay readable after `run` returns.
+    pub fn stats(&self) -> Arc<AgentStats> {
+        self.stats.clone()
+    }
+
+    /// Run until `shutdown` is cancelled. On shutdown the sources stop, what
+    /// the batcher holds is committed to the spool, and the forwarder keeps
+    /// draining the backlog for at most `uplink.shutdown_drain`.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
+        let path = self.config.spool_path.clone();
+        let spool = tokio::task::spawn_blocking(move || Spool::open(&path))
+            .await
+            .map_err(|e| SpoolError::Join(e.to_string()))??;
+        let spool = SharedSpool::new(spool);
+        let (tx, rx) = mpsc::channel::<Reading>(4096);
+        let sources = TaskTracker::new();
+        for (device, series) in modbus_series(&self.config) {
+            let source = ModbusSource {
+                device,
+                series,
+                stats: self.stats.clone(),
+            };
+            let (tx, stop) = (tx.clone(), shutdown.clone());
+            sources.spawn(async move {
+                if let Err(error) = source.run(tx, stop).await {
+                    error!(%error, "source stopped");
+                }
+            });
+        }
+        for signal in &self.config.simulated {
+            let series = Arc::new(SeriesInfo {
+                name: signal.name.clone(),
+                unit: signal.unit.clone(),
+                tags: with_tags(
+                    &self.config.tags,
+                    &BTreeMap::new(),
+                    [("protocol", "simulated")],
+                ),
+            });
+            let source = SimulatedSource {
+                signal: signal.clone(),
+                series,
+                stats: self.stats.clone(),
+            };
+            let (tx, stop) = (tx.clone(), shutdown.clone());
+            sources.spawn(async move {
+                if let Err(error) = source.run(tx, stop).await {
+                    error!(%error, "source stopped");
+                }
+            });
+        }
+        sources.close();
+        drop(tx);
+
+        let wake = Arc::new(Notify::new());
+        let drain = CancellationToken::new();
+        let forwarder = Forwarder {
+            spool: spool.clone(),
+            uplink: self.config.uplink.clone(),
+            gateway_id: self.config.gateway_id.clone(),
+            stats: self.stats.clone(),
+            wake: wake.clone(),
+        };
+        let forwarding = tokio::spawn(forwarder.run(drain.clone()));
+        info!(gateway = %self.config.gateway_id, modbus_devices = self.config.modbus.len(), simulated = self.config.simulated.len(), rules = self.config.rules.len(), "agent started");
+
+        pipeline(&self.config, rx, &spool, &wake, &self.stats).await;
+        sources.wait().await;
+        drain.cancel();
+        if forwarding.await.is_err() {
+            error!("forwarder task panicked");
+        }
+        info!(
+            produced = self.stats.readings_produced.get(),
+            forwarded = self.stats.readings_forwarded.get(),
+            "agent stopped"
+        );
+        Ok(())
+    }
+}
+
+/// Detect, batch and spool every reading until all sources have stopped.
+async fn pipeline(
+    config: &AgentConfig,
+    mut rx: mpsc::Receiver<Reading>,
+    spool: &SharedSpool,
+    wake: &Notify,
+    stats: &AgentStats,
+) {
+    let mut detector = Detector::new(&config.rules);
+    let mut batcher = Batcher::new(&config.gateway_id, config.batch);
+    loop {
+        let deadline = batcher.deadline();
+        let seal_now = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => {
+                    let now = Instant::now();
+                    let mut seal = false;
+                    for alarm in detector.observe(&r) {
+                        match alarm.state {
+                            AlarmState::Raised => stats.alarms_raised.inc(),
+                            AlarmState::Cleared => stats.alarms_cleared.inc(),
+                        }
+                        warn!(series = %alarm.series.name, rule = %alarm.rule, state = alarm.state.as_str(), value = alarm.value, limit = alarm.limit, "alarm");
+                        seal |= batcher.push_alarm(alarm, now);
+                    }
+                    batcher.push(&r, now) || seal
+                }
+                None => break,
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => true,
+        };
+        if seal_now {
+            commit(&mut batcher, spool, wake, stats).await;
+        }
+    }
+    commit(&mut batcher, spool, wake, stats).await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(d).await;
+    }
+}
+
+/// Seal the open batch and commit it to the spool. A failing spool is
+/// retried rather than the batch dropped: the bounded channel then pushes
+/// back on the sources.
+async fn commit(batcher: &mut Batcher, spool: &SharedSpool, wake: &Notify, stats: &AgentStats) {
+    let Some(batch) = batcher.seal(now_us()) else {
+        return;
+    };
+    let readings = batch.reading_count() as u64;
+    let mut delay = Duration::from_millis(100);
+    let mut batch = Some(batch);
+    loop {
+        let mut b = batch
+            .take()
+            .expect("batch is put back after every failed attempt");
+        match spool
+            .call(move |s| {
+                let r = s.append(&mut b);
+                Ok((r, b))
+            })
+            .await
+        {
+            Ok((Ok(_seq), _)) => break,
+            Ok((Err(error), b)) => {
+                error!(%error, readings, "cannot commit batch to the spool; retrying");
+                batch = Some(b);
+            }
+            Err(error) => {
+                error!(%error, readings, "spool task failed; batch lost");
+                return;
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    stats.readings_spooled.add(readings);
+    wake.notify_one();
+}
+
+/// Series metadata for every Modbus point: `<device>.<point>`, tagged with
+/// the gateway's and the device's tags plus `device` and `protocol`.
+fn modbus_series(config: &AgentConfig) -> Vec<(config::ModbusDevice, Vec<Arc<SeriesInfo>>)> {
+    config
+        .modbus
+        .iter()
+        .map(|d| {
+            let series = d
+                .points
+                .iter()
+                .map(|p| {
+                    Arc::new(SeriesInfo {
+                        name: format!("{}.{}", d.name, p.name),
+                        unit: p.unit.clone(),
+                        tags: with_tags(
+                            &config.tags,
+                            &d.tags,
+                            [("device", d.name.as_str()), ("protocol", "modbus-tcp")],
+                        ),
+                    })
+                })
+                .collect();
+            (d.clone(), series)
+        })
+        .collect()
+}
+
+fn with_tags<const N: usize>(
+    gateway: &BTreeMap<String, String>,
+    device: &BTreeMap<String, String>,
+    extra: [(&str, &str); N],
+) -> BTreeMap<String, String> {
+    let mut tags = gateway.clone();
+    tags.extend(device.iter().map(|(k, v)| (k.clone(), v.clone())));
+    tags.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    tags
+}

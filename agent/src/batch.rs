@@ -1,0 +1,202 @@
+//! The batcher: collects readings and alarms and seals them into an
+//! [`edge_wire::Batch`] once it holds `max_readings` readings or its first
+//! entry is `max_age` old. Pure state: the caller supplies the clock.
+//!
+//! The batch it seals has `seq` 0; the spool assigns the sequence number in
+//! the same transaction that stores the batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use edge_wire::{AlarmEvent, Batch, Point, Series};
+use tokio::time::Instant;
+
+use crate::config::BatchConfig;
+use crate::reading::{Alarm, Reading, SeriesInfo};
+
+pub struct Batcher {
+    config: BatchConfig,
+    gateway_id: String,
+    series: Vec<(Arc<SeriesInfo>, Vec<Point>)>,
+    index: HashMap<String, usize>,
+    alarms: Vec<(usize, Alarm)>,
+    readings: usize,
+    /// When the first reading or alarm of the open batch arrived.
+    opened_at: Option<Instant>,
+}
+
+impl Batcher {
+    pub fn new(gateway_id: &str, config: BatchConfig) -> Batcher {
+        Batcher {
+            config,
+            gateway_id: gateway_id.to_owned(),
+            series: Vec::new(),
+            index: HashMap::new(),
+            alarms: Vec::new(),
+            readings: 0,
+            opened_at: None,
+        }
+    }
+
+    fn slot(&mut self, series: &Arc<SeriesInfo>, now: Instant) -> usize {
+        self.opened_at.get_or_insert(now);
+        if let Some(&i) = self.index.get(series.name.as_str()) {
+            return i;
+        }
+        self.series.push((series.clone(), Vec::new()));
+        self.index
+            .insert(series.name.clone(), self.series.len() - 1);
+        self.series.len() - 1
+    }
+
+    /// Add a reading; true when the batch is now full and should be sealed.
+    pub fn push(&mut self, r: &Reading, now: Instant) -> bool {
+        let i = self.slot(&r.series, now);
+        self.series[i].1.push(Point {
+            ts_us: r.ts_us,
+            value: r.value,
+            quality: r.quality,
+        });
+        self.readings += 1;
+        self.readings >= self.config.max_readings
+    }
+
+    /// Add an alarm event; alarms never wait for a batch to fill, so this
+    /// returns true: seal now.
+    pub fn push_alarm(&mut self, a: Alarm, now: Instant) -> bool {
+        let i = self.slot(&a.series, now);
+        self.alarms.push((i, a));
+        true
+    }
+
+    /// When the open batch must be sealed at the latest, if one is open.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.opened_at.map(|t| t + self.config.max_age)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.opened_at.is_none()
+    }
+
+    /// Seal what is held into a batch (None when empty) and start afresh.
+    pub fn seal(&mut self, created_us: i64) -> Option<Batch> {
+        self.opened_at.take()?;
+        self.index.clear();
+        self.readings = 0;
+        let series = std::mem::take(&mut self.series)
+            .into_iter()
+            .enumerate()
+            .map(|(id, (info, points))| Series {
+                id: id as u32,
+                name: info.name.clone(),
+                unit: info.unit.clone(),
+                tags: info.tags.clone(),
+                points,
+            })
+            .collect();
+        let alarms = std::mem::take(&mut self.alarms)
+            .into_iter()
+            .map(|(i, a)| AlarmEvent {
+                series_id: i as u32,
+                rule: a.rule,
+                state: a.state,
+                value: a.value,
+                limit: a.limit,
+                ts_us: a.ts_us,
+            })
+            .collect();
+        Some(Batch {
+            gateway_id: self.gateway_id.clone(),
+            seq: 0,
+            created_us,
+            series,
+            alarms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::reading::{AlarmState, Quality};
+
+    fn info(name: &str) -> Arc<SeriesInfo> {
+        Arc::new(SeriesInfo {
+            name: name.into(),
+            unit: "u".into(),
+            tags: [("site".to_string(), "a".to_string())].into(),
+        })
+    }
+
+    fn reading(s: &Arc<SeriesInfo>, ts_us: i64) -> Reading {
+        Reading {
+            series: s.clone(),
+            ts_us,
+            value: ts_us as f64,
+            quality: Quality::Good,
+        }
+    }
+
+    #[test]
+    fn full_at_max_readings_and_groups_by_series() {
+        let cfg = BatchConfig {
+            max_readings: 3,
+            max_age: Duration::from_secs(1),
+        };
+        let mut b = Batcher::new("gw", cfg);
+        let (x, y) = (info("x"), info("y"));
+        let t = Instant::now();
+        assert!(!b.push(&reading(&x, 1), t));
+        assert!(!b.push(&reading(&y, 2), t));
+        assert!(b.push(&reading(&x, 3), t));
+        let batch = b.seal(99).unwrap();
+        assert_eq!(batch.gateway_id, "gw");
+        assert_eq!(batch.reading_count(), 3);
+        assert_eq!(batch.series.len(), 2);
+        assert_eq!(batch.series[0].name, "x");
+        let ts: Vec<i64> = batch.series[0].points.iter().map(|p| p.ts_us).collect();
+        assert_eq!(ts, vec![1, 3]);
+        assert!(b.is_empty());
+        assert!(b.seal(100).is_none());
+    }
+
+    #[test]
+    fn deadline_counts_from_first_entry() {
+        let cfg = BatchConfig {
+            max_readings: 100,
+            max_age: Duration::from_millis(250),
+        };
+        let mut b = Batcher::new("gw", cfg);
+        assert_eq!(b.deadline(), None);
+        let t = Instant::now();
+        b.push(&reading(&info("x"), 1), t);
+        b.push(&reading(&info("x"), 2), t + Duration::from_millis(100));
+        assert_eq!(b.deadline(), Some(t + Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn alarm_refers_to_its_series_even_without_readings() {
+        let cfg = BatchConfig {
+            max_readings: 100,
+            max_age: Duration::from_secs(1),
+        };
+        let mut b = Batcher::new("gw", cfg);
+        let (x, y) = (info("x"), info("y"));
+        b.push(&reading(&x, 1), Instant::now());
+        let alarm = Alarm {
+            series: y.clone(),
+            rule: "y.high".into(),
+            state: AlarmState::Raised,
+            value: 5.0,
+            limit: 4.0,
+            ts_us: 7,
+        };
+        assert!(b.push_alarm(alarm, Instant::now()));
+        let batch = b.seal(1).unwrap();
+        let a = &batch.alarms[0];
+        assert_eq!(batch.series_by_id(a.series_id).unwrap().name, "y");
+        assert!(batch.series_by_id(a.series_id).unwrap().points.is_empty());
+    }
+}

@@ -1,0 +1,559 @@
+//! Agent configuration: the TOML a technician writes, read in two steps.
+//!
+//! 1. [`RawConfig`] mirrors the file exactly (`deny_unknown_fields`), so a
+//!    misspelt key is an error rather than a silently ignored line.
+//! 2. [`AgentConfig::from_raw`] validates it into the types the program uses
+//!    and reports *every* problem at once, each with its key path, for
+//!    example `modbus[0].points[2].register: 70000 is not a register address`.
+//!
+//! Every key has a `///` comment here and the same words in
+//! `configs/agent.example.toml`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    /// The file parsed but some values are not acceptable.
+    #[error("{path}: {} problem(s):\n  {}", problems.len(), problems.join("\n  "))]
+    Invalid { path: String, problems: Vec<String> },
+}
+
+/// The agent configuration file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Identifier of this gateway, as registered on the relay (for example "plant-a-gw-1").
+    pub gateway_id: String,
+    /// Tags added to every series of this gateway (for example site = "plant-a").
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Where batches wait until the relay has acknowledged them.
+    pub spool: RawSpool,
+    /// When readings are sealed into a batch.
+    #[serde(default)]
+    pub batch: RawBatch,
+    /// The relay this gateway forwards to.
+    pub uplink: RawUplink,
+    /// Modbus TCP devices to poll.
+    #[serde(default)]
+    pub modbus: Vec<RawModbusDevice>,
+    /// Simulated signals, for trying the agent without hardware.
+    #[serde(default)]
+    pub simulated: Vec<RawSimulated>,
+    /// Threshold rules evaluated on the gateway.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+/// `[spool]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpool {
+    /// Path of the SQLite spool database; its directory must exist and be writable.
+    pub path: PathBuf,
+}
+
+/// `[batch]`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    /// Seal a batch once it holds this many readings (default 1000).
+    pub max_readings: Option<usize>,
+    /// Seal a batch at the latest this many milliseconds after its first reading (default 1000).
+    pub max_age_ms: Option<u64>,
+}
+
+/// `[uplink]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUplink {
+    /// URL of the relay's batch endpoint, for example "https://relay.example.com/v1/batches".
+    pub url: String,
+    /// Bearer token that identifies this gateway to the relay.
+    pub token: String,
+    /// How long one upload may take before it is abandoned and retried (default 10000).
+    pub timeout_ms: Option<u64>,
+    /// First wait after a failed upload; doubles up to `retry_max_ms` (default 500).
+    pub retry_initial_ms: Option<u64>,
+    /// Longest wait between upload attempts (default 30000).
+    pub retry_max_ms: Option<u64>,
+    /// On shutdown, keep forwarding the backlog for at most this long (default 5000).
+    pub shutdown_drain_ms: Option<u64>,
+}
+
+/// `[[modbus]]`: one Modbus TCP device (one unit id behind one address).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModbusDevice {
+    /// Device name; series are named "<device>.<point>".
+    pub name: String,
+    /// host:port of the Modbus TCP server or gateway.
+    pub address: String,
+    /// Modbus unit id (slave id), 0..=247 (default 1).
+    pub unit: Option<u8>,
+    /// Time between polls in milliseconds (default 1000).
+    pub poll_interval_ms: Option<u64>,
+    /// How long one request may take before the connection is dropped and retried (default 1000).
+    pub timeout_ms: Option<u64>,
+    /// Tags added to every series of this device (for example asset = "press-3").
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Registers to read.
+    #[serde(default)]
+    pub points: Vec<RawPoint>,
+}
+
+/// `[[modbus.points]]`: one value read from holding registers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoint {
+    /// Point name, unique within the device.
+    pub name: String,
+    /// Address of the first holding register, 0..=65535 (protocol address, not 4xxxx notation).
+    pub register: u32,
+    /// Data type: "u16", "i16" (one register) or "f32" (two registers, high word first).
+    #[serde(rename = "type")]
+    pub data_type: String,
+    /// The value is raw * scale + offset (default scale 1).
+    pub scale: Option<f64>,
+    /// The value is raw * scale + offset (default offset 0).
+    pub offset: Option<f64>,
+    /// Engineering unit, for example "degC".
+    #[serde(default)]
+    pub unit: String,
+}
+
+/// `[[simulated]]`: a generated signal.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSimulated {
+    /// Series name.
+    pub name: String,
+    /// Time between samples in milliseconds (default 1000).
+    pub interval_ms: Option<u64>,
+    /// Mean value of the sine wave.
+    pub mean: f64,
+    /// Amplitude of the sine wave (default 1).
+    pub amplitude: Option<f64>,
+    /// Period of the sine wave in seconds (default 60).
+    pub period_s: Option<f64>,
+    /// Engineering unit.
+    #[serde(default)]
+    pub unit: String,
+}
+
+/// `[[rules]]`: a min/max threshold on one series.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Rule name, reported in alarm events (for example "oil_temp.high").
+    pub name: String,
+    /// Series the rule watches, for example "press-3.oil_temp".
+    pub series: String,
+    /// Raise when the value goes below this limit.
+    pub min: Option<f64>,
+    /// Raise when the value goes above this limit.
+    pub max: Option<f64>,
+}
+
+/// The validated configuration the agent runs with.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub gateway_id: String,
+    pub tags: BTreeMap<String, String>,
+    pub spool_path: PathBuf,
+    pub batch: BatchConfig,
+    pub uplink: UplinkConfig,
+    pub modbus: Vec<ModbusDevice>,
+    pub simulated: Vec<SimulatedSignal>,
+    pub rules: Vec<ThresholdRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchConfig {
+    pub max_readings: usize,
+    pub max_age: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    pub url: String,
+    pub token: String,
+    pub timeout: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub shutdown_drain: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModbusDevice {
+    pub name: String,
+    pub address: SocketAddr,
+    pub unit: u8,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+    pub tags: BTreeMap<String, String>,
+    pub points: Vec<ModbusPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModbusPoint {
+    pub name: String,
+    pub register: u16,
+    pub data_type: DataType,
+    pub scale: f64,
+    pub offset: f64,
+    pub unit: String,
+}
+
+/// How a point's registers are turned into a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    U16,
+    I16,
+    /// IEEE 754 single, high word first (ABCD).
+    F32,
+}
+
+impl DataType {
+    /// Number of 16-bit registers the type occupies.
+    pub fn registers(self) -> u16 {
+        match self {
+            DataType::U16 | DataType::I16 => 1,
+            DataType::F32 => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatedSignal {
+    pub name: String,
+    pub interval: Duration,
+    pub mean: f64,
+    pub amplitude: f64,
+    pub period_s: f64,
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdRule {
+    pub name: String,
+    pub series: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl AgentConfig {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        AgentConfig::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<AgentConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        AgentConfig::from_raw(raw).map_err(|problems| ConfigError::Invalid {
+            path: origin.to_owned(),
+            problems,
+        })
+    }
+
+    /// Validate a parsed file, collecting every problem with its key path.
+    pub fn from_raw(raw: RawConfig) -> Result<AgentConfig, Vec<String>> {
+        let mut p = Vec::new();
+        check_name(&mut p, "gateway_id", &raw.gateway_id);
+        let batch = BatchConfig {
+            max_readings: raw.batch.max_readings.unwrap_or(1000),
+            max_age: ms(raw.batch.max_age_ms.unwrap_or(1000)),
+        };
+        if batch.max_readings == 0 || batch.max_readings > 1_000_000 {
+            p.push(format!(
+                "batch.max_readings: {} is out of range (1..=1000000)",
+                batch.max_readings
+            ));
+        }
+        let u = &raw.uplink;
+        if !(u.url.starts_with("http://") || u.url.starts_with("https://")) {
+            p.push(format!(
+                "uplink.url: {:?} must start with http:// or https://",
+                u.url
+            ));
+        }
+        if u.token.trim().is_empty() {
+            p.push("uplink.token: must not be empty".into());
+        }
+        let uplink = UplinkConfig {
+            url: u.url.clone(),
+            token: u.token.clone(),
+            timeout: ms(u.timeout_ms.unwrap_or(10_000)),
+            retry_initial: ms(u.retry_initial_ms.unwrap_or(500).max(1)),
+            retry_max: ms(u.retry_max_ms.unwrap_or(30_000).max(1)),
+            shutdown_drain: ms(u.shutdown_drain_ms.unwrap_or(5_000)),
+        };
+        let mut modbus = Vec::new();
+        for (i, d) in raw.modbus.iter().enumerate() {
+            if let Some(dev) = validate_device(&mut p, i, d) {
+                modbus.push(dev);
+            }
+        }
+        let simulated = raw
+            .simulated
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                check_name(&mut p, &format!("simulated[{i}].name"), &s.name);
+                let period_s = s.period_s.unwrap_or(60.0);
+                if !(period_s.is_finite() && period_s > 0.0) {
+                    p.push(format!(
+                        "simulated[{i}].period_s: {period_s} must be a positive number"
+                    ));
+                }
+                SimulatedSignal {
+                    name: s.name.clone(),
+                    interval: ms(s.interval_ms.unwrap_or(1000).max(1)),
+                    mean: s.mean,
+                    amplitude: s.amplitude.unwrap_or(1.0),
+                    period_s,
+                    unit: s.unit.clone(),
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut series_names: Vec<String> = modbus
+            .iter()
+            .flat_map(|d| {
+                d.points
+                    .iter()
+                    .map(move |pt| format!("{}.{}", d.name, pt.name))
+            })
+            .chain(simulated.iter().map(|s| s.name.clone()))
+            .collect();
+        series_names.sort();
+        for w in series_names.windows(2) {
+            if w[0] == w[1] {
+                p.push(format!("series {:?} is defined twice", w[0]));
+            }
+        }
+        let rules = raw
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                check_name(&mut p, &format!("rules[{i}].name"), &r.name);
+                if series_names.binary_search(&r.series).is_err() {
+                    p.push(format!(
+                        "rules[{i}].series: {:?} is not a configured series",
+                        r.series
+                    ));
+                }
+                match (r.min, r.max) {
+                    (None, None) => p.push(format!("rules[{i}]: give min, max or both")),
+                    (Some(lo), Some(hi)) if lo >= hi => {
+                        p.push(format!("rules[{i}]: min {lo} must be below max {hi}"))
+                    }
+                    _ => {}
+                }
+                ThresholdRule {
+                    name: r.name.clone(),
+                    series: r.series.clone(),
+                    min: r.min,
+                    max: r.max,
+                }
+            })
+            .collect();
+        if modbus.is_empty() && simulated.is_empty() {
+            p.push("no sources: add at least one [[modbus]] or [[simulated]] section".into());
+        }
+        if !p.is_empty() {
+            return Err(p);
+        }
+        Ok(AgentConfig {
+            gateway_id: raw.gateway_id,
+            tags: raw.tags,
+            spool_path: raw.spool.path,
+            batch,
+            uplink,
+            modbus,
+            simulated,
+            rules,
+        })
+    }
+}
+
+fn validate_device(p: &mut Vec<String>, i: usize, d: &RawModbusDevice) -> Option<ModbusDevice> {
+    let at = format!("modbus[{i}]");
+    check_name(p, &format!("{at}.name"), &d.name);
+    let address = match d.address.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.push(format!(
+                "{at}.address: {:?} is not host:port with a numeric IP (for example \"192.168.1.20:502\")",
+                d.address
+            ));
+            None
+        }
+    };
+    let unit = d.unit.unwrap_or(1);
+    if unit > 247 {
+        p.push(format!("{at}.unit: {unit} is not a unit id (0..=247)"));
+    }
+    if d.points.is_empty() {
+        p.push(format!("{at}.points: a device needs at least one point"));
+    }
+    let mut points = Vec::new();
+    for (j, pt) in d.points.iter().enumerate() {
+        let at = format!("{at}.points[{j}]");
+        check_name(p, &format!("{at}.name"), &pt.name);
+        let data_type = match pt.data_type.as_str() {
+            "u16" => Some(DataType::U16),
+            "i16" => Some(DataType::I16),
+            "f32" => Some(DataType::F32),
+            other => {
+                p.push(format!(
+                    "{at}.type: {other:?} is not a data type (u16, i16, f32)"
+                ));
+                None
+            }
+        };
+        let width = data_type.map_or(1, |t| u32::from(t.registers()));
+        if pt.register + width - 1 > 65535 {
+            p.push(format!(
+                "{at}.register: {} is not a register address (0..=65535)",
+                pt.register
+            ));
+        }
+        let scale = pt.scale.unwrap_or(1.0);
+        let offset = pt.offset.unwrap_or(0.0);
+        if !scale.is_finite() || scale == 0.0 {
+            p.push(format!("{at}.scale: {scale} must be a non-zero number"));
+        }
+        if !offset.is_finite() {
+            p.push(format!("{at}.offset: {offset} must be a finite number"));
+        }
+        if let Some(data_type) = data_type {
+            points.push(ModbusPoint {
+                name: pt.name.clone(),
+                register: pt.register.min(65535) as u16,
+                data_type,
+                scale,
+                offset,
+                unit: pt.unit.clone(),
+            });
+        }
+    }
+    Some(ModbusDevice {
+        name: d.name.clone(),
+        address: address?,
+        unit,
+        poll_interval: ms(d.poll_interval_ms.unwrap_or(1000).max(1)),
+        timeout: ms(d.timeout_ms.unwrap_or(1000).max(1)),
+        tags: d.tags.clone(),
+        points,
+    })
+}
+
+/// Names end up in series names, Kafka keys and line protocol: keep them plain.
+fn check_name(p: &mut Vec<String>, at: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if !ok {
+        p.push(format!(
+            "{at}: {name:?} must be 1..=128 characters of letters, digits, '-', '_', '.', '/'"
+        ));
+    }
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+gateway_id = "gw-1"
+[spool]
+path = "/tmp/spool.db"
+[uplink]
+url = "http://127.0.0.1:8080/v1/batches"
+token = "secret"
+[[modbus]]
+name = "press-3"
+address = "127.0.0.1:502"
+[[modbus.points]]
+name = "oil_temp"
+register = 100
+type = "i16"
+scale = 0.1
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = AgentConfig::parse(MINIMAL, "t.toml").unwrap();
+        assert_eq!(c.batch.max_readings, 1000);
+        assert_eq!(c.modbus[0].unit, 1);
+        assert_eq!(c.modbus[0].points[0].data_type, DataType::I16);
+        assert_eq!(c.modbus[0].points[0].scale, 0.1);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let text = MINIMAL.replace("token = \"secret\"", "token = \"s\"\ntokn = \"x\"");
+        let err = AgentConfig::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("tokn"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_path() {
+        let text = MINIMAL
+            .replace("register = 100", "register = 70000")
+            .replace("type = \"i16\"", "type = \"i17\"")
+            .replace("127.0.0.1:502", "plc-3")
+            + "[[rules]]\nname = \"r\"\nseries = \"nope\"\nmax = 1.0\n";
+        let Err(ConfigError::Invalid { problems, .. }) = AgentConfig::parse(&text, "t.toml") else {
+            panic!("expected validation errors");
+        };
+        let all = problems.join("\n");
+        for expected in [
+            "modbus[0].points[0].register: 70000 is not a register address (0..=65535)",
+            "modbus[0].points[0].type: \"i17\" is not a data type",
+            "modbus[0].address: \"plc-3\" is not host:port",
+            "rules[0].series: \"nope\" is not a configured series",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn f32_at_last_register_does_not_fit() {
+        let text = MINIMAL
+            .replace("register = 100", "register = 65535")
+            .replace("type = \"i16\"", "type = \"f32\"");
+        assert!(AgentConfig::parse(&text, "t.toml").is_err());
+    }
+}

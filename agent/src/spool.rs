@@ -1,0 +1,306 @@
+//! The spool: encoded batches waiting for the relay, in SQLite (WAL).
+//!
+//! Invariants:
+//! - a batch is committed here before it can be forwarded;
+//! - the bytes stored are exactly the bytes sent (encoded once, at append);
+//! - a batch is removed only after the relay answered 2xx for it;
+//! - batch sequence numbers grow strictly, across restarts: the counter lives
+//!   in the same database and is advanced in the same transaction as the
+//!   insert.
+//!
+//! Not for: choosing what to send next across priorities or applying size
+//! bounds; those come with the store-and-forward work.
+//!
+//! The spool is synchronous (rusqlite); async callers go through
+//! [`SharedSpool`], which runs each call on the blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use edge_wire::Batch;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Why the spool failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("spool: batch could not be encoded: {0}")]
+    Encode(#[from] edge_wire::WireError),
+    #[error("spool: background task failed: {0}")]
+    Join(String),
+}
+
+/// A stored batch, as it will be sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredBatch {
+    pub seq: u64,
+    pub readings: u64,
+    pub alarms: u64,
+    pub body: Vec<u8>,
+}
+
+/// Backlog figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpoolStats {
+    pub batches: u64,
+    pub readings: u64,
+    pub bytes: u64,
+    pub quarantined: u64,
+}
+
+pub struct Spool {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY,
+    created_us INTEGER NOT NULL,
+    readings INTEGER NOT NULL,
+    alarms INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq INTEGER PRIMARY KEY,
+    quarantined_us INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    readings INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+";
+
+impl Spool {
+    /// Open (or create) the spool at `path`.
+    pub fn open(path: &Path) -> Result<Spool, SpoolError> {
+        let err = |source| SpoolError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Spool {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> SpoolError {
+        SpoolError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Assign the next sequence number to `batch`, encode it and commit it.
+    /// Returns the sequence number.
+    pub fn append(&mut self, batch: &mut Batch) -> Result<u64, SpoolError> {
+        let tx = self.conn.transaction().map_err(|e| SpoolError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let next: Option<i64> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'next_seq'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| SpoolError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        batch.seq = next.unwrap_or(1) as u64;
+        let body = edge_wire::encode(batch)?;
+        let result = tx
+            .execute(
+                "INSERT INTO batches (seq, created_us, readings, alarms, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    batch.seq as i64,
+                    batch.created_us,
+                    batch.reading_count() as i64,
+                    batch.alarms.len() as i64,
+                    body
+                ],
+            )
+            .and_then(|_| {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('next_seq', ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    params![batch.seq as i64 + 1],
+                )
+            })
+            .and_then(|_| tx.commit());
+        result.map_err(|e| self.err(e))?;
+        Ok(batch.seq)
+    }
+
+    /// The oldest unsent batch.
+    pub fn oldest(&self) -> Result<Option<StoredBatch>, SpoolError> {
+        self.conn
+            .query_row(
+                "SELECT seq, readings, alarms, body FROM batches ORDER BY seq LIMIT 1",
+                [],
+                |r| {
+                    Ok(StoredBatch {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        readings: r.get::<_, i64>(1)? as u64,
+                        alarms: r.get::<_, i64>(2)? as u64,
+                        body: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Remove a batch the relay acknowledged.
+    pub fn remove(&self, seq: u64) -> Result<(), SpoolError> {
+        self.conn
+            .execute("DELETE FROM batches WHERE seq = ?1", params![seq as i64])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Move a batch the relay will never accept out of the send queue,
+    /// keeping its bytes and the reason for a technician to inspect.
+    pub fn quarantine(&mut self, seq: u64, reason: &str, now_us: i64) -> Result<(), SpoolError> {
+        let tx = self.conn.transaction().map_err(|e| SpoolError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let result = tx
+            .execute(
+                "INSERT OR REPLACE INTO quarantine (seq, quarantined_us, reason, readings, body)
+                 SELECT seq, ?2, ?3, readings, body FROM batches WHERE seq = ?1",
+                params![seq as i64, now_us, reason],
+            )
+            .and_then(|_| tx.execute("DELETE FROM batches WHERE seq = ?1", params![seq as i64]))
+            .and_then(|_| tx.commit());
+        result.map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    pub fn stats(&self) -> Result<SpoolStats, SpoolError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(readings), 0), COALESCE(SUM(LENGTH(body)), 0),
+                        (SELECT COUNT(*) FROM quarantine)
+                 FROM batches",
+                [],
+                |r| {
+                    Ok(SpoolStats {
+                        batches: r.get::<_, i64>(0)? as u64,
+                        readings: r.get::<_, i64>(1)? as u64,
+                        bytes: r.get::<_, i64>(2)? as u64,
+                        quarantined: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// A spool shared between async tasks; each call runs on the blocking pool.
+#[derive(Clone)]
+pub struct SharedSpool(Arc<Mutex<Spool>>);
+
+impl SharedSpool {
+    pub fn new(spool: Spool) -> SharedSpool {
+        SharedSpool(Arc::new(Mutex::new(spool)))
+    }
+
+    pub async fn call<T, F>(&self, f: F) -> Result<T, SpoolError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
+    {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave SQLite half-written
+            // (transactions roll back), so a poisoned lock is still usable.
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| SpoolError::Join(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_wire::{Point, Quality, Series};
+
+    fn batch(n: usize) -> Batch {
+        Batch {
+            gateway_id: "gw".into(),
+            seq: 0,
+            created_us: 1,
+            series: vec![Series {
+                id: 0,
+                name: "s".into(),
+                unit: String::new(),
+                tags: Default::default(),
+                points: (0..n)
+                    .map(|i| Point {
+                        ts_us: i as i64,
+                        value: i as f64,
+                        quality: Quality::Good,
+                    })
+                    .collect(),
+            }],
+            alarms: vec![],
+        }
+    }
+
+    #[test]
+    fn sequence_grows_across_reopen_and_bytes_are_the_encoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let mut s = Spool::open(&path).unwrap();
+        let mut b1 = batch(3);
+        assert_eq!(s.append(&mut b1).unwrap(), 1);
+        assert_eq!(s.append(&mut batch(2)).unwrap(), 2);
+        s.remove(1).unwrap();
+        s.remove(2).unwrap();
+        drop(s);
+        let mut s = Spool::open(&path).unwrap();
+        assert_eq!(s.append(&mut batch(1)).unwrap(), 3, "seq must not restart");
+        let oldest = s.oldest().unwrap().unwrap();
+        assert_eq!(oldest.seq, 3);
+        let decoded = edge_wire::decode(&oldest.body, &Default::default()).unwrap();
+        assert_eq!(decoded.seq, 3);
+        assert_eq!(decoded.reading_count(), 1);
+    }
+
+    #[test]
+    fn oldest_first_and_quarantine_moves_out_of_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(&dir.path().join("spool.db")).unwrap();
+        for n in [1, 2, 3] {
+            s.append(&mut batch(n)).unwrap();
+        }
+        assert_eq!(
+            s.stats().unwrap(),
+            SpoolStats {
+                batches: 3,
+                readings: 6,
+                bytes: s.stats().unwrap().bytes,
+                quarantined: 0
+            }
+        );
+        s.quarantine(1, "400 invalid", 5).unwrap();
+        assert_eq!(s.oldest().unwrap().unwrap().seq, 2);
+        let st = s.stats().unwrap();
+        assert_eq!((st.batches, st.readings, st.quarantined), (2, 5, 1));
+    }
+}

@@ -1,0 +1,45 @@
+//! Counters the agent keeps about itself. They are plain atomics so any task
+//! can bump them without locks; the status page and the demo read them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything the agent counts.
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    /// Readings taken by all sources.
+    pub readings_produced: Counter,
+    /// Readings sealed into batches and committed to the spool.
+    pub readings_spooled: Counter,
+    /// Readings in batches the relay acknowledged with 2xx.
+    pub readings_forwarded: Counter,
+    /// Batches the relay acknowledged with 2xx.
+    pub batches_forwarded: Counter,
+    /// Upload attempts that failed (network error, timeout or non-2xx).
+    pub upload_failures: Counter,
+    /// Batches the relay rejected as invalid, moved to quarantine.
+    pub batches_quarantined: Counter,
+    /// Alarm raise events detected.
+    pub alarms_raised: Counter,
+    /// Alarm clear events detected.
+    pub alarms_cleared: Counter,
+    /// Modbus requests that failed at the transport (connect, timeout, I/O).
+    pub modbus_transport_errors: Counter,
+    /// Modbus requests answered with an exception code.
+    pub modbus_exceptions: Counter,
+}
