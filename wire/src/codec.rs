@@ -9,7 +9,8 @@
 //! - [`envelope`]: prefix, bounded zstd (de)compression;
 //! - `write` / `read`: the CBOR document;
 //! - [`columns`]: timestamp (delta-of-delta) and quality (run-length) columns;
-//! - [`values`]: the value column (decimal mantissas or XOR of bits);
+//! - [`values`]: the value column (decimal mantissas with exceptions);
+//! - [`xor`]: the value column's fallback coding (XOR of bits);
 //! - [`varint`]: zigzag and LEB128 building blocks.
 //!
 //! Invariants: `decode(encode(b)) == b` bit for bit for every valid batch;
@@ -23,6 +24,7 @@ mod read;
 pub mod values;
 pub mod varint;
 mod write;
+pub mod xor;
 
 pub use error::WireError;
 

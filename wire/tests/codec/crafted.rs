@@ -34,17 +34,18 @@ fn series_entry(e: &mut Enc, id: u32, name: &str) -> Written {
     Ok(())
 }
 
-/// One reading of value 0 at `created_us`, all good.
+/// One reading of value 0 (decimal, no exceptions) at `created_us`, good.
 fn one_reading(e: &mut Enc) -> Written {
     e.array(6)?
         .u64(1)?
         .bytes(&[0])?
         .u8(0)?
         .u8(0)?
-        .bytes(&[0])?
+        .bytes(&[0, 0])?
         .bytes(&[0, 1])?;
     Ok(())
 }
+
 #[test]
 fn declared_counts_over_limits_are_too_large() {
     let cases: Vec<(Vec<u8>, &str)> = vec![

@@ -238,14 +238,24 @@ fn timestamps(n: usize) -> impl Strategy<Value = Vec<i64>> {
     ]
 }
 
-/// Points of one series: all decimals at one scale (so the decimal coding
-/// is used), or any mix of awkward values.
+/// Points of one series: all decimals at one scale, decimals with a few
+/// awkward values among them (decimal coding with exceptions), or any mix
+/// of awkward values (usually the XOR coding).
 fn points() -> impl Strategy<Value = Vec<Point>> {
-    (0usize..40, any::<bool>(), 0u32..=9).prop_flat_map(|(n, decimal, k)| {
-        let values = if decimal {
-            prop::collection::vec(decimal_f64(k..=k), n).boxed()
-        } else {
-            prop::collection::vec(awkward_f64(), n).boxed()
+    (0usize..40, 0..3, 0u32..=9).prop_flat_map(|(n, mode, k)| {
+        let values = match mode {
+            0 => prop::collection::vec(decimal_f64(k..=k), n).boxed(),
+            1 => prop::collection::vec(
+                (decimal_f64(k..=k), awkward_f64(), prop::bool::weighted(0.1)),
+                n,
+            )
+            .prop_map(|vs| {
+                vs.into_iter()
+                    .map(|(decimal, odd, pick_odd)| if pick_odd { odd } else { decimal })
+                    .collect()
+            })
+            .boxed(),
+            _ => prop::collection::vec(awkward_f64(), n).boxed(),
         };
         (timestamps(n), values, prop::collection::vec(quality(), n)).prop_map(|(ts, vs, qs)| {
             ts.into_iter()
