@@ -165,7 +165,11 @@ pub fn decode_values(
 ) -> Result<(), ColumnError> {
     match kind {
         KIND_DECIMAL => decode_decimal(scale, bytes, points),
-        KIND_XOR => decode_xor(bytes, points),
+        KIND_XOR if scale == 0 => decode_xor(bytes, points),
+        KIND_XOR => Err(ColumnError::Invalid {
+            index: 0,
+            detail: format!("xor coding with scale {scale}, must be 0"),
+        }),
         _ => Err(ColumnError::Invalid {
             index: 0,
             detail: format!("unknown value coding {kind} (0 decimal, 1 xor)"),
@@ -428,6 +432,12 @@ mod tests {
                 0,
                 &[],
                 "value 0: unknown value coding 7 (0 decimal, 1 xor)",
+            ),
+            (
+                KIND_XOR,
+                3,
+                &[0x80, 0x80],
+                "value 0: xor coding with scale 3, must be 0",
             ),
         ];
         for &(kind, scale, bytes, message) in table {
