@@ -1,1 +1,29 @@
-//! placeholder
+//! `edge-relay`: the cloud side of edge-ingest. It authenticates gateways,
+//! decodes their batches (`edge-wire`), hands every reading and alarm to the
+//! configured sinks, and answers 200 only once all of them hold the batch
+//! durably; otherwise 503 and the gateway retries (at-least-once).
+//!
+//! Reading order:
+//! - [`config`]: the TOML file and the checked [`RelayConfig`].
+//! - [`relay`]: [`Relay`], the state behind the routes (tokens, limits,
+//!   sinks, counters) and delivery to all sinks.
+//! - [`server`]: [`serve`], the HTTP routes and status codes.
+//! - [`message`]: the JSON published per reading and alarm
+//!   (`docs/kafka-messages.md`).
+//! - [`sink`]: Kafka, time-series (Influx line protocol) and the embedded
+//!   file sink.
+//! - [`metrics`]: request counters for `GET /metrics`.
+//!
+//! Not here: Modbus, SQLite, the agent's spool. `main.rs` only parses
+//! arguments, loads the config and calls [`serve`].
+
+pub mod config;
+pub mod message;
+pub mod metrics;
+pub mod relay;
+pub mod server;
+pub mod sink;
+
+pub use config::{ConfigError, GatewayConfig, KafkaConfig, RelayConfig, TimeseriesConfig};
+pub use relay::{Relay, RelayError};
+pub use server::serve;

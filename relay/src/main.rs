@@ -1,1 +1,120 @@
-fn main() {}
+//! The `edge-relay` binary: parse arguments, load the config, run the
+//! library until SIGINT or SIGTERM. Nothing else lives here.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use edge_relay::{serve, Relay, RelayConfig};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Cloud relay: accepts sensor batches from edge gateways and publishes them.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    /// Config file (TOML); see configs/relay.example.toml.
+    #[arg(long, value_name = "FILE", required = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a config file, print every problem, and exit (status 1 if invalid).
+    CheckConfig {
+        /// Config file (TOML).
+        file: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Print the error chain ourselves: `main` returning `Result` would use
+    // `Debug`, which adds a backtrace when RUST_BACKTRACE is set.
+    match run_command(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edge-relay: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => {
+            let config = RelayConfig::load(&file)?;
+            let sinks = if config.kafka.is_none() && config.timeseries.is_none() {
+                "file".to_owned()
+            } else {
+                let mut s = Vec::new();
+                s.extend(config.kafka.as_ref().map(|_| "kafka"));
+                s.extend(config.timeseries.as_ref().map(|_| "timeseries"));
+                s.join(", ")
+            };
+            println!(
+                "{}: ok (listen {}, {} gateway(s), sinks: {sinks})",
+                file.display(),
+                config.listen,
+                config.gateways.len()
+            );
+            Ok(())
+        }
+        None => {
+            let path = cli.config.context("--config FILE is required")?;
+            run(RelayConfig::load(&path)?)
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(config: RelayConfig) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let relay = Relay::from_config(config)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    serve(listener, relay, shutdown).await?;
+    Ok(())
+}
+
+/// Cancel `shutdown` on Ctrl-C or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the relay");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

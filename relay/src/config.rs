@@ -1,0 +1,347 @@
+//! Relay configuration: the TOML file format and the checked types the
+//! program uses.
+//!
+//! Two steps, as ripgrep and Vector do it: [`RawConfig`] mirrors the file
+//! one-to-one (serde, `deny_unknown_fields`, everything optional so a missing
+//! key is our error message and not serde's), then [`RelayConfig::from_toml`]
+//! turns it into [`RelayConfig`], collecting *every* problem with its key path
+//! (`gateways[1].token: ...`) before giving up. [`RelayConfig::problems`] holds
+//! the checks that also apply to a config built in code (the demo and tests
+//! do that), and [`crate::Relay::from_config`] runs them again, so both paths
+//! obey the same rules.
+//!
+//! Not here: building sinks (see [`crate::sink`]). The `///` words on each key
+//! are repeated in `configs/relay.example.toml`; keep them in step.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edge_wire::Limits;
+use reqwest::Url;
+
+/// Default address of the HTTP server.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default Kafka topic for readings.
+pub const DEFAULT_READINGS_TOPIC: &str = "edge.readings.v1";
+/// Default Kafka topic for alarm events.
+pub const DEFAULT_ALARMS_TOPIC: &str = "edge.alarms.v1";
+/// Default bound on one Kafka delivery, in milliseconds.
+pub const DEFAULT_DELIVERY_TIMEOUT_MS: u64 = 30_000;
+/// Default line-protocol measurement name.
+pub const DEFAULT_MEASUREMENT: &str = "edge";
+/// Default bound on one write request to the time-series store, in milliseconds.
+pub const DEFAULT_TIMESERIES_TIMEOUT_MS: u64 = 10_000;
+/// Shortest gateway token accepted, in bytes. Tokens are bearer secrets.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// The checked relay configuration. Build it from TOML with
+/// [`RelayConfig::load`] / [`RelayConfig::from_toml`] or in code with
+/// [`RelayConfig::new`] and field assignment.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Address and port the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded file sink (readings.jsonl, alarms.jsonl); required when neither [kafka] nor [timeseries] is configured.
+    pub data_dir: Option<PathBuf>,
+    /// Gateways allowed to upload, each with its bearer token.
+    pub gateways: Vec<GatewayConfig>,
+    /// Bounds on one uploaded batch, enforced before and while decoding.
+    pub limits: Limits,
+    /// Publish readings and alarms to Kafka.
+    pub kafka: Option<KafkaConfig>,
+    /// Write readings to a time-series store in Influx line protocol.
+    pub timeseries: Option<TimeseriesConfig>,
+}
+
+/// One gateway allowed to upload. `Debug` hides the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Gateway id; must equal the gateway_id inside every batch it sends.
+    pub id: String,
+    /// Bearer token of the gateway (at least 16 bytes). Plaintext for now: hashed tokens come in a later issue.
+    pub token: String,
+}
+
+impl fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("id", &self.id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where and how to publish to Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, host:port each.
+    pub brokers: Vec<String>,
+    /// Topic for readings, one message per reading.
+    pub readings_topic: String,
+    /// Topic for alarm events, one message per event.
+    pub alarms_topic: String,
+    /// Longest wait for the brokers to acknowledge a message (librdkafka message.timeout.ms); past it the batch fails with 503.
+    pub delivery_timeout: Duration,
+}
+
+/// Where and how to write Influx line protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeseriesConfig {
+    /// Influx line protocol write endpoint, for example VictoriaMetrics http://127.0.0.1:8428/write (plain http only for now).
+    pub url: Url,
+    /// Measurement name of every line; VictoriaMetrics names the metric <measurement>_value.
+    pub measurement: String,
+    /// Longest wait for one write request to the store; past it the batch fails with 503.
+    pub timeout: Duration,
+}
+
+impl RelayConfig {
+    /// A config with defaults, the file sink in `data_dir` and the given gateways.
+    pub fn new(data_dir: impl Into<PathBuf>, gateways: Vec<GatewayConfig>) -> RelayConfig {
+        RelayConfig {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is a valid socket address"),
+            data_dir: Some(data_dir.into()),
+            gateways,
+            limits: Limits::default(),
+            kafka: None,
+            timeseries: None,
+        }
+    }
+
+    /// Read and check a TOML config file.
+    pub fn load(path: &Path) -> Result<RelayConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        RelayConfig::from_toml(&text).map_err(|e| e.in_file(path))
+    }
+
+    /// Parse and check TOML text, reporting every problem at once.
+    pub fn from_toml(text: &str) -> Result<RelayConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: "<text>".into(),
+            message: e.to_string(),
+        })?;
+        let mut issues = Issues::default();
+        let config = raw.check(&mut issues);
+        issues.0.extend(config.problems());
+        if issues.0.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                origin: "<text>".into(),
+                issues: issues.0,
+            })
+        }
+    }
+
+    /// Rules every config must follow, however it was built. Empty when valid.
+    pub fn problems(&self) -> Vec<ConfigIssue> {
+        let mut issues = Issues::default();
+        if self.gateways.is_empty() {
+            issues.add("gateways", "at least one [[gateways]] entry is required");
+        }
+        let (mut ids, mut tokens) = (HashSet::new(), HashSet::new());
+        for (i, gw) in self.gateways.iter().enumerate() {
+            if gw.id.is_empty() {
+                issues.add(
+                    format!("gateways[{i}].id"),
+                    "required, and must not be empty",
+                );
+            } else if !ids.insert(gw.id.as_str()) {
+                issues.add(
+                    format!("gateways[{i}].id"),
+                    format!("{:?} is listed twice", gw.id),
+                );
+            }
+            if gw.token.is_empty() {
+                issues.add(
+                    format!("gateways[{i}].token"),
+                    "required, and must not be empty",
+                );
+            } else if gw.token.len() < MIN_TOKEN_BYTES {
+                let msg = format!(
+                    "must be at least {MIN_TOKEN_BYTES} bytes, is {}",
+                    gw.token.len()
+                );
+                issues.add(format!("gateways[{i}].token"), msg);
+            } else if gw.token.bytes().any(|b| !b.is_ascii_graphic()) {
+                issues.add(
+                    format!("gateways[{i}].token"),
+                    "must be printable ASCII without spaces",
+                );
+            } else if !tokens.insert(gw.token.as_str()) {
+                issues.add(
+                    format!("gateways[{i}].token"),
+                    "is the token of another gateway",
+                );
+            }
+        }
+        if self.kafka.is_none() && self.timeseries.is_none() && self.data_dir.is_none() {
+            issues.add(
+                "data_dir",
+                "required when neither [kafka] nor [timeseries] is configured",
+            );
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("max_compressed_bytes", l.max_compressed_bytes),
+            ("max_decompressed_bytes", l.max_decompressed_bytes),
+            ("max_series", l.max_series),
+            ("max_readings", l.max_readings),
+            ("max_tags", l.max_tags),
+            ("max_string_bytes", l.max_string_bytes),
+        ] {
+            if value == 0 {
+                issues.add(format!("limits.{key}"), "must be greater than 0");
+            }
+        }
+        if let Some(k) = &self.kafka {
+            if k.brokers.is_empty() {
+                issues.add("kafka.brokers", "at least one broker is required");
+            }
+            for (i, b) in k.brokers.iter().enumerate() {
+                if b.is_empty() || b.contains(',') || b.contains(char::is_whitespace) {
+                    issues.add(
+                        format!("kafka.brokers[{i}]"),
+                        format!("{b:?} is not host:port"),
+                    );
+                }
+            }
+            for (key, topic) in [
+                ("readings_topic", &k.readings_topic),
+                ("alarms_topic", &k.alarms_topic),
+            ] {
+                if let Err(why) = check_topic(topic) {
+                    issues.add(format!("kafka.{key}"), format!("{topic:?}: {why}"));
+                }
+            }
+            let ms = k.delivery_timeout.as_millis();
+            if !(100..=i32::MAX as u128).contains(&ms) {
+                issues.add(
+                    "kafka.delivery_timeout_ms",
+                    format!("{ms} is outside 100..={}", i32::MAX),
+                );
+            }
+        }
+        if let Some(t) = &self.timeseries {
+            if t.url.scheme() != "http" {
+                let msg = format!(
+                    "{:?}: only http:// is supported (no TLS built in yet)",
+                    t.url.as_str()
+                );
+                issues.add("timeseries.url", msg);
+            }
+            if let Err(why) = crate::sink::line_protocol::check_measurement(&t.measurement) {
+                issues.add(
+                    "timeseries.measurement",
+                    format!("{:?}: {why}", t.measurement),
+                );
+            }
+            if t.timeout.is_zero() {
+                issues.add("timeseries.timeout_ms", "must be greater than 0");
+            }
+        }
+        issues.0
+    }
+}
+
+/// Kafka's own rule for topic names.
+fn check_topic(topic: &str) -> Result<(), &'static str> {
+    if topic.is_empty() || topic.len() > 249 {
+        return Err("must be 1 to 249 characters");
+    }
+    if topic == "." || topic == ".." {
+        return Err("must not be . or ..");
+    }
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err("may contain only ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The text is not TOML of the expected shape (unknown key, wrong type).
+    #[error("config {origin}: {message}")]
+    Syntax {
+        /// File name, or `<text>`.
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The values break one or more rules; all are listed.
+    #[error("config {origin}: {} problem(s):{}", issues.len(), list(issues))]
+    Invalid {
+        /// File name, or `<text>` / `<code>`.
+        origin: String,
+        /// Every problem found.
+        issues: Vec<ConfigIssue>,
+    },
+}
+
+impl ConfigError {
+    fn in_file(self, path: &Path) -> ConfigError {
+        let origin = path.display().to_string();
+        match self {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax { origin, message },
+            ConfigError::Invalid { issues, .. } => ConfigError::Invalid { origin, issues },
+            other => other,
+        }
+    }
+}
+
+fn list(issues: &[ConfigIssue]) -> String {
+    issues.iter().map(|i| format!("\n  {i}")).collect()
+}
+
+/// One broken rule, with the key path it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Key path, for example `gateways[1].token`.
+    pub key: String,
+    /// What is wrong, naming the value.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+mod raw;
+use raw::RawConfig;
+
+#[cfg(test)]
+mod tests;

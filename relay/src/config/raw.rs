@@ -1,0 +1,219 @@
+//! The config file exactly as written: serde structs with
+//! `deny_unknown_fields` and every key optional, so a missing or malformed
+//! value becomes one [`super::ConfigIssue`] among all the others instead of
+//! stopping the parse. Numbers are read as `i64` (TOML's integer) and
+//! range-checked here for the same reason.
+//!
+//! [`RawConfig::check`] always returns a config; a key that could not be
+//! converted gets its default and an issue, and the caller refuses the result
+//! if any issue was recorded.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use edge_wire::Limits;
+use reqwest::Url;
+use serde::Deserialize;
+
+use super::{
+    GatewayConfig, Issues, KafkaConfig, RelayConfig, TimeseriesConfig, DEFAULT_ALARMS_TOPIC,
+    DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_MEASUREMENT, DEFAULT_READINGS_TOPIC,
+    DEFAULT_TIMESERIES_TIMEOUT_MS,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    /// Address and port the HTTP server listens on.
+    listen: Option<String>,
+    /// Directory of the embedded file sink (readings.jsonl, alarms.jsonl); required when neither [kafka] nor [timeseries] is configured.
+    data_dir: Option<PathBuf>,
+    /// Gateways allowed to upload, each with its bearer token.
+    #[serde(default)]
+    gateways: Vec<RawGateway>,
+    /// Bounds on one uploaded batch, enforced before and while decoding.
+    #[serde(default)]
+    limits: RawLimits,
+    /// Publish readings and alarms to Kafka.
+    kafka: Option<RawKafka>,
+    /// Write readings to a time-series store in Influx line protocol.
+    timeseries: Option<RawTimeseries>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    /// Gateway id; must equal the gateway_id inside every batch it sends.
+    id: Option<String>,
+    /// Bearer token of the gateway (at least 16 bytes). Plaintext for now: hashed tokens come in a later issue.
+    token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    /// Largest request body (encoded, compressed batch) accepted, in bytes; larger gets 413.
+    max_compressed_bytes: Option<i64>,
+    /// Largest decompressed batch accepted, in bytes; larger gets 413.
+    max_decompressed_bytes: Option<i64>,
+    /// Most series in one batch.
+    max_series: Option<i64>,
+    /// Most readings in one batch, across all series.
+    max_readings: Option<i64>,
+    /// Most alarm events in one batch.
+    max_alarms: Option<i64>,
+    /// Most tags on one series.
+    max_tags: Option<i64>,
+    /// Longest string in a batch (gateway id, series name, unit, tag key or value, rule), in bytes.
+    max_string_bytes: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    /// Bootstrap brokers, host:port each.
+    brokers: Option<Vec<String>>,
+    /// Topic for readings, one message per reading.
+    readings_topic: Option<String>,
+    /// Topic for alarm events, one message per event.
+    alarms_topic: Option<String>,
+    /// Longest wait for the brokers to acknowledge a message (librdkafka message.timeout.ms); past it the batch fails with 503.
+    delivery_timeout_ms: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeseries {
+    /// Influx line protocol write endpoint, for example VictoriaMetrics http://127.0.0.1:8428/write (plain http only for now).
+    url: Option<String>,
+    /// Measurement name of every line; VictoriaMetrics names the metric <measurement>_value.
+    measurement: Option<String>,
+    /// Longest wait for one write request to the store; past it the batch fails with 503.
+    timeout_ms: Option<i64>,
+}
+
+impl RawConfig {
+    pub(super) fn check(self, issues: &mut Issues) -> RelayConfig {
+        let listen_text = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen_text.parse().unwrap_or_else(|e| {
+            issues.add(
+                "listen",
+                format!("{listen_text:?} is not an address:port: {e}"),
+            );
+            DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is a valid socket address")
+        });
+        let gateways = self
+            .gateways
+            .into_iter()
+            // A missing id or token is left empty; `problems` reports it.
+            .map(|gw| GatewayConfig {
+                id: gw.id.unwrap_or_default(),
+                token: gw.token.unwrap_or_default(),
+            })
+            .collect();
+        RelayConfig {
+            listen,
+            data_dir: self.data_dir,
+            gateways,
+            limits: self.limits.check(issues),
+            kafka: self.kafka.map(|k| k.check(issues)),
+            timeseries: self.timeseries.map(|t| t.check(issues)),
+        }
+    }
+}
+
+impl RawLimits {
+    fn check(self, issues: &mut Issues) -> Limits {
+        let d = Limits::default();
+        let mut size = |key: &str, value: Option<i64>, default: usize| {
+            count(issues, &format!("limits.{key}"), value, default)
+        };
+        Limits {
+            max_compressed_bytes: size(
+                "max_compressed_bytes",
+                self.max_compressed_bytes,
+                d.max_compressed_bytes,
+            ),
+            max_decompressed_bytes: size(
+                "max_decompressed_bytes",
+                self.max_decompressed_bytes,
+                d.max_decompressed_bytes,
+            ),
+            max_series: size("max_series", self.max_series, d.max_series),
+            max_readings: size("max_readings", self.max_readings, d.max_readings),
+            max_alarms: size("max_alarms", self.max_alarms, d.max_alarms),
+            max_tags: size("max_tags", self.max_tags, d.max_tags),
+            max_string_bytes: size(
+                "max_string_bytes",
+                self.max_string_bytes,
+                d.max_string_bytes,
+            ),
+        }
+    }
+}
+
+impl RawKafka {
+    fn check(self, issues: &mut Issues) -> KafkaConfig {
+        // Missing brokers are reported by `problems` ("at least one broker").
+        let brokers = self.brokers.unwrap_or_default();
+        let timeout_ms = count(
+            issues,
+            "kafka.delivery_timeout_ms",
+            self.delivery_timeout_ms,
+            DEFAULT_DELIVERY_TIMEOUT_MS as usize,
+        );
+        KafkaConfig {
+            brokers,
+            readings_topic: self
+                .readings_topic
+                .unwrap_or_else(|| DEFAULT_READINGS_TOPIC.into()),
+            alarms_topic: self
+                .alarms_topic
+                .unwrap_or_else(|| DEFAULT_ALARMS_TOPIC.into()),
+            delivery_timeout: Duration::from_millis(timeout_ms as u64),
+        }
+    }
+}
+
+impl RawTimeseries {
+    fn check(self, issues: &mut Issues) -> TimeseriesConfig {
+        let placeholder = || Url::parse("http://127.0.0.1:8428/write").expect("valid URL literal");
+        let url = match self.url {
+            None => {
+                issues.add("timeseries.url", "required when [timeseries] is present");
+                placeholder()
+            }
+            Some(text) => Url::parse(&text).unwrap_or_else(|e| {
+                issues.add("timeseries.url", format!("{text:?} is not a URL: {e}"));
+                placeholder()
+            }),
+        };
+        let timeout_ms = count(
+            issues,
+            "timeseries.timeout_ms",
+            self.timeout_ms,
+            DEFAULT_TIMESERIES_TIMEOUT_MS as usize,
+        );
+        TimeseriesConfig {
+            url,
+            measurement: self
+                .measurement
+                .unwrap_or_else(|| DEFAULT_MEASUREMENT.into()),
+            timeout: Duration::from_millis(timeout_ms as u64),
+        }
+    }
+}
+
+/// A non-negative integer key: the value, the default when absent, or an
+/// issue and the default when negative.
+fn count(issues: &mut Issues, key: &str, value: Option<i64>, default: usize) -> usize {
+    match value {
+        None => default,
+        Some(v) => usize::try_from(v).unwrap_or_else(|_| {
+            issues.add(key, format!("{v} must not be negative"));
+            default
+        }),
+    }
+}

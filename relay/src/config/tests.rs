@@ -1,0 +1,169 @@
+//! Config parsing and checking: defaults, every-error-at-once reporting, and
+//! that the example file stays in step with the `///` docs.
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../configs/relay.example.toml");
+
+const MINIMAL: &str = r#"
+data_dir = "/var/lib/edge-relay"
+
+[[gateways]]
+id = "gw-1"
+token = "0123456789abcdef"
+"#;
+
+#[test]
+fn minimal_config_gets_defaults_and_the_file_sink() {
+    let c = RelayConfig::from_toml(MINIMAL).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(
+        c.data_dir.as_deref(),
+        Some(Path::new("/var/lib/edge-relay"))
+    );
+    assert_eq!(c.limits, Limits::default());
+    assert!(c.kafka.is_none() && c.timeseries.is_none());
+    assert_eq!(c.gateways[0].id, "gw-1");
+}
+
+#[test]
+fn example_file_is_valid_and_sets_every_section() {
+    let c = RelayConfig::from_toml(EXAMPLE).unwrap();
+    let k = c.kafka.expect("example configures [kafka]");
+    assert_eq!(k.readings_topic, DEFAULT_READINGS_TOPIC);
+    assert_eq!(k.alarms_topic, DEFAULT_ALARMS_TOPIC);
+    assert_eq!(
+        k.delivery_timeout,
+        Duration::from_millis(DEFAULT_DELIVERY_TIMEOUT_MS)
+    );
+    let t = c.timeseries.expect("example configures [timeseries]");
+    assert_eq!(t.measurement, DEFAULT_MEASUREMENT);
+    assert_eq!(t.url.as_str(), "http://127.0.0.1:8428/write");
+}
+
+#[test]
+fn kafka_and_timeseries_defaults() {
+    let text = format!(
+        "{MINIMAL}\n[kafka]\nbrokers = [\"k1:9092\", \"k2:9092\"]\n[timeseries]\nurl = \"http://vm:8428/write\"\n"
+    );
+    let c = RelayConfig::from_toml(&text).unwrap();
+    let k = c.kafka.unwrap();
+    assert_eq!(k.brokers, ["k1:9092", "k2:9092"]);
+    assert_eq!(k.readings_topic, "edge.readings.v1");
+    assert_eq!(k.alarms_topic, "edge.alarms.v1");
+    assert_eq!(k.delivery_timeout, Duration::from_secs(30));
+    let t = c.timeseries.unwrap();
+    assert_eq!(t.measurement, "edge");
+    assert_eq!(t.timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_name() {
+    let err = RelayConfig::from_toml(&format!("{MINIMAL}\n[limits]\nmax_bytes = 5\n")).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+    assert!(err.to_string().contains("max_bytes"), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_key_path() {
+    let text = r##"
+listen = "localhost"
+
+[[gateways]]
+id = "gw-1"
+token = "0123456789abcdef"
+
+[[gateways]]
+id = "gw-1"
+token = "short"
+
+[[gateways]]
+token = "0123456789abcdef"
+
+[limits]
+max_readings = -1
+max_tags = 0
+
+[kafka]
+readings_topic = "bad topic"
+delivery_timeout_ms = 5
+
+[timeseries]
+url = "https://vm:8428/write"
+measurement = "#edge"
+"##;
+    let ConfigError::Invalid { issues, .. } = RelayConfig::from_toml(text).unwrap_err() else {
+        panic!("expected Invalid");
+    };
+    let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+    for expected in [
+        "listen",
+        "gateways[1].id",
+        "gateways[1].token",
+        "gateways[2].id",
+        "gateways[2].token",
+        "limits.max_readings",
+        "limits.max_tags",
+        "kafka.brokers",
+        "kafka.readings_topic",
+        "kafka.delivery_timeout_ms",
+        "timeseries.url",
+        "timeseries.measurement",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+    let listen = issues.iter().find(|i| i.key == "listen").unwrap();
+    assert!(listen.message.contains("\"localhost\""), "{listen}");
+}
+
+#[test]
+fn data_dir_is_required_only_for_the_file_sink() {
+    let no_dir = "[[gateways]]\nid = \"gw-1\"\ntoken = \"0123456789abcdef\"\n";
+    let err = RelayConfig::from_toml(no_dir).unwrap_err().to_string();
+    assert!(err.contains("data_dir"), "{err}");
+    let with_kafka = format!("{no_dir}[kafka]\nbrokers = [\"k:9092\"]\n");
+    assert!(RelayConfig::from_toml(&with_kafka).is_ok());
+}
+
+#[test]
+fn debug_output_hides_tokens() {
+    let c = RelayConfig::from_toml(MINIMAL).unwrap();
+    let text = format!("{c:?}");
+    assert!(!text.contains("0123456789abcdef"), "{text}");
+    assert!(text.contains("gw-1"), "{text}");
+}
+
+/// Guards the STYLE rule that every key's `///` doc appears, word for word,
+/// as a comment in `configs/relay.example.toml`.
+#[test]
+fn example_file_repeats_every_key_doc() {
+    let raw = include_str!("raw.rs");
+    let lines: Vec<&str> = raw.lines().map(str::trim).collect();
+    // A key doc is a `///` line whose next non-doc, non-attribute line is a
+    // struct field (`name: Type,`).
+    let is_field = |l: &str| {
+        l.ends_with(',')
+            && l.split_once(": ")
+                .is_some_and(|(name, _)| name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+    };
+    let docs: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let doc = l.strip_prefix("/// ")?;
+            let next = lines[i + 1..]
+                .iter()
+                .find(|n| !n.starts_with("///") && !n.starts_with("#["))?;
+            is_field(next).then_some(doc)
+        })
+        .collect();
+    assert!(docs.len() >= 20, "found only {} key docs", docs.len());
+    for doc in docs {
+        assert!(
+            EXAMPLE
+                .lines()
+                .any(|l| l.trim_start_matches(['#', ' ']) == doc),
+            "configs/relay.example.toml lacks the comment {doc:?}"
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! The JSON messages the relay publishes, one per reading and one per alarm
+//! event: the values of Kafka messages and the lines of the file sink.
+//! `docs/kafka-messages.md` is the contract for the teams that read them;
+//! a change here that is not additive needs a new schema version.
+//!
+//! Pure: values in, bytes out. Invariants:
+//! - JSON has no NaN or infinity, so a non-finite number becomes `null` plus a
+//!   `*_text` field (`"NaN"`, `"inf"`, `"-inf"`); finite values round-trip
+//!   exactly (serde_json prints the shortest representation that parses back
+//!   to the same `f64`).
+//! - `ts` is derived from `ts_us` (RFC 3339, UTC, always six fractional
+//!   digits); `ts_us` is authoritative. Outside years 0000..=9999 RFC 3339
+//!   has no spelling, and `ts` is `null`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use edge_wire::{AlarmEvent, Batch, Point, Series};
+use serde::Serialize;
+
+/// Schema name of reading messages.
+pub const READING_SCHEMA: &str = "edge.reading.v1";
+/// Schema name of alarm messages.
+pub const ALARM_SCHEMA: &str = "edge.alarm.v1";
+
+/// A decoded batch whose alarms have been matched to their series, so every
+/// sink can render it without failing.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The batch as decoded.
+    pub batch: Batch,
+    /// For each alarm, the index in `batch.series` of the series it is about.
+    alarm_series: Vec<usize>,
+}
+
+/// An alarm names a series id that the batch does not define.
+#[derive(Debug, thiserror::Error)]
+#[error("alarm {index} (rule {rule:?}) refers to series id {series_id}, which the batch does not define")]
+pub struct UnknownSeries {
+    /// Position of the alarm in the batch.
+    pub index: usize,
+    /// The rule of the alarm.
+    pub rule: String,
+    /// The id it refers to.
+    pub series_id: u32,
+}
+
+impl Delivery {
+    /// Match every alarm to its series.
+    pub fn new(batch: Batch) -> Result<Delivery, UnknownSeries> {
+        let by_id: HashMap<u32, usize> = batch
+            .series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
+        let alarm_series = batch
+            .alarms
+            .iter()
+            .enumerate()
+            .map(|(index, a)| {
+                by_id
+                    .get(&a.series_id)
+                    .copied()
+                    .ok_or_else(|| UnknownSeries {
+                        index,
+                        rule: a.rule.clone(),
+                        series_id: a.series_id,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Delivery {
+            batch,
+            alarm_series,
+        })
+    }
+
+    /// Every reading with its series, in batch order.
+    pub fn readings(&self) -> impl Iterator<Item = (&Series, &Point)> {
+        self.batch
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(move |p| (s, p)))
+    }
+
+    /// Every alarm event with its series, in batch order.
+    pub fn alarms(&self) -> impl Iterator<Item = (&Series, &AlarmEvent)> {
+        let series = &self.batch.series;
+        self.batch
+            .alarms
+            .iter()
+            .zip(&self.alarm_series)
+            .map(move |(a, &i)| (&series[i], a))
+    }
+
+    /// For each alarm, the index in `batch.series` of its series.
+    pub fn alarm_series(&self) -> &[usize] {
+        &self.alarm_series
+    }
+
+    /// The JSON message of one reading.
+    pub fn reading_json(&self, series: &Series, point: &Point) -> Vec<u8> {
+        let (value, value_text) = number(point.value);
+        to_json(&ReadingMessage {
+            schema: READING_SCHEMA,
+            gateway: &self.batch.gateway_id,
+            batch_seq: self.batch.seq,
+            series: &series.name,
+            unit: &series.unit,
+            tags: &series.tags,
+            ts: rfc3339_micros(point.ts_us),
+            ts_us: point.ts_us,
+            value,
+            value_text,
+            quality: point.quality.as_str(),
+        })
+    }
+
+    /// The JSON message of one alarm event.
+    pub fn alarm_json(&self, series: &Series, alarm: &AlarmEvent) -> Vec<u8> {
+        let (value, value_text) = number(alarm.value);
+        let (limit, limit_text) = number(alarm.limit);
+        to_json(&AlarmMessage {
+            schema: ALARM_SCHEMA,
+            gateway: &self.batch.gateway_id,
+            batch_seq: self.batch.seq,
+            series: &series.name,
+            unit: &series.unit,
+            tags: &series.tags,
+            rule: &alarm.rule,
+            state: alarm.state.as_str(),
+            value,
+            value_text,
+            limit,
+            limit_text,
+            ts: rfc3339_micros(alarm.ts_us),
+            ts_us: alarm.ts_us,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct ReadingMessage<'a> {
+    schema: &'static str,
+    gateway: &'a str,
+    batch_seq: u64,
+    series: &'a str,
+    unit: &'a str,
+    tags: &'a BTreeMap<String, String>,
+    ts: Option<String>,
+    ts_us: i64,
+    value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_text: Option<&'static str>,
+    quality: &'static str,
+}
+
+#[derive(Serialize)]
+struct AlarmMessage<'a> {
+    schema: &'static str,
+    gateway: &'a str,
+    batch_seq: u64,
+    series: &'a str,
+    unit: &'a str,
+    tags: &'a BTreeMap<String, String>,
+    rule: &'a str,
+    state: &'static str,
+    value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_text: Option<&'static str>,
+    limit: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit_text: Option<&'static str>,
+    ts: Option<String>,
+    ts_us: i64,
+}
+
+fn to_json(message: &impl Serialize) -> Vec<u8> {
+    // Writing plain structs of strings, integers and `Option<f64>` into a Vec
+    // cannot fail: there is no I/O and no map with non-string keys.
+    serde_json::to_vec(message).expect("message structs always serialize")
+}
+
+/// A JSON number, or `null` and the text of a non-finite value.
+fn number(v: f64) -> (Option<f64>, Option<&'static str>) {
+    if v.is_finite() {
+        (Some(v), None)
+    } else if v.is_nan() {
+        (None, Some("NaN"))
+    } else if v > 0.0 {
+        (None, Some("inf"))
+    } else {
+        (None, Some("-inf"))
+    }
+}
+
+/// `ts_us` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, or `None` outside years 0000..=9999.
+pub fn rfc3339_micros(ts_us: i64) -> Option<String> {
+    let secs = ts_us.div_euclid(1_000_000);
+    let micros = ts_us.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    Some(format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    ))
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`, valid for the whole `i64` microsecond range).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests;

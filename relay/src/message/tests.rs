@@ -1,0 +1,160 @@
+//! JSON messages: exact layout, non-finite numbers, timestamps, and a
+//! property test that finite values and timestamps survive the JSON.
+
+use super::*;
+use edge_wire::{AlarmState, Quality};
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn batch(points: Vec<Point>, alarms: Vec<AlarmEvent>) -> Batch {
+    Batch {
+        gateway_id: "gw-1".into(),
+        seq: 17,
+        created_us: 0,
+        series: vec![Series {
+            id: 3,
+            name: "press-3.oil_temp".into(),
+            unit: "degC".into(),
+            tags: [("line", "L1"), ("site", "plant-a")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            points,
+        }],
+        alarms,
+    }
+}
+
+fn point(ts_us: i64, value: f64) -> Point {
+    Point {
+        ts_us,
+        value,
+        quality: Quality::Good,
+    }
+}
+
+fn readings_json(points: Vec<Point>) -> Vec<String> {
+    let d = Delivery::new(batch(points, vec![])).unwrap();
+    d.readings()
+        .map(|(s, p)| String::from_utf8(d.reading_json(s, p)).unwrap())
+        .collect()
+}
+
+#[test]
+fn reading_message_layout_is_exactly_the_documented_one() {
+    let json = readings_json(vec![point(1_795_316_400_123_456, 73.9)]);
+    assert_eq!(
+        json[0],
+        r#"{"schema":"edge.reading.v1","gateway":"gw-1","batch_seq":17,"series":"press-3.oil_temp","unit":"degC","tags":{"line":"L1","site":"plant-a"},"ts":"2026-11-22T03:00:00.123456Z","ts_us":1795316400123456,"value":73.9,"quality":"good"}"#
+    );
+}
+
+#[test]
+fn non_finite_values_become_null_with_value_text() {
+    let json = readings_json(vec![
+        point(1, f64::NAN),
+        point(2, f64::INFINITY),
+        point(3, f64::NEG_INFINITY),
+        point(4, -0.0),
+    ]);
+    let parsed: Vec<Value> = json
+        .iter()
+        .map(|j| serde_json::from_str(j).unwrap())
+        .collect();
+    for (msg, text) in parsed.iter().zip(["NaN", "inf", "-inf"]) {
+        assert_eq!(msg["value"], Value::Null, "{msg}");
+        assert_eq!(msg["value_text"], text, "{msg}");
+    }
+    // A finite value has no value_text at all; -0.0 keeps its sign.
+    assert!(parsed[3].get("value_text").is_none(), "{}", parsed[3]);
+    assert!(json[3].contains(r#""value":-0.0,"#), "{}", json[3]);
+}
+
+#[test]
+fn alarm_message_layout_and_non_finite_limit() {
+    let alarm = AlarmEvent {
+        series_id: 3,
+        rule: "oil_temp.high".into(),
+        state: AlarmState::Cleared,
+        value: 79.5,
+        limit: f64::INFINITY,
+        ts_us: 1_795_316_401_500_000,
+    };
+    let d = Delivery::new(batch(vec![], vec![alarm])).unwrap();
+    let (s, a) = d.alarms().next().unwrap();
+    let json = String::from_utf8(d.alarm_json(s, a)).unwrap();
+    assert_eq!(
+        json,
+        r#"{"schema":"edge.alarm.v1","gateway":"gw-1","batch_seq":17,"series":"press-3.oil_temp","unit":"degC","tags":{"line":"L1","site":"plant-a"},"rule":"oil_temp.high","state":"cleared","value":79.5,"limit":null,"limit_text":"inf","ts":"2026-11-22T03:00:01.500000Z","ts_us":1795316401500000}"#
+    );
+}
+
+#[test]
+fn alarm_naming_an_unknown_series_is_refused() {
+    let alarm = AlarmEvent {
+        series_id: 99,
+        rule: "r".into(),
+        state: AlarmState::Raised,
+        value: 1.0,
+        limit: 0.0,
+        ts_us: 0,
+    };
+    let err = Delivery::new(batch(vec![], vec![alarm]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("series id 99"), "{err}");
+}
+
+#[test]
+fn rfc3339_table() {
+    let table = [
+        (0, Some("1970-01-01T00:00:00.000000Z")),
+        (-1, Some("1969-12-31T23:59:59.999999Z")),
+        (951_782_400_000_000, Some("2000-02-29T00:00:00.000000Z")),
+        (1_795_316_400_123_456, Some("2026-11-22T03:00:00.123456Z")),
+        (253_402_300_799_999_999, Some("9999-12-31T23:59:59.999999Z")),
+        (253_402_300_800_000_000, None),
+        (-62_167_219_200_000_000, Some("0000-01-01T00:00:00.000000Z")),
+        (-62_167_219_200_000_001, None),
+        (i64::MIN, None),
+        (i64::MAX, None),
+    ];
+    for (ts_us, expected) in table {
+        assert_eq!(rfc3339_micros(ts_us).as_deref(), expected, "{ts_us}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn finite_values_and_timestamps_survive_the_json(
+        bits in any::<u64>(),
+        ts_us in -62_167_219_200_000_000i64..253_402_300_800_000_000,
+    ) {
+        let value = f64::from_bits(bits);
+        let json = readings_json(vec![point(ts_us, value)]);
+        let msg: Value = serde_json::from_str(&json[0]).unwrap();
+        prop_assert_eq!(msg["ts_us"].as_i64(), Some(ts_us));
+        if value.is_finite() {
+            prop_assert_eq!(msg["value"].as_f64().map(f64::to_bits), Some(value.to_bits()));
+        } else {
+            prop_assert!(msg["value"].is_null());
+        }
+        prop_assert_eq!(parse_ts(msg["ts"].as_str().unwrap()), ts_us);
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` back to µs, with the inverse algorithm
+/// (`days_from_civil`), so the property test checks the formatter against
+/// independent code.
+fn parse_ts(ts: &str) -> i64 {
+    assert_eq!(ts.len(), 27, "{ts}");
+    let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19);
+    secs * 1_000_000 + n(20..26)
+}

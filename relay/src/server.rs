@@ -1,0 +1,259 @@
+//! The HTTP face of the relay (axum): routes, status codes, JSON error
+//! bodies. The service is a function of a listener and a shutdown token
+//! ([`serve`]), so tests and the demo run the real thing on port 0.
+//!
+//! `POST /v1/batches`, in order:
+//! 1. `Authorization: Bearer <token>` names a configured gateway, else 401;
+//! 2. the body fits `limits.max_compressed_bytes`, else 413 (checked on
+//!    `Content-Length` before reading, and again while reading);
+//! 3. the body decodes (on a blocking thread), else 413 for a limit and 400
+//!    for anything else, with the decoder's message;
+//! 4. the batch's `gateway_id` is the authenticated gateway, else 403;
+//! 5. every sink acknowledges, else 503 with `Retry-After: 5`;
+//! 6. 200 `{"seq":N,"readings":R,"alarms":A}`.
+//!
+//! Error bodies are `{"error":"<outcome>","message":"..."}` (plus `reason`,
+//! the decoder's label, for 400/413 from decoding). Every rejection is
+//! logged; strings from the network are logged with `?` (escaped).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::message::Delivery;
+use crate::metrics::Outcome;
+use crate::relay::{Relay, RelayError};
+
+/// Seconds a gateway should wait before retrying after a 503.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Serve the relay on `listener` until `shutdown` is cancelled, then finish
+/// the requests in flight and wait for their sink deliveries.
+pub async fn serve(
+    listener: TcpListener,
+    relay: Relay,
+    shutdown: CancellationToken,
+) -> Result<(), RelayError> {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+    info!(%addr, sinks = ?relay.sink_names(), "relay listening");
+    let app = router(relay.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    relay.drain().await;
+    info!(%addr, "relay stopped");
+    result.map_err(|source| RelayError::Serve { addr, source })
+}
+
+/// The routes, for embedding the relay in another axum app. Handlers need
+/// `ConnectInfo<SocketAddr>`: serve with `into_make_service_with_connect_info`.
+pub fn router(relay: Relay) -> Router {
+    let body_limit = relay.limits().max_compressed_bytes;
+    Router::new()
+        .route("/v1/batches", post(post_batch))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(relay)
+}
+
+async fn metrics(State(relay): State<Relay>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        relay.metrics().render(),
+    )
+}
+
+/// A refused request: status, outcome label, message, optional decoder reason.
+struct Rejection {
+    outcome: Outcome,
+    message: String,
+    reason: Option<&'static str>,
+}
+
+impl Rejection {
+    fn new(outcome: Outcome, message: impl Into<String>) -> Self {
+        Rejection {
+            outcome,
+            message: message.into(),
+            reason: None,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self.outcome {
+            Outcome::Accepted => StatusCode::OK,
+            Outcome::Unauthorized => StatusCode::UNAUTHORIZED,
+            Outcome::Forbidden => StatusCode::FORBIDDEN,
+            Outcome::Malformed => StatusCode::BAD_REQUEST,
+            Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Outcome::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.outcome.as_str(), "message": self.message });
+        if let Some(reason) = self.reason {
+            body["reason"] = reason.into();
+        }
+        let mut response = (self.status(), Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self.outcome {
+            Outcome::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Outcome::Unavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+async fn post_batch(
+    State(relay): State<Relay>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    let outcome = match accept_batch(&relay, peer, &headers, request).await {
+        Ok(answer) => {
+            relay.metrics().request(Outcome::Accepted);
+            return answer.into_response();
+        }
+        Err(rejection) => rejection,
+    };
+    relay.metrics().request(outcome.outcome);
+    outcome.into_response()
+}
+
+async fn accept_batch(
+    relay: &Relay,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    request: Request,
+) -> Result<Json<serde_json::Value>, Rejection> {
+    let gateway = authenticate(relay, headers).map_err(|message| {
+        warn!(%peer, reason = message, "batch rejected: unauthorized");
+        Rejection::new(Outcome::Unauthorized, message)
+    })?;
+    let gateway = gateway.to_owned();
+    let limit = relay.limits().max_compressed_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&len| len > limit as u64) {
+        warn!(%peer, gateway = ?gateway, content_length = len, limit, "batch rejected: body too large");
+        return Err(Rejection::new(
+            Outcome::TooLarge,
+            format!(
+                "body of {len} bytes exceeds the limit of {limit} bytes (max_compressed_bytes)"
+            ),
+        ));
+    }
+    let body = Bytes::from_request(request, &()).await.map_err(|e| {
+        let outcome = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Outcome::TooLarge
+        } else {
+            Outcome::Malformed
+        };
+        warn!(%peer, gateway = ?gateway, error = %e.body_text(), "batch rejected: body not read");
+        let message = if outcome == Outcome::TooLarge {
+            format!("body exceeds the limit of {limit} bytes (max_compressed_bytes)")
+        } else {
+            format!("cannot read body: {}", e.body_text())
+        };
+        Rejection::new(outcome, message)
+    })?;
+
+    let body_bytes = body.len();
+    let limits = relay.limits().clone();
+    let decoded = tokio::task::spawn_blocking(move || {
+        let batch = edge_wire::decode(&body, &limits).map_err(|e| (e.reason(), e.to_string()))?;
+        Delivery::new(batch).map_err(|e| ("invalid", e.to_string()))
+    })
+    .await
+    .map_err(|e| {
+        warn!(%peer, gateway = ?gateway, error = %e, "batch decoder task failed");
+        Rejection::new(Outcome::Internal, "decoder task failed")
+    })?;
+    let delivery = decoded.map_err(|(reason, message)| {
+        let outcome = if reason == "too_large" {
+            Outcome::TooLarge
+        } else {
+            Outcome::Malformed
+        };
+        warn!(%peer, gateway = ?gateway, body_bytes, reason, error = ?message, "batch rejected: not decodable");
+        Rejection {
+            outcome,
+            message,
+            reason: Some(reason),
+        }
+    })?;
+
+    let batch = &delivery.batch;
+    if batch.gateway_id != gateway {
+        warn!(%peer, gateway = ?gateway, batch_gateway = ?batch.gateway_id, seq = batch.seq, "batch rejected: names another gateway");
+        return Err(Rejection::new(
+            Outcome::Forbidden,
+            format!(
+                "token belongs to gateway {gateway:?} but the batch is from gateway {:?}",
+                batch.gateway_id
+            ),
+        ));
+    }
+
+    let (seq, readings, alarms) = (batch.seq, batch.reading_count(), batch.alarms.len());
+    let delivery = Arc::new(delivery);
+    if let Err(failures) = relay.deliver(delivery).await {
+        let message = failures
+            .iter()
+            .map(|(sink, e)| format!("{sink}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        warn!(gateway = ?gateway, seq, readings, alarms, error = %message, "batch not delivered, gateway will retry");
+        return Err(Rejection::new(
+            Outcome::Unavailable,
+            format!("batch not stored: {message}"),
+        ));
+    }
+    relay.metrics().accepted(readings, alarms);
+    tracing::debug!(gateway = ?gateway, seq, readings, alarms, "batch accepted");
+    Ok(Json(
+        json!({ "seq": seq, "readings": readings, "alarms": alarms }),
+    ))
+}
+
+/// The gateway of the request's bearer token, or why there is none.
+fn authenticate<'r>(relay: &'r Relay, headers: &HeaderMap) -> Result<&'r str, &'static str> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or("missing Authorization header")?
+        .as_bytes();
+    let (scheme, token) = value
+        .iter()
+        .position(|&b| b == b' ')
+        .map(|i| (&value[..i], value[i + 1..].trim_ascii()))
+        .ok_or("Authorization is not \"Bearer <token>\"")?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
+        return Err("Authorization is not \"Bearer <token>\"");
+    }
+    relay.authenticate(token).ok_or("unknown token")
+}

@@ -1,0 +1,201 @@
+//! The Kafka sink: one message per reading to the readings topic and one per
+//! alarm event to the alarms topic, key = series name (so one series stays
+//! ordered within its partition), value = the JSON of [`crate::message`],
+//! headers `gateway`, `batch_seq`, `schema`.
+//!
+//! Durability: the producer runs with `enable.idempotence=true` and
+//! `acks=all`, and `deliver` enqueues every message of the batch, then waits
+//! for every delivery report; one failure fails the batch. `message.timeout.ms`
+//! bounds the wait, so a broker outage becomes a 503 rather than a hang.
+//! Messages of a failed batch that did get through are sent again when the
+//! gateway retries: delivery is at least once (see `docs/kafka-messages.md`).
+//!
+//! When librdkafka's local queue is full, the sink first waits for the
+//! reports of what it already enqueued, and otherwise (the queue is full of
+//! other requests' messages) polls every 10 ms until the delivery timeout.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::KafkaConfig;
+use crate::message::{Delivery, ALARM_SCHEMA, READING_SCHEMA};
+use crate::sink::SinkError;
+
+/// Publishes batches to Kafka.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    brokers: String,
+    readings_topic: String,
+    alarms_topic: String,
+    delivery_timeout: Duration,
+}
+
+impl fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("brokers", &self.brokers)
+            .field("readings_topic", &self.readings_topic)
+            .field("alarms_topic", &self.alarms_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One rendered message: which topic, which series (the key), the JSON.
+struct Outgoing {
+    alarm: bool,
+    series: usize,
+    payload: Vec<u8>,
+}
+
+impl KafkaSink {
+    /// Create the producer. It connects lazily: a broker that is down now
+    /// shows up as delivery errors later, not here.
+    pub fn new(config: &KafkaConfig) -> Result<KafkaSink, SinkError> {
+        let brokers = config.brokers.join(",");
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "message.timeout.ms",
+                config.delivery_timeout.as_millis().to_string(),
+            )
+            .set("compression.type", "lz4")
+            .create()
+            .map_err(|source| SinkError::KafkaSetup {
+                brokers: brokers.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(KafkaSink {
+            producer,
+            brokers,
+            readings_topic: config.readings_topic.clone(),
+            alarms_topic: config.alarms_topic.clone(),
+            delivery_timeout: config.delivery_timeout,
+        })
+    }
+
+    /// Publish every reading and alarm of the batch and wait until the
+    /// brokers acknowledged all of them.
+    pub async fn deliver(&self, delivery: Arc<Delivery>) -> Result<(), SinkError> {
+        let rendered = {
+            let delivery = delivery.clone();
+            tokio::task::spawn_blocking(move || render(&delivery))
+                .await
+                .map_err(|e| SinkError::Task {
+                    sink: "kafka",
+                    message: e.to_string(),
+                })?
+        };
+        let batch = &delivery.batch;
+        let seq = batch.seq.to_string();
+        let failed = |topic: &str, source| SinkError::KafkaDelivery {
+            topic: topic.to_owned(),
+            gateway: batch.gateway_id.clone(),
+            seq: batch.seq,
+            source: Box::new(source),
+        };
+        let deadline = Instant::now() + self.delivery_timeout;
+        let mut pending: Vec<(&str, DeliveryFuture)> = Vec::new();
+        for (n, msg) in rendered.iter().enumerate() {
+            let (topic, schema) = if msg.alarm {
+                (self.alarms_topic.as_str(), ALARM_SCHEMA)
+            } else {
+                (self.readings_topic.as_str(), READING_SCHEMA)
+            };
+            let headers = OwnedHeaders::new_with_capacity(3)
+                .insert(Header {
+                    key: "gateway",
+                    value: Some(batch.gateway_id.as_str()),
+                })
+                .insert(Header {
+                    key: "batch_seq",
+                    value: Some(seq.as_str()),
+                })
+                .insert(Header {
+                    key: "schema",
+                    value: Some(schema),
+                });
+            let mut record = FutureRecord::to(topic)
+                .key(batch.series[msg.series].name.as_str())
+                .payload(msg.payload.as_slice())
+                .headers(headers);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(report) => {
+                        pending.push((topic, report));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if Instant::now() < deadline =>
+                    {
+                        record = back;
+                        if pending.is_empty() {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        } else {
+                            await_reports(&mut pending)
+                                .await
+                                .map_err(|(t, e)| failed(t, e))?;
+                        }
+                    }
+                    Err((source, _)) => return Err(failed(topic, source)),
+                }
+            }
+            if n % 1024 == 1023 {
+                // Enqueueing is synchronous; let other requests run.
+                tokio::task::yield_now().await;
+            }
+        }
+        await_reports(&mut pending)
+            .await
+            .map_err(|(t, e)| failed(t, e))
+    }
+}
+
+/// Wait for every delivery report in `pending`, emptying it; the first
+/// failure wins.
+async fn await_reports<'t>(
+    pending: &mut Vec<(&'t str, DeliveryFuture)>,
+) -> Result<(), (&'t str, KafkaError)> {
+    for (topic, report) in pending.drain(..) {
+        match report.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _message))) => return Err((topic, e)),
+            // The producer dropped the report: treat like a failed delivery.
+            Err(_canceled) => return Err((topic, KafkaError::Canceled)),
+        }
+    }
+    Ok(())
+}
+
+/// Readings first, then alarms, each in batch order.
+fn render(delivery: &Delivery) -> Vec<Outgoing> {
+    let mut out = Vec::with_capacity(delivery.batch.reading_count() + delivery.batch.alarms.len());
+    for (i, series) in delivery.batch.series.iter().enumerate() {
+        for point in &series.points {
+            out.push(Outgoing {
+                alarm: false,
+                series: i,
+                payload: delivery.reading_json(series, point),
+            });
+        }
+    }
+    for ((series, alarm), &i) in delivery.alarms().zip(delivery.alarm_series()) {
+        out.push(Outgoing {
+            alarm: true,
+            series: i,
+            payload: delivery.alarm_json(series, alarm),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

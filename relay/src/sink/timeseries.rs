@@ -1,0 +1,218 @@
+//! The time-series sink: POSTs the batch's readings as Influx line protocol
+//! (see [`super::line_protocol`] for the layout) to a write endpoint such as
+//! VictoriaMetrics' `/write` or InfluxDB 1.x's `/write?db=...`. Alarm events
+//! are not written here; they go to Kafka or the file sink.
+//!
+//! A batch is acknowledged when every request answered 2xx (VictoriaMetrics
+//! and InfluxDB answer 204). Big batches are cut into bodies of about
+//! [`BODY_BYTES`] and sent one after the other; if a later body fails, the
+//! earlier ones are written again on retry, which the stores absorb (same
+//! series, same timestamp: the point is overwritten or deduplicated).
+//!
+//! Readings with NaN or ±inf values are skipped and counted; the warning
+//! about them is logged at most once a minute, with the count since the last.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+
+use crate::config::TimeseriesConfig;
+use crate::message::Delivery;
+use crate::metrics::Metrics;
+use crate::sink::{line_protocol, SinkError};
+
+/// Target size of one write request body, in bytes (VictoriaMetrics accepts
+/// 64 MiB by default, InfluxDB 1.x 25 MB; both are far above this).
+pub const BODY_BYTES: usize = 4 << 20;
+
+/// Writes readings to a time-series store.
+#[derive(Debug)]
+pub struct TimeseriesSink {
+    client: reqwest::Client,
+    /// The configured URL with `precision=u` added.
+    url: Url,
+    measurement: String,
+    metrics: Arc<Metrics>,
+    nonfinite: LogOncePerInterval,
+}
+
+impl TimeseriesSink {
+    /// Build the HTTP client; nothing is sent until the first batch.
+    pub fn new(
+        config: &TimeseriesConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<TimeseriesSink, SinkError> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .map_err(|source| SinkError::TimeseriesSetup {
+                url: config.url.to_string(),
+                source,
+            })?;
+        Ok(TimeseriesSink {
+            client,
+            url: write_url(&config.url),
+            measurement: config.measurement.clone(),
+            metrics,
+            nonfinite: LogOncePerInterval::new(Duration::from_secs(60)),
+        })
+    }
+
+    /// Write every finite reading of the batch.
+    pub async fn deliver(&self, delivery: Arc<Delivery>) -> Result<(), SinkError> {
+        let rendered = {
+            let (delivery, measurement) = (delivery.clone(), self.measurement.clone());
+            tokio::task::spawn_blocking(move || {
+                line_protocol::render(&delivery, &measurement, BODY_BYTES)
+            })
+            .await
+            .map_err(|e| SinkError::Task {
+                sink: "timeseries",
+                message: e.to_string(),
+            })?
+        };
+        self.metrics.tags_dropped(rendered.tags_dropped);
+        if rendered.nonfinite > 0 {
+            self.metrics.nonfinite_skipped(rendered.nonfinite);
+            if let Some(count) = self.nonfinite.note(rendered.nonfinite) {
+                tracing::warn!(
+                    gateway = ?delivery.batch.gateway_id,
+                    seq = delivery.batch.seq,
+                    skipped_since_last_warning = count,
+                    "readings with NaN or infinite values not written to the time-series store"
+                );
+            }
+        }
+        for body in rendered.bodies {
+            self.post(body).await?;
+        }
+        Ok(())
+    }
+
+    async fn post(&self, body: String) -> Result<(), SinkError> {
+        let url = || self.url.to_string();
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| SinkError::TimeseriesRequest { url: url(), source })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let mut text = response.text().await.unwrap_or_default();
+        if text.len() > 512 {
+            let cut = (0..=512)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            text.truncate(cut);
+        }
+        Err(SinkError::TimeseriesStatus {
+            url: url(),
+            status: status.as_u16(),
+            body: text,
+        })
+    }
+}
+
+/// `url` with `precision=u` (replacing any `precision` already there).
+fn write_url(url: &Url) -> Url {
+    let mut out = url.clone();
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "precision")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    out.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair("precision", "u");
+    out
+}
+
+/// Counts occurrences and says when to log: the first time, then at most
+/// once per interval, with the count accumulated since the last log.
+#[derive(Debug)]
+struct LogOncePerInterval {
+    start: Instant,
+    interval: Duration,
+    /// Milliseconds after `start` of the last log, plus one (0 = never).
+    last: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LogOncePerInterval {
+    fn new(interval: Duration) -> Self {
+        LogOncePerInterval {
+            start: Instant::now(),
+            interval,
+            last: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Add `n`; `Some(total since last log)` when it is time to log.
+    fn note(&self, n: u64) -> Option<u64> {
+        self.count.fetch_add(n, Ordering::Relaxed);
+        let now = self.start.elapsed().as_millis() as u64 + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= self.interval.as_millis() as u64;
+        if due
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.count.swap(0, Ordering::Relaxed))
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_url_sets_microsecond_precision_and_keeps_other_arguments() {
+        let cases = [
+            (
+                "http://127.0.0.1:8428/write",
+                "http://127.0.0.1:8428/write?precision=u",
+            ),
+            (
+                "http://h:8086/write?db=edge",
+                "http://h:8086/write?db=edge&precision=u",
+            ),
+            (
+                "http://h:8086/write?precision=ns&db=x",
+                "http://h:8086/write?db=x&precision=u",
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                write_url(&Url::parse(input).unwrap()).as_str(),
+                expected,
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn log_limiter_logs_first_then_accumulates() {
+        let limiter = LogOncePerInterval::new(Duration::from_secs(3600));
+        assert_eq!(limiter.note(2), Some(2));
+        assert_eq!(limiter.note(3), None);
+        assert_eq!(limiter.note(4), None);
+        let limiter = LogOncePerInterval::new(Duration::ZERO);
+        assert_eq!(limiter.note(1), Some(1));
+        assert_eq!(limiter.note(5), Some(5));
+    }
+}

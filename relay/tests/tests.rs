@@ -1,0 +1,10 @@
+//! Integration tests: the real relay served in-process on port 0, driven
+//! over HTTP with reqwest, one module per theme.
+//!
+//! - `support`: starting and stopping a relay, building batches.
+//! - `batches`: `POST /v1/batches` status codes and what lands in the file sink.
+//! - `timeseries`: the line-protocol sink against a fake write endpoint.
+
+mod batches;
+mod support;
+mod timeseries;
