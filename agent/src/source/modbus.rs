@@ -78,7 +78,22 @@ pub fn decode_value(regs: &[u16], point: &ModbusPoint) -> Option<f64> {
             f64::from(f32::from_bits(hi << 16 | lo))
         }
     };
-    Some(raw * point.scale + point.offset)
+    Some(apply_scale(raw, point.scale) + point.offset)
+}
+
+/// `raw * scale`, except that a decimal scale such as 0.1 or 0.001 divides
+/// by the power of ten instead: `235.0 * 0.1` is 23.500000000000004 while
+/// `235.0 / 10.0` is 23.5, the value the device's display shows, which also
+/// keeps the wire encoding compact (decimal values cost ~1 byte, noisy ones 8).
+fn apply_scale(raw: f64, scale: f64) -> f64 {
+    let inverse = 1.0 / scale;
+    let rounded = inverse.round();
+    let is_decimal = (1..=9).any(|k| rounded == 10f64.powi(k)) && 1.0 / rounded == scale;
+    if is_decimal {
+        raw / rounded
+    } else {
+        raw * scale
+    }
 }
 
 /// Polls one Modbus TCP device.
@@ -307,6 +322,18 @@ mod tests {
                 "{ty:?} {regs:?}: got {got}, want {want}"
             );
         }
+    }
+
+    #[test]
+    fn decimal_scales_give_the_displayed_decimal_exactly() {
+        let mut p = pt(0, DataType::I16);
+        for (scale, raw, want) in [(0.1, 235u16, 23.5), (0.01, 1234, 12.34), (0.001, 7, 0.007)] {
+            p.scale = scale;
+            assert_eq!(decode_value(&[raw], &p), Some(want), "scale {scale}");
+        }
+        // A non-decimal scale multiplies.
+        p.scale = 0.25;
+        assert_eq!(decode_value(&[10], &p), Some(2.5));
     }
 
     #[test]
