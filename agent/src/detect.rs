@@ -102,7 +102,10 @@ mod tests {
         }
     }
 
-    fn feed(d: &mut Detector, values: &[f64]) -> Vec<(AlarmState, f64, f64)> {
+    /// (state, value, limit) of one emitted event.
+    type Event = (AlarmState, f64, f64);
+
+    fn feed(d: &mut Detector, values: &[f64]) -> Vec<Event> {
         let series = Arc::new(SeriesInfo {
             name: "s".into(),
             unit: String::new(),
@@ -127,7 +130,7 @@ mod tests {
 
     #[test]
     fn transitions_table() {
-        let cases: Vec<(&str, ThresholdRule, Vec<f64>, Vec<(AlarmState, f64, f64)>)> = vec![
+        let cases: Vec<(&str, ThresholdRule, Vec<f64>, Vec<Event>)> = vec![
             (
                 "inside stays quiet",
                 rule(Some(0.0), Some(10.0)),

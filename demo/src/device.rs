@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 pub struct SimDevice {
     registers: Arc<Mutex<HashMap<u16, u16>>>,
     requests: Arc<AtomicU64>,
+    /// A register that counts the reads covering it, so a test knows exactly
+    /// which poll produced which value.
+    counter: Arc<Mutex<Option<u16>>>,
 }
 
 impl SimDevice {
@@ -50,13 +53,30 @@ impl SimDevice {
         regs.insert(register + 1, bits as u16);
     }
 
+    /// Make `register` count the read requests that cover it: the first
+    /// such read returns 1, the next 2, and so on (wrapping at 65535).
+    pub fn count_reads_in(&self, register: u16) {
+        self.set_u16(register, 0);
+        *self.counter.lock().unwrap_or_else(|p| p.into_inner()) = Some(register);
+    }
+
     /// Requests answered so far (including exception answers).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
     fn read(&self, start: u16, count: u16) -> Result<Vec<u16>, ExceptionCode> {
-        let regs = self.regs();
+        let counter = *self.counter.lock().unwrap_or_else(|p| p.into_inner());
+        let mut regs = self.regs();
+        if let Some(c) = counter {
+            let covered = u32::from(start) <= u32::from(c)
+                && u32::from(c) < u32::from(start) + u32::from(count);
+            if covered {
+                if let Some(v) = regs.get_mut(&c) {
+                    *v = v.wrapping_add(1);
+                }
+            }
+        }
         (0..count)
             .map(|i| {
                 start

@@ -1,1 +1,230 @@
-//! Helpers for the end-to-end tests: start real services on free loopback ports.
+//! Helpers for the end-to-end tests: start real services (tansu as the Kafka
+//! broker, VictoriaMetrics as the time-series store) on free loopback ports,
+//! wait for them by polling with a deadline, and stop them when the test
+//! ends (the process is killed when its handle drops).
+//!
+//! The services must be installed; `scripts/test` installs them. A missing
+//! one fails the test with a message that says so.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// A port nobody listens on right now, on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Poll `check` until it returns true or `timeout` passes.
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what} was not ready after {} s", timeout.as_secs())
+}
+
+/// A child process that is killed when this handle drops.
+pub struct Service {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Service {
+    fn spawn(
+        name: &'static str,
+        program: &str,
+        args: &[String],
+        log_dir: &Path,
+    ) -> anyhow::Result<Service> {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| {
+                format!("cannot start {program}: is it installed? scripts/test installs it")
+            })?;
+        Ok(Service { name, child, log })
+    }
+
+    /// The service's output so far, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn ensure_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited early ({status}):\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// tansu, a Kafka-compatible broker, with in-memory storage.
+pub struct Tansu {
+    pub service: Service,
+    pub port: u16,
+}
+
+impl Tansu {
+    pub fn start(log_dir: &Path) -> anyhow::Result<Tansu> {
+        let port = free_port()?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let args = [
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        .map(String::from);
+        let mut service = Service::spawn("tansu", "tansu", &args, log_dir)?;
+        wait_until("tansu", Duration::from_secs(30), || port_open(port))?;
+        service.ensure_running()?;
+        Ok(Tansu { service, port })
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str) -> anyhow::Result<()> {
+        let out = Command::new("tansu")
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+                name,
+            ])
+            .output()
+            .context("cannot run `tansu topic create`")?;
+        if !out.status.success() {
+            bail!(
+                "tansu topic create {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Every message of `topic`, read back with kafka-python.
+    pub fn read_topic(&self, topic: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/kafka_read.py");
+        let out = Command::new("python3")
+            .arg(&script)
+            .args([&self.bootstrap(), topic, "3000"])
+            .output()
+            .context("cannot run python3 (kafka-python is installed by scripts/test)")?;
+        if !out.status.success() {
+            bail!(
+                "kafka_read.py {topic} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8(out.stdout)?
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).with_context(|| format!("bad line from kafka_read.py: {l}"))
+            })
+            .collect()
+    }
+}
+
+/// VictoriaMetrics single-node, storing in a temporary directory.
+pub struct Victoria {
+    pub service: Service,
+    pub port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl Victoria {
+    pub fn start(log_dir: &Path) -> anyhow::Result<Victoria> {
+        let port = free_port()?;
+        let data = tempfile::tempdir()?;
+        let args = [
+            format!("-httpListenAddr=127.0.0.1:{port}"),
+            format!("-storageDataPath={}", data.path().display()),
+            // Replayed and test data may be older than the default one month.
+            "-retentionPeriod=100y".into(),
+        ];
+        let mut service = Service::spawn("victoria-metrics", "victoria-metrics", &args, log_dir)?;
+        let health = format!("http://127.0.0.1:{port}/health");
+        wait_until("victoria-metrics", Duration::from_secs(30), || {
+            http_get(&health).is_ok_and(|b| b.trim() == "OK")
+        })?;
+        service.ensure_running()?;
+        Ok(Victoria {
+            service,
+            port,
+            _data: data,
+        })
+    }
+
+    /// The Influx line protocol write endpoint.
+    pub fn write_url(&self) -> String {
+        format!("http://127.0.0.1:{}/write", self.port)
+    }
+
+    /// Every series matching `selector`, as `/api/v1/export` JSON lines,
+    /// after making fresh writes visible.
+    pub fn export(&self, selector: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let base = format!("http://127.0.0.1:{}", self.port);
+        http_get(&format!("{base}/internal/force_flush"))?;
+        let url = reqwest::Url::parse_with_params(
+            &format!("{base}/api/v1/export"),
+            [("match[]", selector)],
+        )?;
+        let body = http_get(url.as_str())?;
+        body.lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("bad export line: {l}")))
+            .collect()
+    }
+}
+
+/// A blocking HTTP GET that fails on a non-2xx answer.
+pub fn http_get(url: &str) -> anyhow::Result<String> {
+    let resp = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()?
+        .get(url)
+        .send()?
+        .error_for_status()?;
+    Ok(resp.text()?)
+}
