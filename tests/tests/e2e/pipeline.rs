@@ -1,4 +1,4 @@
-//! End-to-end tests against real services: an in-test Modbus TCP device →
+//! The whole pipeline against real services: an in-test Modbus TCP device →
 //! the agent → the relay → tansu (Kafka) and VictoriaMetrics, read back with
 //! kafka-python and VictoriaMetrics' export API.
 //!
