@@ -41,6 +41,7 @@ use crate::forward::Forwarder;
 use crate::reading::{now_us, AlarmState, Reading, SeriesInfo};
 use crate::source::modbus::ModbusSource;
 use crate::source::simulated::SimulatedSource;
+use crate::source::SourceError;
 use crate::spool::{SharedSpool, Spool, SpoolError};
 use crate::stats::AgentStats;
 
@@ -87,12 +88,7 @@ impl Agent {
                 series,
                 stats: self.stats.clone(),
             };
-            let (tx, stop) = (tx.clone(), shutdown.clone());
-            sources.spawn(async move {
-                if let Err(error) = source.run(tx, stop).await {
-                    error!(%error, "source stopped");
-                }
-            });
+            spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
         }
         for signal in &self.config.simulated {
             let series = Arc::new(SeriesInfo {
@@ -109,12 +105,7 @@ impl Agent {
                 series,
                 stats: self.stats.clone(),
             };
-            let (tx, stop) = (tx.clone(), shutdown.clone());
-            sources.spawn(async move {
-                if let Err(error) = source.run(tx, stop).await {
-                    error!(%error, "source stopped");
-                }
-            });
+            spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
         }
         sources.close();
         drop(tx);
@@ -144,6 +135,18 @@ impl Agent {
         );
         Ok(())
     }
+}
+
+/// Run a source on `tracker`; a source that stops for good is logged.
+fn spawn_source(
+    tracker: &TaskTracker,
+    run: impl std::future::Future<Output = Result<(), SourceError>> + Send + 'static,
+) {
+    tracker.spawn(async move {
+        if let Err(error) = run.await {
+            error!(%error, "source stopped");
+        }
+    });
 }
 
 /// Detect, batch and spool every reading until all sources have stopped.
@@ -217,7 +220,8 @@ async fn commit(batcher: &mut Batcher, spool: &SharedSpool, wake: &Notify, stats
                 batch = Some(b);
             }
             Err(error) => {
-                error!(%error, readings, "spool task failed; batch lost");
+                stats.readings_dropped.add(readings);
+                error!(%error, readings, "spool task failed; batch dropped");
                 return;
             }
         }

@@ -26,6 +26,9 @@ pub struct AgentStats {
     pub readings_produced: Counter,
     /// Readings sealed into batches and committed to the spool.
     pub readings_spooled: Counter,
+    /// Readings lost because the spool task itself failed (a panic inside
+    /// SQLite code); zero in a healthy agent, and logged when it is not.
+    pub readings_dropped: Counter,
     /// Readings in batches the relay acknowledged with 2xx.
     pub readings_forwarded: Counter,
     /// Batches the relay acknowledged with 2xx.
