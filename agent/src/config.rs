@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod mqtt;
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -55,6 +57,9 @@ pub struct RawConfig {
     /// Simulated signals, for trying the agent without hardware.
     #[serde(default)]
     pub simulated: Vec<RawSimulated>,
+    /// MQTT brokers to subscribe to.
+    #[serde(default)]
+    pub mqtt: Vec<mqtt::RawMqttBroker>,
     /// Threshold rules evaluated on the gateway.
     #[serde(default)]
     pub rules: Vec<RawRule>,
@@ -181,6 +186,7 @@ pub struct AgentConfig {
     pub uplink: UplinkConfig,
     pub modbus: Vec<ModbusDevice>,
     pub simulated: Vec<SimulatedSignal>,
+    pub mqtt: Vec<mqtt::MqttBroker>,
     pub rules: Vec<ThresholdRule>,
 }
 
@@ -340,6 +346,12 @@ impl AgentConfig {
                 }
             })
             .collect::<Vec<_>>();
+        let mqtt: Vec<mqtt::MqttBroker> = raw
+            .mqtt
+            .iter()
+            .enumerate()
+            .map(|(i, b)| mqtt::validate_broker(&mut p, i, b, &raw.gateway_id))
+            .collect();
         let mut series_names: Vec<String> = modbus
             .iter()
             .flat_map(|d| {
@@ -382,8 +394,10 @@ impl AgentConfig {
                 }
             })
             .collect();
-        if modbus.is_empty() && simulated.is_empty() {
-            p.push("no sources: add at least one [[modbus]] or [[simulated]] section".into());
+        if modbus.is_empty() && simulated.is_empty() && mqtt.is_empty() {
+            p.push(
+                "no sources: add at least one [[modbus]], [[simulated]] or [[mqtt]] section".into(),
+            );
         }
         if !p.is_empty() {
             return Err(p);
@@ -396,6 +410,7 @@ impl AgentConfig {
             uplink,
             modbus,
             simulated,
+            mqtt,
             rules,
         })
     }

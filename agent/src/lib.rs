@@ -5,7 +5,7 @@
 //! Reading order:
 //! - [`config`]: the TOML a technician writes, validated with key paths.
 //! - [`reading`]: what flows through the pipeline (`Reading`, `Alarm`).
-//! - [`source`]: tasks that bring readings in (Modbus TCP, simulated).
+//! - [`source`]: tasks that bring readings in (Modbus TCP, MQTT, simulated).
 //! - [`detect`]: threshold rules, a pure state machine.
 //! - [`batch`]: seals readings and alarms into `edge_wire::Batch`es.
 //! - [`spool`]: SQLite store of encoded batches awaiting the relay.
@@ -40,6 +40,7 @@ use crate::detect::Detector;
 use crate::forward::Forwarder;
 use crate::reading::{now_us, AlarmState, Reading, SeriesInfo};
 use crate::source::modbus::ModbusSource;
+use crate::source::mqtt::MqttSource;
 use crate::source::simulated::SimulatedSource;
 use crate::source::SourceError;
 use crate::spool::{SharedSpool, Spool, SpoolError};
@@ -107,6 +108,19 @@ impl Agent {
             };
             spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
         }
+        for broker in &self.config.mqtt {
+            let source = MqttSource {
+                broker: broker.clone(),
+                tags: self.config.tags.clone(),
+                stats: self.stats.clone(),
+            };
+            let (tx, stop) = (tx.clone(), shutdown.clone());
+            sources.spawn(async move {
+                if let Err(error) = source.run(tx, stop).await {
+                    error!(%error, "source stopped");
+                }
+            });
+        }
         sources.close();
         drop(tx);
 
@@ -120,7 +134,7 @@ impl Agent {
             wake: wake.clone(),
         };
         let forwarding = tokio::spawn(forwarder.run(drain.clone()));
-        info!(gateway = %self.config.gateway_id, modbus_devices = self.config.modbus.len(), simulated = self.config.simulated.len(), rules = self.config.rules.len(), "agent started");
+        info!(gateway = %self.config.gateway_id, modbus_devices = self.config.modbus.len(), simulated = self.config.simulated.len(), mqtt_brokers = self.config.mqtt.len(), rules = self.config.rules.len(), "agent started");
 
         pipeline(&self.config, rx, &spool, &wake, &self.stats).await;
         sources.wait().await;

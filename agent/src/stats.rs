@@ -1,7 +1,9 @@
 //! Counters the agent keeps about itself. They are plain atomics so any task
 //! can bump them without locks; the status page and the demo read them.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -45,4 +47,39 @@ pub struct AgentStats {
     pub modbus_transport_errors: Counter,
     /// Modbus requests answered with an exception code.
     pub modbus_exceptions: Counter,
+    /// MQTT messages received, malformed ones included.
+    pub mqtt_messages: Counter,
+    /// MQTT messages skipped because they could not be read.
+    pub mqtt_malformed: Counter,
+    /// MQTT connection attempts or connections that failed.
+    pub mqtt_connection_errors: Counter,
+    /// MQTT subscriptions the broker accepted (counted again on every reconnect).
+    pub mqtt_subscriptions_acked: Counter,
+    /// Malformed MQTT messages per (client id, topic filter).
+    mqtt_malformed_by_subscription: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl AgentStats {
+    /// Count a malformed message of the subscription `topic` on the broker
+    /// connection `client_id`.
+    pub fn record_mqtt_malformed(&self, client_id: &str, topic: &str) {
+        self.mqtt_malformed.inc();
+        let mut map = self
+            .mqtt_malformed_by_subscription
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *map.entry((client_id.to_string(), topic.to_string()))
+            .or_default() += 1;
+    }
+
+    /// Malformed messages counted for one subscription.
+    pub fn mqtt_malformed_for(&self, client_id: &str, topic: &str) -> u64 {
+        let map = self
+            .mqtt_malformed_by_subscription
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(&(client_id.to_string(), topic.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
 }

@@ -3,6 +3,7 @@
 //! stops the source or the others (it is logged, counted and retried).
 
 pub mod modbus;
+pub mod mqtt;
 pub mod simulated;
 
 /// Why a source stopped for good (transient device faults are not errors:

@@ -1,0 +1,372 @@
+//! The `[[mqtt]]` part of the agent configuration: brokers to subscribe to
+//! and how each subscription's messages become readings.
+//!
+//! Same two steps as the rest of [`crate::config`]: [`RawMqttBroker`]
+//! mirrors the file, [`validate_broker`] turns it into [`MqttBroker`] and
+//! pushes every problem with its key path, for example
+//! `mqtt[0].subscriptions[1].qos: 2 is not supported (0 or 1)`.
+//!
+//! Series names and tag values are [`Template`]s: `{1}`, `{2}`… stand for
+//! the levels of the topic a message arrived on, so they can only be
+//! checked for the literal text here; the expanded name is checked when a
+//! message arrives.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+mod template;
+
+pub use self::template::{check_filter, Template};
+
+/// `[[mqtt]]`: one MQTT broker (MQTT 3.1.1 over plain TCP).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqttBroker {
+    /// Host name or IP address of the broker.
+    pub host: String,
+    /// TCP port of the broker (default 1883).
+    pub port: Option<u16>,
+    /// Client identifier presented to the broker; unique per broker (default "<gateway_id>-mqtt-<index>").
+    pub client_id: Option<String>,
+    /// User name, when the broker requires a login.
+    pub username: Option<String>,
+    /// Password for `username`.
+    pub password: Option<String>,
+    /// Seconds between keep-alive pings when nothing else is sent; 0 disables them (default 30).
+    pub keep_alive_s: Option<u64>,
+    /// Start a fresh session on every connect, forgetting queued messages (default true).
+    pub clean_session: Option<bool>,
+    /// Topic filters to subscribe to and how to read their messages.
+    #[serde(default)]
+    pub subscriptions: Vec<RawSubscription>,
+}
+
+/// `[[mqtt.subscriptions]]`: one topic filter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubscription {
+    /// Topic filter; `+` matches one level, `#` (last) any number of levels, for example "plant/+/temp".
+    pub topic: String,
+    /// Quality of service asked of the broker: 0 (at most once) or 1 (at least once) (default 0).
+    pub qos: Option<u8>,
+    /// Payload format: "number" (plain text number), "json" (values picked by `values`) or "json-object" (every numeric top-level field) (default "number").
+    pub format: Option<String>,
+    /// Series name; `{1}`, `{2}`… are replaced by the topic's levels, for example "{2}.temp" for topic "plant/+/temp". With "json" and "json-object" the value's name is appended as ".<name>".
+    pub series: String,
+    /// Engineering unit of "number" and "json-object" readings, for example "degC".
+    #[serde(default)]
+    pub unit: String,
+    /// Tags added to every series of this subscription; values may use `{1}`, `{2}`… like `series`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// For "json": the values to read, each { pointer = "/temp", name = "temp", unit = "degC" }.
+    #[serde(default)]
+    pub values: Vec<RawJsonValue>,
+    /// For "json" and "json-object": JSON pointer of the sample time, for example "/ts"; without it the arrival time is used.
+    pub timestamp_pointer: Option<String>,
+    /// Unit of `timestamp_pointer`: "s", "ms", "us" (numbers since the Unix epoch) or "rfc3339" (text).
+    pub timestamp_format: Option<String>,
+}
+
+/// `values = [{ pointer = "/temp", name = "temp", unit = "degC" }]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJsonValue {
+    /// JSON pointer (RFC 6901) of the number, for example "/sensors/0/temp".
+    pub pointer: String,
+    /// Name appended to the subscription's series: "<series>.<name>".
+    pub name: String,
+    /// Engineering unit, for example "degC".
+    #[serde(default)]
+    pub unit: String,
+}
+
+/// A validated broker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttBroker {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    /// (username, password); the password may be empty.
+    pub credentials: Option<(String, String)>,
+    pub keep_alive: Duration,
+    pub clean_session: bool,
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// A validated subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub topic: String,
+    pub qos: Qos,
+    pub format: PayloadFormat,
+    pub series: Template,
+    pub unit: String,
+    pub tags: BTreeMap<String, Template>,
+}
+
+/// The MQTT quality of service levels the agent subscribes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qos {
+    AtMostOnce,
+    AtLeastOnce,
+}
+
+/// How a message's payload is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PayloadFormat {
+    /// The payload is one number as text, for example "21.5".
+    Number,
+    /// Named values picked from a JSON document by pointer.
+    Json {
+        values: Vec<JsonValue>,
+        timestamp: Option<TimestampField>,
+    },
+    /// Every numeric top-level field of a JSON object.
+    JsonObject { timestamp: Option<TimestampField> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonValue {
+    pub pointer: String,
+    pub name: String,
+    pub unit: String,
+}
+
+/// Where a JSON payload carries its sample time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimestampField {
+    pub pointer: String,
+    pub format: TimestampFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampFormat {
+    Seconds,
+    Millis,
+    Micros,
+    Rfc3339,
+}
+
+/// Validate `mqtt[i]`, pushing problems to `p`.
+pub(super) fn validate_broker(
+    p: &mut Vec<String>,
+    i: usize,
+    b: &RawMqttBroker,
+    gateway_id: &str,
+) -> MqttBroker {
+    let at = format!("mqtt[{i}]");
+    if b.host.trim().is_empty() {
+        p.push(format!("{at}.host: must not be empty"));
+    }
+    let port = b.port.unwrap_or(1883);
+    if port == 0 {
+        p.push(format!("{at}.port: 0 is not a TCP port"));
+    }
+    let client_id = b
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("{gateway_id}-mqtt-{i}"));
+    if client_id.is_empty() || client_id.len() > 128 {
+        p.push(format!(
+            "{at}.client_id: {client_id:?} must be 1..=128 characters"
+        ));
+    }
+    let credentials = match (&b.username, &b.password) {
+        (Some(u), pw) => Some((u.clone(), pw.clone().unwrap_or_default())),
+        (None, Some(_)) => {
+            p.push(format!("{at}.password: given without a username"));
+            None
+        }
+        (None, None) => None,
+    };
+    let keep_alive_s = b.keep_alive_s.unwrap_or(30);
+    if keep_alive_s > 65535 {
+        p.push(format!(
+            "{at}.keep_alive_s: {keep_alive_s} is out of range (0..=65535)"
+        ));
+    }
+    if b.subscriptions.is_empty() {
+        p.push(format!(
+            "{at}.subscriptions: a broker needs at least one subscription"
+        ));
+    }
+    let subscriptions = b
+        .subscriptions
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| validate_subscription(p, &format!("{at}.subscriptions[{j}]"), s))
+        .collect();
+    MqttBroker {
+        host: b.host.clone(),
+        port,
+        client_id,
+        credentials,
+        keep_alive: Duration::from_secs(keep_alive_s.min(65535)),
+        clean_session: b.clean_session.unwrap_or(true),
+        subscriptions,
+    }
+}
+
+fn validate_subscription(
+    p: &mut Vec<String>,
+    at: &str,
+    s: &RawSubscription,
+) -> Option<Subscription> {
+    let before = p.len();
+    if let Err(why) = check_filter(&s.topic) {
+        p.push(format!("{at}.topic: {:?} {why}", s.topic));
+    }
+    let levels = s.topic.split('/').count();
+    let open_ended = s.topic.ends_with('#');
+    let qos = match s.qos.unwrap_or(0) {
+        0 => Qos::AtMostOnce,
+        1 => Qos::AtLeastOnce,
+        other => {
+            p.push(format!("{at}.qos: {other} is not supported (0 or 1)"));
+            Qos::AtMostOnce
+        }
+    };
+    let mut template = |key: &str, text: &str| -> Template {
+        match Template::parse(text) {
+            Ok(t) => {
+                if !open_ended && t.max_level() > levels {
+                    p.push(format!(
+                        "{at}.{key}: {{{}}} but topic {:?} has only {levels} level(s)",
+                        t.max_level(),
+                        s.topic
+                    ));
+                }
+                t
+            }
+            Err(why) => {
+                p.push(format!("{at}.{key}: {why}"));
+                Template::default()
+            }
+        }
+    };
+    let series = template("series", &s.series);
+    let tags: BTreeMap<String, Template> = s
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), template(&format!("tags.{k}"), v)))
+        .collect();
+    let literal = series.literal();
+    if s.series.is_empty() || !(literal.is_empty() || is_plain_name(&literal)) {
+        p.push(format!(
+            "{at}.series: {:?} must be letters, digits, '-', '_', '.', '/' and {{n}} placeholders",
+            s.series
+        ));
+    }
+    for key in ["protocol", "topic"] {
+        if s.tags.contains_key(key) {
+            p.push(format!("{at}.tags.{key}: is set by the agent"));
+        }
+    }
+    let timestamp = match (&s.timestamp_pointer, &s.timestamp_format) {
+        (None, None) => None,
+        (Some(_), None) => {
+            p.push(format!("{at}.timestamp_format: required with timestamp_pointer (\"s\", \"ms\", \"us\" or \"rfc3339\")"));
+            None
+        }
+        (None, Some(_)) => {
+            p.push(format!(
+                "{at}.timestamp_format: given without timestamp_pointer"
+            ));
+            None
+        }
+        (Some(pointer), Some(format)) => {
+            check_pointer(p, &format!("{at}.timestamp_pointer"), pointer);
+            let format = match format.as_str() {
+                "s" => Some(TimestampFormat::Seconds),
+                "ms" => Some(TimestampFormat::Millis),
+                "us" => Some(TimestampFormat::Micros),
+                "rfc3339" => Some(TimestampFormat::Rfc3339),
+                other => {
+                    p.push(format!("{at}.timestamp_format: {other:?} is not a timestamp format (\"s\", \"ms\", \"us\", \"rfc3339\")"));
+                    None
+                }
+            };
+            format.map(|format| TimestampField {
+                pointer: pointer.clone(),
+                format,
+            })
+        }
+    };
+    let format_name = s.format.as_deref().unwrap_or("number");
+    let format = match format_name {
+        "number" => PayloadFormat::Number,
+        "json" => {
+            if s.values.is_empty() {
+                p.push(format!(
+                    "{at}.values: format \"json\" needs at least one value"
+                ));
+            }
+            let mut names = Vec::new();
+            for (k, v) in s.values.iter().enumerate() {
+                check_pointer(p, &format!("{at}.values[{k}].pointer"), &v.pointer);
+                if !is_plain_name(&v.name) {
+                    p.push(format!("{at}.values[{k}].name: {:?} must be 1..=128 characters of letters, digits, '-', '_', '.', '/'", v.name));
+                }
+                if names.contains(&&v.name) {
+                    p.push(format!("{at}.values[{k}].name: {:?} is used twice", v.name));
+                }
+                names.push(&v.name);
+            }
+            PayloadFormat::Json {
+                values: s
+                    .values
+                    .iter()
+                    .map(|v| JsonValue {
+                        pointer: v.pointer.clone(),
+                        name: v.name.clone(),
+                        unit: v.unit.clone(),
+                    })
+                    .collect(),
+                timestamp,
+            }
+        }
+        "json-object" => PayloadFormat::JsonObject { timestamp },
+        other => {
+            p.push(format!("{at}.format: {other:?} is not a payload format (\"number\", \"json\", \"json-object\")"));
+            PayloadFormat::Number
+        }
+    };
+    if format_name != "json" && !s.values.is_empty() {
+        p.push(format!("{at}.values: only used with format \"json\""));
+    }
+    if format_name == "number" && s.timestamp_pointer.is_some() {
+        p.push(format!(
+            "{at}.timestamp_pointer: a \"number\" payload has no fields"
+        ));
+    }
+    (p.len() == before).then(|| Subscription {
+        topic: s.topic.clone(),
+        qos,
+        format,
+        series,
+        unit: s.unit.clone(),
+        tags,
+    })
+}
+
+fn check_pointer(p: &mut Vec<String>, at: &str, pointer: &str) {
+    if !pointer.starts_with('/') {
+        p.push(format!(
+            "{at}: {pointer:?} is not a JSON pointer (it starts with '/', for example \"/temp\")"
+        ));
+    }
+}
+
+/// The rule of [`super::check_name`], as a yes/no for names made at run time.
+pub fn is_plain_name(name: &str) -> bool {
+    let mut problems = Vec::new();
+    super::check_name(&mut problems, "", name);
+    problems.is_empty()
+}
+
+#[cfg(test)]
+#[path = "mqtt_tests.rs"]
+mod tests;

@@ -1,0 +1,133 @@
+//! Tests of the `[[mqtt]]` configuration: templates, topic filters,
+//! defaults and the key paths of every validation problem.
+
+use super::*;
+
+#[test]
+fn templates_expand_topic_levels() {
+    let t = Template::parse("{2}.temp").unwrap();
+    assert_eq!(t.expand(&["plant", "l1", "temp"]), Ok("l1.temp".into()));
+    assert_eq!(t.max_level(), 2);
+    assert_eq!(t.expand(&["plant"]), Err(2));
+    let t = Template::parse("a{1}-{3}b").unwrap();
+    assert_eq!(t.expand(&["x", "y", "z"]), Ok("ax-zb".into()));
+    assert!(Template::parse("{0}").is_err());
+    assert!(Template::parse("{x}").is_err());
+    assert!(Template::parse("{1").is_err());
+}
+
+#[test]
+fn topic_filters_follow_the_wildcard_rules() {
+    for ok in ["a/b", "a/+/c", "#", "a/#", "+", "+/+"] {
+        assert_eq!(check_filter(ok), Ok(()), "{ok}");
+    }
+    for bad in ["", "a/#/c", "a#", "a/b+", "a/+b/c"] {
+        assert!(check_filter(bad).is_err(), "{bad}");
+    }
+}
+
+const BASE: &str = r#"
+gateway_id = "gw-1"
+[spool]
+path = "/tmp/spool.db"
+[uplink]
+url = "http://127.0.0.1:8080/v1/batches"
+token = "secret"
+"#;
+
+fn parse(mqtt: &str) -> Result<crate::config::AgentConfig, Vec<String>> {
+    match crate::config::AgentConfig::parse(&format!("{BASE}{mqtt}"), "t.toml") {
+        Ok(c) => Ok(c),
+        Err(crate::config::ConfigError::Invalid { problems, .. }) => Err(problems),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_broker_alone_is_a_source_and_gets_defaults() {
+    let c = parse(
+        r#"
+[[mqtt]]
+host = "127.0.0.1"
+[[mqtt.subscriptions]]
+topic = "plant/+/temp"
+series = "{2}.temp"
+unit = "degC"
+tags = { line = "{2}" }
+[[mqtt.subscriptions]]
+topic = "plant/+/state"
+qos = 1
+format = "json"
+series = "{2}"
+values = [{ pointer = "/temp", name = "temp", unit = "degC" }]
+timestamp_pointer = "/ts"
+timestamp_format = "ms"
+"#,
+    )
+    .unwrap();
+    let b = &c.mqtt[0];
+    assert_eq!((b.port, b.client_id.as_str()), (1883, "gw-1-mqtt-0"));
+    assert_eq!(b.keep_alive, Duration::from_secs(30));
+    assert!(b.clean_session);
+    assert_eq!(b.subscriptions[0].format, PayloadFormat::Number);
+    assert_eq!(b.subscriptions[1].qos, Qos::AtLeastOnce);
+    let PayloadFormat::Json { values, timestamp } = &b.subscriptions[1].format else {
+        panic!("json expected");
+    };
+    assert_eq!(values[0].pointer, "/temp");
+    assert_eq!(
+        timestamp.as_ref().map(|t| t.format),
+        Some(TimestampFormat::Millis)
+    );
+}
+
+#[test]
+fn every_mqtt_problem_is_reported_with_its_key_path() {
+    let problems = parse(
+        r#"
+[[mqtt]]
+host = ""
+password = "pw"
+[[mqtt.subscriptions]]
+topic = "plant/#/temp"
+series = "{4}.temp"
+[[mqtt.subscriptions]]
+topic = "plant/+/temp"
+qos = 2
+format = "xml"
+series = "{3}.t"
+timestamp_format = "ms"
+[[mqtt.subscriptions]]
+topic = "plant/+/state"
+format = "json"
+series = "{9}"
+values = [{ pointer = "temp", name = "t" }, { pointer = "/x", name = "t" }]
+timestamp_pointer = "/ts"
+timestamp_format = "minutes"
+"#,
+    )
+    .unwrap_err()
+    .join("\n");
+    for expected in [
+        "mqtt[0].host: must not be empty",
+        "mqtt[0].password: given without a username",
+        "mqtt[0].subscriptions[0].topic: \"plant/#/temp\" '#' must be a whole level and the last one",
+        "mqtt[0].subscriptions[0].series: {4} but topic \"plant/#/temp\" has only 3 level(s)",
+        "mqtt[0].subscriptions[1].qos: 2 is not supported (0 or 1)",
+        "mqtt[0].subscriptions[1].format: \"xml\" is not a payload format",
+        "mqtt[0].subscriptions[1].timestamp_format: given without timestamp_pointer",
+        "mqtt[0].subscriptions[2].series: {9} but topic \"plant/+/state\" has only 3 level(s)",
+        "mqtt[0].subscriptions[2].values[0].pointer: \"temp\" is not a JSON pointer",
+        "mqtt[0].subscriptions[2].values[1].name: \"t\" is used twice",
+        "mqtt[0].subscriptions[2].timestamp_format: \"minutes\" is not a timestamp format",
+    ] {
+        assert!(problems.contains(expected), "missing {expected:?} in:\n{problems}");
+    }
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/agent.example.toml");
+    let c = crate::config::AgentConfig::load(std::path::Path::new(path)).unwrap();
+    assert!(!c.mqtt.is_empty(), "the example shows an [[mqtt]] section");
+}

@@ -1,0 +1,317 @@
+//! MQTT subscription source: one task per broker, one connection, every
+//! configured topic filter subscribed on it.
+//!
+//! - rumqttc's event loop reconnects when polled again after an error; the
+//!   source waits between attempts with exponential backoff and logs once
+//!   when the broker goes away and once when it is back;
+//! - subscriptions are requested on every connect (ConnAck), because a
+//!   clean session forgets them;
+//! - a message is matched to the first subscription, in configuration
+//!   order, whose filter matches its topic;
+//! - a malformed message is counted per subscription and logged at most
+//!   once per [`MALFORMED_LOG_INTERVAL`] with the number suppressed; it never
+//!   stops the source. A message yields all its readings or none.
+//!
+//! Not done here: acknowledging QoS 1 messages only after their readings
+//! are committed to the spool. rumqttc acknowledges on receipt, so a crash
+//! between receipt and commit loses what was in the pipeline.
+//!
+//! Payload reading is the pure [`payload`] module.
+
+pub mod payload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::SubscribeReasonCode;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use self::payload::{Malformed, PayloadError};
+use super::SourceError;
+use crate::config::mqtt::{is_plain_name, MqttBroker, Qos, Subscription};
+use crate::reading::{now_us, Reading, SeriesInfo};
+use crate::stats::AgentStats;
+
+/// A malformed message is logged at most this often per subscription.
+pub const MALFORMED_LOG_INTERVAL: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Series metadata is cached per (topic, series); topics are chosen by the
+/// publishers, so the cache is emptied rather than allowed to grow forever.
+const SERIES_CACHE_MAX: usize = 10_000;
+
+/// Subscribes to one MQTT broker.
+pub struct MqttSource {
+    pub broker: MqttBroker,
+    /// The gateway's tags; each subscription's tags are added on top.
+    pub tags: BTreeMap<String, String>,
+    pub stats: Arc<AgentStats>,
+}
+
+/// Lets a repeating condition be logged once per interval, counting the rest.
+#[derive(Debug)]
+pub struct LogLimiter {
+    interval: Duration,
+    next: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    pub fn new(interval: Duration) -> LogLimiter {
+        LogLimiter {
+            interval,
+            next: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)` when the event at `now` should be logged, `n` being how
+    /// many were suppressed since the last one; `None` when it should not.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.next.is_some_and(|next| now < next) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.next = Some(now + self.interval);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// Whether `topic` matches the MQTT filter `filter` (`+` one level, `#` the
+/// rest, including none). Topics starting with '$' are not matched by a
+/// leading wildcard, as the MQTT specification requires.
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut topic_levels = topic.split('/');
+    for f in filter.split('/') {
+        if f == "#" {
+            return true;
+        }
+        match topic_levels.next() {
+            Some(t) if f == "+" || f == t => {}
+            _ => return false,
+        }
+    }
+    topic_levels.next().is_none()
+}
+
+impl MqttSource {
+    pub async fn run(
+        self,
+        out: mpsc::Sender<Reading>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let b = &self.broker;
+        let broker = format!("{}:{}", b.host, b.port);
+        let mut options = MqttOptions::new(b.client_id.clone(), b.host.clone(), b.port);
+        options.set_keep_alive(b.keep_alive);
+        options.set_clean_session(b.clean_session);
+        if let Some((user, password)) = &b.credentials {
+            options.set_credentials(user.clone(), password.clone());
+        }
+        let (client, mut events) = AsyncClient::new(options, 16);
+        let filters: Vec<SubscribeFilter> = b
+            .subscriptions
+            .iter()
+            .map(|s| SubscribeFilter::new(s.topic.clone(), qos(s.qos)))
+            .collect();
+        let mut limiters: Vec<LogLimiter> = b
+            .subscriptions
+            .iter()
+            .map(|_| LogLimiter::new(MALFORMED_LOG_INTERVAL))
+            .collect();
+        let mut series: HashMap<(String, String), Arc<SeriesInfo>> = HashMap::new();
+        let mut backoff = BACKOFF_MIN;
+        let mut failures: u64 = 0;
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = client.try_disconnect();
+                    return Ok(());
+                }
+                e = events.poll() => e,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if failures > 0 {
+                        info!(%broker, client_id = %b.client_id, failed_attempts = failures, "MQTT broker reachable again");
+                    } else {
+                        info!(%broker, client_id = %b.client_id, "MQTT connected");
+                    }
+                    failures = 0;
+                    if let Err(error) = client.try_subscribe_many(filters.clone()) {
+                        warn!(%broker, %error, "cannot request MQTT subscriptions");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    backoff = BACKOFF_MIN;
+                    for (code, filter) in ack.return_codes.iter().zip(&filters) {
+                        match code {
+                            SubscribeReasonCode::Success(_) => {
+                                self.stats.mqtt_subscriptions_acked.inc()
+                            }
+                            SubscribeReasonCode::Failure => {
+                                warn!(%broker, topic = %filter.path, "MQTT broker refused the subscription")
+                            }
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    self.stats.mqtt_messages.inc();
+                    let Some(i) = b
+                        .subscriptions
+                        .iter()
+                        .position(|s| topic_matches(&s.topic, &publish.topic))
+                    else {
+                        debug!(%broker, topic = %publish.topic, "MQTT message matches no subscription");
+                        continue;
+                    };
+                    let sub = &b.subscriptions[i];
+                    match self.readings(sub, &publish, &mut series) {
+                        Ok(readings) => {
+                            for r in readings {
+                                self.stats.readings_produced.inc();
+                                if out.send(r).await.is_err() {
+                                    return Err(SourceError::OutputClosed {
+                                        source_name: format!("mqtt {}", b.client_id),
+                                    });
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            self.stats.record_mqtt_malformed(&b.client_id, &sub.topic);
+                            if let Some(suppressed) = limiters[i].allow(Instant::now()) {
+                                warn!(%broker, subscription = %sub.topic, suppressed, %error, "malformed MQTT message skipped");
+                            }
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    self.stats.mqtt_connection_errors.inc();
+                    if failures == 0 {
+                        warn!(%broker, client_id = %b.client_id, %error, "MQTT connection failed; reconnecting with backoff");
+                    }
+                    failures += 1;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// The readings of one message, or why it is malformed.
+    fn readings(
+        &self,
+        sub: &Subscription,
+        publish: &Publish,
+        cache: &mut HashMap<(String, String), Arc<SeriesInfo>>,
+    ) -> Result<Vec<Reading>, PayloadError> {
+        let topic = publish.topic.as_str();
+        let malformed = |reason| PayloadError {
+            topic: topic.to_string(),
+            reason,
+        };
+        let samples = payload::decode(sub, topic, &publish.payload, now_us())?;
+        let levels: Vec<&str> = topic.split('/').collect();
+        let base = sub
+            .series
+            .expand(&levels)
+            .map_err(|level| malformed(Malformed::MissingLevel { level }))?;
+        if cache.len() >= SERIES_CACHE_MAX {
+            cache.clear();
+        }
+        let mut readings = Vec::with_capacity(samples.len());
+        for s in samples {
+            let name = match &s.field {
+                Some(field) => format!("{base}.{field}"),
+                None => base.clone(),
+            };
+            if !is_plain_name(&name) {
+                return Err(malformed(Malformed::BadSeriesName { name }));
+            }
+            let key = (topic.to_string(), name);
+            let info = match cache.get(&key) {
+                Some(info) => info.clone(),
+                None => {
+                    let mut tags = self.tags.clone();
+                    for (k, v) in &sub.tags {
+                        let v = v
+                            .expand(&levels)
+                            .map_err(|level| malformed(Malformed::MissingLevel { level }))?;
+                        tags.insert(k.clone(), v);
+                    }
+                    tags.insert("protocol".into(), "mqtt".into());
+                    tags.insert("topic".into(), topic.to_string());
+                    let info = Arc::new(SeriesInfo {
+                        name: key.1.clone(),
+                        unit: s.unit.clone(),
+                        tags,
+                    });
+                    cache.insert(key, info.clone());
+                    info
+                }
+            };
+            readings.push(Reading {
+                series: info,
+                ts_us: s.ts_us,
+                value: s.value,
+                quality: s.quality,
+            });
+        }
+        Ok(readings)
+    }
+}
+
+fn qos(q: Qos) -> QoS {
+    match q {
+        Qos::AtMostOnce => QoS::AtMostOnce,
+        Qos::AtLeastOnce => QoS::AtLeastOnce,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_filters_match_like_the_broker() {
+        let rows = [
+            ("plant/+/temp", "plant/l1/temp", true),
+            ("plant/+/temp", "plant/l1/x/temp", false),
+            ("plant/+/temp", "plant//temp", true),
+            ("plant/#", "plant", true),
+            ("plant/#", "plant/a/b/c", true),
+            ("#", "anything/at/all", true),
+            ("#", "$SYS/broker/uptime", false),
+            ("+/x", "$SYS/x", false),
+            ("plant/l1", "plant/l1/temp", false),
+            ("plant/l1/temp", "plant/l1", false),
+            ("a/b", "a/b", true),
+        ];
+        for (filter, topic, want) in rows {
+            assert_eq!(topic_matches(filter, topic), want, "{filter} vs {topic}");
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_logged_once_per_interval_with_a_count() {
+        let mut l = LogLimiter::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(l.allow(t0), Some(0));
+        assert_eq!(l.allow(t0 + Duration::from_secs(1)), None);
+        assert_eq!(l.allow(t0 + Duration::from_secs(9)), None);
+        assert_eq!(l.allow(t0 + Duration::from_secs(10)), Some(2));
+        assert_eq!(l.allow(t0 + Duration::from_secs(11)), None);
+        assert_eq!(l.allow(t0 + Duration::from_secs(60)), Some(1));
+    }
+}
