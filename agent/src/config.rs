@@ -10,11 +10,16 @@
 //! `configs/agent.example.toml`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod modbus;
+
+pub use self::modbus::{
+    ByteOrder, DataType, ModbusDevice, ModbusPoint, RawModbusDevice, RawPoint, Table,
+};
 
 pub mod mqtt;
 
@@ -101,48 +106,6 @@ pub struct RawUplink {
     pub shutdown_drain_ms: Option<u64>,
 }
 
-/// `[[modbus]]`: one Modbus TCP device (one unit id behind one address).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawModbusDevice {
-    /// Device name; series are named "<device>.<point>".
-    pub name: String,
-    /// host:port of the Modbus TCP server or gateway.
-    pub address: String,
-    /// Modbus unit id (slave id), 0..=247 (default 1).
-    pub unit: Option<u8>,
-    /// Time between polls in milliseconds (default 1000).
-    pub poll_interval_ms: Option<u64>,
-    /// How long one request may take before the connection is dropped and retried (default 1000).
-    pub timeout_ms: Option<u64>,
-    /// Tags added to every series of this device (for example asset = "press-3").
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-    /// Registers to read.
-    #[serde(default)]
-    pub points: Vec<RawPoint>,
-}
-
-/// `[[modbus.points]]`: one value read from holding registers.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPoint {
-    /// Point name, unique within the device.
-    pub name: String,
-    /// Address of the first holding register, 0..=65535 (protocol address, not 4xxxx notation).
-    pub register: u32,
-    /// Data type: "u16", "i16" (one register) or "f32" (two registers, high word first).
-    #[serde(rename = "type")]
-    pub data_type: String,
-    /// The value is raw * scale + offset (default scale 1).
-    pub scale: Option<f64>,
-    /// The value is raw * scale + offset (default offset 0).
-    pub offset: Option<f64>,
-    /// Engineering unit, for example "degC".
-    #[serde(default)]
-    pub unit: String,
-}
-
 /// `[[simulated]]`: a generated signal.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -204,46 +167,6 @@ pub struct UplinkConfig {
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub shutdown_drain: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct ModbusDevice {
-    pub name: String,
-    pub address: SocketAddr,
-    pub unit: u8,
-    pub poll_interval: Duration,
-    pub timeout: Duration,
-    pub tags: BTreeMap<String, String>,
-    pub points: Vec<ModbusPoint>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModbusPoint {
-    pub name: String,
-    pub register: u16,
-    pub data_type: DataType,
-    pub scale: f64,
-    pub offset: f64,
-    pub unit: String,
-}
-
-/// How a point's registers are turned into a number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataType {
-    U16,
-    I16,
-    /// IEEE 754 single, high word first (ABCD).
-    F32,
-}
-
-impl DataType {
-    /// Number of 16-bit registers the type occupies.
-    pub fn registers(self) -> u16 {
-        match self {
-            DataType::U16 | DataType::I16 => 1,
-            DataType::F32 => 2,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -320,7 +243,7 @@ impl AgentConfig {
         };
         let mut modbus = Vec::new();
         for (i, d) in raw.modbus.iter().enumerate() {
-            if let Some(dev) = validate_device(&mut p, i, d) {
+            if let Some(dev) = modbus::validate_device(&mut p, i, d) {
                 modbus.push(dev);
             }
         }
@@ -414,78 +337,6 @@ impl AgentConfig {
             rules,
         })
     }
-}
-
-fn validate_device(p: &mut Vec<String>, i: usize, d: &RawModbusDevice) -> Option<ModbusDevice> {
-    let at = format!("modbus[{i}]");
-    check_name(p, &format!("{at}.name"), &d.name);
-    let address = match d.address.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            p.push(format!(
-                "{at}.address: {:?} is not host:port with a numeric IP (for example \"192.168.1.20:502\")",
-                d.address
-            ));
-            None
-        }
-    };
-    let unit = d.unit.unwrap_or(1);
-    if unit > 247 {
-        p.push(format!("{at}.unit: {unit} is not a unit id (0..=247)"));
-    }
-    if d.points.is_empty() {
-        p.push(format!("{at}.points: a device needs at least one point"));
-    }
-    let mut points = Vec::new();
-    for (j, pt) in d.points.iter().enumerate() {
-        let at = format!("{at}.points[{j}]");
-        check_name(p, &format!("{at}.name"), &pt.name);
-        let data_type = match pt.data_type.as_str() {
-            "u16" => Some(DataType::U16),
-            "i16" => Some(DataType::I16),
-            "f32" => Some(DataType::F32),
-            other => {
-                p.push(format!(
-                    "{at}.type: {other:?} is not a data type (u16, i16, f32)"
-                ));
-                None
-            }
-        };
-        let width = data_type.map_or(1, |t| u32::from(t.registers()));
-        if pt.register + width - 1 > 65535 {
-            p.push(format!(
-                "{at}.register: {} is not a register address (0..=65535)",
-                pt.register
-            ));
-        }
-        let scale = pt.scale.unwrap_or(1.0);
-        let offset = pt.offset.unwrap_or(0.0);
-        if !scale.is_finite() || scale == 0.0 {
-            p.push(format!("{at}.scale: {scale} must be a non-zero number"));
-        }
-        if !offset.is_finite() {
-            p.push(format!("{at}.offset: {offset} must be a finite number"));
-        }
-        if let Some(data_type) = data_type {
-            points.push(ModbusPoint {
-                name: pt.name.clone(),
-                register: pt.register.min(65535) as u16,
-                data_type,
-                scale,
-                offset,
-                unit: pt.unit.clone(),
-            });
-        }
-    }
-    Some(ModbusDevice {
-        name: d.name.clone(),
-        address: address?,
-        unit,
-        poll_interval: ms(d.poll_interval_ms.unwrap_or(1000).max(1)),
-        timeout: ms(d.timeout_ms.unwrap_or(1000).max(1)),
-        tags: d.tags.clone(),
-        points,
-    })
 }
 
 /// Names end up in series names, Kafka keys and line protocol: keep them plain.

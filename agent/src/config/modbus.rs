@@ -1,0 +1,390 @@
+//! The `[[modbus]]` part of the agent configuration: the raw sections as
+//! written and their validation into [`ModbusDevice`] and [`ModbusPoint`].
+//!
+//! Not for talking to devices: what a point's type, table and byte order
+//! *mean* on the wire is implemented in `source::modbus`. Invariants after
+//! validation: every point fits in the address space (`register + width - 1
+//! <= 65535`), its type can be read from its table, a `bit` point has
+//! `bit <= 15`, and no point is wider than the device's `max_read`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{check_name, ms};
+
+/// `[[modbus]]`: one Modbus TCP device (one unit id behind one address).
+/// To poll several unit ids behind one address (a serial gateway), write one
+/// section per unit with the same address: each section opens its own TCP
+/// connection, so check how many connections the gateway accepts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModbusDevice {
+    /// Device name; series are named "<device>.<point>".
+    pub name: String,
+    /// host:port of the Modbus TCP server or gateway.
+    pub address: String,
+    /// Modbus unit id (slave id), 0..=247 (default 1).
+    pub unit: Option<u8>,
+    /// Time between polls in milliseconds (default 1000).
+    pub poll_interval_ms: Option<u64>,
+    /// How long one request may take before the connection is dropped and retried (default 1000).
+    pub timeout_ms: Option<u64>,
+    /// Byte and word order of the device's values: "ABCD" (big-endian, default), "CDAB" (word swap), "BADC" (byte swap) or "DCBA" (both); a point's `byte_order` overrides it.
+    pub byte_order: Option<String>,
+    /// Also read across gaps of up to this many unmapped addresses to save requests (default 0: only adjacent points share a request, because reading an address the device does not have fails the whole request).
+    pub max_gap: Option<u16>,
+    /// Most registers, coils or inputs one request may ask for; lower it for a device that rejects long reads (default and upper limit 125 registers, 2000 coils or inputs).
+    pub max_read: Option<u16>,
+    /// Tags added to every series of this device (for example asset = "press-3").
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Values to read.
+    #[serde(default)]
+    pub points: Vec<RawPoint>,
+}
+
+/// `[[modbus.points]]`: one value read from one of the device's tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoint {
+    /// Point name, unique within the device.
+    pub name: String,
+    /// Where the value lives: "holding" (holding registers, function 3, default), "input" (input registers, 4), "coil" (coils, 1) or "discrete" (discrete inputs, 2).
+    pub table: Option<String>,
+    /// Address of the first register, or of the coil or input, 0..=65535 (protocol address, not 4xxxx notation).
+    pub register: u32,
+    /// Data type: "bool" (coil or discrete input; the default there), "bit" (one bit of a register, see `bit`), "u16", "i16" (one register), "u32", "i32", "f32" (two registers), "u64", "i64", "f64" (four registers; integers beyond 2^53 lose precision).
+    #[serde(rename = "type")]
+    pub data_type: Option<String>,
+    /// For type "bit": which bit of the register, 0 (least significant) ..= 15; byte_order does not apply.
+    pub bit: Option<u32>,
+    /// Byte and word order of this point, overriding the device's byte_order. For four registers, "CDAB" reverses the register order and "BADC" swaps the bytes in each register; on one register only the byte swap matters.
+    pub byte_order: Option<String>,
+    /// The value is raw * scale + offset (default scale 1).
+    pub scale: Option<f64>,
+    /// The value is raw * scale + offset (default offset 0).
+    pub offset: Option<f64>,
+    /// Engineering unit, for example "degC".
+    #[serde(default)]
+    pub unit: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModbusDevice {
+    pub name: String,
+    pub address: SocketAddr,
+    pub unit: u8,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+    pub max_gap: u16,
+    pub max_read: Option<u16>,
+    pub tags: BTreeMap<String, String>,
+    pub points: Vec<ModbusPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModbusPoint {
+    pub name: String,
+    pub table: Table,
+    /// First address of the point in its table.
+    pub register: u16,
+    pub data_type: DataType,
+    pub byte_order: ByteOrder,
+    pub scale: f64,
+    pub offset: f64,
+    pub unit: String,
+}
+
+/// The four Modbus data tables, each read with its own function code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// Read coils (0x01).
+    Coil,
+    /// Read discrete inputs (0x02).
+    Discrete,
+    /// Read holding registers (0x03).
+    Holding,
+    /// Read input registers (0x04).
+    Input,
+}
+
+impl Table {
+    pub fn parse(s: &str) -> Option<Table> {
+        Some(match s {
+            "coil" => Table::Coil,
+            "discrete" => Table::Discrete,
+            "holding" => Table::Holding,
+            "input" => Table::Input,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Table::Coil => "coil",
+            Table::Discrete => "discrete",
+            Table::Holding => "holding",
+            Table::Input => "input",
+        }
+    }
+
+    /// Whether the table holds single bits rather than 16-bit registers.
+    pub fn is_bits(self) -> bool {
+        matches!(self, Table::Coil | Table::Discrete)
+    }
+
+    /// Most addresses one read may ask for (Modbus application protocol).
+    pub fn protocol_limit(self) -> u16 {
+        if self.is_bits() {
+            2000
+        } else {
+            125
+        }
+    }
+}
+
+/// How a point's registers (or bit) are turned into a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    /// A coil or discrete input: 1 or 0.
+    Bool,
+    /// One bit of a register, 0 = least significant: 1 or 0.
+    Bit(u8),
+    U16,
+    I16,
+    U32,
+    I32,
+    U64,
+    I64,
+    F32,
+    F64,
+}
+
+impl DataType {
+    fn parse(s: &str, bit: u8) -> Option<DataType> {
+        Some(match s {
+            "bool" => DataType::Bool,
+            "bit" => DataType::Bit(bit),
+            "u16" => DataType::U16,
+            "i16" => DataType::I16,
+            "u32" => DataType::U32,
+            "i32" => DataType::I32,
+            "u64" => DataType::U64,
+            "i64" => DataType::I64,
+            "f32" => DataType::F32,
+            "f64" => DataType::F64,
+            _ => return None,
+        })
+    }
+
+    /// Number of addresses (registers, or coils/inputs) the type occupies.
+    pub fn width(self) -> u16 {
+        match self {
+            DataType::Bool | DataType::Bit(_) | DataType::U16 | DataType::I16 => 1,
+            DataType::U32 | DataType::I32 | DataType::F32 => 2,
+            DataType::U64 | DataType::I64 | DataType::F64 => 4,
+        }
+    }
+}
+
+/// Byte and word order of a value spread over registers, naming the bytes
+/// of a 32-bit value A (most significant) to D as they arrive on the wire.
+/// For four registers the same two swaps apply: word swap reverses the
+/// register order, byte swap swaps the two bytes inside each register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ByteOrder {
+    /// Big-endian: most significant register first, high byte first.
+    #[default]
+    Abcd,
+    /// Word swap: least significant register first, high byte first.
+    Cdab,
+    /// Byte swap: most significant register first, low byte first.
+    Badc,
+    /// Both (little-endian): least significant register first, low byte first.
+    Dcba,
+}
+
+impl ByteOrder {
+    pub fn parse(s: &str) -> Option<ByteOrder> {
+        Some(match s {
+            "ABCD" => ByteOrder::Abcd,
+            "CDAB" => ByteOrder::Cdab,
+            "BADC" => ByteOrder::Badc,
+            "DCBA" => ByteOrder::Dcba,
+            _ => return None,
+        })
+    }
+
+    pub fn swaps_words(self) -> bool {
+        matches!(self, ByteOrder::Cdab | ByteOrder::Dcba)
+    }
+
+    pub fn swaps_bytes(self) -> bool {
+        matches!(self, ByteOrder::Badc | ByteOrder::Dcba)
+    }
+}
+
+fn parse_order(p: &mut Vec<String>, at: &str, s: Option<&str>) -> Option<ByteOrder> {
+    let s = s?;
+    let order = ByteOrder::parse(s);
+    if order.is_none() {
+        p.push(format!(
+            "{at}: {s:?} is not a byte order (ABCD, CDAB, BADC, DCBA)"
+        ));
+    }
+    order
+}
+
+pub(super) fn validate_device(
+    p: &mut Vec<String>,
+    i: usize,
+    d: &RawModbusDevice,
+) -> Option<ModbusDevice> {
+    let at = format!("modbus[{i}]");
+    check_name(p, &format!("{at}.name"), &d.name);
+    let address = match d.address.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.push(format!(
+                "{at}.address: {:?} is not host:port with a numeric IP (for example \"192.168.1.20:502\")",
+                d.address
+            ));
+            None
+        }
+    };
+    let unit = d.unit.unwrap_or(1);
+    if unit > 247 {
+        p.push(format!("{at}.unit: {unit} is not a unit id (0..=247)"));
+    }
+    if let Some(n) = d.max_read {
+        if !(1..=2000).contains(&n) {
+            p.push(format!("{at}.max_read: {n} is out of range (1..=2000)"));
+        }
+    }
+    let device_order =
+        parse_order(p, &format!("{at}.byte_order"), d.byte_order.as_deref()).unwrap_or_default();
+    if d.points.is_empty() {
+        p.push(format!("{at}.points: a device needs at least one point"));
+    }
+    let points = d
+        .points
+        .iter()
+        .enumerate()
+        .filter_map(|(j, pt)| validate_point(p, &format!("{at}.points[{j}]"), pt, d, device_order))
+        .collect();
+    Some(ModbusDevice {
+        name: d.name.clone(),
+        address: address?,
+        unit,
+        poll_interval: ms(d.poll_interval_ms.unwrap_or(1000).max(1)),
+        timeout: ms(d.timeout_ms.unwrap_or(1000).max(1)),
+        max_gap: d.max_gap.unwrap_or(0),
+        max_read: d.max_read,
+        tags: d.tags.clone(),
+        points,
+    })
+}
+
+fn validate_point(
+    p: &mut Vec<String>,
+    at: &str,
+    pt: &RawPoint,
+    d: &RawModbusDevice,
+    device_order: ByteOrder,
+) -> Option<ModbusPoint> {
+    check_name(p, &format!("{at}.name"), &pt.name);
+    let table = match pt.table.as_deref() {
+        None => Some(Table::Holding),
+        Some(s) => {
+            let t = Table::parse(s);
+            if t.is_none() {
+                p.push(format!(
+                    "{at}.table: {s:?} is not a table (holding, input, coil, discrete)"
+                ));
+            }
+            t
+        }
+    };
+    let bit = pt.bit.unwrap_or(0);
+    if bit > 15 {
+        p.push(format!("{at}.bit: {bit} is out of range (0..=15)"));
+    }
+    let default_type = table.filter(|t| t.is_bits()).map(|_| "bool");
+    let data_type = match pt.data_type.as_deref().or(default_type) {
+        None => {
+            p.push(format!(
+                "{at}.type: missing (u16, i16, u32, i32, u64, i64, f32, f64, bit)"
+            ));
+            None
+        }
+        Some(s) => {
+            let t = DataType::parse(s, bit.min(15) as u8);
+            if t.is_none() {
+                p.push(format!(
+                    "{at}.type: {s:?} is not a data type (bool, bit, u16, i16, u32, i32, u64, i64, f32, f64)"
+                ));
+            }
+            t
+        }
+    };
+    match data_type {
+        Some(DataType::Bit(_)) if pt.bit.is_none() => p.push(format!(
+            "{at}.bit: missing; type \"bit\" needs bit = 0..=15"
+        )),
+        Some(t) if !matches!(t, DataType::Bit(_)) && pt.bit.is_some() => {
+            p.push(format!("{at}.bit: only for type \"bit\""))
+        }
+        _ => {}
+    }
+    if let (Some(t), Some(table)) = (data_type, table) {
+        let bool_type = t == DataType::Bool;
+        if table.is_bits() && !bool_type {
+            p.push(format!(
+                "{at}.type: table {:?} holds single bits; use \"bool\"",
+                table.as_str()
+            ));
+        } else if !table.is_bits() && bool_type {
+            p.push(format!(
+                "{at}.type: \"bool\" is for coil and discrete tables; use \"bit\" for a bit of a register"
+            ));
+        }
+    }
+    let width = data_type.map_or(1, |t| t.width());
+    if pt.register + u32::from(width) - 1 > 65535 {
+        p.push(format!(
+            "{at}.register: {} is not a register address (0..=65535)",
+            pt.register
+        ));
+    }
+    if let Some(max) = d.max_read.filter(|&m| m >= 1 && width > m) {
+        p.push(format!(
+            "{at}.type: needs {width} registers but the device's max_read is {max}"
+        ));
+    }
+    let byte_order = parse_order(p, &format!("{at}.byte_order"), pt.byte_order.as_deref())
+        .unwrap_or(device_order);
+    let scale = pt.scale.unwrap_or(1.0);
+    let offset = pt.offset.unwrap_or(0.0);
+    if !scale.is_finite() || scale == 0.0 {
+        p.push(format!("{at}.scale: {scale} must be a non-zero number"));
+    }
+    if !offset.is_finite() {
+        p.push(format!("{at}.offset: {offset} must be a finite number"));
+    }
+    Some(ModbusPoint {
+        name: pt.name.clone(),
+        table: table?,
+        register: pt.register.min(65535) as u16,
+        data_type: data_type?,
+        byte_order,
+        scale,
+        offset,
+        unit: pt.unit.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
