@@ -2,10 +2,11 @@
 //! sets, served by tokio-modbus on a listener the caller binds (port 0 in
 //! tests).
 //!
-//! It answers read holding registers (0x03) and read input registers (0x04)
-//! from one map; an address that is not mapped answers with exception 0x02
-//! (illegal data address), as real devices do. Every request is counted, so
-//! a test can check how many requests a poll cycle costs.
+//! It answers read coils (0x01), read discrete inputs (0x02), read holding
+//! registers (0x03) and read input registers (0x04), each from its own map;
+//! an address that is not mapped answers with exception 0x02 (illegal data
+//! address), as real devices do. Every request is counted, so a test can
+//! check how many requests a poll cycle costs.
 
 use std::collections::HashMap;
 use std::future::{ready, Ready};
@@ -18,10 +19,14 @@ use tokio_modbus::server::tcp::{accept_tcp_connection, Server};
 use tokio_modbus::{ExceptionCode, Request, Response};
 use tokio_util::sync::CancellationToken;
 
-/// The register map and request counter, shared with the serving tasks.
+/// The register and bit maps and the request counter, shared with the
+/// serving tasks.
 #[derive(Clone, Default)]
 pub struct SimDevice {
     registers: Arc<Mutex<HashMap<u16, u16>>>,
+    input_registers: Arc<Mutex<HashMap<u16, u16>>>,
+    coils: Arc<Mutex<HashMap<u16, bool>>>,
+    discrete_inputs: Arc<Mutex<HashMap<u16, bool>>>,
     requests: Arc<AtomicU64>,
     /// A register that counts the reads covering it, so a test knows exactly
     /// which poll produced which value.
@@ -34,7 +39,7 @@ impl SimDevice {
     }
 
     fn regs(&self) -> std::sync::MutexGuard<'_, HashMap<u16, u16>> {
-        self.registers.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.registers)
     }
 
     pub fn set_u16(&self, register: u16, value: u16) {
@@ -53,6 +58,21 @@ impl SimDevice {
         regs.insert(register + 1, bits as u16);
     }
 
+    /// Set an input register (read with function 0x04).
+    pub fn set_input(&self, register: u16, value: u16) {
+        lock(&self.input_registers).insert(register, value);
+    }
+
+    /// Set a coil (read with function 0x01).
+    pub fn set_coil(&self, address: u16, value: bool) {
+        lock(&self.coils).insert(address, value);
+    }
+
+    /// Set a discrete input (read with function 0x02).
+    pub fn set_discrete(&self, address: u16, value: bool) {
+        lock(&self.discrete_inputs).insert(address, value);
+    }
+
     /// Make `register` count the read requests that cover it: the first
     /// such read returns 1, the next 2, and so on (wrapping at 65535).
     pub fn count_reads_in(&self, register: u16) {
@@ -65,6 +85,8 @@ impl SimDevice {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// Read holding registers; a read that covers the counter register
+    /// bumps it first.
     fn read(&self, start: u16, count: u16) -> Result<Vec<u16>, ExceptionCode> {
         let counter = *self.counter.lock().unwrap_or_else(|p| p.into_inner());
         let mut regs = self.regs();
@@ -77,14 +99,7 @@ impl SimDevice {
                 }
             }
         }
-        (0..count)
-            .map(|i| {
-                start
-                    .checked_add(i)
-                    .and_then(|a| regs.get(&a).copied())
-                    .ok_or(ExceptionCode::IllegalDataAddress)
-            })
-            .collect()
+        read_map(&regs, start, count)
     }
 
     /// Serve Modbus TCP on `listener` until `shutdown` is cancelled.
@@ -120,9 +135,37 @@ impl tokio_modbus::server::Service for SimDevice {
                 self.read(start, count).map(Response::ReadHoldingRegisters)
             }
             Request::ReadInputRegisters(start, count) => {
-                self.read(start, count).map(Response::ReadInputRegisters)
+                read_map(&lock(&self.input_registers), start, count)
+                    .map(Response::ReadInputRegisters)
+            }
+            Request::ReadCoils(start, count) => {
+                read_map(&lock(&self.coils), start, count).map(Response::ReadCoils)
+            }
+            Request::ReadDiscreteInputs(start, count) => {
+                read_map(&lock(&self.discrete_inputs), start, count)
+                    .map(Response::ReadDiscreteInputs)
             }
             _ => Err(ExceptionCode::IllegalFunction),
         })
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `count` values from `start`, or illegal data address if any is unmapped.
+fn read_map<T: Copy>(
+    map: &HashMap<u16, T>,
+    start: u16,
+    count: u16,
+) -> Result<Vec<T>, ExceptionCode> {
+    (0..count)
+        .map(|i| {
+            start
+                .checked_add(i)
+                .and_then(|a| map.get(&a).copied())
+                .ok_or(ExceptionCode::IllegalDataAddress)
+        })
+        .collect()
 }

@@ -1,0 +1,89 @@
+"""A pymodbus TCP server with a known map, for the Modbus e2e test.
+
+Usage: modbus_server.py PORT
+
+Unit 1 serves every data type in every word order at fixed addresses. The
+registers are written here from the expected values with struct.pack, so
+they do not depend on the agent's decoder. tests/tests/e2e/modbus.rs holds
+the same table of (address, type, order, value). Addresses not listed here
+(for example holding register 60) are unmapped and answer with exception
+0x02 (illegal data address).
+
+Word orders, for a value of 2 or 4 registers (byte A most significant):
+  ABCD  big-endian bytes, most significant register first
+  CDAB  big-endian registers, least significant register first
+  BADC  bytes swapped inside each register, most significant register first
+  DCBA  little-endian bytes, least significant register first
+"""
+
+import asyncio
+import struct
+import sys
+
+from pymodbus.server import StartAsyncTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+FORMATS = {
+    "u16": "H", "i16": "h", "u32": "I", "i32": "i",
+    "u64": "Q", "i64": "q", "f32": "f", "f64": "d",
+}
+
+# (holding register, type, order, value)
+HOLDING = [
+    (0, "u16", "ABCD", 65000),
+    (1, "i16", "ABCD", -1234),
+    (2, "u16", "BADC", 0x1234),
+    (10, "u32", "ABCD", 3000000000),
+    (12, "u32", "CDAB", 3000000000),
+    (14, "i32", "BADC", -123456789),
+    (16, "i32", "DCBA", -123456789),
+    (20, "f32", "ABCD", 12.375),
+    (22, "f32", "CDAB", 12.375),
+    (24, "f32", "BADC", -0.5),
+    (26, "f32", "DCBA", 3.25),
+    (30, "u64", "ABCD", 0x0001020304050607),
+    (34, "i64", "CDAB", -0x0001020304050607),
+    (38, "f64", "BADC", 6.02214076e23),
+    (42, "f64", "DCBA", -1.25),
+    (46, "i64", "ABCD", -2),
+    (52, "i16", "ABCD", 235),  # read with scale 0.1: 23.5
+]
+BITS_REGISTER = (50, 0b1010_0000_0000_0101)  # bits 0, 2, 13, 15 set
+INPUT = [(100, "u16", "ABCD", 4321), (101, "f32", "CDAB", -7.5)]
+COILS = {3: True, 4: False}
+DISCRETE = {7: True}
+
+
+def registers(data_type, order, value):
+    """The registers a device holding `value` sends, in order."""
+    fmt = FORMATS[data_type]
+    big = order in ("ABCD", "CDAB")
+    raw = struct.pack((">" if big else "<") + fmt, value)
+    regs = [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+    # ABCD and DCBA are plain big/little-endian; the other two reverse the
+    # register order of those.
+    if order in ("CDAB", "BADC"):
+        regs.reverse()
+    return regs
+
+
+def blocks(table):
+    return [
+        SimData(address, values=registers(t, o, v), datatype=DataType.REGISTERS)
+        for address, t, o, v in table
+    ]
+
+
+def main():
+    port = int(sys.argv[1])
+    holding = blocks(HOLDING) + [
+        SimData(BITS_REGISTER[0], values=[BITS_REGISTER[1]], datatype=DataType.REGISTERS)
+    ]
+    coils = [SimData(a, values=[v], datatype=DataType.BITS) for a, v in COILS.items()]
+    discrete = [SimData(a, values=[v], datatype=DataType.BITS) for a, v in DISCRETE.items()]
+    device = SimDevice(1, simdata=(coils, discrete, holding, blocks(INPUT)))
+    asyncio.run(StartAsyncTcpServer(context=device, address=("127.0.0.1", port)))
+
+
+if __name__ == "__main__":
+    main()
