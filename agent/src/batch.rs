@@ -188,10 +188,12 @@ mod tests {
         let alarm = Alarm {
             series: y.clone(),
             rule: "y.high".into(),
+            severity: crate::reading::Severity::Major,
             state: AlarmState::Raised,
             value: 5.0,
             limit: 4.0,
             ts_us: 7,
+            duration_us: None,
         };
         assert!(b.push_alarm(alarm, Instant::now()));
         let batch = b.seal(1).unwrap();

@@ -125,19 +125,9 @@ pub struct RawSimulated {
     pub unit: String,
 }
 
-/// `[[rules]]`: a min/max threshold on one series.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRule {
-    /// Rule name, reported in alarm events (for example "oil_temp.high").
-    pub name: String,
-    /// Series the rule watches, for example "press-3.oil_temp".
-    pub series: String,
-    /// Raise when the value goes below this limit.
-    pub min: Option<f64>,
-    /// Raise when the value goes above this limit.
-    pub max: Option<f64>,
-}
+mod rules;
+
+pub use self::rules::{parse_rule_set, RawFlatline, RawLimit, RawRate, RawRule, RawTimeout};
 
 /// The validated configuration the agent runs with.
 #[derive(Debug, Clone)]
@@ -150,7 +140,7 @@ pub struct AgentConfig {
     pub modbus: Vec<ModbusDevice>,
     pub simulated: Vec<SimulatedSignal>,
     pub mqtt: Vec<mqtt::MqttBroker>,
-    pub rules: Vec<ThresholdRule>,
+    pub rules: Vec<crate::detect::Rule>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,14 +167,6 @@ pub struct SimulatedSignal {
     pub amplitude: f64,
     pub period_s: f64,
     pub unit: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThresholdRule {
-    pub name: String,
-    pub series: String,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
 }
 
 impl AgentConfig {
@@ -290,33 +272,7 @@ impl AgentConfig {
                 p.push(format!("series {:?} is defined twice", w[0]));
             }
         }
-        let rules = raw
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                check_name(&mut p, &format!("rules[{i}].name"), &r.name);
-                if series_names.binary_search(&r.series).is_err() {
-                    p.push(format!(
-                        "rules[{i}].series: {:?} is not a configured series",
-                        r.series
-                    ));
-                }
-                match (r.min, r.max) {
-                    (None, None) => p.push(format!("rules[{i}]: give min, max or both")),
-                    (Some(lo), Some(hi)) if lo >= hi => {
-                        p.push(format!("rules[{i}]: min {lo} must be below max {hi}"))
-                    }
-                    _ => {}
-                }
-                ThresholdRule {
-                    name: r.name.clone(),
-                    series: r.series.clone(),
-                    min: r.min,
-                    max: r.max,
-                }
-            })
-            .collect();
+        let rules = rules::validate(&mut p, &raw.rules, Some(&series_names));
         if modbus.is_empty() && simulated.is_empty() && mqtt.is_empty() {
             p.push(
                 "no sources: add at least one [[modbus]], [[simulated]] or [[mqtt]] section".into(),

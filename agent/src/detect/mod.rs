@@ -1,0 +1,198 @@
+//! Local anomaly detection on the gateway: a pure state machine, no I/O,
+//! no clock. Readings go in through [`Detector::observe`], the passing of
+//! time through [`Detector::tick`]; alarm transitions come out.
+//!
+//! A [`Rule`] selects series (an exact name or a tag selector) and holds
+//! checks; every check on every selected series has its own alarm, raised
+//! once and cleared once, never one event per reading:
+//!
+//! - **limits** high-high, high, low, low-low, each with its own severity
+//!   and alarm. A value strictly beyond the limit is out; exactly at the
+//!   limit is inside. With a `deadband`, a raised limit alarm clears only
+//!   when the value is back inside by at least the deadband (hysteresis).
+//! - **rate of change**: the slope between the oldest sample of the window
+//!   and the newest, against a rise and/or a fall limit in units/s.
+//! - **stale**: no reading for T. Only [`Detector::tick`] can see silence;
+//!   the next reading clears it.
+//! - **flatline**: every sample within `epsilon` of each other for T.
+//! - **bad quality** without a break for T.
+//!
+//! On-delay and off-delay (in samples or in time) apply to limits and rate:
+//! the condition must hold that long before raising, and be gone that long
+//! before clearing. The time checks have their duration built in; a
+//! duration is reached when exactly T has passed.
+//!
+//! Edge cases, decided once for every check:
+//! - **NaN** is ignored by the value checks (counted in
+//!   [`Counters::nan`]); it is still a reading for stale and quality.
+//!   ±infinity is a value (beyond every limit).
+//! - **Bad quality**: the value is not judged by value checks; it feeds the
+//!   bad-quality check. Uncertain quality is judged like good.
+//! - **Gap in timestamps**: nothing happens during the gap (no reading, no
+//!   judgement) except stale via `tick`. A time delay or flat run that holds
+//!   on both sides of a gap counts as held through it. A rate window that
+//!   the gap emptied judges nothing until it holds two samples again.
+//! - **Out-of-order timestamps**: a reading not newer than the last accepted
+//!   one of its series is ignored and counted in [`Counters::out_of_order`].
+//!   Never a panic.
+//! - **Clock step backwards**: after [`CLOCK_STEP_READINGS`] readings in a
+//!   row older than the last accepted one, the detector takes the new
+//!   timeline as the truth (counted in [`Counters::clock_steps`]): pending
+//!   delays, rate windows and runs restart, raised alarms stay raised, and a
+//!   duration that would be negative is reported as 0.
+//! - A series with no matching rule costs one map entry and nothing else;
+//!   a series that never reported is not stale (the source's own error
+//!   counters cover a device that never answers).
+//!
+//! Event names are `<rule name>.<kind>` (kinds: `high_high`, `high`, `low`,
+//! `low_low`, `rate_rise`, `rate_fall`, `stale`, `flatline`,
+//! `bad_quality`), except for the `min`/`max` shorthand whose events keep
+//! the rule name as is. For the time checks the event's value is the
+//! seconds elapsed and its limit the configured seconds.
+
+mod check;
+mod delay;
+pub mod rule;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use self::check::{Check, Sample};
+pub use self::rule::{Flatline, Hold, Level, Limit, Rate, Rule, Selector, Timeout};
+use crate::reading::{Alarm, Quality, Reading, SeriesInfo};
+
+/// Readings in a row older than the last accepted one that make the
+/// detector believe the clock stepped back, rather than a late straggler.
+pub const CLOCK_STEP_READINGS: u32 = 3;
+
+/// What the detector ignored, for the agent's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Readings not newer than the previous one of their series.
+    pub out_of_order: u64,
+    /// Times a series' clock was taken to have stepped back.
+    pub clock_steps: u64,
+    /// NaN values of good or uncertain quality.
+    pub nan: u64,
+}
+
+/// Evaluates every configured rule against the readings it is given.
+pub struct Detector {
+    rules: Vec<Rule>,
+    series: HashMap<String, Tracked>,
+    counters: Counters,
+}
+
+/// Detection state of one series.
+struct Tracked {
+    info: Arc<SeriesInfo>,
+    /// Timestamp of the last accepted reading.
+    last_ts_us: Option<i64>,
+    /// Readings in a row older than `last_ts_us`.
+    behind: u32,
+    /// (index into `Detector::rules`, check).
+    checks: Vec<(usize, Check)>,
+}
+
+impl Detector {
+    pub fn new(rules: &[Rule]) -> Detector {
+        Detector {
+            rules: rules.to_vec(),
+            series: HashMap::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// What was ignored so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Feed one reading; returns the alarm transitions it causes, in order.
+    pub fn observe(&mut self, reading: &Reading) -> Vec<Alarm> {
+        let rules = &self.rules;
+        let t = self
+            .series
+            .entry(reading.series.name.clone())
+            .or_insert_with(|| Tracked {
+                info: reading.series.clone(),
+                last_ts_us: None,
+                behind: 0,
+                checks: rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.selector.matches(&reading.series))
+                    .flat_map(|(i, r)| Check::all_of(r).into_iter().map(move |c| (i, c)))
+                    .collect(),
+            });
+        if t.checks.is_empty() {
+            return Vec::new();
+        }
+        let ts = reading.ts_us;
+        if let Some(last) = t.last_ts_us.filter(|&last| ts <= last) {
+            if ts < last {
+                t.behind += 1;
+            }
+            if t.behind < CLOCK_STEP_READINGS {
+                self.counters.out_of_order += 1;
+                return Vec::new();
+            }
+            self.counters.clock_steps += 1;
+            for (_, c) in &mut t.checks {
+                c.restart();
+            }
+        }
+        t.behind = 0;
+        t.last_ts_us = Some(ts);
+        let bad = reading.quality == Quality::Bad;
+        if reading.value.is_nan() && !bad {
+            self.counters.nan += 1;
+        }
+        let sample = Sample {
+            ts_us: ts,
+            value: reading.value,
+            bad,
+        };
+        let mut out = Vec::new();
+        for (i, c) in &mut t.checks {
+            if let Some(e) = c.observe(sample, &rules[*i]) {
+                out.push(alarm(&t.info, c, e));
+            }
+        }
+        out
+    }
+
+    /// Let time pass to `now_us` (µs since the epoch, same clock as the
+    /// readings): raises stale alarms. Call it about as often as the
+    /// shortest stale time needs; it does nothing else.
+    pub fn tick(&mut self, now_us: i64) -> Vec<Alarm> {
+        let mut out = Vec::new();
+        for t in self.series.values_mut() {
+            let Some(last) = t.last_ts_us else { continue };
+            for (i, c) in &mut t.checks {
+                if let Some(e) = c.tick(now_us, last, &self.rules[*i]) {
+                    out.push(alarm(&t.info, c, e));
+                }
+            }
+        }
+        // The map's order is arbitrary; the caller's log should not be.
+        out.sort_by(|a, b| (&a.series.name, &a.rule).cmp(&(&b.series.name, &b.rule)));
+        out
+    }
+}
+
+fn alarm(series: &Arc<SeriesInfo>, c: &Check, e: check::Event) -> Alarm {
+    Alarm {
+        series: series.clone(),
+        rule: c.name.clone(),
+        severity: c.severity,
+        state: e.state,
+        value: e.value,
+        limit: e.limit,
+        ts_us: e.ts_us,
+        duration_us: e.duration_us,
+    }
+}

@@ -1,0 +1,219 @@
+//! Detection on real labeled data: replays the NAB machine temperature
+//! series and the SKAB valve1 runs through the detector with the rule sets
+//! committed in `configs/examples/`, and pins two numbers per data set: how
+//! many labeled windows got an alarm raised inside them, and how many
+//! alarms were raised outside every window. A change to the engine or to a
+//! rule set that moves them must update them here and in
+//! `docs/BENCHMARKS.md` on purpose.
+//!
+//! The data is found through `EDGE_DATA_DIR`, by default `../shared/data`
+//! relative to the workspace root; see `../shared/data/README.md`.
+//!
+//! A window counts as detected when an alarm is *raised* between its first
+//! and last instant, both included; an alarm raised before a window and
+//! still active in it does not count, and neither does one raised after.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use edge_agent::config::parse_rule_set;
+use edge_agent::detect::Detector;
+use edge_agent::reading::{AlarmState, Quality, Reading, SeriesInfo};
+
+fn data_dir() -> PathBuf {
+    let dir = match std::env::var_os("EDGE_DATA_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+    };
+    assert!(
+        dir.join("nab").is_dir() && dir.join("skab").is_dir(),
+        "labeled data not found in {}: set EDGE_DATA_DIR to the directory holding nab/ and skab/ (see shared/data/README.md)",
+        dir.display()
+    );
+    dir
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn rules(file: &str) -> Detector {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/examples")
+        .join(file);
+    let rules = parse_rule_set(&read(&path), file).unwrap_or_else(|e| panic!("{e}"));
+    Detector::new(&rules)
+}
+
+/// "2013-12-10 06:25:00" or "2013-12-10 06:25:00.000000", taken as UTC, to
+/// µs since the epoch.
+fn parse_ts(s: &str) -> i64 {
+    let s = s.split('.').next().unwrap();
+    let n: Vec<i64> = s
+        .split(['-', ' ', ':'])
+        .map(|p| p.parse().unwrap_or_else(|_| panic!("bad timestamp {s:?}")))
+        .collect();
+    let (y, m, d) = (n[0], n[1], n[2]);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + n[3]) * 3600 + n[4] * 60 + n[5]) * 1_000_000
+}
+
+fn series(name: &str) -> Arc<SeriesInfo> {
+    Arc::new(SeriesInfo {
+        name: name.into(),
+        unit: String::new(),
+        tags: Default::default(),
+    })
+}
+
+/// Feed (ts, value) rows, ticking the clock to each row first as the agent
+/// would; returns the timestamps of the raises.
+fn replay(d: &mut Detector, s: &Arc<SeriesInfo>, rows: &[(i64, f64)]) -> Vec<i64> {
+    let mut raised = Vec::new();
+    for &(ts_us, value) in rows {
+        let mut events = d.tick(ts_us);
+        events.extend(d.observe(&Reading {
+            series: s.clone(),
+            ts_us,
+            value,
+            quality: Quality::Good,
+        }));
+        raised.extend(
+            events
+                .iter()
+                .filter(|a| a.state == AlarmState::Raised)
+                .map(|a| a.ts_us),
+        );
+    }
+    raised
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Score {
+    windows: usize,
+    detected: usize,
+    outside: usize,
+}
+
+impl Score {
+    fn add(&mut self, windows: &[(i64, i64)], raised: &[i64]) {
+        let inside = |t: i64| windows.iter().any(|&(a, b)| a <= t && t <= b);
+        self.windows += windows.len();
+        self.detected += windows
+            .iter()
+            .filter(|&&(a, b)| raised.iter().any(|&t| a <= t && t <= b))
+            .count();
+        self.outside += raised.iter().filter(|&&t| !inside(t)).count();
+    }
+}
+
+#[test]
+fn nab_machine_temperature() {
+    let dir = data_dir().join("nab");
+    let csv = read(&dir.join("machine_temperature_system_failure.csv"));
+    let rows: Vec<(i64, f64)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (ts, v) = l.split_once(',').expect("timestamp,value");
+            (parse_ts(ts), v.parse().expect("a number"))
+        })
+        .collect();
+    assert_eq!(rows.len(), 22_695);
+    // The labels file is small and flat: every quoted string between
+    // "anomaly_windows" and "anomaly_points" is a window bound.
+    let labels = read(&dir.join("machine_temperature_labels.json"));
+    let start = labels.find("\"anomaly_windows\"").expect("anomaly_windows");
+    let end = labels.find("\"anomaly_points\"").expect("anomaly_points");
+    let bounds: Vec<i64> = labels[start + "\"anomaly_windows\"".len()..end]
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(parse_ts)
+        .collect();
+    let windows: Vec<(i64, i64)> = bounds.chunks(2).map(|w| (w[0], w[1])).collect();
+
+    let mut d = rules("nab-machine-temperature.toml");
+    let raised = replay(&mut d, &series("machine_temperature"), &rows);
+    let mut score = Score::default();
+    score.add(&windows, &raised);
+    eprintln!(
+        "NAB machine temperature: {score:?}, counters {:?}",
+        d.counters()
+    );
+    assert_eq!(
+        score,
+        Score {
+            windows: 4,
+            detected: 2,
+            outside: 0
+        }
+    );
+    // The file's one clock step back (2014-01-07, 55 minutes): ignored
+    // readings, then the new timeline taken, and no stale alarm from it.
+    let c = d.counters();
+    assert_eq!((c.out_of_order, c.clock_steps, c.nan), (2, 1, 0));
+}
+
+#[test]
+fn skab_valve1() {
+    let dir = data_dir().join("skab/valve1");
+    let mut score = Score::default();
+    for run in 0..16 {
+        let text = read(&dir.join(format!("{run}.csv")));
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().expect("header").split(';').collect();
+        let col = |name: &str| header.iter().position(|h| *h == name).expect(name);
+        let anomaly = col("anomaly");
+        let sensors: Vec<(usize, Arc<SeriesInfo>)> = header[1..anomaly]
+            .iter()
+            .map(|h| (col(h), series(&format!("pump.{}", h.replace(' ', "_")))))
+            .collect();
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(';').collect()).collect();
+        let ts: Vec<i64> = rows.iter().map(|r| parse_ts(r[0])).collect();
+        // Windows: runs of rows labeled anomalous.
+        let mut windows = Vec::new();
+        let mut open = None;
+        for (i, r) in rows.iter().enumerate() {
+            let bad = r[anomaly].parse::<f64>().expect("anomaly label") > 0.5;
+            match (bad, open) {
+                (true, None) => open = Some(ts[i]),
+                (false, Some(a)) => {
+                    windows.push((a, ts[i - 1]));
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(a) = open {
+            windows.push((a, *ts.last().unwrap()));
+        }
+        // One detector per run: each file is its own experiment.
+        let mut d = rules("skab-pump.toml");
+        let mut raised = Vec::new();
+        for (c, s) in &sensors {
+            let values: Vec<(i64, f64)> = rows
+                .iter()
+                .zip(&ts)
+                .map(|(r, &t)| (t, r[*c].parse().expect("a number")))
+                .collect();
+            raised.extend(replay(&mut d, s, &values));
+        }
+        score.add(&windows, &raised);
+    }
+    eprintln!("SKAB valve1: {score:?}");
+    assert_eq!(
+        score,
+        Score {
+            windows: 16,
+            detected: 13,
+            outside: 0
+        }
+    );
+}
