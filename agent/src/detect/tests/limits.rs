@@ -1,0 +1,149 @@
+//! Limit levels, hysteresis, delays and the timestamp edge cases.
+
+use super::*;
+
+#[test]
+fn limits_table() {
+    let nan = f64::NAN;
+    check_table(vec![
+        (
+            "inside stays quiet",
+            high(10.0),
+            vec![V(0, 1.0), V(1, 9.9)],
+            vec![],
+        ),
+        (
+            "exactly at the limit is inside",
+            Rule::min_max("r", "s", Some(0.0), Some(10.0)),
+            vec![V(0, 10.0), V(1, 0.0)],
+            vec![],
+        ),
+        (
+            "above then back: one raise, one clear",
+            high(10.0),
+            vec![V(0, 5.0), V(1, 11.0), V(2, 12.0), V(3, 9.0)],
+            vec![ev(1, Raised, "r.high"), ev(3, Cleared, "r.high")],
+        ),
+        (
+            "shorthand keeps the bare rule name, both sides",
+            Rule::min_max("oil.high", "s", Some(0.0), Some(10.0)),
+            vec![V(0, 11.0), V(1, -1.0)],
+            vec![
+                ev(0, Raised, "oil.high"),
+                ev(1, Cleared, "oil.high"),
+                ev(1, Raised, "oil.high"),
+            ],
+        ),
+        (
+            "high-high and high are separate alarms",
+            with(high(10.0), |r| r.limits.push(limit(Level::HighHigh, 20.0))),
+            vec![V(0, 25.0), V(1, 15.0), V(2, 5.0)],
+            vec![
+                ev(0, Raised, "r.high"),
+                ev(0, Raised, "r.high_high"),
+                ev(1, Cleared, "r.high_high"),
+                ev(2, Cleared, "r.high"),
+            ],
+        ),
+        (
+            "low and low-low",
+            with(rule(), |r| {
+                r.limits.push(limit(Level::Low, 0.0));
+                r.limits.push(limit(Level::LowLow, -10.0));
+            }),
+            vec![V(0, -1.0), V(1, -11.0), V(2, 1.0)],
+            vec![
+                ev(0, Raised, "r.low"),
+                ev(1, Raised, "r.low_low"),
+                ev(2, Cleared, "r.low"),
+                ev(2, Cleared, "r.low_low"),
+            ],
+        ),
+        (
+            "deadband: clears only back inside by the margin (at the margin is inside)",
+            with(high(10.0), |r| r.deadband = 2.0),
+            vec![V(0, 11.0), V(1, 9.0), V(2, 10.5), V(3, 8.0)],
+            vec![ev(0, Raised, "r.high"), ev(3, Cleared, "r.high")],
+        ),
+        (
+            "deadband on a low limit",
+            with(rule(), |r| {
+                r.limits.push(limit(Level::Low, 0.0));
+                r.deadband = 1.0;
+            }),
+            vec![V(0, -1.0), V(1, 0.5), V(2, 1.0)],
+            vec![ev(0, Raised, "r.low"), ev(2, Cleared, "r.low")],
+        ),
+        (
+            "NaN is ignored: neither raises nor clears",
+            high(10.0),
+            vec![V(0, nan), V(1, 11.0), V(2, nan), V(3, 12.0), V(4, 5.0)],
+            vec![ev(1, Raised, "r.high"), ev(4, Cleared, "r.high")],
+        ),
+        (
+            "infinity is above",
+            high(10.0),
+            vec![V(0, f64::INFINITY)],
+            vec![ev(0, Raised, "r.high")],
+        ),
+        (
+            "bad quality is not judged by limits",
+            high(10.0),
+            vec![V(0, 11.0), Bad(1), V(2, 12.0)],
+            vec![ev(0, Raised, "r.high")],
+        ),
+        (
+            "on-delay 3 samples, broken once",
+            with(high(10.0), |r| r.on_delay = Hold::Samples(3)),
+            vec![
+                V(0, 11.0),
+                V(1, 11.0),
+                V(2, 5.0),
+                V(3, 11.0),
+                V(4, 11.0),
+                V(5, 11.0),
+            ],
+            vec![ev(5, Raised, "r.high")],
+        ),
+        (
+            "on-delay 10 s across a gap",
+            with(high(10.0), |r| r.on_delay = Hold::Micros(10_000_000)),
+            vec![V(0, 11.0), V(3, 11.0), V(60, 11.0)],
+            vec![ev(60, Raised, "r.high")],
+        ),
+        (
+            "off-delay 2 samples",
+            with(high(10.0), |r| r.off_delay = Hold::Samples(2)),
+            vec![V(0, 11.0), V(1, 5.0), V(2, 11.0), V(3, 5.0), V(4, 5.0)],
+            vec![ev(0, Raised, "r.high"), ev(4, Cleared, "r.high")],
+        ),
+        (
+            "off-delay 5 s",
+            with(high(10.0), |r| r.off_delay = Hold::Micros(5_000_000)),
+            vec![V(0, 11.0), V(1, 5.0), V(5, 5.0), V(6, 5.0)],
+            vec![ev(0, Raised, "r.high"), ev(6, Cleared, "r.high")],
+        ),
+        (
+            "out-of-order reading is ignored",
+            high(10.0),
+            vec![V(1, 5.0), V(3, 11.0), V(2, 5.0), V(3, 5.0), V(4, 5.0)],
+            vec![ev(3, Raised, "r.high"), ev(4, Cleared, "r.high")],
+        ),
+        (
+            "clock step back: the third older reading is accepted",
+            high(10.0),
+            vec![
+                V(100, 11.0),
+                V(10, 5.0),
+                V(11, 5.0),
+                V(12, 5.0),
+                V(13, 11.0),
+            ],
+            vec![
+                ev(100, Raised, "r.high"),
+                ev(12, Cleared, "r.high"),
+                ev(13, Raised, "r.high"),
+            ],
+        ),
+    ]);
+}
