@@ -20,7 +20,7 @@ use crate::reading::Severity;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
-    /// Rule name; events are named "<name>.<check>" (for example "oil_temp.high"), or exactly this name with the min/max shorthand.
+    /// Rule name; events are named `<name>.<check>` (for example "oil_temp.high"), or exactly this name with the min/max shorthand.
     pub name: String,
     /// Series the rule watches, for example "press-3.oil_temp". Give this or `match_tags`.
     pub series: Option<String>,
@@ -30,13 +30,13 @@ pub struct RawRule {
     pub min: Option<f64>,
     /// Shorthand: raise when the value goes above this limit (severity major).
     pub max: Option<f64>,
-    /// Raise "<name>.high_high" when the value is above this limit (default severity critical).
+    /// Raise `<name>.high_high` when the value is above this limit (default severity critical).
     pub high_high: Option<RawLimit>,
-    /// Raise "<name>.high" when the value is above this limit (default severity major).
+    /// Raise `<name>.high` when the value is above this limit (default severity major).
     pub high: Option<RawLimit>,
-    /// Raise "<name>.low" when the value is below this limit (default severity major).
+    /// Raise `<name>.low` when the value is below this limit (default severity major).
     pub low: Option<RawLimit>,
-    /// Raise "<name>.low_low" when the value is below this limit (default severity critical).
+    /// Raise `<name>.low_low` when the value is below this limit (default severity critical).
     pub low_low: Option<RawLimit>,
     /// Hysteresis: a raised limit alarm clears only once the value is back inside the limit by this much (default 0).
     pub deadband: Option<f64>,
@@ -48,13 +48,13 @@ pub struct RawRule {
     pub off_delay_samples: Option<u32>,
     /// Limit and rate alarms clear only after the condition was gone this many seconds.
     pub off_delay_s: Option<f64>,
-    /// Raise "<name>.rate_rise" / "<name>.rate_fall" when the value changes faster than a limit.
+    /// Raise `<name>.rate_rise` / `<name>.rate_fall` when the value changes faster than a limit.
     pub rate: Option<RawRate>,
-    /// Raise "<name>.stale" when no reading arrived for `after_s` seconds.
+    /// Raise `<name>.stale` when no reading arrived for `after_s` seconds.
     pub stale: Option<RawTimeout>,
-    /// Raise "<name>.flatline" when the value stayed within `epsilon` for `after_s` seconds.
+    /// Raise `<name>.flatline` when the value stayed within `epsilon` for `after_s` seconds.
     pub flatline: Option<RawFlatline>,
-    /// Raise "<name>.bad_quality" when every reading was of bad quality for `after_s` seconds.
+    /// Raise `<name>.bad_quality` when every reading was of bad quality for `after_s` seconds.
     pub bad_quality: Option<RawTimeout>,
 }
 

@@ -93,6 +93,12 @@ fn limits_table() {
             vec![ev(0, Raised, "r.high")],
         ),
         (
+            "uncertain quality is judged like good",
+            high(10.0),
+            vec![Uncertain(0, 11.0), Uncertain(1, 5.0)],
+            vec![ev(0, Raised, "r.high"), ev(1, Cleared, "r.high")],
+        ),
+        (
             "on-delay 3 samples, broken once",
             with(high(10.0), |r| r.on_delay = Hold::Samples(3)),
             vec![

@@ -11,14 +11,16 @@ use AlarmState::{Cleared, Raised};
 mod limits;
 mod time;
 
-/// One input: a reading of good quality, a bad-quality reading, or a tick.
+/// One input: a reading of good or uncertain quality, a bad-quality
+/// reading, or a tick.
 #[derive(Clone, Copy)]
 enum In {
     V(i64, f64),
+    Uncertain(i64, f64),
     Bad(i64),
     Tick(i64),
 }
-use In::{Bad, Tick, V};
+use In::{Bad, Tick, Uncertain, V};
 
 /// (second, state, event name) of one emitted event.
 type Ev = (i64, AlarmState, String);
@@ -49,6 +51,7 @@ fn run_alarms(d: &mut Detector, inputs: &[In]) -> Vec<Alarm> {
         .iter()
         .flat_map(|i| match *i {
             V(t, v) => d.observe(&reading(&s, t, v, Quality::Good)),
+            Uncertain(t, v) => d.observe(&reading(&s, t, v, Quality::Uncertain)),
             Bad(t) => d.observe(&reading(&s, t, f64::NAN, Quality::Bad)),
             Tick(t) => d.tick(t * 1_000_000),
         })

@@ -47,6 +47,19 @@ fn rate_table() {
             vec![],
         ),
         (
+            "clock step back: the window restarts, no slope across the step",
+            rate(Some(1.0), Some(1.0)),
+            vec![
+                V(100, 0.0),
+                V(101, 0.0),
+                V(10, 50.0),
+                V(11, 50.0),
+                V(12, 50.0),
+                V(13, 50.0),
+            ],
+            vec![],
+        ),
+        (
             "a rise does not trip the fall check",
             rate(None, Some(1.0)),
             vec![V(0, 0.0), V(1, 50.0)],
