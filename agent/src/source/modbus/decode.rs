@@ -200,4 +200,58 @@ mod tests {
         assert_eq!(decode_bits(&[false, true], &pt(Bool, Abcd)), Some(0.0));
         assert_eq!(decode_bits(&[true], &pt(U16, Abcd)), None);
     }
+
+    /// The registers a device holding `bytes` (most significant first)
+    /// sends, written from the byte names rather than the decoder's swaps:
+    /// ABCD is big-endian, DCBA little-endian, and CDAB and BADC are those
+    /// two with the register order reversed.
+    fn wire(bytes_be: &[u8], order: ByteOrder) -> Vec<u16> {
+        let bytes: Vec<u8> = match order {
+            Abcd | Cdab => bytes_be.to_vec(),
+            Badc | Dcba => bytes_be.iter().rev().copied().collect(),
+        };
+        let mut regs: Vec<u16> = bytes
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect();
+        if matches!(order, Cdab | Badc) {
+            regs.reverse();
+        }
+        regs
+    }
+
+    fn any_order() -> impl proptest::strategy::Strategy<Value = ByteOrder> {
+        proptest::sample::select(vec![Abcd, Cdab, Badc, Dcba])
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_order_round_trips_32_bit_values(v: u32, order in any_order()) {
+            let regs = wire(&v.to_be_bytes(), order);
+            proptest::prop_assert_eq!(decode_registers(&regs, &pt(U32, order)), Some(f64::from(v)));
+            proptest::prop_assert_eq!(decode_registers(&regs, &pt(I32, order)), Some(f64::from(v as i32)));
+            let f = f32::from_bits(v);
+            if f.is_finite() {
+                proptest::prop_assert_eq!(decode_registers(&regs, &pt(F32, order)), Some(f64::from(f)));
+            }
+        }
+
+        #[test]
+        fn every_order_round_trips_64_bit_values(v: u64, order in any_order()) {
+            let regs = wire(&v.to_be_bytes(), order);
+            proptest::prop_assert_eq!(decode_registers(&regs, &pt(U64, order)), Some(v as f64));
+            proptest::prop_assert_eq!(decode_registers(&regs, &pt(I64, order)), Some(v as i64 as f64));
+            let f = f64::from_bits(v);
+            if f.is_finite() {
+                proptest::prop_assert_eq!(decode_registers(&regs, &pt(F64, order)), Some(f));
+            }
+        }
+
+        #[test]
+        fn every_order_round_trips_16_bit_values(v: u16, order in any_order()) {
+            let regs = wire(&v.to_be_bytes(), order);
+            proptest::prop_assert_eq!(decode_registers(&regs, &pt(U16, order)), Some(f64::from(v)));
+            proptest::prop_assert_eq!(decode_registers(&regs, &pt(I16, order)), Some(f64::from(v as i16)));
+        }
+    }
 }
