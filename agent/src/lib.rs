@@ -114,12 +114,7 @@ impl Agent {
                 tags: self.config.tags.clone(),
                 stats: self.stats.clone(),
             };
-            let (tx, stop) = (tx.clone(), shutdown.clone());
-            sources.spawn(async move {
-                if let Err(error) = source.run(tx, stop).await {
-                    error!(%error, "source stopped");
-                }
-            });
+            spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
         }
         sources.close();
         drop(tx);

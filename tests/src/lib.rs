@@ -1,7 +1,8 @@
 //! Helpers for the end-to-end tests: start real services (tansu as the Kafka
-//! broker, VictoriaMetrics as the time-series store) on free loopback ports,
-//! wait for them by polling with a deadline, and stop them when the test
-//! ends (the process is killed when its handle drops).
+//! broker, VictoriaMetrics as the time-series store, Mosquitto as the MQTT
+//! broker) on free loopback ports, wait for them by polling with a deadline,
+//! and stop them when the test ends (the process is killed when its handle
+//! drops).
 //!
 //! The services must be installed; `scripts/test` installs them. A missing
 //! one fails the test with a message that says so.
@@ -214,6 +215,55 @@ impl Victoria {
         body.lines()
             .map(|l| serde_json::from_str(l).with_context(|| format!("bad export line: {l}")))
             .collect()
+    }
+}
+
+/// Mosquitto, an MQTT broker, listening on 127.0.0.1 only, anonymous.
+pub struct Mosquitto {
+    pub service: Service,
+    pub port: u16,
+}
+
+impl Mosquitto {
+    /// Start a broker on a free port.
+    pub fn start(log_dir: &Path) -> anyhow::Result<Mosquitto> {
+        Mosquitto::start_on(log_dir, free_port()?)
+    }
+
+    /// Start a broker on `port`, for example again after stopping one there.
+    pub fn start_on(log_dir: &Path, port: u16) -> anyhow::Result<Mosquitto> {
+        let conf = log_dir.join(format!("mosquitto-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+        )?;
+        let args = ["-c".to_string(), conf.display().to_string()];
+        // Debian installs the broker in /usr/sbin, which a user's PATH may lack.
+        let program = if Path::new("/usr/sbin/mosquitto").exists() {
+            "/usr/sbin/mosquitto"
+        } else {
+            "mosquitto"
+        };
+        let mut service = Service::spawn("mosquitto", program, &args, log_dir)?;
+        wait_until("mosquitto", Duration::from_secs(10), || port_open(port))?;
+        service.ensure_running()?;
+        Ok(Mosquitto { service, port })
+    }
+
+    /// Publish one message with `mosquitto_pub`; returns once the broker has it.
+    pub fn publish(&self, topic: &str, payload: &str, qos: u8) -> anyhow::Result<()> {
+        let out = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-t", topic, "-m", payload, "-q", &qos.to_string()])
+            .output()
+            .context("cannot run mosquitto_pub: is mosquitto-clients installed?")?;
+        if !out.status.success() {
+            bail!(
+                "mosquitto_pub to {topic} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
     }
 }
 

@@ -2,6 +2,8 @@
 //! per theme (ripgrep's `tests/tests.rs` layout):
 //! - [`pipeline`]: Modbus device → agent → relay → tansu and VictoriaMetrics.
 //! - [`modbus`]: the Modbus source against the in-process device and pymodbus.
+//! - [`mqtt`]: Mosquitto → the agent's MQTT source.
 
 mod modbus;
+mod mqtt;
 mod pipeline;
