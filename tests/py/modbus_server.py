@@ -7,7 +7,8 @@ registers are written here from the expected values with struct.pack, so
 they do not depend on the agent's decoder. tests/tests/e2e/modbus.rs holds
 the same table of (address, type, order, value). Addresses not listed here
 (for example holding register 60) are unmapped and answer with exception
-0x02 (illegal data address).
+0x02 (illegal data address). Unit 2 (a second device behind the same
+address, as behind a serial gateway) serves UNIT2_HOLDING.
 
 Word orders, for a value of 2 or 4 registers (byte A most significant):
   ABCD  big-endian bytes, most significant register first
@@ -51,6 +52,8 @@ HOLDING = [
 BITS_REGISTER = (50, 0b1010_0000_0000_0101)  # bits 0, 2, 13, 15 set
 INPUT = [(100, "u16", "ABCD", 4321), (101, "f32", "CDAB", -7.5)]
 COILS = {3: True, 4: False}
+# Unit 2 behind the same address: one holding register.
+UNIT2_HOLDING = [(0, "u16", "ABCD", 222)]
 DISCRETE = {7: True}
 
 
@@ -81,8 +84,9 @@ def main():
     ]
     coils = [SimData(a, values=[v], datatype=DataType.BITS) for a, v in COILS.items()]
     discrete = [SimData(a, values=[v], datatype=DataType.BITS) for a, v in DISCRETE.items()]
-    device = SimDevice(1, simdata=(coils, discrete, holding, blocks(INPUT)))
-    asyncio.run(StartAsyncTcpServer(context=device, address=("127.0.0.1", port)))
+    unit1 = SimDevice(1, simdata=(coils, discrete, holding, blocks(INPUT)))
+    unit2 = SimDevice(2, simdata=blocks(UNIT2_HOLDING))
+    asyncio.run(StartAsyncTcpServer(context=[unit1, unit2], address=("127.0.0.1", port)))
 
 
 if __name__ == "__main__":

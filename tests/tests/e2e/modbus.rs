@@ -347,3 +347,33 @@ async fn every_type_and_order_decodes_against_pymodbus_and_survives_a_restart() 
     stop.cancel();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sections_poll_two_units_behind_one_address() -> anyhow::Result<()> {
+    let logs = tempfile::tempdir()?;
+    let port = free_port()?;
+    let server = PyModbus::start(port, logs.path())?;
+    let point = [("r0", r#"register = 0, type = "u16""#)];
+    let stats = Arc::new(AgentStats::default());
+    let stop = CancellationToken::new();
+    // One source (and connection) per section, as the config documents.
+    let mut values = Vec::new();
+    for unit in [1, 2] {
+        let dev = device(port, &format!("unit = {unit}"), &point)?;
+        let mut rx = start_source(dev, stats.clone(), &stop);
+        let mut got = None;
+        receive_until(&mut rx, Duration::from_secs(20), |r| {
+            got = Some((r.quality, r.value));
+            true
+        })
+        .await
+        .with_context(|| server.log_tail())?;
+        values.push(got);
+    }
+    assert_eq!(
+        values,
+        vec![Some((Quality::Good, 65000.0)), Some((Quality::Good, 222.0))]
+    );
+    stop.cancel();
+    Ok(())
+}
