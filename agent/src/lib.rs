@@ -113,6 +113,7 @@ impl Agent {
                 broker: broker.clone(),
                 tags: self.config.tags.clone(),
                 stats: self.stats.clone(),
+                ack_after_commit: true,
             };
             spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
         }

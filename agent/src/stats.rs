@@ -55,6 +55,8 @@ pub struct AgentStats {
     pub mqtt_connection_errors: Counter,
     /// MQTT subscriptions the broker accepted (counted again on every reconnect).
     pub mqtt_subscriptions_acked: Counter,
+    /// QoS 1 MQTT messages acknowledged to the broker after their readings were committed.
+    pub mqtt_messages_acked: Counter,
     /// Malformed MQTT messages per (client id, topic filter).
     mqtt_malformed_by_subscription: Mutex<BTreeMap<(String, String), u64>>,
 }

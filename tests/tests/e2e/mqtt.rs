@@ -70,18 +70,19 @@ timestamp_format = "rfc3339"
 
 /// Start the MQTT source on its own task, reading into a channel.
 fn start_source(
-    port: u16,
+    config: &AgentConfig,
+    ack_after_commit: bool,
     stats: &Arc<AgentStats>,
 ) -> anyhow::Result<(
     mpsc::Receiver<Reading>,
     CancellationToken,
     JoinHandle<anyhow::Result<()>>,
 )> {
-    let config = source_config(port)?;
     let source = MqttSource {
         broker: config.mqtt[0].clone(),
         tags: config.tags.clone(),
         stats: stats.clone(),
+        ack_after_commit,
     };
     let (tx, rx) = mpsc::channel(64);
     let stop = CancellationToken::new();
@@ -131,7 +132,7 @@ async fn each_payload_format_becomes_readings_and_malformed_ones_are_counted() -
     let logs = tempfile::tempdir()?;
     let broker = Mosquitto::start(logs.path())?;
     let stats = Arc::new(AgentStats::default());
-    let (mut rx, stop, task) = start_source(broker.port, &stats)?;
+    let (mut rx, stop, task) = start_source(&source_config(broker.port)?, false, &stats)?;
     wait_for("three subscriptions acknowledged", || {
         stats.mqtt_subscriptions_acked.get() >= 3
     })
@@ -225,7 +226,7 @@ async fn the_source_resubscribes_after_the_broker_restarts() -> anyhow::Result<(
     let broker = Mosquitto::start(logs.path())?;
     let port = broker.port;
     let stats = Arc::new(AgentStats::default());
-    let (mut rx, stop, task) = start_source(port, &stats)?;
+    let (mut rx, stop, task) = start_source(&source_config(port)?, false, &stats)?;
     wait_for("subscribed", || stats.mqtt_subscriptions_acked.get() >= 3).await?;
     publish(&broker, "plant/l1/temp", "1", 0).await?;
     assert_eq!(next_readings(&mut rx, 1).await?["l1.temp"].value, 1.0);
@@ -247,5 +248,92 @@ async fn the_source_resubscribes_after_the_broker_restarts() -> anyhow::Result<(
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .context("the source did not stop on shutdown")???;
+    Ok(())
+}
+
+/// A persistent session over one QoS 1 subscription.
+fn persistent_config(port: u16) -> anyhow::Result<AgentConfig> {
+    Ok(AgentConfig::parse(
+        &format!(
+            r#"
+gateway_id = "e2e-gw"
+[spool]
+path = "/nonexistent/spool.db"
+[uplink]
+url = "http://127.0.0.1:9/v1/batches"
+token = "unused"
+[[mqtt]]
+host = "127.0.0.1"
+port = {port}
+client_id = "e2e-gw-persistent"
+clean_session = false
+[[mqtt.subscriptions]]
+topic = "line/+/count"
+qos = 1
+series = "{{2}}.count"
+"#
+        ),
+        "e2e mqtt persistent config",
+    )?)
+}
+
+async fn stop_source(
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .context("the source did not stop on shutdown")??
+}
+
+/// A QoS 1 message is acknowledged only after its readings are committed
+/// (simulated here by counting them in `readings_spooled`, as the pipeline
+/// does after a commit): the
+/// broker redelivers it to the next connection of the session until then,
+/// and not after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_messages_are_acknowledged_only_after_the_spool_commit() -> anyhow::Result<()> {
+    let logs = tempfile::tempdir()?;
+    let broker = Mosquitto::start(logs.path())?;
+    let config = persistent_config(broker.port)?;
+    let stats = Arc::new(AgentStats::default());
+
+    let (mut rx, stop, task) = start_source(&config, true, &stats)?;
+    wait_for("subscribed", || stats.mqtt_subscriptions_acked.get() >= 1).await?;
+    publish(&broker, "line/a/count", "1", 1).await?;
+    assert_eq!(next_readings(&mut rx, 1).await?["a.count"].value, 1.0);
+    // No commit: the source must not acknowledge, whatever time passes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stats.mqtt_messages_acked.get(), 0);
+    stop_source(stop, task).await?;
+
+    // Same session again: the broker still holds "1" and redelivers it.
+    let (mut rx, stop, task) = start_source(&config, true, &stats)?;
+    assert_eq!(
+        next_readings(&mut rx, 1).await?["a.count"].value,
+        1.0,
+        "the unacknowledged message is redelivered"
+    );
+    stats.readings_spooled.add(stats.readings_produced.get());
+    wait_for("acknowledged after the commit", || {
+        stats.mqtt_messages_acked.get() >= 1
+    })
+    .await?;
+    stop_source(stop, task).await?;
+
+    // Acknowledged: a third connection gets only what is new.
+    let (mut rx, stop, task) = start_source(&config, true, &stats)?;
+    wait_for("subscribed again", || {
+        stats.mqtt_subscriptions_acked.get() >= 3
+    })
+    .await?;
+    publish(&broker, "line/a/count", "2", 1).await?;
+    assert_eq!(
+        next_readings(&mut rx, 1).await?["a.count"].value,
+        2.0,
+        "no redelivery after the acknowledgement"
+    );
+    stop_source(stop, task).await?;
     Ok(())
 }
