@@ -337,3 +337,62 @@ async fn qos1_messages_are_acknowledged_only_after_the_spool_commit() -> anyhow:
     stop_source(stop, task).await?;
     Ok(())
 }
+
+/// The whole agent with an MQTT broker as its only source and the relay
+/// out of reach: a QoS 1 message is spooled, and only then acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_spools_mqtt_readings_then_acknowledges_them() -> anyhow::Result<()> {
+    let logs = tempfile::tempdir()?;
+    let broker = Mosquitto::start(logs.path())?;
+    let unreachable = edge_tests::free_port()?;
+    let config = AgentConfig::parse(
+        &format!(
+            r#"
+gateway_id = "e2e-gw"
+[spool]
+path = {:?}
+[batch]
+max_age_ms = 100
+[uplink]
+url = "http://127.0.0.1:{unreachable}/v1/batches"
+token = "unused"
+shutdown_drain_ms = 100
+[[mqtt]]
+host = "127.0.0.1"
+port = {}
+[[mqtt.subscriptions]]
+topic = "plant/+/drive"
+qos = 1
+format = "json-object"
+series = "{{2}}.drive"
+"#,
+            logs.path().join("spool.db"),
+            broker.port
+        ),
+        "e2e agent mqtt config",
+    )?;
+    let agent = edge_agent::Agent::new(config);
+    let stats = agent.stats();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(agent.run(stop.clone()));
+    wait_for("subscribed", || stats.mqtt_subscriptions_acked.get() >= 1).await?;
+    publish(
+        &broker,
+        "plant/l2/drive",
+        r#"{"rpm": 1450, "current": 3.5}"#,
+        1,
+    )
+    .await?;
+    wait_for("acknowledged", || stats.mqtt_messages_acked.get() >= 1).await?;
+    assert_eq!(stats.readings_produced.get(), 2);
+    assert_eq!(
+        stats.readings_spooled.get(),
+        2,
+        "spooled before the acknowledgement"
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .context("the agent did not stop")???;
+    Ok(())
+}
