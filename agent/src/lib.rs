@@ -6,7 +6,8 @@
 //! - [`config`]: the TOML a technician writes, validated with key paths.
 //! - [`reading`]: what flows through the pipeline (`Reading`, `Alarm`).
 //! - [`source`]: tasks that bring readings in (Modbus TCP, MQTT, simulated).
-//! - [`detect`]: threshold rules, a pure state machine.
+//! - [`detect`]: alarm rules (limits, rate, stale, flatline, quality), a
+//!   pure state machine.
 //! - [`batch`]: seals readings and alarms into `edge_wire::Batch`es.
 //! - [`spool`]: SQLite store of encoded batches awaiting the relay.
 //! - [`forward`]: sends spooled batches, deletes them after a 2xx.
@@ -38,7 +39,7 @@ use crate::batch::Batcher;
 use crate::config::AgentConfig;
 use crate::detect::Detector;
 use crate::forward::Forwarder;
-use crate::reading::{now_us, AlarmState, Reading, SeriesInfo};
+use crate::reading::{now_us, Alarm, AlarmState, Reading, SeriesInfo};
 use crate::source::modbus::ModbusSource;
 use crate::source::mqtt::MqttSource;
 use crate::source::simulated::SimulatedSource;
@@ -169,25 +170,23 @@ async fn pipeline(
 ) {
     let mut detector = Detector::new(&config.rules);
     let mut batcher = Batcher::new(&config.gateway_id, config.batch);
+    // Stale rules see silence only when time passes, not when readings do.
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = batcher.deadline();
         let seal_now = tokio::select! {
             r = rx.recv() => match r {
                 Some(r) => {
                     let now = Instant::now();
-                    let mut seal = false;
-                    for alarm in detector.observe(&r) {
-                        match alarm.state {
-                            AlarmState::Raised => stats.alarms_raised.inc(),
-                            AlarmState::Cleared => stats.alarms_cleared.inc(),
-                        }
-                        warn!(series = %alarm.series.name, rule = %alarm.rule, state = alarm.state.as_str(), value = alarm.value, limit = alarm.limit, "alarm");
-                        seal |= batcher.push_alarm(alarm, now);
-                    }
+                    let seal = record_alarms(detector.observe(&r), &mut batcher, stats, now);
                     batcher.push(&r, now) || seal
                 }
                 None => break,
             },
+            _ = clock.tick() => {
+                record_alarms(detector.tick(now_us()), &mut batcher, stats, Instant::now())
+            }
             _ = sleep_until(deadline), if deadline.is_some() => true,
         };
         if seal_now {
@@ -195,6 +194,26 @@ async fn pipeline(
         }
     }
     commit(&mut batcher, spool, wake, stats).await;
+}
+
+/// Count, log and batch alarm transitions; true when the open batch should
+/// be sealed now (alarms never wait for a batch to fill).
+fn record_alarms(
+    alarms: Vec<Alarm>,
+    batcher: &mut Batcher,
+    stats: &AgentStats,
+    now: Instant,
+) -> bool {
+    let mut seal = false;
+    for alarm in alarms {
+        match alarm.state {
+            AlarmState::Raised => stats.alarms_raised.inc(),
+            AlarmState::Cleared => stats.alarms_cleared.inc(),
+        }
+        warn!(series = %alarm.series.name, rule = %alarm.rule, severity = alarm.severity.as_str(), state = alarm.state.as_str(), value = alarm.value, limit = alarm.limit, "alarm");
+        seal |= batcher.push_alarm(alarm, now);
+    }
+    seal
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
