@@ -272,7 +272,12 @@ impl AgentConfig {
                 p.push(format!("series {:?} is defined twice", w[0]));
             }
         }
-        let rules = rules::validate(&mut p, &raw.rules, Some(&series_names));
+        // MQTT series are named by templates: checked by the mqtt module.
+        let known = mqtt.is_empty().then_some(&series_names[..]);
+        let rules = rules::validate(&mut p, &raw.rules, known);
+        if !mqtt.is_empty() {
+            mqtt::check_rule_series(&mut p, &raw.rules, &series_names, &mqtt);
+        }
         if modbus.is_empty() && simulated.is_empty() && mqtt.is_empty() {
             p.push(
                 "no sources: add at least one [[modbus]], [[simulated]] or [[mqtt]] section".into(),

@@ -150,6 +150,48 @@ pub enum TimestampFormat {
     Rfc3339,
 }
 
+impl Subscription {
+    /// Whether a message of this subscription could yield the series `name`.
+    pub fn could_produce(&self, name: &str) -> bool {
+        match &self.format {
+            PayloadFormat::Number => self.series.could_expand_to(name),
+            PayloadFormat::Json { values, .. } => values.iter().any(|v| {
+                name.strip_suffix(v.name.as_str())
+                    .and_then(|base| base.strip_suffix('.'))
+                    .is_some_and(|base| self.series.could_expand_to(base))
+            }),
+            PayloadFormat::JsonObject { .. } => name
+                .match_indices('.')
+                .any(|(k, _)| k + 1 < name.len() && self.series.could_expand_to(&name[..k])),
+        }
+    }
+}
+
+/// MQTT series exist only once messages arrive, so a rule's `series` is
+/// checked against what the subscriptions could produce: a rule that names
+/// neither a configured series nor a possible MQTT one is reported, with
+/// the same words as for the other sources.
+pub(super) fn check_rule_series(
+    p: &mut Vec<String>,
+    rules: &[super::RawRule],
+    configured: &[String],
+    brokers: &[MqttBroker],
+) {
+    for (i, r) in rules.iter().enumerate() {
+        let Some(s) = &r.series else { continue };
+        let known = configured.binary_search(s).is_ok()
+            || brokers
+                .iter()
+                .flat_map(|b| &b.subscriptions)
+                .any(|sub| sub.could_produce(s));
+        if !known {
+            p.push(format!(
+                "rules[{i}].series: {s:?} is not a configured series"
+            ));
+        }
+    }
+}
+
 /// Validate `mqtt[i]`, pushing problems to `p`.
 pub(super) fn validate_broker(
     p: &mut Vec<String>,

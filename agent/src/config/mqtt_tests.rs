@@ -131,3 +131,73 @@ fn the_example_config_is_valid() {
     let c = crate::config::AgentConfig::load(std::path::Path::new(path)).unwrap();
     assert!(!c.mqtt.is_empty(), "the example shows an [[mqtt]] section");
 }
+
+#[test]
+fn templates_match_the_names_a_topic_could_give() {
+    let t = Template::parse("{2}.temp").unwrap();
+    for (name, want) in [
+        ("l1.temp", true),
+        ("line-1.temp", true),
+        (".temp", true),
+        ("a/b.temp", false),
+        ("l1.tempx", false),
+        ("l1.pressure", false),
+    ] {
+        assert_eq!(t.could_expand_to(name), want, "{name}");
+    }
+    let t = Template::parse("plant.{1}.{3}").unwrap();
+    assert!(t.could_expand_to("plant.a.b.c"));
+    assert!(!t.could_expand_to("site.a.b"));
+}
+
+#[test]
+fn rules_may_name_series_that_mqtt_subscriptions_produce() {
+    let mqtt = r#"
+[[mqtt]]
+host = "127.0.0.1"
+[[mqtt.subscriptions]]
+topic = "plant/+/temp"
+series = "{2}.temp"
+[[mqtt.subscriptions]]
+topic = "plant/+/drive"
+format = "json"
+series = "{2}.drive"
+values = [{ pointer = "/rpm", name = "rpm" }]
+[[mqtt.subscriptions]]
+topic = "plant/+/energy"
+format = "json-object"
+series = "{2}.energy"
+"#;
+    let rules = r#"
+[[rules]]
+name = "a"
+series = "l1.temp"
+max = 1.0
+[[rules]]
+name = "b"
+series = "l1.drive.rpm"
+max = 1.0
+[[rules]]
+name = "c"
+series = "l1.energy.import"
+max = 1.0
+"#;
+    parse(&format!("{mqtt}{rules}")).unwrap();
+    let problems = parse(&format!(
+        "{mqtt}{}",
+        rules
+            .replace("l1.temp", "l1.pressure")
+            .replace("l1.drive.rpm", "l1.drive.current")
+    ))
+    .unwrap_err()
+    .join("\n");
+    for expected in [
+        "rules[0].series: \"l1.pressure\" is not a configured series",
+        "rules[1].series: \"l1.drive.current\" is not a configured series",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "missing {expected:?} in:\n{problems}"
+        );
+    }
+}

@@ -54,6 +54,26 @@ impl Template {
         Ok(out)
     }
 
+    /// Whether some topic could expand the template to `name`: the text
+    /// parts literally, each `{n}` any text without '/' (a topic level).
+    pub fn could_expand_to(&self, name: &str) -> bool {
+        fn rest_matches(parts: &[TemplatePart], name: &str) -> bool {
+            match parts.split_first() {
+                None => name.is_empty(),
+                Some((TemplatePart::Text(t), more)) => name
+                    .strip_prefix(t.as_str())
+                    .is_some_and(|rest| rest_matches(more, rest)),
+                Some((TemplatePart::Level(_), more)) => {
+                    let level_end = name.find('/').unwrap_or(name.len());
+                    (0..=level_end)
+                        .filter(|&k| name.is_char_boundary(k))
+                        .any(|k| rest_matches(more, &name[k..]))
+                }
+            }
+        }
+        rest_matches(&self.parts, name)
+    }
+
     /// The highest level referred to, 0 when none.
     pub fn max_level(&self) -> usize {
         self.parts
