@@ -42,11 +42,12 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => match AgentConfig::load(&file) {
             Ok(c) => {
                 println!(
-                    "{}: ok (gateway {}, {} Modbus devices, {} simulated signals, {} rules)",
+                    "{}: ok (gateway {}, {} Modbus devices, {} simulated signals, {} MQTT brokers, {} rules)",
                     file.display(),
                     c.gateway_id,
                     c.modbus.len(),
                     c.simulated.len(),
+                    c.mqtt.len(),
                     c.rules.len()
                 );
                 ExitCode::SUCCESS

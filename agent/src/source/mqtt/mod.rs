@@ -19,6 +19,10 @@
 //!   messages is full (Mosquitto: 20), so QoS 1 throughput per broker is
 //!   about that window per batch commit.
 //!
+//! While the pipeline pushes back (the channel is full) the event loop is
+//! not polled, so no pings go out; a long stall ends in a keep-alive
+//! timeout and a reconnect, which is the same as any broker outage.
+//!
 //! Payload reading is the pure [`payload`] module.
 
 pub mod ack;
