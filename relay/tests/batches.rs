@@ -92,15 +92,7 @@ async fn rejects_oversized_bodies_and_batches_with_413() {
     assert_eq!(error["reason"], "too_large");
     assert_eq!(relay.file("readings.jsonl"), "");
 
-    let metrics = relay
-        .client
-        .get(relay.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("edge_relay_requests_total{outcome=\"too_large\"} 2"),
         "{metrics}"

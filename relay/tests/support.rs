@@ -74,6 +74,18 @@ impl Running {
         request.send().await.unwrap()
     }
 
+    /// The relay's `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn file(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join("data").join(name)).unwrap_or_default()
     }

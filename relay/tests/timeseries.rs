@@ -69,15 +69,7 @@ async fn writes_one_line_per_finite_reading_with_microsecond_precision() {
     );
     // Only the time-series sink is configured: no files are written.
     assert_eq!(relay.file("readings.jsonl"), "");
-    let metrics = relay
-        .client
-        .get(relay.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("edge_relay_timeseries_nonfinite_skipped_total 1"),
         "{metrics}"
@@ -117,15 +109,7 @@ async fn an_unreachable_store_turns_into_503() {
     let relay = start(cfg, dir).await;
     let response = relay.post(Some(TOKEN_1), encoded(&batch("gw-1", 3))).await;
     assert_eq!(response.status(), 503);
-    let metrics = relay
-        .client
-        .get(relay.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("edge_relay_sink_failures_total{sink=\"timeseries\"} 1"),
         "{metrics}"
