@@ -12,6 +12,8 @@
 //! - [`spool`]: SQLite store of encoded batches awaiting the relay.
 //! - [`forward`]: sends spooled batches, deletes them after a 2xx.
 //! - [`stats`]: counters the agent keeps about itself.
+//! - [`probe`]: `edge-agent probe modbus`, one read shown in every decoding
+//!   for commissioning a device; not part of the running agent.
 //!
 //! [`Agent::run`] wires them: sources → channel → detect + batch → spool →
 //! forwarder.
@@ -20,6 +22,7 @@ pub mod batch;
 pub mod config;
 pub mod detect;
 pub mod forward;
+pub mod probe;
 pub mod reading;
 pub mod source;
 pub mod spool;
