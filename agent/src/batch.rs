@@ -80,6 +80,13 @@ impl Batcher {
 
     /// Seal what is held into a batch (None when empty) and start afresh.
     pub fn seal(&mut self, created_us: i64) -> Option<Batch> {
+        self.seal_with_alarms(created_us).map(|(b, _)| b)
+    }
+
+    /// Like [`Batcher::seal`], and also return the alarm transitions the
+    /// batch carries, in order, with what the wire drops (severity): the
+    /// spool persists alarm state from them in the batch's transaction.
+    pub fn seal_with_alarms(&mut self, created_us: i64) -> Option<(Batch, Vec<Alarm>)> {
         self.opened_at.take()?;
         self.index.clear();
         self.readings = 0;
@@ -94,24 +101,26 @@ impl Batcher {
                 points,
             })
             .collect();
-        let alarms = std::mem::take(&mut self.alarms)
-            .into_iter()
+        let held = std::mem::take(&mut self.alarms);
+        let events = held
+            .iter()
             .map(|(i, a)| AlarmEvent {
-                series_id: i as u32,
-                rule: a.rule,
+                series_id: *i as u32,
+                rule: a.rule.clone(),
                 state: a.state,
                 value: a.value,
                 limit: a.limit,
                 ts_us: a.ts_us,
             })
             .collect();
-        Some(Batch {
+        let batch = Batch {
             gateway_id: self.gateway_id.clone(),
             seq: 0,
             created_us,
             series,
-            alarms,
-        })
+            alarms: events,
+        };
+        Some((batch, held.into_iter().map(|(_, a)| a).collect()))
     }
 }
 

@@ -9,7 +9,9 @@
 //! - [`detect`]: alarm rules (limits, rate, stale, flatline, quality), a
 //!   pure state machine.
 //! - [`batch`]: seals readings and alarms into `edge_wire::Batch`es.
-//! - [`spool`]: SQLite store of encoded batches awaiting the relay.
+//! - [`spool`]: SQLite store of encoded batches awaiting the relay, and of
+//!   the alarms raised, so a restart neither raises them again nor forgets
+//!   to clear them.
 //! - [`forward`]: sends spooled batches, deletes them after a 2xx.
 //! - [`stats`]: counters the agent keeps about itself.
 //! - [`probe`]: `edge-agent probe modbus`, one read shown in every decoding
@@ -40,7 +42,7 @@ use tracing::{error, info, warn};
 
 use crate::batch::Batcher;
 use crate::config::AgentConfig;
-use crate::detect::Detector;
+use crate::detect::{ActiveAlarm, Detector};
 use crate::forward::Forwarder;
 use crate::reading::{now_us, Alarm, AlarmState, Reading, SeriesInfo};
 use crate::source::modbus::ModbusSource;
@@ -81,9 +83,13 @@ impl Agent {
     /// draining the backlog for at most `uplink.shutdown_drain`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
         let path = self.config.spool_path.clone();
-        let spool = tokio::task::spawn_blocking(move || Spool::open(&path))
-            .await
-            .map_err(|e| SpoolError::Join(e.to_string()))??;
+        let (spool, active) = tokio::task::spawn_blocking(move || {
+            let spool = Spool::open(&path)?;
+            let active = spool.active_alarms()?;
+            Ok::<_, SpoolError>((spool, active))
+        })
+        .await
+        .map_err(|e| SpoolError::Join(e.to_string()))??;
         let spool = SharedSpool::new(spool);
         let (tx, rx) = mpsc::channel::<Reading>(4096);
         let sources = TaskTracker::new();
@@ -136,7 +142,7 @@ impl Agent {
         let forwarding = tokio::spawn(forwarder.run(drain.clone()));
         info!(gateway = %self.config.gateway_id, modbus_devices = self.config.modbus.len(), simulated = self.config.simulated.len(), mqtt_brokers = self.config.mqtt.len(), rules = self.config.rules.len(), "agent started");
 
-        pipeline(&self.config, rx, &spool, &wake, &self.stats).await;
+        pipeline(&self.config, active, rx, &spool, &wake, &self.stats).await;
         sources.wait().await;
         drain.cancel();
         if forwarding.await.is_err() {
@@ -164,14 +170,26 @@ fn spawn_source(
 }
 
 /// Detect, batch and spool every reading until all sources have stopped.
+/// `active` are the alarms raised before a restart, from the spool.
 async fn pipeline(
     config: &AgentConfig,
+    active: Vec<ActiveAlarm>,
     mut rx: mpsc::Receiver<Reading>,
     spool: &SharedSpool,
     wake: &Notify,
     stats: &AgentStats,
 ) {
     let mut detector = Detector::new(&config.rules);
+    let seeded = active.len();
+    for a in detector.seed(active) {
+        warn!(series = %a.series, rule = %a.rule, raised_us = a.raised_us, "alarm raised before the restart belongs to no configured rule; it stays raised");
+    }
+    if seeded > 0 {
+        info!(
+            alarms = seeded,
+            "alarms still raised from before the restart"
+        );
+    }
     let mut batcher = Batcher::new(&config.gateway_id, config.batch);
     // Stale rules see silence only when time passes, not when readings do.
     let mut clock = tokio::time::interval(Duration::from_secs(1));
@@ -229,9 +247,10 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// retried rather than the batch dropped: the bounded channel then pushes
 /// back on the sources.
 async fn commit(batcher: &mut Batcher, spool: &SharedSpool, wake: &Notify, stats: &AgentStats) {
-    let Some(batch) = batcher.seal(now_us()) else {
+    let Some((batch, alarms)) = batcher.seal_with_alarms(now_us()) else {
         return;
     };
+    let alarms = Arc::new(alarms);
     let readings = batch.reading_count() as u64;
     let mut delay = Duration::from_millis(100);
     let mut batch = Some(batch);
@@ -239,9 +258,10 @@ async fn commit(batcher: &mut Batcher, spool: &SharedSpool, wake: &Notify, stats
         let mut b = batch
             .take()
             .expect("batch is put back after every failed attempt");
+        let alarms = alarms.clone();
         match spool
             .call(move |s| {
-                let r = s.append(&mut b);
+                let r = s.append_with_alarms(&mut b, &alarms);
                 Ok((r, b))
             })
             .await

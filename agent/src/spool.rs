@@ -6,7 +6,11 @@
 //! - a batch is removed only after the relay answered 2xx for it;
 //! - batch sequence numbers grow strictly, across restarts: the counter lives
 //!   in the same database and is advanced in the same transaction as the
-//!   insert.
+//!   insert;
+//! - the `alarms` table holds the alarms raised and not yet cleared, keyed
+//!   by (rule, series); it is changed only in the transaction that stores
+//!   the batch carrying those raise and clear events, so it never disagrees
+//!   with what was spooled (see [`alarms`]).
 //!
 //! Not for: choosing what to send next across priorities or applying size
 //! bounds; those come with the store-and-forward work.
@@ -19,6 +23,11 @@ use std::sync::{Arc, Mutex};
 
 use edge_wire::Batch;
 use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::detect::ActiveAlarm;
+use crate::reading::Alarm;
+
+pub mod alarms;
 
 /// Why the spool failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +82,14 @@ CREATE TABLE IF NOT EXISTS quarantine (
     readings INTEGER NOT NULL,
     body BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alarms (
+    rule TEXT NOT NULL,
+    series TEXT NOT NULL,
+    raised_us INTEGER NOT NULL,
+    limit_value REAL NOT NULL,
+    severity TEXT NOT NULL,
+    PRIMARY KEY (rule, series)
+);
 ";
 
 impl Spool {
@@ -104,8 +121,20 @@ impl Spool {
     }
 
     /// Assign the next sequence number to `batch`, encode it and commit it.
-    /// Returns the sequence number.
+    /// Returns the sequence number. For a batch without alarm events; see
+    /// [`Spool::append_with_alarms`].
     pub fn append(&mut self, batch: &mut Batch) -> Result<u64, SpoolError> {
+        self.append_with_alarms(batch, &[])
+    }
+
+    /// Like [`Spool::append`], and apply `alarms` (the raise and clear
+    /// events `batch` carries, in order) to the `alarms` table in the same
+    /// transaction.
+    pub fn append_with_alarms(
+        &mut self,
+        batch: &mut Batch,
+        alarms: &[Alarm],
+    ) -> Result<u64, SpoolError> {
         let tx = self.conn.transaction().map_err(|e| SpoolError::Sqlite {
             path: self.path.clone(),
             source: e,
@@ -139,9 +168,16 @@ impl Spool {
                     params![batch.seq as i64 + 1],
                 )
             })
+            .and_then(|_| alarms::apply(&tx, alarms))
             .and_then(|_| tx.commit());
         result.map_err(|e| self.err(e))?;
         Ok(batch.seq)
+    }
+
+    /// The alarms raised and not cleared, as last committed: what the
+    /// detector is seeded with at start-up.
+    pub fn active_alarms(&self) -> Result<Vec<ActiveAlarm>, SpoolError> {
+        alarms::load(&self.conn).map_err(|e| self.err(e))
     }
 
     /// The oldest unsent batch.

@@ -84,6 +84,10 @@ pub(crate) struct Check {
     /// checks have their duration built in.
     delayed: bool,
     state: Debounce,
+    /// The limit reported with the raise, while raised: what
+    /// [`super::ActiveAlarm`] persists (it may differ from the configured
+    /// limit after a restart with a changed config).
+    raised_limit: f64,
 }
 
 impl Check {
@@ -97,6 +101,7 @@ impl Check {
                 kind: k,
                 delayed,
                 state: Debounce::default(),
+                raised_limit: f64::NAN,
             })
         };
         for l in &rule.limits {
@@ -221,6 +226,18 @@ impl Check {
         self.step(true, secs(age), secs(after_us), now_us, rule)
     }
 
+    /// When the alarm was raised and the limit reported then, if raised.
+    pub(crate) fn raised(&self) -> Option<(i64, f64)> {
+        self.state.raised_at().map(|ts| (ts, self.raised_limit))
+    }
+
+    /// Take the alarm as raised since `ts_us` with `limit` (persisted state
+    /// from before a restart); nothing is reported.
+    pub(crate) fn seed(&mut self, ts_us: i64, limit: f64) {
+        self.state.seed(ts_us);
+        self.raised_limit = limit;
+    }
+
     /// The clock stepped back: windows and runs measured in the old
     /// timeline are dropped, raised alarms stay raised.
     pub(crate) fn restart(&mut self) {
@@ -247,7 +264,10 @@ impl Check {
             (Hold::Immediate, Hold::Immediate)
         };
         let (state, duration_us) = match self.state.step(present, ts_us, on, off)? {
-            Change::Raise => (AlarmState::Raised, None),
+            Change::Raise => {
+                self.raised_limit = limit;
+                (AlarmState::Raised, None)
+            }
             Change::Clear { duration_us } => (AlarmState::Cleared, Some(duration_us)),
         };
         Some(Event {

@@ -37,6 +37,18 @@ impl Debounce {
         self.raised_at.is_some()
     }
 
+    /// Timestamp of the raise while the alarm is raised.
+    pub(crate) fn raised_at(&self) -> Option<i64> {
+        self.raised_at
+    }
+
+    /// Take the alarm as raised since `ts_us` without reporting a change:
+    /// the raise was reported before a restart.
+    pub(crate) fn seed(&mut self, ts_us: i64) {
+        self.raised_at = Some(ts_us);
+        self.streak = None;
+    }
+
     /// Feed one evaluated sample; returns the transition it completes.
     pub(crate) fn step(
         &mut self,

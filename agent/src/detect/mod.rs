@@ -44,6 +44,16 @@
 //!   a series that never reported is not stale (the source's own error
 //!   counters cover a device that never answers).
 //!
+//! Restart: [`Detector::active`] lists the raised alarms and
+//! [`Detector::seed`] takes such a list back at start-up, so an alarm still
+//! present after a restart is not raised again and one gone meanwhile is
+//! cleared once, its duration counted from the persisted raise. Only the
+//! raised state survives: on/off-delay counts in flight, rate windows, flat
+//! and bad-quality runs and the last timestamp of each series start afresh
+//! (a pending on-delay restarts its count; a raised alarm's off-delay does
+//! too). A seeded alarm applies when its series first reports; one whose
+//! event name no rule produces any more is handed back by `seed`.
+//!
 //! Event names are `<rule name>.<kind>` (kinds: `high_high`, `high`, `low`,
 //! `low_low`, `rate_rise`, `rate_fall`, `stale`, `flatline`,
 //! `bad_quality`), except for the `min`/`max` shorthand whose events keep
@@ -57,12 +67,12 @@ pub mod rule;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use self::check::{Check, Sample};
 pub use self::rule::{Flatline, Hold, Level, Limit, Rate, Rule, Selector, Timeout};
-use crate::reading::{Alarm, Quality, Reading, SeriesInfo};
+use crate::reading::{Alarm, Quality, Reading, SeriesInfo, Severity};
 
 /// Readings in a row older than the last accepted one that make the
 /// detector believe the clock stepped back, rather than a late straggler.
@@ -79,10 +89,28 @@ pub struct Counters {
     pub nan: u64,
 }
 
+/// A raised alarm, as persisted across restarts: keyed by (rule, series).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveAlarm {
+    /// Event name ("oil_temp.high").
+    pub rule: String,
+    /// Series name ("press-3.oil_temp").
+    pub series: String,
+    /// µs since the epoch, the raise event's timestamp: clear durations are
+    /// counted from it.
+    pub raised_us: i64,
+    /// The limit reported with the raise.
+    pub limit: f64,
+    pub severity: Severity,
+}
+
 /// Evaluates every configured rule against the readings it is given.
 pub struct Detector {
     rules: Vec<Rule>,
     series: HashMap<String, Tracked>,
+    /// Seeded alarms of series that have not reported yet, by series name:
+    /// checks exist only once a series' metadata is known.
+    seeds: HashMap<String, Vec<ActiveAlarm>>,
     counters: Counters,
 }
 
@@ -102,8 +130,50 @@ impl Detector {
         Detector {
             rules: rules.to_vec(),
             series: HashMap::new(),
+            seeds: HashMap::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// Take `active` as raised without reporting them (they were reported
+    /// before a restart). Returns the alarms whose event name no configured
+    /// rule produces: nothing will ever clear those here.
+    pub fn seed(&mut self, active: Vec<ActiveAlarm>) -> Vec<ActiveAlarm> {
+        let names: HashSet<String> = self
+            .rules
+            .iter()
+            .flat_map(|r| Check::all_of(r).into_iter().map(|c| c.name))
+            .collect();
+        let (known, unknown): (Vec<_>, Vec<_>) =
+            active.into_iter().partition(|a| names.contains(&a.rule));
+        for a in known {
+            match self.series.get_mut(&a.series) {
+                Some(t) => apply_seed(t, &a),
+                None => self.seeds.entry(a.series.clone()).or_default().push(a),
+            }
+        }
+        unknown
+    }
+
+    /// Every raised alarm, seeded ones of series not yet seen included,
+    /// sorted by (series, rule).
+    pub fn active(&self) -> Vec<ActiveAlarm> {
+        let mut out: Vec<ActiveAlarm> = self.seeds.values().flatten().cloned().collect();
+        for t in self.series.values() {
+            for (_, c) in &t.checks {
+                if let Some((raised_us, limit)) = c.raised() {
+                    out.push(ActiveAlarm {
+                        rule: c.name.clone(),
+                        series: t.info.name.clone(),
+                        raised_us,
+                        limit,
+                        severity: c.severity,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.series, &a.rule).cmp(&(&b.series, &b.rule)));
+        out
     }
 
     /// What was ignored so far.
@@ -114,19 +184,26 @@ impl Detector {
     /// Feed one reading; returns the alarm transitions it causes, in order.
     pub fn observe(&mut self, reading: &Reading) -> Vec<Alarm> {
         let rules = &self.rules;
+        let seeds = &mut self.seeds;
         let t = self
             .series
             .entry(reading.series.name.clone())
-            .or_insert_with(|| Tracked {
-                info: reading.series.clone(),
-                last_ts_us: None,
-                behind: 0,
-                checks: rules
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.selector.matches(&reading.series))
-                    .flat_map(|(i, r)| Check::all_of(r).into_iter().map(move |c| (i, c)))
-                    .collect(),
+            .or_insert_with(|| {
+                let mut t = Tracked {
+                    info: reading.series.clone(),
+                    last_ts_us: None,
+                    behind: 0,
+                    checks: rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.selector.matches(&reading.series))
+                        .flat_map(|(i, r)| Check::all_of(r).into_iter().map(move |c| (i, c)))
+                        .collect(),
+                };
+                for a in seeds.remove(&reading.series.name).unwrap_or_default() {
+                    apply_seed(&mut t, &a);
+                }
+                t
             });
         if t.checks.is_empty() {
             return Vec::new();
@@ -181,6 +258,14 @@ impl Detector {
         // The map's order is arbitrary; the caller's log should not be.
         out.sort_by(|a, b| (&a.series.name, &a.rule).cmp(&(&b.series.name, &b.rule)));
         out
+    }
+}
+
+/// Mark the check `a` names as raised; a seed for a check this series no
+/// longer has (its rule does not select it any more) is dropped.
+fn apply_seed(t: &mut Tracked, a: &ActiveAlarm) {
+    if let Some((_, c)) = t.checks.iter_mut().find(|(_, c)| c.name == a.rule) {
+        c.seed(a.raised_us, a.limit);
     }
 }
 

@@ -9,6 +9,7 @@ use crate::reading::{AlarmState, Severity};
 use AlarmState::{Cleared, Raised};
 
 mod limits;
+mod seed;
 mod time;
 
 /// One input: a reading of good or uncertain quality, a bad-quality
