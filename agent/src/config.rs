@@ -6,6 +6,10 @@
 //!    and reports *every* problem at once, each with its key path, for
 //!    example `modbus[0].points[2].register: 70000 is not a register address`.
 //!
+//! Between the two, the device profiles that `[[modbus]]` sections name are
+//! read from `profiles_dir` ([`Profiles::read`]); that is the only file
+//! access besides the config itself, so `from_raw` stays a pure function.
+//!
 //! Every key has a `///` comment here and the same words in
 //! `configs/agent.example.toml`.
 
@@ -16,10 +20,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod modbus;
+mod profile;
 
 pub use self::modbus::{
     ByteOrder, DataType, ModbusDevice, ModbusPoint, RawModbusDevice, RawPoint, Table,
 };
+pub use self::profile::{Profile, Profiles, RawProfile};
 
 pub mod mqtt;
 
@@ -49,6 +55,8 @@ pub struct RawConfig {
     /// Tags added to every series of this gateway (for example site = "plant-a").
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Directory of the device profiles that `[[modbus]]` sections name with `profile`, one "<name>.toml" file each; a relative path is relative to the directory of this config file (default "devices", next to the config file).
+    pub profiles_dir: Option<PathBuf>,
     /// Where batches wait until the relay has acknowledged them.
     pub spool: RawSpool,
     /// When readings are sealed into a batch.
@@ -170,29 +178,42 @@ pub struct SimulatedSignal {
 }
 
 impl AgentConfig {
-    /// Read, parse and validate a config file.
+    /// Read, parse and validate a config file; profiles are found
+    /// relative to the file's directory.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        AgentConfig::parse(&text, &path.display().to_string())
+        let dir = path.parent().unwrap_or(Path::new(""));
+        AgentConfig::parse_in(&text, &path.display().to_string(), dir)
     }
 
     /// Parse and validate config text; `origin` names it in errors.
+    /// Profiles are found relative to the current directory.
     pub fn parse(text: &str, origin: &str) -> Result<AgentConfig, ConfigError> {
+        AgentConfig::parse_in(text, origin, Path::new(""))
+    }
+
+    /// Parse and validate config text as if it were a file in `dir`: a
+    /// relative `profiles_dir` (and its default, "devices") is taken from there.
+    pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<AgentConfig, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
             message: e.to_string(),
         })?;
-        AgentConfig::from_raw(raw).map_err(|problems| ConfigError::Invalid {
+        let profiles_dir = dir.join(raw.profiles_dir.as_deref().unwrap_or(Path::new("devices")));
+        let names = raw.modbus.iter().filter_map(|d| d.profile.as_deref());
+        let profiles = Profiles::read(&profiles_dir, names);
+        AgentConfig::from_raw(raw, &profiles).map_err(|problems| ConfigError::Invalid {
             path: origin.to_owned(),
             problems,
         })
     }
 
-    /// Validate a parsed file, collecting every problem with its key path.
-    pub fn from_raw(raw: RawConfig) -> Result<AgentConfig, Vec<String>> {
+    /// Validate a parsed file with the profiles it names, collecting every
+    /// problem with its key path.
+    pub fn from_raw(raw: RawConfig, profiles: &Profiles) -> Result<AgentConfig, Vec<String>> {
         let mut p = Vec::new();
         check_name(&mut p, "gateway_id", &raw.gateway_id);
         let batch = BatchConfig {
@@ -225,7 +246,7 @@ impl AgentConfig {
         };
         let mut modbus = Vec::new();
         for (i, d) in raw.modbus.iter().enumerate() {
-            if let Some(dev) = modbus::validate_device(&mut p, i, d) {
+            if let Some(dev) = modbus::validate_device(&mut p, i, d, profiles) {
                 modbus.push(dev);
             }
         }
@@ -284,6 +305,9 @@ impl AgentConfig {
             );
         }
         if !p.is_empty() {
+            // A broken profile is reported once, however many devices use it.
+            let mut seen = std::collections::BTreeSet::new();
+            p.retain(|problem| seen.insert(problem.clone()));
             return Err(p);
         }
         Ok(AgentConfig {

@@ -6,6 +6,12 @@
 //! validation: every point fits in the address space (`register + width - 1
 //! <= 65535`), its type can be read from its table, a `bit` point has
 //! `bit <= 15`, and no point is wider than the device's `max_read`.
+//!
+//! A section may name a device profile (`config::profile`): its points come
+//! first, in the profile's order, an inline point with the same name takes
+//! the place of the profile's, and the other inline points follow. Each
+//! problem is named where the value was written: `modbus[0].points[1]…` for
+//! an inline point, `<profile file>: points[3]…` for one from the profile.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,6 +19,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::profile::{self, Profile, Profiles};
 use super::{check_name, ms};
 
 /// `[[modbus]]`: one Modbus TCP device (one unit id behind one address).
@@ -26,6 +33,8 @@ pub struct RawModbusDevice {
     pub name: String,
     /// host:port of the Modbus TCP server or gateway.
     pub address: String,
+    /// Device profile to take points and defaults from: the file "<profiles_dir>/<name>.toml", for example profile = "energy-meter-sdm630". The section's own keys override the profile's; its points are added to the profile's, and an inline point with the same name as a profile point replaces it.
+    pub profile: Option<String>,
     /// Modbus unit id (slave id), 0..=247 (default 1).
     pub unit: Option<u8>,
     /// Time between polls in milliseconds (default 1000).
@@ -41,7 +50,7 @@ pub struct RawModbusDevice {
     /// Tags added to every series of this device (for example asset = "press-3").
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    /// Values to read.
+    /// Values to read; with a profile, added to the profile's points.
     #[serde(default)]
     pub points: Vec<RawPoint>,
 }
@@ -242,6 +251,7 @@ pub(super) fn validate_device(
     p: &mut Vec<String>,
     i: usize,
     d: &RawModbusDevice,
+    profiles: &Profiles,
 ) -> Option<ModbusDevice> {
     let at = format!("modbus[{i}]");
     check_name(p, &format!("{at}.name"), &d.name);
@@ -259,21 +269,39 @@ pub(super) fn validate_device(
     if unit > 247 {
         p.push(format!("{at}.unit: {unit} is not a unit id (0..=247)"));
     }
-    if let Some(n) = d.max_read {
-        if !(1..=2000).contains(&n) {
-            p.push(format!("{at}.max_read: {n} is out of range (1..=2000)"));
+    let profile = d.profile.as_deref().and_then(|name| {
+        profiles
+            .get(&format!("{at}.profile"), name)
+            .map_err(|e| p.push(e))
+            .ok()
+    });
+    // The section's own key, else the profile's, named where it was written.
+    let own = |key: &str| format!("{at}.{key}");
+    let theirs = |pr: &Profile, key: &str| format!("{}: {key}", pr.file);
+    let max_read = d
+        .max_read
+        .map(|n| (own("max_read"), n))
+        .or_else(|| profile.and_then(|pr| pr.raw.max_read.map(|n| (theirs(pr, "max_read"), n))));
+    if let Some((key, n)) = &max_read {
+        if !(1..=2000).contains(n) {
+            p.push(format!("{key}: {n} is out of range (1..=2000)"));
         }
     }
-    let device_order =
-        parse_order(p, &format!("{at}.byte_order"), d.byte_order.as_deref()).unwrap_or_default();
-    if d.points.is_empty() {
+    let max_read = max_read.map(|(_, n)| n);
+    let max_gap = d.max_gap.or(profile.and_then(|pr| pr.raw.max_gap));
+    let device_order = match (&d.byte_order, profile) {
+        (Some(s), _) => parse_order(p, &own("byte_order"), Some(s)),
+        (None, Some(pr)) => parse_order(p, &theirs(pr, "byte_order"), pr.raw.byte_order.as_deref()),
+        (None, None) => None,
+    }
+    .unwrap_or_default();
+    let points = profile::merged_points(&at, d, profile);
+    if points.is_empty() && (d.profile.is_none() || profile.is_some()) {
         p.push(format!("{at}.points: a device needs at least one point"));
     }
-    let points = d
-        .points
+    let points = points
         .iter()
-        .enumerate()
-        .filter_map(|(j, pt)| validate_point(p, &format!("{at}.points[{j}]"), pt, d, device_order))
+        .filter_map(|(key, pt)| validate_point(p, key, pt, max_read, device_order))
         .collect();
     Some(ModbusDevice {
         name: d.name.clone(),
@@ -281,8 +309,8 @@ pub(super) fn validate_device(
         unit,
         poll_interval: ms(d.poll_interval_ms.unwrap_or(1000).max(1)),
         timeout: ms(d.timeout_ms.unwrap_or(1000).max(1)),
-        max_gap: d.max_gap.unwrap_or(0),
-        max_read: d.max_read,
+        max_gap: max_gap.unwrap_or(0),
+        max_read,
         tags: d.tags.clone(),
         points,
     })
@@ -292,7 +320,7 @@ fn validate_point(
     p: &mut Vec<String>,
     at: &str,
     pt: &RawPoint,
-    d: &RawModbusDevice,
+    max_read: Option<u16>,
     device_order: ByteOrder,
 ) -> Option<ModbusPoint> {
     check_name(p, &format!("{at}.name"), &pt.name);
@@ -359,7 +387,7 @@ fn validate_point(
             pt.register
         ));
     }
-    if let Some(max) = d.max_read.filter(|&m| m >= 1 && width > m) {
+    if let Some(max) = max_read.filter(|&m| m >= 1 && width > m) {
         p.push(format!(
             "{at}.type: needs {width} registers but the device's max_read is {max}"
         ));
