@@ -342,18 +342,26 @@ fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
+/// The keys every agent config must have, for tests that write a config as
+/// text and add only the sections they are about. It ends inside `[uplink]`,
+/// so top-level keys go before it and sections after it.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = r#"
+pub(crate) const TEST_BASE: &str = r#"
 gateway_id = "gw-1"
 [spool]
 path = "/tmp/spool.db"
 [uplink]
 url = "http://127.0.0.1:8080/v1/batches"
 token = "secret"
-[[modbus]]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> String {
+        format!(
+            r#"{TEST_BASE}[[modbus]]
 name = "press-3"
 address = "127.0.0.1:502"
 [[modbus.points]]
@@ -361,11 +369,13 @@ name = "oil_temp"
 register = 100
 type = "i16"
 scale = 0.1
-"#;
+"#
+        )
+    }
 
     #[test]
     fn minimal_config_gets_defaults() {
-        let c = AgentConfig::parse(MINIMAL, "t.toml").unwrap();
+        let c = AgentConfig::parse(&minimal(), "t.toml").unwrap();
         assert_eq!(c.batch.max_readings, 1000);
         assert_eq!(c.modbus[0].unit, 1);
         assert_eq!(c.modbus[0].points[0].data_type, DataType::I16);
@@ -374,14 +384,14 @@ scale = 0.1
 
     #[test]
     fn unknown_key_is_rejected_with_its_name() {
-        let text = MINIMAL.replace("token = \"secret\"", "token = \"s\"\ntokn = \"x\"");
+        let text = minimal().replace("token = \"secret\"", "token = \"s\"\ntokn = \"x\"");
         let err = AgentConfig::parse(&text, "t.toml").unwrap_err().to_string();
         assert!(err.contains("tokn"), "{err}");
     }
 
     #[test]
     fn every_problem_is_reported_with_its_key_path() {
-        let text = MINIMAL
+        let text = minimal()
             .replace("register = 100", "register = 70000")
             .replace("type = \"i16\"", "type = \"i17\"")
             .replace("127.0.0.1:502", "plc-3")
@@ -402,7 +412,7 @@ scale = 0.1
 
     #[test]
     fn f32_at_last_register_does_not_fit() {
-        let text = MINIMAL
+        let text = minimal()
             .replace("register = 100", "register = 65535")
             .replace("type = \"i16\"", "type = \"f32\"");
         assert!(AgentConfig::parse(&text, "t.toml").is_err());

@@ -26,14 +26,7 @@ fn topic_filters_follow_the_wildcard_rules() {
     }
 }
 
-const BASE: &str = r#"
-gateway_id = "gw-1"
-[spool]
-path = "/tmp/spool.db"
-[uplink]
-url = "http://127.0.0.1:8080/v1/batches"
-token = "secret"
-"#;
+use crate::config::TEST_BASE as BASE;
 
 fn parse(mqtt: &str) -> Result<crate::config::AgentConfig, Vec<String>> {
     match crate::config::AgentConfig::parse(&format!("{BASE}{mqtt}"), "t.toml") {

@@ -5,20 +5,17 @@ use crate::config::{AgentConfig, ConfigError};
 use crate::detect::{Hold, Level, Selector};
 use crate::reading::Severity;
 
-const BASE: &str = r#"
-gateway_id = "gw-1"
-[spool]
-path = "/tmp/spool.db"
-[uplink]
-url = "http://127.0.0.1:8080/v1/batches"
-token = "secret"
+use crate::config::TEST_BASE;
+
+/// The one series the rules below watch.
+const SOURCES: &str = r#"
 [[simulated]]
 name = "press-3.oil_temp"
 mean = 50.0
 "#;
 
 fn problems(rules: &str) -> String {
-    match AgentConfig::parse(&format!("{BASE}{rules}"), "t.toml") {
+    match AgentConfig::parse(&format!("{TEST_BASE}{SOURCES}{rules}"), "t.toml") {
         Err(ConfigError::Invalid { problems, .. }) => problems.join("\n"),
         other => panic!("expected validation errors, got {other:?}"),
     }
@@ -27,7 +24,7 @@ fn problems(rules: &str) -> String {
 #[test]
 fn min_max_shorthand_still_works() {
     let text = format!(
-        "{BASE}[[rules]]\nname = \"oil_temp.high\"\nseries = \"press-3.oil_temp\"\nmax = 80.0\n"
+        "{TEST_BASE}{SOURCES}[[rules]]\nname = \"oil_temp.high\"\nseries = \"press-3.oil_temp\"\nmax = 80.0\n"
     );
     let c = AgentConfig::parse(&text, "t.toml").unwrap();
     let r = &c.rules[0];
@@ -39,7 +36,7 @@ fn min_max_shorthand_still_works() {
 #[test]
 fn full_form_parses() {
     let text = format!(
-        r#"{BASE}
+        r#"{TEST_BASE}{SOURCES}
 [[rules]]
 name = "oil_temp"
 match_tags = {{ protocol = "simulated" }}
@@ -126,7 +123,7 @@ fn example_config_is_valid() {
 #[test]
 fn unknown_rule_key_is_rejected_with_its_name() {
     let text = format!(
-        "{BASE}[[rules]]\nname = \"a\"\nseries = \"press-3.oil_temp\"\nhigh = {{ limit = 1.0, severity = \"major\", delay = 3 }}\n"
+        "{TEST_BASE}{SOURCES}[[rules]]\nname = \"a\"\nseries = \"press-3.oil_temp\"\nhigh = {{ limit = 1.0, severity = \"major\", delay = 3 }}\n"
     );
     let err = AgentConfig::parse(&text, "t.toml").unwrap_err().to_string();
     assert!(err.contains("delay"), "{err}");

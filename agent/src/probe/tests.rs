@@ -2,7 +2,7 @@
 //! alignment, the exception message and the config snippet.
 
 use super::*;
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, TEST_BASE};
 
 fn request(table: Table, start: u16, count: u16) -> ProbeRequest {
     ProbeRequest {
@@ -180,14 +180,7 @@ fn a_range_must_fit_one_request_and_the_address_space() {
 /// The snippet inside a minimal config, the way a technician pastes it.
 fn parse_snippet(req: &ProbeRequest) -> AgentConfig {
     let text = format!(
-        r#"
-gateway_id = "gw-1"
-[spool]
-path = "/tmp/spool.db"
-[uplink]
-url = "http://127.0.0.1:8080/v1/batches"
-token = "secret"
-[[modbus]]
+        r#"{TEST_BASE}[[modbus]]
 name = "press-3"
 address = "{}"
 unit = {}

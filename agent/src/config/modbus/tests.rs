@@ -1,18 +1,11 @@
 //! Validation of `[[modbus]]` sections: defaults, every new key, and the
 //! key path of each problem.
 
-use crate::config::{AgentConfig, ByteOrder, ConfigError, DataType, Table};
+use crate::config::{AgentConfig, ByteOrder, ConfigError, DataType, Table, TEST_BASE};
 
 fn config(device: &str, points: &str) -> String {
     format!(
-        r#"
-gateway_id = "gw-1"
-[spool]
-path = "/tmp/spool.db"
-[uplink]
-url = "http://127.0.0.1:8080/v1/batches"
-token = "secret"
-[[modbus]]
+        r#"{TEST_BASE}[[modbus]]
 name = "press-3"
 address = "127.0.0.1:502"
 {device}

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::config::{AgentConfig, ByteOrder, ConfigError, DataType, Table};
+use crate::config::{AgentConfig, ByteOrder, ConfigError, DataType, Table, TEST_BASE};
 
 /// The committed profiles, `configs/devices`.
 const DEVICES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/devices");
@@ -11,14 +11,8 @@ const DEVICES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/devices")
 fn config(profiles_dir: &Path, device: &str) -> String {
     format!(
         r#"
-gateway_id = "gw-1"
 profiles_dir = {dir:?}
-[spool]
-path = "/tmp/spool.db"
-[uplink]
-url = "http://127.0.0.1:8080/v1/batches"
-token = "secret"
-[[modbus]]
+{TEST_BASE}[[modbus]]
 name = "dev-1"
 address = "127.0.0.1:502"
 {device}
