@@ -23,7 +23,8 @@ mod modbus;
 mod profile;
 
 pub use self::modbus::{
-    ByteOrder, DataType, ModbusDevice, ModbusPoint, RawModbusDevice, RawPoint, Table,
+    frame_gap, ByteOrder, DataType, Link, ModbusDevice, ModbusPoint, Parity, PollGroup,
+    RawModbusDevice, RawPoint, RawSerialLine, SerialLine, Table,
 };
 pub use self::profile::{Profile, Profiles, RawProfile};
 
@@ -64,7 +65,10 @@ pub struct RawConfig {
     pub batch: RawBatch,
     /// The relay this gateway forwards to.
     pub uplink: RawUplink,
-    /// Modbus TCP devices to poll.
+    /// Serial lines (RS-485 buses) for Modbus RTU devices, by name: [serial.rs485-1].
+    #[serde(default)]
+    pub serial: BTreeMap<String, RawSerialLine>,
+    /// Modbus devices to poll, over TCP or a serial line.
     #[serde(default)]
     pub modbus: Vec<RawModbusDevice>,
     /// Simulated signals, for trying the agent without hardware.
@@ -211,6 +215,18 @@ impl AgentConfig {
         })
     }
 
+    /// Validate one serial line given outside a config file (the probe's
+    /// `--rtu`), with the same rules and words as a `[serial.<name>]` section.
+    pub fn serial_line(name: &str, raw: &RawSerialLine) -> Result<SerialLine, Vec<String>> {
+        let mut p = Vec::new();
+        let one = BTreeMap::from([(name.to_string(), raw)]);
+        let mut lines = modbus::validate_serial_lines(&mut p, one);
+        match lines.remove(name) {
+            Some(line) if p.is_empty() => Ok(line),
+            _ => Err(p),
+        }
+    }
+
     /// Validate a parsed file with the profiles it names, collecting every
     /// problem with its key path.
     pub fn from_raw(raw: RawConfig, profiles: &Profiles) -> Result<AgentConfig, Vec<String>> {
@@ -244,12 +260,18 @@ impl AgentConfig {
             retry_max: ms(u.retry_max_ms.unwrap_or(30_000).max(1)),
             shutdown_drain: ms(u.shutdown_drain_ms.unwrap_or(5_000)),
         };
+        let lines = modbus::validate_serial_lines(&mut p, &raw.serial);
         let mut modbus = Vec::new();
+        let mut indexed = Vec::new();
         for (i, d) in raw.modbus.iter().enumerate() {
-            if let Some(dev) = modbus::validate_device(&mut p, i, d, profiles) {
+            if let Some(dev) = modbus::validate_device(&mut p, i, d, profiles, &lines) {
+                indexed.push(i);
                 modbus.push(dev);
             }
         }
+        let numbered: Vec<_> = indexed.iter().copied().zip(modbus.iter()).collect();
+        modbus::check_serial_units(&mut p, &numbered);
+
         let simulated = raw
             .simulated
             .iter()

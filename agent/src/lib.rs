@@ -45,7 +45,7 @@ use crate::config::AgentConfig;
 use crate::detect::{ActiveAlarm, Detector};
 use crate::forward::Forwarder;
 use crate::reading::{now_us, Alarm, AlarmState, Reading, SeriesInfo};
-use crate::source::modbus::ModbusSource;
+use crate::source::modbus::{LinkDevice, ModbusLink};
 use crate::source::mqtt::MqttSource;
 use crate::source::simulated::SimulatedSource;
 use crate::source::SourceError;
@@ -93,13 +93,8 @@ impl Agent {
         let spool = SharedSpool::new(spool);
         let (tx, rx) = mpsc::channel::<Reading>(4096);
         let sources = TaskTracker::new();
-        for (device, series) in modbus_series(&self.config) {
-            let source = ModbusSource {
-                device,
-                series,
-                stats: self.stats.clone(),
-            };
-            spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
+        for link in modbus_links(&self.config, &self.stats) {
+            spawn_source(&sources, link.run(tx.clone(), shutdown.clone()));
         }
         for signal in &self.config.simulated {
             let series = Arc::new(SeriesInfo {
@@ -284,31 +279,49 @@ async fn commit(batcher: &mut Batcher, spool: &SharedSpool, wake: &Notify, stats
     wake.notify_one();
 }
 
-/// Series metadata for every Modbus point: `<device>.<point>`, tagged with
-/// the gateway's and the device's tags plus `device` and `protocol`.
-fn modbus_series(config: &AgentConfig) -> Vec<(config::ModbusDevice, Vec<Arc<SeriesInfo>>)> {
-    config
-        .modbus
-        .iter()
-        .map(|d| {
-            let series = d
-                .points
-                .iter()
-                .map(|p| {
-                    Arc::new(SeriesInfo {
-                        name: format!("{}.{}", d.name, p.name),
-                        unit: p.unit.clone(),
-                        tags: with_tags(
-                            &config.tags,
-                            &d.tags,
-                            [("device", d.name.as_str()), ("protocol", "modbus-tcp")],
-                        ),
-                    })
+/// The Modbus links to poll: one per TCP device, one per serial line with
+/// all the devices on it. Each device's points become series named
+/// `<device>.<point>`, tagged with the gateway's and the device's tags plus
+/// `device` and `protocol`; the devices' first polls are staggered over
+/// the agent's whole device list.
+pub fn modbus_links(config: &AgentConfig, stats: &Arc<AgentStats>) -> Vec<ModbusLink> {
+    let n = config.modbus.len();
+    let mut links: Vec<ModbusLink> = Vec::new();
+    for (k, d) in config.modbus.iter().enumerate() {
+        let series = d
+            .points
+            .iter()
+            .map(|p| {
+                Arc::new(SeriesInfo {
+                    name: format!("{}.{}", d.name, p.name),
+                    unit: p.unit.clone(),
+                    tags: with_tags(
+                        &config.tags,
+                        &d.tags,
+                        [("device", d.name.as_str()), ("protocol", d.link.protocol())],
+                    ),
                 })
-                .collect();
-            (d.clone(), series)
-        })
-        .collect()
+            })
+            .collect();
+        let device = LinkDevice {
+            device: d.clone(),
+            series,
+            stagger: (k, n),
+        };
+        let shared = match &d.link {
+            config::Link::Serial(_) => links.iter_mut().find(|l| l.link == d.link),
+            config::Link::Tcp(_) => None,
+        };
+        match shared {
+            Some(link) => link.devices.push(device),
+            None => links.push(ModbusLink {
+                link: d.link.clone(),
+                devices: vec![device],
+                stats: stats.clone(),
+            }),
+        }
+    }
+    links
 }
 
 fn with_tags<const N: usize>(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use edge_agent::config::{AgentConfig, Table};
+use edge_agent::config::{AgentConfig, RawSerialLine, SerialLine, Table};
 use edge_agent::probe::{self, ProbeRequest};
 use edge_agent::Agent;
 use tokio_util::sync::CancellationToken;
@@ -42,15 +42,26 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Probe {
-    /// Read one range over Modbus TCP; print every decoding and a config snippet.
+    /// Read one range over Modbus TCP or RTU; print every decoding and a config snippet.
     Modbus(ModbusProbe),
 }
 
 #[derive(Args)]
 struct ModbusProbe {
-    /// host:port of the Modbus TCP server or gateway (RTU serial is not supported yet).
-    #[arg(long, value_name = "HOST:PORT")]
-    tcp: String,
+    #[command(flatten)]
+    link: ProbeLink,
+    /// RTU: baud rate [default: 9600].
+    #[arg(long, value_name = "BAUD")]
+    baud: Option<u32>,
+    /// RTU: parity, none, even or odd [default: even].
+    #[arg(long, value_name = "P")]
+    parity: Option<String>,
+    /// RTU: data bits, 7 or 8 [default: 8].
+    #[arg(long, value_name = "N")]
+    data_bits: Option<u8>,
+    /// RTU: stop bits, 1 or 2 [default: 1].
+    #[arg(long, value_name = "N")]
+    stop_bits: Option<u8>,
     /// Modbus unit id (slave id).
     #[arg(long, value_name = "N", default_value_t = 1)]
     unit: u8,
@@ -62,6 +73,18 @@ struct ModbusProbe {
     /// Longest wait for the connection and for the answer, in milliseconds.
     #[arg(long, value_name = "T", default_value_t = 1000)]
     timeout_ms: u64,
+}
+
+/// Where the device is: over TCP, or on a serial line.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct ProbeLink {
+    /// Modbus TCP: host:port of the device or gateway.
+    #[arg(long, value_name = "HOST:PORT")]
+    tcp: Option<String>,
+    /// Modbus RTU: the serial device, for example /dev/ttyUSB0.
+    #[arg(long, value_name = "DEVICE")]
+    rtu: Option<String>,
 }
 
 /// Which table to read, and from which address (protocol address, not 4xxxx).
@@ -114,8 +137,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// The serial line of `--rtu`, validated as a `[serial.<name>]` section
+/// would be, named "probe" for the config snippet.
+fn probe_line(device: &str, args: &ModbusProbe) -> Result<SerialLine, String> {
+    let raw = RawSerialLine {
+        device: device.to_string(),
+        baud: args.baud,
+        parity: args.parity.clone(),
+        data_bits: args.data_bits,
+        stop_bits: args.stop_bits,
+        frame_gap_us: None,
+    };
+    AgentConfig::serial_line("probe", &raw).map_err(|p| {
+        p.join("; ")
+            .replace("serial.probe.", "--")
+            .replace("data_bits", "data-bits")
+            .replace("stop_bits", "stop-bits")
+    })
+}
+
 fn probe_modbus(args: ModbusProbe) -> ExitCode {
-    let t = args.range;
+    let t = &args.range;
     let (table, start) = [
         (Table::Holding, t.holding),
         (Table::Input, t.input),
@@ -125,8 +167,29 @@ fn probe_modbus(args: ModbusProbe) -> ExitCode {
     .into_iter()
     .find_map(|(table, start)| Some((table, start?)))
     .expect("clap requires exactly one table flag");
+    let line_flags = args.baud.is_some()
+        || args.parity.is_some()
+        || args.data_bits.is_some()
+        || args.stop_bits.is_some();
+    let serial = match &args.link.rtu {
+        None if line_flags => {
+            eprintln!(
+                "edge-agent probe: --baud, --parity, --data-bits and --stop-bits are for --rtu"
+            );
+            return ExitCode::from(2);
+        }
+        None => None,
+        Some(device) => match probe_line(device, &args) {
+            Ok(line) => Some(line),
+            Err(problems) => {
+                eprintln!("edge-agent probe: {problems}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let request = ProbeRequest {
-        address: args.tcp,
+        address: args.link.tcp.or(args.link.rtu).unwrap_or_default(),
+        serial,
         unit: args.unit,
         table,
         start,

@@ -19,17 +19,22 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use tokio::time::timeout;
-use tokio_modbus::client::{tcp, Reader};
+use tokio_modbus::client::{rtu, tcp, Context};
 use tokio_modbus::Slave;
 
-use crate::config::{ByteOrder, DataType, ModbusPoint, Table};
-use crate::source::modbus::decode_registers;
+use crate::config::{ByteOrder, DataType, ModbusPoint, SerialLine, Table};
+use crate::source::modbus::poll::{read_table, Data};
+use crate::source::modbus::{decode_registers, line};
 
 /// What to read: one range of one table of one unit.
 #[derive(Debug, Clone)]
 pub struct ProbeRequest {
-    /// host:port of the Modbus TCP server or gateway, as typed.
+    /// host:port of the Modbus TCP server or gateway as typed, or the
+    /// serial device for Modbus RTU.
     pub address: String,
+    /// Modbus RTU on this serial line (its `device` is `address`); Modbus
+    /// TCP when `None`.
+    pub serial: Option<SerialLine>,
     /// Modbus unit id (slave id).
     pub unit: u8,
     pub table: Table,
@@ -125,43 +130,44 @@ pub async fn probe(request: &ProbeRequest) -> Result<Answer, ProbeError> {
         what,
         timeout_ms,
     };
-    let connect = async {
-        let socket = tokio::net::lookup_host(&request.address)
-            .await
-            .map_err(|e| e.to_string())?
-            .next()
-            .ok_or_else(|| "the name resolves to no address".to_string())?;
-        tcp::connect_slave(socket, Slave(unit))
-            .await
-            .map_err(|e| e.to_string())
-    };
-    let mut ctx = match timeout(request.timeout, connect).await {
-        Err(_) => return Err(timed_out("connect".into())),
-        Ok(Err(reason)) => {
-            return Err(ProbeError::Connect {
-                address: address.clone(),
-                reason,
-            })
+    let mut ctx = match &request.serial {
+        Some(line) => open_serial(line, unit).map_err(|reason| ProbeError::Connect {
+            address: address.clone(),
+            reason,
+        })?,
+        None => {
+            let connect = async {
+                let socket = tokio::net::lookup_host(&request.address)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .next()
+                    .ok_or_else(|| "the name resolves to no address".to_string())?;
+                tcp::connect_slave(socket, Slave(unit))
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match timeout(request.timeout, connect).await {
+                Err(_) => return Err(timed_out("connect".into())),
+                Ok(Err(reason)) => {
+                    return Err(ProbeError::Connect {
+                        address: address.clone(),
+                        reason,
+                    })
+                }
+                Ok(Ok(ctx)) => ctx,
+            }
         }
-        Ok(Ok(ctx)) => ctx,
     };
     let (start, count) = (request.start, request.count);
     let read = async {
-        Ok::<_, tokio_modbus::Error>(match request.table {
-            Table::Holding => ctx
-                .read_holding_registers(start, count)
+        Ok::<_, tokio_modbus::Error>(
+            read_table(&mut ctx, request.table, start, count)
                 .await?
-                .map(Answer::Registers),
-            Table::Input => ctx
-                .read_input_registers(start, count)
-                .await?
-                .map(Answer::Registers),
-            Table::Coil => ctx.read_coils(start, count).await?.map(Answer::Bits),
-            Table::Discrete => ctx
-                .read_discrete_inputs(start, count)
-                .await?
-                .map(Answer::Bits),
-        })
+                .map(|data| match data {
+                    Data::Registers(r) => Answer::Registers(r),
+                    Data::Bits(b) => Answer::Bits(b),
+                }),
+        )
     };
     let what = format!("read of {}", request.describe());
     match timeout(request.timeout, read).await {
@@ -180,6 +186,12 @@ pub async fn probe(request: &ProbeRequest) -> Result<Answer, ProbeError> {
         }
         Ok(Ok(Ok(answer))) => Ok(answer),
     }
+}
+
+/// Open the serial line for one request to `unit`.
+fn open_serial(line: &SerialLine, unit: u8) -> Result<Context, String> {
+    let port = line::open(line).map_err(|e| e.to_string())?;
+    Ok(rtu::attach_slave(port, Slave(unit)))
 }
 
 /// What the technician sees: the table and the config snippet, or (`Err`)
@@ -289,6 +301,7 @@ fn cell(regs: &[u16], data_type: DataType, byte_order: ByteOrder) -> String {
         scale: 1.0,
         offset: 0.0,
         unit: String::new(),
+        group: 0,
     };
     match (decode_registers(regs, &point), data_type) {
         (None, _) => "-".into(),
@@ -355,10 +368,24 @@ fn aligned(rows: &[Vec<String>]) -> Vec<String> {
 /// the comment tells the technician to pick the type from the table.
 pub fn config_snippet(request: &ProbeRequest) -> String {
     let table = request.table.as_str();
-    let mut out = format!(
-        "# Points for a [[modbus]] section with address = \"{}\" and unit = {}.\n",
-        request.address, request.unit
-    );
+    let mut out = match &request.serial {
+        None => format!(
+            "# Points for a [[modbus]] section with address = \"{}\" and unit = {}.\n",
+            request.address, request.unit
+        ),
+        Some(l) => {
+            let parity = match l.parity {
+                crate::config::Parity::None => "none",
+                crate::config::Parity::Even => "even",
+                crate::config::Parity::Odd => "odd",
+            };
+            format!(
+                "# The line, and points for a [[modbus]] section with serial = \"{}\" and unit = {}.\n\
+                 [serial.{}]\ndevice = \"{}\"\nbaud = {}\nparity = \"{parity}\"\ndata_bits = {}\nstop_bits = {}\n",
+                l.name, request.unit, l.name, l.device, l.baud, l.data_bits, l.stop_bits
+            )
+        }
+    };
     if request.table.is_bits() {
         out.push_str("# One bool per address; rename each point.\n");
     } else {

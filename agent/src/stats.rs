@@ -47,6 +47,12 @@ pub struct AgentStats {
     pub modbus_transport_errors: Counter,
     /// Modbus requests answered with an exception code.
     pub modbus_exceptions: Counter,
+    /// Modbus RTU replies dropped because their CRC did not match.
+    pub modbus_crc_errors: Counter,
+    /// Modbus requests repeated at once after a failure (`retries`).
+    pub modbus_retries: Counter,
+    /// Modbus exceptions per (device, exception code).
+    modbus_exceptions_by_code: Mutex<BTreeMap<(String, u8), u64>>,
     /// MQTT messages received, malformed ones included.
     pub mqtt_messages: Counter,
     /// MQTT messages skipped because they could not be read.
@@ -62,6 +68,25 @@ pub struct AgentStats {
 }
 
 impl AgentStats {
+    /// Count an exception `code` that `device` answered with.
+    pub fn record_modbus_exception(&self, device: &str, code: u8) {
+        self.modbus_exceptions.inc();
+        let mut map = self
+            .modbus_exceptions_by_code
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *map.entry((device.to_string(), code)).or_default() += 1;
+    }
+
+    /// Exceptions counted per (device, code), in order.
+    pub fn modbus_exceptions_by_code(&self) -> Vec<((String, u8), u64)> {
+        let map = self
+            .modbus_exceptions_by_code
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
     /// Count a malformed message of the subscription `topic` on the broker
     /// connection `client_id`.
     pub fn record_mqtt_malformed(&self, client_id: &str, topic: &str) {

@@ -215,11 +215,13 @@ async fn a_closed_port_names_the_address() {
 }
 
 #[test]
-fn rtu_and_two_tables_are_refused_by_the_arguments() {
+fn two_links_or_two_tables_are_refused_by_the_arguments() {
     for args in [
         "probe modbus --tcp 127.0.0.1:502 --holding 0 --input 0 --count 1",
         "probe modbus --tcp 127.0.0.1:502 --count 1",
-        "probe modbus --rtu /dev/ttyUSB0 --holding 0 --count 1",
+        "probe modbus --tcp 127.0.0.1:502 --rtu /dev/ttyUSB0 --holding 0 --count 1",
+        "probe modbus --holding 0 --count 1",
+        "probe modbus --tcp 127.0.0.1:502 --baud 9600 --holding 0 --count 1",
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
             .args(args.split_whitespace())
@@ -234,6 +236,7 @@ async fn the_library_reads_each_table() {
     let (address, shutdown) = serve().await;
     let request = |table, start, count| ProbeRequest {
         address: address.to_string(),
+        serial: None,
         unit: 1,
         table,
         start,
@@ -258,4 +261,29 @@ async fn the_library_reads_each_table() {
     let too_many = request(Table::Holding, 0, 126);
     assert!(matches!(probe(&too_many).await, Err(ProbeError::Range(_))));
     shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rtu_line_settings_are_checked_and_named_by_their_flag() {
+    let args = "probe modbus --rtu /dev/ttyUSB9 --parity mark --stop-bits 3 --holding 0 --count 1";
+    let out = edge_agent(args.split_whitespace().map(String::from).collect()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stderr.contains("--parity: \"mark\" is not a parity (none, even, odd)")
+            && stderr.contains("--stop-bits: 3 is not supported (1 or 2)"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_serial_device_is_named() {
+    let args = "probe modbus --rtu /nonexistent/ttyUSB9 --baud 19200 --holding 0 --count 1";
+    let out = edge_agent(args.split_whitespace().map(String::from).collect()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/nonexistent/ttyUSB9: cannot connect"),
+        "{stderr}"
+    );
 }

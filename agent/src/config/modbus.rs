@@ -22,25 +22,35 @@ use serde::Deserialize;
 use super::profile::{self, Profile, Profiles};
 use super::{check_name, ms};
 
-/// `[[modbus]]`: one Modbus TCP device (one unit id behind one address).
-/// To poll several unit ids behind one address (a serial gateway), write one
-/// section per unit with the same address: each section opens its own TCP
-/// connection, so check how many connections the gateway accepts.
+/// `[[modbus]]`: one Modbus device (one unit id), reached over TCP
+/// (`address`) or over a serial line (`serial`, naming a `[serial.<name>]`
+/// section). To poll several unit ids behind one TCP address (a serial
+/// gateway), write one section per unit with the same address: each section
+/// opens its own TCP connection, so check how many connections the gateway
+/// accepts. Several sections may name the same serial line: they share it,
+/// one request at a time.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModbusDevice {
     /// Device name; series are named "<device>.<point>".
     pub name: String,
-    /// host:port of the Modbus TCP server or gateway.
-    pub address: String,
+    /// Modbus TCP: host:port of the device or gateway, with a numeric IP (for example "192.168.1.20:502"). Give either address or serial.
+    pub address: Option<String>,
+    /// Modbus RTU: the name of the `[serial.<name>]` line the device hangs on (for example serial = "rs485-1"). Give either address or serial.
+    pub serial: Option<String>,
     /// Device profile to take points and defaults from: the file "<profiles_dir>/<name>.toml", for example profile = "energy-meter-sdm630". The section's own keys override the profile's; its points are added to the profile's, and an inline point with the same name as a profile point replaces it.
     pub profile: Option<String>,
     /// Modbus unit id (slave id), 0..=247 (default 1).
     pub unit: Option<u8>,
-    /// Time between polls in milliseconds (default 1000).
+    /// Time between polls in milliseconds, for points without a `group` (default 1000).
     pub poll_interval_ms: Option<u64>,
-    /// How long one request may take before the connection is dropped and retried (default 1000).
+    /// Poll groups: name = interval in milliseconds, for points polled faster or slower than poll_interval_ms, for example poll_groups = { fast = 200, slow = 60000 }. A point joins one with `group`; the section's groups are added to the profile's and override one of the same name.
+    #[serde(default)]
+    pub poll_groups: BTreeMap<String, u64>,
+    /// How long one request may take before it counts as failed (default 1000). Over TCP the connection is then dropped; on a serial line the line is flushed, so a late reply is never taken for the next one.
     pub timeout_ms: Option<u64>,
+    /// How often a failed request (timeout, broken reply, CRC error) is repeated at once before the device counts as down and is retried with backoff (default 1).
+    pub retries: Option<u32>,
     /// Byte and word order of the device's values: "ABCD" (big-endian, default), "CDAB" (word swap), "BADC" (byte swap) or "DCBA" (both); a point's `byte_order` overrides it.
     pub byte_order: Option<String>,
     /// Also read across gaps of up to this many unmapped addresses to save requests (default 0: only adjacent points share a request, because reading an address the device does not have fails the whole request).
@@ -79,15 +89,96 @@ pub struct RawPoint {
     /// Engineering unit, for example "degC".
     #[serde(default)]
     pub unit: String,
+    /// Poll group of the point: a name from the device's poll_groups (default: polled every poll_interval_ms).
+    pub group: Option<String>,
+}
+
+/// `[serial.<name>]`: one serial line (an RS-485 bus) with Modbus RTU devices on it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSerialLine {
+    /// Serial device, for example "/dev/ttyUSB0" or "/dev/serial/by-id/usb-FTDI_...".
+    pub device: String,
+    /// Baud rate (default 9600).
+    pub baud: Option<u32>,
+    /// Parity: "none", "even" or "odd" (default "even", the Modbus RTU default).
+    pub parity: Option<String>,
+    /// Data bits: 7 or 8 (default 8).
+    pub data_bits: Option<u8>,
+    /// Stop bits: 1 or 2 (default 1).
+    pub stop_bits: Option<u8>,
+    /// Silence kept on the line between two transactions, in microseconds (default: 3.5 characters at the baud rate, at least 1750).
+    pub frame_gap_us: Option<u64>,
+}
+
+/// A validated serial line, shared by the devices that name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialLine {
+    /// The `[serial.<name>]` key.
+    pub name: String,
+    pub device: String,
+    pub baud: u32,
+    pub parity: Parity,
+    pub data_bits: u8,
+    pub stop_bits: u8,
+    /// Silence between the end of one transaction and the next request.
+    pub frame_gap: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+/// How a device is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Modbus TCP to this address.
+    Tcp(SocketAddr),
+    /// Modbus RTU on this serial line.
+    Serial(SerialLine),
+}
+
+impl Link {
+    /// Protocol tag of the device's series: "modbus-tcp" or "modbus-rtu".
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Link::Tcp(_) => "modbus-tcp",
+            Link::Serial(_) => "modbus-rtu",
+        }
+    }
+}
+
+impl std::fmt::Display for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Link::Tcp(a) => write!(f, "{a}"),
+            Link::Serial(s) => write!(f, "{} ({})", s.device, s.name),
+        }
+    }
+}
+
+/// A set of points polled at one interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollGroup {
+    /// "default" for the points without a `group`, else the poll_groups key.
+    pub name: String,
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct ModbusDevice {
     pub name: String,
-    pub address: SocketAddr,
+    pub link: Link,
     pub unit: u8,
-    pub poll_interval: Duration,
+    /// Poll groups; `groups[0]` is the default one (poll_interval_ms), and
+    /// [`ModbusPoint::group`] indexes this list.
+    pub groups: Vec<PollGroup>,
     pub timeout: Duration,
+    /// Immediate repeats of a failed request.
+    pub retries: u32,
     pub max_gap: u16,
     pub max_read: Option<u16>,
     pub tags: BTreeMap<String, String>,
@@ -105,6 +196,15 @@ pub struct ModbusPoint {
     pub scale: f64,
     pub offset: f64,
     pub unit: String,
+    /// Index into [`ModbusDevice::groups`]; 0 is the default group.
+    pub group: usize,
+}
+
+impl ModbusDevice {
+    /// The interval of the default poll group.
+    pub fn poll_interval(&self) -> Duration {
+        self.groups[0].interval
+    }
 }
 
 /// The four Modbus data tables, each read with its own function code.
@@ -247,20 +347,146 @@ fn parse_order(p: &mut Vec<String>, at: &str, s: Option<&str>) -> Option<ByteOrd
     order
 }
 
+/// Validate the `[serial.<name>]` sections.
+pub(super) fn validate_serial_lines<'a>(
+    p: &mut Vec<String>,
+    raw: impl IntoIterator<Item = (impl AsRef<str>, &'a RawSerialLine)>,
+) -> BTreeMap<String, SerialLine> {
+    let mut lines = BTreeMap::new();
+    for (name, l) in raw {
+        let name = name.as_ref().to_string();
+        let at = format!("serial.{name}");
+        check_name(p, &at, &name);
+        if l.device.trim().is_empty() {
+            p.push(format!(
+                "{at}.device: must name a serial device, for example \"/dev/ttyUSB0\""
+            ));
+        }
+        let baud = l.baud.unwrap_or(9600);
+        if !(300..=4_000_000).contains(&baud) {
+            p.push(format!(
+                "{at}.baud: {baud} is not a baud rate (300..=4000000)"
+            ));
+        }
+        let parity = match l.parity.as_deref().unwrap_or("even") {
+            "none" => Parity::None,
+            "even" => Parity::Even,
+            "odd" => Parity::Odd,
+            other => {
+                p.push(format!(
+                    "{at}.parity: {other:?} is not a parity (none, even, odd)"
+                ));
+                Parity::Even
+            }
+        };
+        let data_bits = l.data_bits.unwrap_or(8);
+        if !matches!(data_bits, 7 | 8) {
+            p.push(format!(
+                "{at}.data_bits: {data_bits} is not supported (7 or 8)"
+            ));
+        }
+        let stop_bits = l.stop_bits.unwrap_or(1);
+        if !matches!(stop_bits, 1 | 2) {
+            p.push(format!(
+                "{at}.stop_bits: {stop_bits} is not supported (1 or 2)"
+            ));
+        }
+        let frame_gap = l
+            .frame_gap_us
+            .map(Duration::from_micros)
+            .unwrap_or_else(|| frame_gap(baud.max(1)));
+        lines.insert(
+            name.clone(),
+            SerialLine {
+                name: name.clone(),
+                device: l.device.clone(),
+                baud,
+                parity,
+                data_bits,
+                stop_bits,
+                frame_gap,
+            },
+        );
+    }
+    lines
+}
+
+/// The silence Modbus RTU requires between frames: 3.5 character times of
+/// 11 bits each, and a fixed 1750 µs above 19200 baud (Modbus over serial
+/// line, 2.5.1.1).
+pub fn frame_gap(baud: u32) -> Duration {
+    if baud > 19_200 {
+        Duration::from_micros(1750)
+    } else {
+        Duration::from_micros((3.5 * 11.0 * 1e6 / f64::from(baud)).ceil() as u64)
+    }
+}
+
+/// Two devices on one serial line need different unit ids, and 0 (the
+/// broadcast address, which never answers) cannot be polled there.
+pub(super) fn check_serial_units(p: &mut Vec<String>, devices: &[(usize, &ModbusDevice)]) {
+    let mut seen: BTreeMap<(&str, u8), usize> = BTreeMap::new();
+    for &(i, d) in devices {
+        let Link::Serial(line) = &d.link else {
+            continue;
+        };
+        if d.unit == 0 {
+            p.push(format!(
+                "modbus[{i}].unit: 0 is the broadcast address, which no device answers on a serial line (1..=247)"
+            ));
+        }
+        if let Some(first) = seen.insert((line.name.as_str(), d.unit), i) {
+            p.push(format!(
+                "modbus[{i}].unit: {} is already used on serial line {:?} by modbus[{first}]",
+                d.unit, line.name
+            ));
+        }
+    }
+}
+
 pub(super) fn validate_device(
     p: &mut Vec<String>,
     i: usize,
     d: &RawModbusDevice,
     profiles: &Profiles,
+    lines: &BTreeMap<String, SerialLine>,
 ) -> Option<ModbusDevice> {
     let at = format!("modbus[{i}]");
     check_name(p, &format!("{at}.name"), &d.name);
-    let address = match d.address.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
+    let link = match (&d.address, &d.serial) {
+        (Some(address), None) => match address.parse::<SocketAddr>() {
+            Ok(a) => Some(Link::Tcp(a)),
+            Err(_) => {
+                p.push(format!(
+                    "{at}.address: {address:?} is not host:port with a numeric IP (for example \"192.168.1.20:502\")"
+                ));
+                None
+            }
+        },
+        (None, Some(name)) => match lines.get(name) {
+            Some(line) => Some(Link::Serial(line.clone())),
+            None => {
+                let known: Vec<&str> = lines.keys().map(String::as_str).collect();
+                p.push(format!(
+                    "{at}.serial: no [serial.{name}] section (defined: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
             p.push(format!(
-                "{at}.address: {:?} is not host:port with a numeric IP (for example \"192.168.1.20:502\")",
-                d.address
+                "{at}: give either address (Modbus TCP) or serial (Modbus RTU), not both"
+            ));
+            None
+        }
+        (None, None) => {
+            p.push(format!(
+                "{at}: missing address (Modbus TCP, \"host:port\") or serial (Modbus RTU, the name of a [serial.<name>] section)"
             ));
             None
         }
@@ -295,20 +521,56 @@ pub(super) fn validate_device(
         (None, None) => None,
     }
     .unwrap_or_default();
+    let mut groups = vec![PollGroup {
+        name: "default".into(),
+        interval: ms(d.poll_interval_ms.unwrap_or(1000).max(1)),
+    }];
+    let profile_groups = profile.map(|pr| (pr, &pr.raw.poll_groups));
+    let mut named: BTreeMap<&str, (String, u64)> = BTreeMap::new();
+    if let Some((pr, g)) = profile_groups {
+        for (name, &interval) in g {
+            named.insert(name, (theirs(pr, &format!("poll_groups.{name}")), interval));
+        }
+    }
+    for (name, &interval) in &d.poll_groups {
+        named.insert(name, (own(&format!("poll_groups.{name}")), interval));
+    }
+    for (name, (key, interval)) in named {
+        check_name(p, &key, name);
+        if name == "default" {
+            p.push(format!(
+                "{key}: \"default\" is the group of points without a group; use poll_interval_ms"
+            ));
+        }
+        if interval == 0 {
+            p.push(format!(
+                "{key}: 0 is not an interval (milliseconds, at least 1)"
+            ));
+        }
+        groups.push(PollGroup {
+            name: name.to_string(),
+            interval: ms(interval.max(1)),
+        });
+    }
     let points = profile::merged_points(&at, d, profile);
     if points.is_empty() && (d.profile.is_none() || profile.is_some()) {
         p.push(format!("{at}.points: a device needs at least one point"));
     }
     let points = points
         .iter()
-        .filter_map(|(key, pt)| validate_point(p, key, pt, max_read, device_order))
+        .filter_map(|(key, pt)| validate_point(p, key, pt, max_read, device_order, &groups))
         .collect();
+    let retries = d.retries.unwrap_or(1);
+    if retries > 10 {
+        p.push(format!("{at}.retries: {retries} is out of range (0..=10)"));
+    }
     Some(ModbusDevice {
         name: d.name.clone(),
-        address: address?,
+        link: link?,
         unit,
-        poll_interval: ms(d.poll_interval_ms.unwrap_or(1000).max(1)),
+        groups,
         timeout: ms(d.timeout_ms.unwrap_or(1000).max(1)),
+        retries,
         max_gap: max_gap.unwrap_or(0),
         max_read,
         tags: d.tags.clone(),
@@ -322,6 +584,7 @@ fn validate_point(
     pt: &RawPoint,
     max_read: Option<u16>,
     device_order: ByteOrder,
+    groups: &[PollGroup],
 ) -> Option<ModbusPoint> {
     check_name(p, &format!("{at}.name"), &pt.name);
     let table = match pt.table.as_deref() {
@@ -402,6 +665,28 @@ fn validate_point(
     if !offset.is_finite() {
         p.push(format!("{at}.offset: {offset} must be a finite number"));
     }
+    let group = match &pt.group {
+        None => Some(0),
+        Some(g) => {
+            let found = groups
+                .iter()
+                .skip(1)
+                .position(|x| &x.name == g)
+                .map(|i| i + 1);
+            if found.is_none() {
+                let known: Vec<&str> = groups[1..].iter().map(|g| g.name.as_str()).collect();
+                p.push(format!(
+                    "{at}.group: no poll group {g:?} (the device's poll_groups: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            }
+            found
+        }
+    };
     Some(ModbusPoint {
         name: pt.name.clone(),
         table: table?,
@@ -411,6 +696,7 @@ fn validate_point(
         scale,
         offset,
         unit: pt.unit.clone(),
+        group: group?,
     })
 }
 

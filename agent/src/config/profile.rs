@@ -32,6 +32,9 @@ pub struct RawProfile {
     pub max_gap: Option<u16>,
     /// Longest read, as the device key `max_read`; a `[[modbus]]` section's own max_read overrides it.
     pub max_read: Option<u16>,
+    /// Poll groups, as the device key `poll_groups`; a `[[modbus]]` section's own groups are added and override one of the same name.
+    #[serde(default)]
+    pub poll_groups: BTreeMap<String, u64>,
     /// Values to read, with the same keys as `[[modbus.points]]`.
     #[serde(default)]
     pub points: Vec<RawPoint>,

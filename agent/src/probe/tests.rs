@@ -7,6 +7,7 @@ use crate::config::{AgentConfig, TEST_BASE};
 fn request(table: Table, start: u16, count: u16) -> ProbeRequest {
     ProbeRequest {
         address: "127.0.0.1:502".into(),
+        serial: None,
         unit: 7,
         table,
         start,

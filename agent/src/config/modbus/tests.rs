@@ -1,7 +1,11 @@
 //! Validation of `[[modbus]]` sections: defaults, every new key, and the
 //! key path of each problem.
 
-use crate::config::{AgentConfig, ByteOrder, ConfigError, DataType, Table, TEST_BASE};
+use std::time::Duration;
+
+use crate::config::{
+    AgentConfig, ByteOrder, ConfigError, DataType, Link, Parity, Table, TEST_BASE,
+};
 
 fn config(device: &str, points: &str) -> String {
     format!(
@@ -173,7 +177,217 @@ type = "u16"
 "#,
     );
     let c = AgentConfig::parse(&text, "t.toml").unwrap();
-    let units: Vec<_> = c.modbus.iter().map(|d| (d.address, d.unit)).collect();
+    let units: Vec<_> = c.modbus.iter().map(|d| (d.link.clone(), d.unit)).collect();
     assert_eq!(units[0].0, units[1].0);
     assert_eq!((units[0].1, units[1].1), (1, 2));
+}
+
+const RTU: &str = r#"
+[serial.bus-a]
+device = "/dev/ttyUSB0"
+baud = 19200
+parity = "none"
+stop_bits = 2
+
+[serial.bus-b]
+device = "/dev/ttyUSB1"
+
+[[modbus]]
+name = "meter-1"
+serial = "bus-a"
+unit = 1
+[[modbus.points]]
+name = "a"
+register = 0
+type = "u16"
+
+[[modbus]]
+name = "meter-2"
+serial = "bus-a"
+unit = 2
+[[modbus.points]]
+name = "a"
+register = 0
+type = "u16"
+
+[[modbus]]
+name = "meter-3"
+serial = "bus-b"
+[[modbus.points]]
+name = "a"
+register = 0
+type = "u16"
+"#;
+
+#[test]
+fn serial_lines_are_shared_by_the_devices_that_name_them() {
+    let c = AgentConfig::parse(&format!("{TEST_BASE}{RTU}"), "t.toml").unwrap();
+    let lines: Vec<_> = c
+        .modbus
+        .iter()
+        .map(|d| match &d.link {
+            Link::Serial(l) => l.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(lines[0], lines[1]);
+    let a = &lines[0];
+    assert_eq!(
+        (
+            a.device.as_str(),
+            a.baud,
+            a.parity,
+            a.data_bits,
+            a.stop_bits
+        ),
+        ("/dev/ttyUSB0", 19200, Parity::None, 8, 2)
+    );
+    // 3.5 characters of 11 bits at 19200 baud, rounded up to whole µs.
+    assert_eq!(a.frame_gap, Duration::from_micros(2006));
+    let b = &lines[2];
+    assert_eq!(
+        (b.baud, b.parity, b.stop_bits),
+        (9600, Parity::Even, 1),
+        "Modbus RTU defaults"
+    );
+    assert_eq!(b.frame_gap, Duration::from_micros(4011));
+    assert_eq!(c.modbus[0].link.protocol(), "modbus-rtu");
+}
+
+#[test]
+fn frame_gap_is_fixed_above_19200_baud() {
+    use crate::config::frame_gap;
+    assert_eq!(frame_gap(115_200), Duration::from_micros(1750));
+    assert_eq!(frame_gap(38_400), Duration::from_micros(1750));
+    assert_eq!(frame_gap(1200), Duration::from_micros(32_084));
+}
+
+#[test]
+fn serial_line_mistakes_are_named() {
+    let text = format!(
+        r#"{TEST_BASE}
+[serial.bus-a]
+device = ""
+baud = 10
+parity = "mark"
+data_bits = 9
+stop_bits = 3
+
+[[modbus]]
+name = "m1"
+serial = "bus-a"
+unit = 0
+[[modbus.points]]
+name = "a"
+register = 0
+type = "u16"
+
+[[modbus]]
+name = "m2"
+serial = "bus-x"
+[[modbus.points]]
+name = "a"
+register = 0
+type = "u16"
+
+[[modbus]]
+name = "m3"
+serial = "bus-a"
+address = "127.0.0.1:502"
+[[modbus.points]]
+name = "a"
+register = 0
+type = "u16"
+
+[[modbus]]
+name = "m4"
+[[modbus.points]]
+name = "a"
+register = 0
+type = "u16"
+"#
+    );
+    let got = problems(&text);
+    for want in [
+        "serial.bus-a.device: must name a serial device",
+        "serial.bus-a.baud: 10 is not a baud rate (300..=4000000)",
+        "serial.bus-a.parity: \"mark\" is not a parity (none, even, odd)",
+        "serial.bus-a.data_bits: 9 is not supported (7 or 8)",
+        "serial.bus-a.stop_bits: 3 is not supported (1 or 2)",
+        "modbus[0].unit: 0 is the broadcast address",
+        "modbus[1].serial: no [serial.bus-x] section (defined: bus-a)",
+        "modbus[2]: give either address (Modbus TCP) or serial (Modbus RTU), not both",
+        "modbus[3]: missing address (Modbus TCP",
+    ] {
+        assert!(got.contains(want), "missing {want:?} in:\n{got}");
+    }
+}
+
+#[test]
+fn two_devices_on_one_line_need_different_units() {
+    let text = format!("{TEST_BASE}{RTU}").replace("unit = 2", "unit = 1");
+    assert!(problems(&text)
+        .contains("modbus[1].unit: 1 is already used on serial line \"bus-a\" by modbus[0]"));
+}
+
+#[test]
+fn poll_groups_and_retries() {
+    let text = config(
+        "poll_interval_ms = 5000\nretries = 3\npoll_groups = { fast = 100, slow = 60000 }",
+        r#"
+[[modbus.points]]
+name = "a"
+register = 0
+type = "u16"
+group = "fast"
+[[modbus.points]]
+name = "b"
+register = 1
+type = "u16"
+[[modbus.points]]
+name = "c"
+register = 2
+type = "u16"
+group = "slow"
+"#,
+    );
+    let c = AgentConfig::parse(&text, "t.toml").unwrap();
+    let d = &c.modbus[0];
+    let groups: Vec<_> = d
+        .groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.interval.as_millis()))
+        .collect();
+    assert_eq!(groups, [("default", 5000), ("fast", 100), ("slow", 60000)]);
+    let of: Vec<_> = d
+        .points
+        .iter()
+        .map(|p| d.groups[p.group].name.as_str())
+        .collect();
+    assert_eq!(of, ["fast", "default", "slow"]);
+    assert_eq!(d.retries, 3);
+    assert_eq!(d.poll_interval(), Duration::from_secs(5));
+}
+
+#[test]
+fn poll_group_mistakes_are_named() {
+    let text = config(
+        "retries = 11\npoll_groups = { fast = 0, default = 10 }",
+        r#"
+[[modbus.points]]
+name = "a"
+register = 0
+type = "u16"
+group = "fats"
+"#,
+    );
+    let got = problems(&text);
+    for want in [
+        "modbus[0].retries: 11 is out of range (0..=10)",
+        "modbus[0].poll_groups.fast: 0 is not an interval",
+        "modbus[0].poll_groups.default: \"default\" is the group of points without a group",
+        "modbus[0].points[0].group: no poll group \"fats\" (the device's poll_groups: default, fast)",
+    ] {
+        assert!(got.contains(want), "missing {want:?} in:\n{got}");
+    }
 }

@@ -95,6 +95,7 @@ mod tests {
             scale: 1.0,
             offset: 0.0,
             unit: String::new(),
+            group: 0,
         }
     }
 

@@ -1,18 +1,23 @@
-//! Modbus TCP polling of coils, discrete inputs, holding and input
+//! Modbus TCP and RTU polling of coils, discrete inputs, holding and input
 //! registers.
 //!
-//! The pure part is tested without sockets: [`plan`] turns a point list
-//! into requests, [`decode`] turns registers and bits into numbers. The I/O
-//! part, [`poll`], runs one device's poll loop ([`ModbusSource`]).
+//! The pure parts are tested without sockets: [`plan`] turns a point list
+//! into requests, [`decode`] turns registers and bits into numbers,
+//! [`schedule`] decides whose turn it is on a link. The I/O part, [`poll`],
+//! runs one link's poll loop ([`ModbusLink`]), and [`line`] guards a serial
+//! line between transactions.
 //!
-//! One source polls one `[[modbus]]` section: one unit id over one TCP
-//! connection. Several unit ids behind one gateway address are several
-//! sections, hence several connections.
+//! A link is one TCP connection to one `[[modbus]]` section (several unit
+//! ids behind one gateway address are several sections, hence several
+//! connections), or one `[serial.<name>]` line shared by every section that
+//! names it: one task per link, one transaction in flight per link.
 
 pub mod decode;
+pub mod line;
 pub mod plan;
 pub mod poll;
+pub mod schedule;
 
 pub use decode::{apply_scale, decode_bits, decode_registers};
-pub use plan::{plan_reads, ReadBlock, ReadLimits};
-pub use poll::{backoff_delay, ModbusSource};
+pub use plan::{plan_group, plan_reads, ReadBlock, ReadLimits};
+pub use poll::{backoff_delay, LinkDevice, ModbusLink, ModbusSource};

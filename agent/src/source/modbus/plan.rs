@@ -37,7 +37,21 @@ impl ReadLimits {
 
 /// Group points into as few requests as `limits` allow.
 pub fn plan_reads(points: &[ModbusPoint], limits: ReadLimits) -> Vec<ReadBlock> {
-    let mut order: Vec<usize> = (0..points.len()).collect();
+    plan_where(points, limits, |_| true)
+}
+
+/// The requests for the points of one poll group (an index into the
+/// device's groups): points of different groups never share a request.
+pub fn plan_group(points: &[ModbusPoint], group: usize, limits: ReadLimits) -> Vec<ReadBlock> {
+    plan_where(points, limits, |p| p.group == group)
+}
+
+fn plan_where(
+    points: &[ModbusPoint],
+    limits: ReadLimits,
+    keep: impl Fn(&ModbusPoint) -> bool,
+) -> Vec<ReadBlock> {
+    let mut order: Vec<usize> = (0..points.len()).filter(|&i| keep(&points[i])).collect();
     order.sort_by_key(|&i| (points[i].table, points[i].register));
     let mut blocks: Vec<ReadBlock> = Vec::new();
     for i in order {
@@ -80,11 +94,33 @@ mod tests {
             scale: 1.0,
             offset: 0.0,
             unit: String::new(),
+            group: 0,
         }
     }
 
     fn h(register: u16, data_type: DataType) -> ModbusPoint {
         pt(Table::Holding, register, data_type)
+    }
+
+    #[test]
+    fn groups_are_planned_apart() {
+        let mut points = vec![
+            h(0, DataType::U16),
+            h(1, DataType::U16),
+            h(2, DataType::U16),
+        ];
+        points[1].group = 1;
+        let lim = ReadLimits::default();
+        let g0 = plan_group(&points, 0, lim);
+        let g1 = plan_group(&points, 1, lim);
+        assert_eq!(shape(&g0), [(Table::Holding, 0, 1), (Table::Holding, 2, 1)]);
+        assert_eq!(
+            (g0[0].points.clone(), g0[1].points.clone()),
+            (vec![0], vec![2])
+        );
+        assert_eq!(shape(&g1), [(Table::Holding, 1, 1)]);
+        assert_eq!(g1[0].points, [1]);
+        assert!(plan_group(&points, 2, lim).is_empty());
     }
 
     /// (start, count) of each block, per table.

@@ -1,34 +1,50 @@
-//! The poll loop of one Modbus TCP device: connect, send the planned reads
-//! every poll interval, emit a reading per point.
+//! The poll loop of one Modbus link: one TCP connection to one device, or
+//! one serial line shared by the RTU devices on it ([`ModbusLink`]).
 //!
-//! - every request has a timeout; on a timeout or I/O error the connection is
-//!   dropped, so a late reply can never be matched to the next request;
-//! - a device that is down is retried with exponential backoff and jitter
-//!   ([`backoff_delay`]), logged once when it goes down and once when it
-//!   comes back;
+//! A link carries one transaction at a time; [`super::schedule`] decides
+//! which device's poll group goes next. Faults, and what each costs:
+//!
+//! - every request has the device's timeout; a failed request (timeout,
+//!   I/O error, CRC error) is repeated at once up to `retries` times, then
+//!   the device counts as down and is retried with exponential backoff and
+//!   jitter ([`backoff_delay`]), logged once when it goes down and once
+//!   when it comes back. A device that is down holds only its own slots:
+//!   on a shared serial line the other slaves keep their rate, and the dead
+//!   one costs one timeout per backoff period;
+//! - after a failed request a late reply must never be matched to the next
+//!   request: a TCP connection is dropped and opened again; on a serial
+//!   line a fresh tokio-modbus context is attached and the line is flushed
+//!   before the next request ([`super::line::GuardedLine`]);
+//! - on a serial line, the frame gap of the baud rate is kept between
+//!   transactions, and a reply with a bad CRC is counted;
 //! - an exception code is the device's answer, not a failure of the agent:
-//!   the block's points are emitted with quality `Bad` and counted, the other
-//!   blocks keep flowing, and it is logged when a block starts and stops
-//!   failing rather than on every poll.
+//!   the block's points are emitted with quality `Bad`, counted per device
+//!   and code, the other blocks keep flowing, and it is logged when a block
+//!   starts and stops failing rather than on every poll.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
-use tokio_modbus::client::{tcp, Context, Reader};
+use tokio_modbus::client::{rtu, tcp, Context, Reader};
+use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::Slave;
+use tokio_serial::SerialStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::decode::{decode_bits, decode_registers};
-use super::plan::{plan_reads, ReadBlock, ReadLimits};
-use crate::config::{ModbusDevice, Table};
+use super::line::{self, classify, Failure, GuardedLine};
+use super::plan::{plan_group, ReadBlock, ReadLimits};
+use super::schedule::{stagger, Schedule, Slot};
+use crate::config::{Link, ModbusDevice, Table};
 use crate::reading::{now_us, Quality, Reading, SeriesInfo};
 use crate::source::SourceError;
 use crate::stats::AgentStats;
 
-/// Polls one Modbus TCP device.
+/// Polls one Modbus TCP device over its own connection: a [`ModbusLink`]
+/// with one device.
 pub struct ModbusSource {
     pub device: ModbusDevice,
     /// One entry per point, in the device's point order.
@@ -36,7 +52,44 @@ pub struct ModbusSource {
     pub stats: Arc<AgentStats>,
 }
 
-/// Longest wait between connection attempts.
+impl ModbusSource {
+    pub async fn run(
+        self,
+        out: mpsc::Sender<Reading>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
+        ModbusLink {
+            link: self.device.link.clone(),
+            devices: vec![LinkDevice {
+                device: self.device,
+                series: self.series,
+                stagger: (0, 1),
+            }],
+            stats: self.stats,
+        }
+        .run(out, shutdown)
+        .await
+    }
+}
+
+/// One device on a link.
+pub struct LinkDevice {
+    pub device: ModbusDevice,
+    /// One entry per point, in the device's point order.
+    pub series: Vec<Arc<SeriesInfo>>,
+    /// (k, n): this is device k of the agent's n, and its first polls are
+    /// put off by k/n of each interval ([`stagger`]).
+    pub stagger: (usize, usize),
+}
+
+/// The devices behind one link, polled one transaction at a time.
+pub struct ModbusLink {
+    pub link: Link,
+    pub devices: Vec<LinkDevice>,
+    pub stats: Arc<AgentStats>,
+}
+
+/// Longest wait between attempts to reach a device or open a link.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// The wait before the next connection attempt after `failures` (>= 1)
@@ -49,167 +102,275 @@ pub fn backoff_delay(base: Duration, failures: u32, max: Duration, unit_random: 
 }
 
 /// What a read brought back.
-enum Data {
+pub enum Data {
     Registers(Vec<u16>),
     Bits(Vec<bool>),
 }
 
-impl ModbusSource {
+/// The device's answer to one request.
+enum Answer {
+    Data(Data),
+    /// A Modbus exception code.
+    Exception(u8),
+}
+
+/// A request that got no usable answer.
+struct Failed {
+    /// What went wrong, for the log.
+    error: String,
+    /// The link itself broke (connection refused or reset, serial port
+    /// gone): it must be opened again, whichever device is asked next.
+    link_broken: bool,
+}
+
+/// An open link.
+enum Conn {
+    Tcp(Context),
+    Serial {
+        ctx: Context,
+        line: GuardedLine<SerialStream>,
+        frame_gap: Duration,
+    },
+}
+
+/// Whether a device answers, and when it may be asked again if not.
+#[derive(Debug, Default, Clone, Copy)]
+struct Health {
+    failures: u32,
+    hold: Option<Instant>,
+}
+
+impl ModbusLink {
     pub async fn run(
         self,
         out: mpsc::Sender<Reading>,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
-        let limits = ReadLimits {
-            max_gap: self.device.max_gap,
-            max_read: self.device.max_read,
-        };
-        let plan = plan_reads(&self.device.points, limits);
-        // Whether each block answered with an exception last time, so a
-        // failing block is logged when it starts and stops failing.
-        let mut failing = vec![false; plan.len()];
-        let mut conn: Option<Context> = None;
-        let mut failures: u32 = 0;
-        let mut next_connect = Instant::now();
-        let mut tick = tokio::time::interval(self.device.poll_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let start = Instant::now();
+        // plans[device][group] and whether each block failed last time.
+        let plans: Vec<Vec<Vec<ReadBlock>>> = self
+            .devices
+            .iter()
+            .map(|d| {
+                let limits = ReadLimits {
+                    max_gap: d.device.max_gap,
+                    max_read: d.device.max_read,
+                };
+                (0..d.device.groups.len())
+                    .map(|g| plan_group(&d.device.points, g, limits))
+                    .collect()
+            })
+            .collect();
+        let mut failing: Vec<Vec<Vec<bool>>> = plans
+            .iter()
+            .map(|groups| groups.iter().map(|b| vec![false; b.len()]).collect())
+            .collect();
+        let mut slots = Vec::new();
+        for (di, d) in self.devices.iter().enumerate() {
+            let (k, n) = d.stagger;
+            for (gi, g) in d.device.groups.iter().enumerate() {
+                if !plans[di][gi].is_empty() {
+                    slots.push(Slot {
+                        device: di,
+                        group: gi,
+                        interval: g.interval,
+                        due: start + stagger(k, n, g.interval),
+                    });
+                }
+            }
+        }
+        let mut schedule = Schedule::new(slots);
+        let mut health = vec![Health::default(); self.devices.len()];
+        let mut conn: Option<Conn> = None;
+        let mut link = Health::default();
         loop {
+            let Some((slot, at)) = schedule.next(|d| health[d].hold.max(link.hold)) else {
+                shutdown.cancelled().await;
+                return Ok(());
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                _ = tick.tick() => {}
+                _ = tokio::time::sleep_until(at) => {}
             }
-            if conn.is_none() {
-                if Instant::now() < next_connect {
-                    continue;
-                }
-                match self.connect().await {
+            let Slot { device, group, .. } = schedule.slots()[slot];
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => match self.open().await {
                     Ok(c) => {
-                        if failures > 0 {
-                            info!(device = %self.device.name, failed_attempts = failures, "Modbus device reachable again");
+                        if link.failures > 0 {
+                            info!(link = %self.link, failed_attempts = link.failures, "Modbus link open again");
                         }
-                        failures = 0;
-                        conn = Some(c);
+                        link = Health::default();
+                        conn.insert(c)
                     }
                     Err(error) => {
                         self.stats.modbus_transport_errors.inc();
-                        if failures == 0 {
-                            warn!(device = %self.device.name, address = %self.device.address, %error, "Modbus device unreachable; retrying with backoff");
+                        if link.failures == 0 {
+                            warn!(link = %self.link, %error, "cannot open Modbus link; retrying with backoff");
                         }
-                        failures = failures.saturating_add(1);
-                        next_connect = Instant::now()
-                            + backoff_delay(
-                                self.device.poll_interval,
-                                failures,
-                                BACKOFF_MAX,
-                                fastrand::f64(),
-                            );
+                        link.failures = link.failures.saturating_add(1);
+                        let base = self.devices[device].device.poll_interval();
+                        link.hold = Some(
+                            Instant::now()
+                                + backoff_delay(base, link.failures, BACKOFF_MAX, fastrand::f64()),
+                        );
                         continue;
                     }
-                }
-            }
-            let Some(ctx) = conn.as_mut() else { continue };
-            for (block, failing) in plan.iter().zip(failing.iter_mut()) {
-                match self.read_block(ctx, block, failing).await {
-                    Ok(readings) => {
-                        for r in readings {
+                },
+            };
+            let d = &self.devices[device];
+            let h = &mut health[device];
+            let blocks = &plans[device][group];
+            let failing = &mut failing[device][group];
+            let mut down = None;
+            for (block, failing) in blocks.iter().zip(failing.iter_mut()) {
+                // A device in backoff gets one try, without repeats; once
+                // it answers, it is up again.
+                let retries = if h.failures > 0 { 0 } else { d.device.retries };
+                match self.read(c, d, block, retries).await {
+                    Ok((answer, ts_us)) => {
+                        if h.failures > 0 {
+                            info!(device = %d.device.name, link = %self.link, unit = d.device.unit, failed_attempts = h.failures, "Modbus device answers again");
+                            *h = Health::default();
+                        }
+                        for r in self.readings(d, block, answer, ts_us, failing) {
                             self.stats.readings_produced.inc();
                             if out.send(r).await.is_err() {
                                 return Err(SourceError::OutputClosed {
-                                    source_name: self.device.name.clone(),
+                                    source_name: d.device.name.clone(),
                                 });
                             }
                         }
                     }
-                    Err(error) => {
-                        // Drop the connection: a reply that arrives late must
-                        // never be taken for the answer to the next request.
-                        self.stats.modbus_transport_errors.inc();
-                        warn!(device = %self.device.name, unit = self.device.unit, table = block.table.as_str(), address = block.start, count = block.count, %error, "Modbus read failed; reconnecting");
-                        conn = None;
-                        failures = 1;
+                    Err(f) => {
+                        down = Some((block, f));
                         break;
                     }
                 }
             }
-        }
-    }
-
-    async fn connect(&self) -> Result<Context, String> {
-        let slave = Slave(self.device.unit);
-        match timeout(
-            self.device.timeout,
-            tcp::connect_slave(self.device.address, slave),
-        )
-        .await
-        {
-            Ok(Ok(ctx)) => Ok(ctx),
-            Ok(Err(e)) => Err(format!("connect failed: {e}")),
-            Err(_) => Err(format!(
-                "connect timed out after {} ms",
-                self.device.timeout.as_millis()
-            )),
-        }
-    }
-
-    /// Send the block's request with the table's function code.
-    async fn call(ctx: &mut Context, block: &ReadBlock) -> tokio_modbus::Result<Data> {
-        let (start, count) = (block.start, block.count);
-        Ok(match block.table {
-            Table::Coil => ctx.read_coils(start, count).await?.map(Data::Bits),
-            Table::Discrete => ctx
-                .read_discrete_inputs(start, count)
-                .await?
-                .map(Data::Bits),
-            Table::Holding => ctx
-                .read_holding_registers(start, count)
-                .await?
-                .map(Data::Registers),
-            Table::Input => ctx
-                .read_input_registers(start, count)
-                .await?
-                .map(Data::Registers),
-        })
-    }
-
-    /// Read one block; an exception code yields `Bad` readings, a transport
-    /// failure or timeout is an error.
-    async fn read_block(
-        &self,
-        ctx: &mut Context,
-        block: &ReadBlock,
-        failing: &mut bool,
-    ) -> Result<Vec<Reading>, String> {
-        let answer = timeout(self.device.timeout, Self::call(ctx, block)).await;
-        let ts_us = now_us();
-        let data = match answer {
-            Err(_) => {
-                return Err(format!(
-                    "timed out after {} ms",
-                    self.device.timeout.as_millis()
-                ))
+            let now = Instant::now();
+            if let Some((block, f)) = down {
+                if h.failures == 0 {
+                    warn!(device = %d.device.name, link = %self.link, unit = d.device.unit, table = block.table.as_str(), address = block.start, count = block.count, error = %f.error, "Modbus device not answering; retrying with backoff");
+                }
+                h.failures = h.failures.saturating_add(1);
+                let delay = backoff_delay(
+                    d.device.poll_interval(),
+                    h.failures,
+                    BACKOFF_MAX,
+                    fastrand::f64(),
+                );
+                h.hold = Some(now + delay);
+                if f.link_broken || matches!(c, Conn::Tcp(_)) {
+                    conn = None;
+                }
             }
-            Ok(Err(e)) => return Err(e.to_string()),
-            Ok(Ok(Err(exception))) => {
-                self.stats.modbus_exceptions.inc();
+            schedule.served(slot, now);
+        }
+    }
+
+    async fn open(&self) -> Result<Conn, String> {
+        match &self.link {
+            Link::Tcp(address) => {
+                let limit = self.devices[0].device.timeout;
+                let slave = Slave(self.devices[0].device.unit);
+                match timeout(limit, tcp::connect_slave(*address, slave)).await {
+                    Ok(Ok(ctx)) => Ok(Conn::Tcp(ctx)),
+                    Ok(Err(e)) => Err(format!("connect failed: {e}")),
+                    Err(_) => Err(format!("connect timed out after {} ms", limit.as_millis())),
+                }
+            }
+            Link::Serial(l) => {
+                let port = line::open(l).map_err(|e| format!("cannot open {}: {e}", l.device))?;
+                let line = GuardedLine::new(port);
+                Ok(Conn::Serial {
+                    ctx: rtu::attach(line.clone()),
+                    line,
+                    frame_gap: l.frame_gap,
+                })
+            }
+        }
+    }
+
+    /// One block from one device: the request, repeated up to `retries`
+    /// times after a failure. A TCP connection is opened again before a
+    /// repeat; a serial line gets a fresh context after every failure, and
+    /// is flushed before the next request.
+    async fn read(
+        &self,
+        conn: &mut Conn,
+        d: &LinkDevice,
+        block: &ReadBlock,
+        retries: u32,
+    ) -> Result<(Answer, i64), Failed> {
+        let mut attempt = 0;
+        loop {
+            let result = transact(conn, d, block, &self.stats).await;
+            let ts_us = now_us();
+            let f = match result {
+                Ok(answer) => return Ok((answer, ts_us)),
+                Err(f) => f,
+            };
+            self.stats.modbus_transport_errors.inc();
+            if let Conn::Serial { ctx, line, .. } = conn {
+                // The old context may hold part of the failed reply, or
+                // have ended its stream on a decode error.
+                *ctx = rtu::attach(line.clone());
+            }
+            if attempt >= retries || f.link_broken {
+                return Err(f);
+            }
+            attempt += 1;
+            self.stats.modbus_retries.inc();
+            match conn {
+                Conn::Tcp(ctx) => match self.open().await {
+                    Ok(Conn::Tcp(fresh)) => *ctx = fresh,
+                    Ok(Conn::Serial { .. }) => unreachable!("a TCP link opens a TCP connection"),
+                    Err(error) => {
+                        return Err(Failed {
+                            error,
+                            link_broken: true,
+                        })
+                    }
+                },
+                Conn::Serial { .. } => {}
+            }
+        }
+    }
+
+    /// The block's readings from the device's answer: decoded values, or
+    /// `Bad` ones for an exception, which is counted and logged when the
+    /// block starts and stops failing.
+    fn readings(
+        &self,
+        d: &LinkDevice,
+        block: &ReadBlock,
+        answer: Answer,
+        ts_us: i64,
+        failing: &mut bool,
+    ) -> Vec<Reading> {
+        let data = match answer {
+            Answer::Exception(code) => {
+                self.stats.record_modbus_exception(&d.device.name, code);
                 if !*failing {
-                    warn!(device = %self.device.name, unit = self.device.unit, table = block.table.as_str(), address = block.start, count = block.count, ?exception, "Modbus exception; points marked bad until it answers");
+                    warn!(device = %d.device.name, unit = d.device.unit, table = block.table.as_str(), address = block.start, count = block.count, code, "Modbus exception; points marked bad until it answers");
                 }
                 *failing = true;
                 None
             }
-            Ok(Ok(Ok(data))) => {
+            Answer::Data(data) => {
                 if *failing {
-                    info!(device = %self.device.name, unit = self.device.unit, table = block.table.as_str(), address = block.start, "Modbus block answers again");
+                    info!(device = %d.device.name, unit = d.device.unit, table = block.table.as_str(), address = block.start, "Modbus block answers again");
                 }
                 *failing = false;
                 Some(data)
             }
         };
-        Ok(block
+        block
             .points
             .iter()
             .map(|&i| {
-                let point = &self.device.points[i];
+                let point = &d.device.points[i];
                 let at = usize::from(point.register - block.start);
                 let value = match &data {
                     None => None,
@@ -219,7 +380,7 @@ impl ModbusSource {
                     Some(Data::Bits(b)) => b.get(at..).and_then(|b| decode_bits(b, point)),
                 };
                 Reading {
-                    series: self.series[i].clone(),
+                    series: d.series[i].clone(),
                     ts_us,
                     value: value.unwrap_or(f64::NAN),
                     quality: if value.is_some() {
@@ -229,8 +390,106 @@ impl ModbusSource {
                     },
                 }
             })
-            .collect())
+            .collect()
     }
+}
+
+/// One request and its answer within the device's timeout. On a serial
+/// line the failure is told apart from the reply bytes (no reply, CRC
+/// error, garbled), a CRC error is counted, and the frame gap is kept
+/// after the transaction.
+async fn transact(
+    conn: &mut Conn,
+    d: &LinkDevice,
+    block: &ReadBlock,
+    stats: &AgentStats,
+) -> Result<Answer, Failed> {
+    let limit = d.device.timeout;
+    let unit = d.device.unit;
+    let (ctx, serial) = match conn {
+        Conn::Tcp(ctx) => (ctx, None),
+        Conn::Serial {
+            ctx,
+            line,
+            frame_gap,
+        } => {
+            line.begin();
+            (ctx, Some((line.clone(), *frame_gap)))
+        }
+    };
+    ctx.set_slave(Slave(unit));
+    let answer = timeout(limit, call(ctx, block)).await;
+    let result = match answer {
+        Ok(Ok(Ok(data))) => Ok(Answer::Data(data)),
+        Ok(Ok(Err(exception))) => Ok(Answer::Exception(u8::from(exception))),
+        Ok(Err(tokio_modbus::Error::Transport(e))) => Err(Failed {
+            link_broken: !matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::TimedOut
+            ),
+            error: e.to_string(),
+        }),
+        Ok(Err(e)) => Err(Failed {
+            error: e.to_string(),
+            link_broken: false,
+        }),
+        Err(_) => Err(Failed {
+            error: format!("timed out after {} ms", limit.as_millis()),
+            link_broken: false,
+        }),
+    };
+    let Some((line, gap)) = serial else {
+        return result;
+    };
+    let result = result.map_err(|mut f| {
+        let why = classify(&line.reply(), unit, function_code(block.table));
+        if why == Failure::Crc {
+            stats.modbus_crc_errors.inc();
+        }
+        f.error = format!("{}: {}", why.as_str(), f.error);
+        f
+    });
+    tokio::time::sleep(gap).await;
+    result
+}
+
+fn function_code(table: Table) -> u8 {
+    match table {
+        Table::Coil => 0x01,
+        Table::Discrete => 0x02,
+        Table::Holding => 0x03,
+        Table::Input => 0x04,
+    }
+}
+
+/// Send the block's request with the table's function code.
+async fn call(ctx: &mut Context, block: &ReadBlock) -> tokio_modbus::Result<Data> {
+    read_table(ctx, block.table, block.start, block.count).await
+}
+
+/// Read `count` addresses of `table` from `start` with the table's
+/// function code.
+pub async fn read_table(
+    ctx: &mut Context,
+    table: Table,
+    start: u16,
+    count: u16,
+) -> tokio_modbus::Result<Data> {
+    Ok(match table {
+        Table::Coil => ctx.read_coils(start, count).await?.map(Data::Bits),
+        Table::Discrete => ctx
+            .read_discrete_inputs(start, count)
+            .await?
+            .map(Data::Bits),
+        Table::Holding => ctx
+            .read_holding_registers(start, count)
+            .await?
+            .map(Data::Registers),
+        Table::Input => ctx
+            .read_input_registers(start, count)
+            .await?
+            .map(Data::Registers),
+    })
 }
 
 #[cfg(test)]
