@@ -1,6 +1,15 @@
-"""A pymodbus TCP server with a known map, for the Modbus e2e test.
+"""A pymodbus server with a known map, for the Modbus e2e tests.
 
-Usage: modbus_server.py PORT
+Usage: modbus_server.py PORT                   Modbus TCP on 127.0.0.1:PORT
+       modbus_server.py --rtu TTY [--corrupt-every N]
+                                               Modbus RTU on the serial
+                                               device TTY (one end of a
+                                               socat pty pair); units 3 and
+                                               up never answer, as absent
+                                               slaves; with --corrupt-every,
+                                               every Nth reply leaves with
+                                               one bit flipped, as on a
+                                               noisy line
 
 Unit 1 serves every data type in every word order at fixed addresses. The
 registers are written here from the expected values with struct.pack, so
@@ -17,11 +26,12 @@ Word orders, for a value of 2 or 4 registers (byte A most significant):
   DCBA  little-endian bytes, least significant register first
 """
 
+import argparse
 import asyncio
 import struct
 import sys
 
-from pymodbus.server import StartAsyncTcpServer
+from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 FORMATS = {
@@ -77,8 +87,29 @@ def blocks(table):
     ]
 
 
+def tracer(corrupt_every, absent_units):
+    """A trace_packet hook for the serial server: replies of an absent unit
+    are not sent (pymodbus would answer for any unit with an exception),
+    and every `corrupt_every`th reply leaves with one bit flipped."""
+    sent = 0
+
+    def trace(sending, data):
+        nonlocal sent
+        if not sending:
+            return data
+        if data and data[0] in absent_units:
+            return b""
+        sent += 1
+        if not corrupt_every or sent % corrupt_every:
+            return data
+        flipped = bytearray(data)
+        flipped[len(flipped) // 2] ^= 0x10
+        return bytes(flipped)
+
+    return trace
+
+
 def main():
-    port = int(sys.argv[1])
     holding = blocks(HOLDING) + [
         SimData(BITS_REGISTER[0], values=[BITS_REGISTER[1]], datatype=DataType.REGISTERS)
     ]
@@ -86,7 +117,23 @@ def main():
     discrete = [SimData(a, values=[v], datatype=DataType.BITS) for a, v in DISCRETE.items()]
     unit1 = SimDevice(1, simdata=(coils, discrete, holding, blocks(INPUT)))
     unit2 = SimDevice(2, simdata=blocks(UNIT2_HOLDING))
-    asyncio.run(StartAsyncTcpServer(context=[unit1, unit2], address=("127.0.0.1", port)))
+    devices = [unit1, unit2]
+    if sys.argv[1] == "--rtu":
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--rtu", required=True)
+        parser.add_argument("--corrupt-every", type=int, default=0)
+        args = parser.parse_args()
+        # Units other than 1 and 2 are absent: their requests go unanswered.
+        absent = set(range(3, 248))
+        server = StartAsyncSerialServer(
+            context=devices,
+            port=args.rtu,
+            baudrate=19200,
+            trace_packet=tracer(args.corrupt_every, absent),
+        )
+    else:
+        server = StartAsyncTcpServer(context=devices, address=("127.0.0.1", int(sys.argv[1])))
+    asyncio.run(server)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
 //! and stop them when the test ends (the process is killed when its handle
 //! drops).
 //!
+//! [`PtyPair`] gives a serial line without hardware: two pseudo-terminals
+//! joined by socat, one for the agent and one for the device.
+//!
 //! The services must be installed; `scripts/test` installs them. A missing
 //! one fails the test with a message that says so.
 
@@ -87,6 +90,35 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Two pseudo-terminals joined by socat: what is written to one is read
+/// from the other, like the two ends of a serial cable. socat is killed
+/// when this drops.
+pub struct PtyPair {
+    _socat: Service,
+    /// The end for the agent.
+    pub a: PathBuf,
+    /// The end for the device.
+    pub b: PathBuf,
+}
+
+impl PtyPair {
+    pub fn start(dir: &Path) -> anyhow::Result<PtyPair> {
+        let (a, b) = (dir.join("tty-agent"), dir.join("tty-device"));
+        let end = |p: &Path| format!("pty,raw,echo=0,link={}", p.display());
+        let mut socat = Service::spawn("socat", "socat", &[end(&a), end(&b)], dir)?;
+        wait_until("socat pty pair", Duration::from_secs(10), || {
+            a.exists() && b.exists()
+        })
+        .with_context(|| socat.log_tail())?;
+        socat.ensure_running()?;
+        Ok(PtyPair {
+            _socat: socat,
+            a,
+            b,
+        })
     }
 }
 

@@ -3,7 +3,9 @@
 //! - [`pipeline`]: Modbus device → agent → relay → tansu and VictoriaMetrics.
 //! - [`modbus`]: the Modbus source against the in-process device and pymodbus.
 //! - [`mqtt`]: Mosquitto → the agent's MQTT source.
+//! - [`rtu`]: Modbus RTU over a socat pseudo-terminal pair against pymodbus.
 
 mod modbus;
 mod mqtt;
 mod pipeline;
+mod rtu;

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 /// One `[[modbus.points]]` body (without the name) and the value pymodbus
 /// serves for it; the same table is in `tests/py/modbus_server.py`.
-const MAP: &[(&str, &str, f64)] = &[
+pub(crate) const MAP: &[(&str, &str, f64)] = &[
     ("u16_abcd", r#"register = 0, type = "u16""#, 65000.0),
     ("i16_abcd", r#"register = 1, type = "i16""#, -1234.0),
     (
@@ -168,7 +168,7 @@ fn start_source(
 }
 
 /// Receive readings until `done` says so, or fail after `timeout`.
-async fn receive_until(
+pub(crate) async fn receive_until(
     rx: &mut mpsc::Receiver<Reading>,
     timeout: Duration,
     mut done: impl FnMut(&Reading) -> bool,
@@ -249,25 +249,15 @@ async fn a_poll_cycle_costs_the_requests_the_plan_predicts() -> anyhow::Result<(
 }
 
 /// The pymodbus server, killed when dropped.
-struct PyModbus {
+pub(crate) struct PyModbus {
     child: Child,
     log: std::path::PathBuf,
 }
 
 impl PyModbus {
+    /// Modbus TCP on 127.0.0.1:`port`, ready when it accepts connections.
     fn start(port: u16, log_dir: &Path) -> anyhow::Result<PyModbus> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/modbus_server.py");
-        let log = log_dir.join(format!("pymodbus-{port}.log"));
-        let out = std::fs::File::create(&log)?;
-        let child = Command::new("python3")
-            .arg(&script)
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .context("cannot run python3 (pymodbus is installed by scripts/test)")?;
-        let mut server = PyModbus { child, log };
+        let mut server = PyModbus::spawn(&[port.to_string()], log_dir, &format!("tcp-{port}"))?;
         wait_until("pymodbus", Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         })
@@ -278,7 +268,36 @@ impl PyModbus {
         Ok(server)
     }
 
-    fn log_tail(&self) -> String {
+    /// Modbus RTU on the serial device `tty`, with the script's extra
+    /// arguments (for example `--corrupt-every 4`). The caller waits for
+    /// readiness by polling it, since a serial server has nothing to
+    /// connect to.
+    pub(crate) fn start_rtu(
+        tty: &Path,
+        extra: &[&str],
+        log_dir: &Path,
+    ) -> anyhow::Result<PyModbus> {
+        let mut args = vec!["--rtu".to_string(), tty.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        PyModbus::spawn(&args, log_dir, "rtu")
+    }
+
+    fn spawn(args: &[String], log_dir: &Path, name: &str) -> anyhow::Result<PyModbus> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/modbus_server.py");
+        let log = log_dir.join(format!("pymodbus-{name}.log"));
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new("python3")
+            .arg(&script)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("cannot run python3 (pymodbus is installed by scripts/test)")?;
+        Ok(PyModbus { child, log })
+    }
+
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
@@ -324,6 +343,10 @@ async fn every_type_and_order_decodes_against_pymodbus_and_survives_a_restart() 
     ensure!(wrong.is_empty(), "decoded wrongly:\n{}", wrong.join("\n"));
     assert_eq!(seen["unmapped"].0, Quality::Bad);
     assert!(stats.modbus_exceptions.get() >= 1);
+    // Counted per device and code: 0x02, illegal data address.
+    let by_code = stats.modbus_exceptions_by_code();
+    assert_eq!(by_code.len(), 1, "{by_code:?}");
+    assert_eq!(by_code[0].0, ("dev".to_string(), 2));
     assert_eq!(stats.modbus_transport_errors.get(), 0);
 
     // Stop the server: the source notices, then reads again after a
