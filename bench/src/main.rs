@@ -4,22 +4,26 @@
 //! records the results.
 //!
 //! Modules: [`data`] loads the CSV files and cuts batches, [`baseline`]
-//! writes line protocol + gzip, [`measure`] times one table cell.
+//! writes line protocol + gzip, [`measure`] times one table cell,
+//! [`modbus`] measures the Modbus poller against in-process devices.
 
 mod baseline;
 mod data;
 mod measure;
+mod modbus;
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: edge-bench [--data-dir DIR] [--reps N]
+const USAGE: &str = "usage: edge-bench [--data-dir DIR] [--reps N] [--seconds S] [--only SECTION]
 
   --data-dir DIR   the shared data directory (default ../shared/data,
                    or $EDGE_DATA_DIR)
   --reps N         timed repetitions per measurement; the median is shown
-                   (default 7)";
+                   (default 7)
+  --seconds S      length of each timed polling run (default 5)
+  --only SECTION   run one section: wire or modbus (default: all)";
 
 /// Batch sizes in readings, as the agent's `max_readings` would set them.
 const BATCH_SIZES: [usize; 2] = [256, 8192];
@@ -27,6 +31,14 @@ const BATCH_SIZES: [usize; 2] = [256, 8192];
 struct Args {
     data_dir: PathBuf,
     reps: usize,
+    seconds: u64,
+    only: Option<String>,
+}
+
+impl Args {
+    fn runs(&self, section: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == section)
+    }
 }
 
 fn parse_args() -> Result<Args> {
@@ -35,6 +47,8 @@ fn parse_args() -> Result<Args> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("../shared/data")),
         reps: 7,
+        seconds: 5,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -48,6 +62,19 @@ fn parse_args() -> Result<Args> {
                     .parse()
                     .with_context(|| format!("--reps {n:?} is not a number"))?;
             }
+            "--seconds" => {
+                let n = it.next().context("--seconds needs a number")?;
+                args.seconds = n
+                    .parse()
+                    .with_context(|| format!("--seconds {n:?} is not a number"))?;
+            }
+            "--only" => {
+                let section = it.next().context("--only needs a section")?;
+                if !["wire", "modbus"].contains(&section.as_str()) {
+                    bail!("--only {section:?}: no such section (wire, modbus)");
+                }
+                args.only = Some(section);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -60,6 +87,18 @@ fn parse_args() -> Result<Args> {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    if args.runs("wire") {
+        println!("## Wire format\n");
+        wire(&args)?;
+    }
+    if args.runs("modbus") {
+        println!("\n## Modbus polling\n");
+        modbus::run(args.seconds)?;
+    }
+    Ok(())
+}
+
+fn wire(args: &Args) -> Result<()> {
     if !args.data_dir.is_dir() {
         bail!(
             "data directory {} not found: set EDGE_DATA_DIR or pass --data-dir (see ../shared/data/README.md)",
