@@ -54,6 +54,30 @@ pub struct RelayConfig {
     pub kafka: Option<KafkaConfig>,
     /// Write readings to a time-series store in Influx line protocol.
     pub timeseries: Option<TimeseriesConfig>,
+    /// Recognise a batch delivered before and answer it 200 without publishing it again.
+    pub dedup: DedupConfig,
+}
+
+/// Where and for how long delivered batches are remembered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupConfig {
+    /// SQLite file of the ledger; `None` means `<data_dir>/delivered.db`.
+    pub path: Option<PathBuf>,
+    /// How long a delivered batch is remembered.
+    pub window: Duration,
+}
+
+/// Default of `dedup.window_hours`: a week.
+pub const DEFAULT_DEDUP_WINDOW_HOURS: usize = 168;
+
+impl RelayConfig {
+    /// The ledger file: `dedup.path`, else `delivered.db` in `data_dir`.
+    pub fn dedup_path(&self) -> Option<PathBuf> {
+        self.dedup
+            .path
+            .clone()
+            .or_else(|| self.data_dir.as_ref().map(|d| d.join("delivered.db")))
+    }
 }
 
 /// One gateway allowed to upload. `Debug` hides the token.
@@ -110,6 +134,10 @@ impl RelayConfig {
             limits: Limits::default(),
             kafka: None,
             timeseries: None,
+            dedup: DedupConfig {
+                path: None,
+                window: Duration::from_secs(3600 * DEFAULT_DEDUP_WINDOW_HOURS as u64),
+            },
         }
     }
 
@@ -182,6 +210,12 @@ impl RelayConfig {
                     "is the token of another gateway",
                 );
             }
+        }
+        if self.dedup_path().is_none() {
+            issues.add(
+                "dedup.path",
+                "required when data_dir is not set: the file where the relay remembers delivered batches",
+            );
         }
         if self.kafka.is_none() && self.timeseries.is_none() && self.data_dir.is_none() {
             issues.add(

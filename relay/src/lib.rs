@@ -12,12 +12,14 @@
 //!   (`docs/kafka-messages.md`).
 //! - [`sink`]: Kafka, time-series (Influx line protocol) and the embedded
 //!   file sink.
+//! - [`ledger`]: which batches were delivered, so a retry is not published twice.
 //! - [`metrics`]: request counters for `GET /metrics`.
 //!
 //! Not here: Modbus, SQLite, the agent's spool. `main.rs` only parses
 //! arguments, loads the config and calls [`serve`].
 
 pub mod config;
+pub mod ledger;
 pub mod message;
 pub mod metrics;
 pub mod relay;

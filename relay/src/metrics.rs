@@ -65,6 +65,8 @@ pub struct Metrics {
     sink_failures: [AtomicU64; SINK_NAMES.len()],
     nonfinite_skipped: AtomicU64,
     tags_dropped: AtomicU64,
+    duplicates: AtomicU64,
+    ledger_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -78,6 +80,17 @@ impl Metrics {
     pub fn accepted(&self, readings: usize, alarms: usize) {
         self.readings.fetch_add(readings as u64, Ordering::Relaxed);
         self.alarms.fetch_add(alarms as u64, Ordering::Relaxed);
+    }
+
+    /// Count a batch recognised as delivered before and not published again.
+    pub fn duplicate(&self) {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a delivered batch the ledger could not record (a retry of it
+    /// would be published again).
+    pub fn ledger_failure(&self) {
+        self.ledger_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Count one failed delivery to the sink named `sink` (see [`SINK_NAMES`]).
@@ -130,6 +143,26 @@ impl Metrics {
             "Alarm events in accepted batches.",
         );
         let _ = writeln!(out, "edge_relay_alarms_total {}", get(&self.alarms));
+        head(
+            &mut out,
+            "edge_relay_duplicate_batches_total",
+            "Batches delivered before (same gateway and sequence number), answered 200 without publishing again.",
+        );
+        let _ = writeln!(
+            out,
+            "edge_relay_duplicate_batches_total {}",
+            get(&self.duplicates)
+        );
+        head(
+            &mut out,
+            "edge_relay_ledger_failures_total",
+            "Delivered batches the ledger could not record; a retry of one is published again.",
+        );
+        let _ = writeln!(
+            out,
+            "edge_relay_ledger_failures_total {}",
+            get(&self.ledger_failures)
+        );
         head(
             &mut out,
             "edge_relay_sink_failures_total",

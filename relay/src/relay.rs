@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ConfigError, GatewayConfig, RelayConfig};
+use crate::ledger::{Claim, Ledger, LedgerError};
 use crate::message::Delivery;
 use crate::metrics::Metrics;
 use crate::sink::{Sink, SinkError};
@@ -35,6 +36,30 @@ struct Inner {
     sinks: Vec<Arc<Sink>>,
     metrics: Arc<Metrics>,
     tracker: TaskTracker,
+    ledger: Ledger,
+}
+
+/// How a batch was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Published to every sink now.
+    Now,
+    /// Delivered before (same gateway and sequence number): not published again.
+    Before,
+}
+
+/// Why a batch was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// The same batch is being delivered by another request.
+    #[error("batch {seq} is being delivered by another request; retry later")]
+    InFlight { seq: u64 },
+    /// One or more sinks failed; nothing was recorded, so a retry delivers again.
+    #[error("{}", .0.iter().map(|(sink, e)| format!("{sink}: {e}")).collect::<Vec<_>>().join("; "))]
+    Sinks(Vec<(&'static str, SinkError)>),
+    /// The ledger could not be read.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
 }
 
 /// Why the relay could not start or stopped.
@@ -46,6 +71,9 @@ pub enum RelayError {
     /// A sink could not be built.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The delivered-batch ledger could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     /// The HTTP server failed.
     #[error("HTTP server on {addr}: {source}")]
     Serve {
@@ -68,6 +96,14 @@ impl Relay {
             .into());
         }
         let metrics = Arc::new(Metrics::default());
+        let path = config
+            .dedup_path()
+            .expect("problems() requires dedup.path or data_dir");
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The file sink creates data_dir itself; the ledger may come first.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let ledger = Ledger::open(&path, config.dedup.window)?;
         let sinks = Sink::from_config(&config, &metrics)?
             .into_iter()
             .map(Arc::new)
@@ -79,6 +115,7 @@ impl Relay {
                 sinks,
                 metrics,
                 tracker: TaskTracker::new(),
+                ledger,
             }),
         })
     }
@@ -108,6 +145,71 @@ impl Relay {
     /// Names of the configured sinks, in delivery order.
     pub fn sink_names(&self) -> Vec<&'static str> {
         self.inner.sinks.iter().map(|s| s.name()).collect()
+    }
+
+    /// Deliver batch `seq` of `gateway` once: a batch the ledger knows is
+    /// answered [`Stored::Before`] without publishing; a new one goes to
+    /// every sink and is recorded when all acknowledged. Delivery and
+    /// recording run as one task on the tracker, so a client that hangs up
+    /// cannot leave a delivered batch unrecorded or a claim held.
+    pub async fn deliver_once(
+        &self,
+        gateway: &str,
+        delivery: Arc<Delivery>,
+    ) -> Result<Stored, DeliverError> {
+        let seq = delivery.batch.seq;
+        let ledger = self.inner.ledger.clone();
+        let gw = gateway.to_string();
+        let claim = tokio::task::spawn_blocking(move || ledger.claim(&gw, seq))
+            .await
+            .map_err(|e| {
+                DeliverError::Sinks(vec![(
+                    "ledger",
+                    SinkError::Task {
+                        sink: "ledger",
+                        message: e.to_string(),
+                    },
+                )])
+            })??;
+        match claim {
+            Claim::Delivered => {
+                self.inner.metrics.duplicate();
+                return Ok(Stored::Before);
+            }
+            Claim::InFlight => return Err(DeliverError::InFlight { seq }),
+            Claim::New => {}
+        }
+        let relay = self.clone();
+        let gw = gateway.to_string();
+        let task = self.inner.tracker.spawn(async move {
+            let result = relay.deliver(delivery).await;
+            let ledger = relay.inner.ledger.clone();
+            let metrics = relay.inner.metrics.clone();
+            let delivered = result.is_ok();
+            let _ = tokio::task::spawn_blocking(move || {
+                if !delivered {
+                    ledger.release(&gw, seq);
+                } else if let Err(e) = ledger.record(&gw, seq) {
+                    // Stored but not remembered: answer 200 anyway (the
+                    // batch is safe); a retry of it would be published again.
+                    metrics.ledger_failure();
+                    tracing::error!(gateway = ?gw, seq, error = %e, "delivered batch not recorded in the ledger");
+                }
+            })
+            .await;
+            result
+        });
+        match task.await {
+            Ok(Ok(())) => Ok(Stored::Now),
+            Ok(Err(failures)) => Err(DeliverError::Sinks(failures)),
+            Err(e) => Err(DeliverError::Sinks(vec![(
+                "relay",
+                SinkError::Task {
+                    sink: "relay",
+                    message: e.to_string(),
+                },
+            )])),
+        }
     }
 
     /// Deliver to every sink concurrently; `Ok` when all acknowledged,

@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use crate::message::Delivery;
 use crate::metrics::Outcome;
-use crate::relay::{Relay, RelayError};
+use crate::relay::{Relay, RelayError, Stored};
 
 /// Seconds a gateway should wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u32 = 5;
@@ -222,23 +222,28 @@ async fn accept_batch(
 
     let (seq, readings, alarms) = (batch.seq, batch.reading_count(), batch.alarms.len());
     let delivery = Arc::new(delivery);
-    if let Err(failures) = relay.deliver(delivery).await {
-        let message = failures
-            .iter()
-            .map(|(sink, e)| format!("{sink}: {e}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        warn!(gateway = ?gateway, seq, readings, alarms, error = %message, "batch not delivered, gateway will retry");
-        return Err(Rejection::new(
-            Outcome::Unavailable,
-            format!("batch not stored: {message}"),
-        ));
+    match relay.deliver_once(&gateway, delivery).await {
+        Ok(Stored::Now) => {
+            relay.metrics().accepted(readings, alarms);
+            tracing::debug!(gateway = ?gateway, seq, readings, alarms, "batch accepted");
+            Ok(Json(
+                json!({ "seq": seq, "readings": readings, "alarms": alarms }),
+            ))
+        }
+        Ok(Stored::Before) => {
+            info!(gateway = ?gateway, seq, readings, alarms, "batch delivered before; answered without publishing again");
+            Ok(Json(
+                json!({ "seq": seq, "readings": readings, "alarms": alarms, "duplicate": true }),
+            ))
+        }
+        Err(e) => {
+            warn!(gateway = ?gateway, seq, readings, alarms, error = %e, "batch not delivered, gateway will retry");
+            Err(Rejection::new(
+                Outcome::Unavailable,
+                format!("batch not stored: {e}"),
+            ))
+        }
     }
-    relay.metrics().accepted(readings, alarms);
-    tracing::debug!(gateway = ?gateway, seq, readings, alarms, "batch accepted");
-    Ok(Json(
-        json!({ "seq": seq, "readings": readings, "alarms": alarms }),
-    ))
 }
 
 /// The gateway of the request's bearer token, or why there is none.

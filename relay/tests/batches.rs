@@ -159,10 +159,13 @@ async fn accepts_a_valid_batch_and_writes_every_reading_and_alarm() {
     assert_eq!(alarm["limit"], 74.0);
     assert_eq!(alarm["ts_us"], TS0 + 1_000_000);
 
-    // A retry of the same batch is accepted again (at-least-once: duplicates).
+    // A retry of the same batch (the gateway never saw the 200) is
+    // answered 200 and not published again.
     let response = relay.post(Some(TOKEN_1), encoded(&batch("gw-1", 17))).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(relay.file("readings.jsonl").lines().count(), 10);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["duplicate"], true);
+    assert_eq!(relay.file("readings.jsonl").lines().count(), 5);
 
     let metrics = relay
         .client
@@ -177,9 +180,36 @@ async fn accepts_a_valid_batch_and_writes_every_reading_and_alarm() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("edge_relay_readings_total 10"),
+        metrics.contains("edge_relay_readings_total 5\n"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("edge_relay_duplicate_batches_total 1\n"),
+        "{metrics}"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivered_batch_is_still_recognised_after_a_restart() {
+    let (cfg, dir) = config();
+    let relay = start(cfg.clone(), dir).await;
+    let first = relay.post(Some(TOKEN_1), encoded(&batch("gw-1", 3))).await;
+    assert_eq!(first.status(), 200);
+    let dir = relay.stop().await;
+    let relay = start(cfg, dir).await;
+    let retry = relay.post(Some(TOKEN_1), encoded(&batch("gw-1", 3))).await;
+    assert_eq!(retry.status(), 200);
+    let body: Value = retry.json().await.unwrap();
+    assert_eq!(body["duplicate"], true);
+    // The next batch, and the same number from another gateway, are new.
+    for (gw, token, seq) in [("gw-1", TOKEN_1, 4), ("gw-2", TOKEN_2, 3)] {
+        let r = relay.post(Some(token), encoded(&batch(gw, seq))).await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert!(body.get("duplicate").is_none(), "{gw} {seq}: {body}");
+    }
+    assert_eq!(relay.file("readings.jsonl").lines().count(), 15);
     relay.stop().await;
 }
 

@@ -90,14 +90,16 @@ impl Running {
         std::fs::read_to_string(self.dir.path().join("data").join(name)).unwrap_or_default()
     }
 
-    /// Cancel and wait; the server must stop cleanly.
-    pub async fn stop(self) {
+    /// Cancel and wait; the server must stop cleanly. Returns the data
+    /// directory, for a test that starts the relay again on it.
+    pub async fn stop(self) -> tempfile::TempDir {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
             .expect("serve did not return after shutdown")
             .unwrap()
             .unwrap();
+        self.dir
     }
 }
 

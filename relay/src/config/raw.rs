@@ -16,9 +16,9 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::{
-    GatewayConfig, Issues, KafkaConfig, RelayConfig, TimeseriesConfig, DEFAULT_ALARMS_TOPIC,
-    DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_MEASUREMENT, DEFAULT_READINGS_TOPIC,
-    DEFAULT_TIMESERIES_TIMEOUT_MS,
+    DedupConfig, GatewayConfig, Issues, KafkaConfig, RelayConfig, TimeseriesConfig,
+    DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_LISTEN,
+    DEFAULT_MEASUREMENT, DEFAULT_READINGS_TOPIC, DEFAULT_TIMESERIES_TIMEOUT_MS,
 };
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +38,18 @@ pub(super) struct RawConfig {
     kafka: Option<RawKafka>,
     /// Write readings to a time-series store in Influx line protocol.
     timeseries: Option<RawTimeseries>,
+    /// Recognise a batch delivered before (same gateway and sequence number, for example a retry after a lost response) and answer it 200 without publishing it again.
+    #[serde(default)]
+    dedup: RawDedup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDedup {
+    /// SQLite file that remembers delivered batches across restarts (default "<data_dir>/delivered.db"; required without data_dir).
+    path: Option<PathBuf>,
+    /// How long a delivered batch is remembered, in hours (default 168, a week); a retry older than that is published again.
+    window_hours: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,8 +125,20 @@ impl RawConfig {
                 token: gw.token.unwrap_or_default(),
             })
             .collect();
+        let dedup = DedupConfig {
+            path: self.dedup.path,
+            window: Duration::from_secs(
+                3600 * count(
+                    issues,
+                    "dedup.window_hours",
+                    self.dedup.window_hours,
+                    DEFAULT_DEDUP_WINDOW_HOURS,
+                ) as u64,
+            ),
+        };
         RelayConfig {
             listen,
+            dedup,
             data_dir: self.data_dir,
             gateways,
             limits: self.limits.check(issues),

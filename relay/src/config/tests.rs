@@ -121,8 +121,23 @@ fn data_dir_is_required_only_for_the_file_sink() {
     let no_dir = "[[gateways]]\nid = \"gw-1\"\ntoken = \"0123456789abcdef\"\n";
     let err = RelayConfig::from_toml(no_dir).unwrap_err().to_string();
     assert!(err.contains("data_dir"), "{err}");
+    // Kafka alone still needs somewhere to keep the delivered-batch ledger.
     let with_kafka = format!("{no_dir}[kafka]\nbrokers = [\"k:9092\"]\n");
-    assert!(RelayConfig::from_toml(&with_kafka).is_ok());
+    let err = RelayConfig::from_toml(&with_kafka).unwrap_err().to_string();
+    assert!(
+        err.contains("dedup.path: required when data_dir is not set"),
+        "{err}"
+    );
+    let with_ledger = format!("{with_kafka}[dedup]\npath = \"/var/lib/edge-relay/delivered.db\"\n");
+    let c = RelayConfig::from_toml(&with_ledger).unwrap();
+    assert!(c.data_dir.is_none());
+    assert_eq!(
+        c.dedup_path().unwrap(),
+        std::path::Path::new("/var/lib/edge-relay/delivered.db")
+    );
+    let c = RelayConfig::from_toml(MINIMAL).unwrap();
+    assert_eq!(c.dedup_path(), c.data_dir.map(|d| d.join("delivered.db")));
+    assert_eq!(c.dedup.window, std::time::Duration::from_secs(168 * 3600));
 }
 
 #[test]
