@@ -3,7 +3,10 @@
 //! - [`pipeline`]: Modbus device → agent → relay → tansu and VictoriaMetrics.
 //! - [`modbus`]: the Modbus source against the in-process device and pymodbus.
 //! - [`mqtt`]: Mosquitto → the agent's MQTT source.
+//! - [`alarms`]: alarm events on the local broker, acknowledgements, the
+//!   priority lane to the relay, and alarm state across a SIGKILL.
 
+mod alarms;
 mod modbus;
 mod mqtt;
 mod pipeline;
