@@ -117,6 +117,16 @@ mod tests {
     }
 
     #[test]
+    fn example_config_section_is_what_it_says() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/agent.example.toml");
+        let c = AgentConfig::load(std::path::Path::new(path)).unwrap();
+        let a = c.alarm_publish.unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("127.0.0.1", 1883));
+        assert_eq!(a.events_topic(), format!("alarms/{}/events", c.gateway_id));
+        assert_eq!(a.client_id, format!("{}-alarms", c.gateway_id));
+    }
+
+    #[test]
     fn bad_values_are_reported_with_key_paths() {
         let Err(ConfigError::Invalid { problems, .. }) =
             parse("host = \" \"\ntopic_prefix = \"plant/#\"\nclient_id = \"\"\n")
