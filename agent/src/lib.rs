@@ -169,10 +169,10 @@ impl Agent {
                     stats: self.stats.clone(),
                 };
                 let (tx, rx) = mpsc::channel::<Alarm>(1024);
-                (
-                    Some(tx),
-                    Some(tokio::spawn(publisher.run(rx, shutdown.clone()))),
-                )
+                // It stops when the pipeline drops `tx`, not at the shutdown
+                // signal, so the events of the last readings still go out.
+                let task = tokio::spawn(publisher.run(rx, CancellationToken::new()));
+                (Some(tx), Some(task))
             }
             None => (None, None),
         };

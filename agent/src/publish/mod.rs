@@ -19,6 +19,11 @@
 //! broker is unreachable, events queue in rumqttc's request channel and go
 //! out after the reconnect; every retained state is republished on each
 //! connect, so the broker converges to the board.
+//!
+//! Because publication does not wait for the spool, a crash between the
+//! two can leave a raise published locally but not committed; the
+//! restarted agent raises (and publishes) it again. Locally, events are
+//! at least once; what reaches the relay follows the spool.
 
 pub mod board;
 
