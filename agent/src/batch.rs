@@ -111,6 +111,8 @@ impl Batcher {
                 value: a.value,
                 limit: a.limit,
                 ts_us: a.ts_us,
+                severity: Some(a.severity),
+                duration_us: a.duration_us,
             })
             .collect();
         let batch = Batch {
@@ -121,6 +123,46 @@ impl Batcher {
             alarms: events,
         };
         Some((batch, held.into_iter().map(|(_, a)| a).collect()))
+    }
+}
+
+/// An alarm-only batch for the spool's priority lane: the dictionary holds
+/// the series the events are about, without readings, so the events travel
+/// ahead of the reading backlog. `seq` 0, as from [`Batcher::seal`].
+pub fn alarm_batch(gateway_id: &str, alarms: &[Alarm], created_us: i64) -> Batch {
+    let mut series: Vec<Series> = Vec::new();
+    let mut events = Vec::with_capacity(alarms.len());
+    for a in alarms {
+        let id = match series.iter().position(|s| s.name == a.series.name) {
+            Some(i) => i,
+            None => {
+                series.push(Series {
+                    id: series.len() as u32,
+                    name: a.series.name.clone(),
+                    unit: a.series.unit.clone(),
+                    tags: a.series.tags.clone(),
+                    points: Vec::new(),
+                });
+                series.len() - 1
+            }
+        };
+        events.push(AlarmEvent {
+            series_id: id as u32,
+            rule: a.rule.clone(),
+            state: a.state,
+            value: a.value,
+            limit: a.limit,
+            ts_us: a.ts_us,
+            severity: Some(a.severity),
+            duration_us: a.duration_us,
+        });
+    }
+    Batch {
+        gateway_id: gateway_id.to_owned(),
+        seq: 0,
+        created_us,
+        series,
+        alarms: events,
     }
 }
 
@@ -209,5 +251,38 @@ mod tests {
         let a = &batch.alarms[0];
         assert_eq!(batch.series_by_id(a.series_id).unwrap().name, "y");
         assert!(batch.series_by_id(a.series_id).unwrap().points.is_empty());
+    }
+
+    #[test]
+    fn alarm_batch_holds_only_the_alarm_series_and_all_event_fields() {
+        let (x, y) = (info("x"), info("y"));
+        let ev = |s: &Arc<SeriesInfo>, state, duration_us| Alarm {
+            series: s.clone(),
+            rule: "r.high".into(),
+            severity: crate::reading::Severity::Critical,
+            state,
+            value: 5.0,
+            limit: 4.0,
+            ts_us: 7,
+            duration_us,
+        };
+        let batch = alarm_batch(
+            "gw",
+            &[
+                ev(&y, AlarmState::Raised, None),
+                ev(&x, AlarmState::Raised, None),
+                ev(&y, AlarmState::Cleared, Some(3)),
+            ],
+            9,
+        );
+        let names: Vec<&str> = batch.series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["y", "x"]);
+        assert_eq!(batch.reading_count(), 0);
+        let ids: Vec<u32> = batch.alarms.iter().map(|a| a.series_id).collect();
+        assert_eq!(ids, [0, 1, 0]);
+        let clear = &batch.alarms[2];
+        assert_eq!(clear.severity, Some(crate::reading::Severity::Critical));
+        assert_eq!(clear.duration_us, Some(3));
+        batch.validate().unwrap();
     }
 }

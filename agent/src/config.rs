@@ -19,8 +19,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod alarm_publish;
 mod modbus;
 mod profile;
+
+pub use self::alarm_publish::{AlarmPublishConfig, RawAlarmPublish};
 
 pub use self::modbus::{
     frame_gap, ByteOrder, DataType, Link, ModbusDevice, ModbusPoint, Parity, PollGroup,
@@ -80,6 +83,8 @@ pub struct RawConfig {
     /// Threshold rules evaluated on the gateway.
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// Publish alarm events and per-series alarm state on a local MQTT broker (optional).
+    pub alarm_publish: Option<RawAlarmPublish>,
 }
 
 /// `[spool]`
@@ -153,6 +158,7 @@ pub struct AgentConfig {
     pub simulated: Vec<SimulatedSignal>,
     pub mqtt: Vec<mqtt::MqttBroker>,
     pub rules: Vec<crate::detect::Rule>,
+    pub alarm_publish: Option<AlarmPublishConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -321,6 +327,10 @@ impl AgentConfig {
         if !mqtt.is_empty() {
             mqtt::check_rule_series(&mut p, &raw.rules, &series_names, &mqtt);
         }
+        let alarm_publish = raw
+            .alarm_publish
+            .as_ref()
+            .map(|a| alarm_publish::validate(&mut p, a, &raw.gateway_id));
         if modbus.is_empty() && simulated.is_empty() && mqtt.is_empty() {
             p.push(
                 "no sources: add at least one [[modbus]], [[simulated]] or [[mqtt]] section".into(),
@@ -342,6 +352,7 @@ impl AgentConfig {
             simulated,
             mqtt,
             rules,
+            alarm_publish,
         })
     }
 }

@@ -1,5 +1,8 @@
-//! The forwarder: sends the oldest spooled batch to the relay and removes it
-//! from the spool only after a 2xx answer.
+//! The forwarder: sends the next spooled batch to the relay (the oldest
+//! alarm-only batch of the priority lane first, then the oldest reading
+//! batch; see [`crate::spool`]) and removes it from the spool only after a
+//! 2xx answer. One batch at a time, so an alarm raised during an outage
+//! goes out before the reading backlog.
 //!
 //! - network errors, timeouts, 5xx, 401/403 and 429 are transient: the batch
 //!   stays and is retried with exponential backoff and jitter, honouring a

@@ -11,26 +11,30 @@
 //! - [`batch`]: seals readings and alarms into `edge_wire::Batch`es.
 //! - [`spool`]: SQLite store of encoded batches awaiting the relay, and of
 //!   the alarms raised, so a restart neither raises them again nor forgets
-//!   to clear them.
-//! - [`forward`]: sends spooled batches, deletes them after a 2xx.
+//!   to clear them. Alarm events go to its priority lane.
+//! - [`forward`]: sends spooled batches, alarms first, deletes them after a
+//!   2xx.
+//! - [`publish`]: alarm events and retained per-series state on the local
+//!   MQTT broker for an HMI, and acknowledgements back.
 //! - [`stats`]: counters the agent keeps about itself.
 //! - [`probe`]: `edge-agent probe modbus`, one read shown in every decoding
 //!   for commissioning a device; not part of the running agent.
 //!
 //! [`Agent::run`] wires them: sources → channel → detect + batch → spool →
-//! forwarder.
+//! forwarder, and detect → local publisher.
 
 pub mod batch;
 pub mod config;
 pub mod detect;
 pub mod forward;
 pub mod probe;
+pub mod publish;
 pub mod reading;
 pub mod source;
 pub mod spool;
 pub mod stats;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +48,8 @@ use crate::batch::Batcher;
 use crate::config::AgentConfig;
 use crate::detect::{ActiveAlarm, Detector};
 use crate::forward::Forwarder;
+use crate::publish::board::AlarmBoard;
+use crate::publish::LocalPublisher;
 use crate::reading::{now_us, Alarm, AlarmState, Reading, SeriesInfo};
 use crate::source::modbus::{LinkDevice, ModbusLink};
 use crate::source::mqtt::MqttSource;
@@ -83,10 +89,11 @@ impl Agent {
     /// draining the backlog for at most `uplink.shutdown_drain`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
         let path = self.config.spool_path.clone();
-        let (spool, active) = tokio::task::spawn_blocking(move || {
+        let (spool, active, acks) = tokio::task::spawn_blocking(move || {
             let spool = Spool::open(&path)?;
             let active = spool.active_alarms()?;
-            Ok::<_, SpoolError>((spool, active))
+            let acks = spool.acknowledged_alarms()?;
+            Ok::<_, SpoolError>((spool, active, acks))
         })
         .await
         .map_err(|e| SpoolError::Join(e.to_string()))??;
@@ -135,10 +142,52 @@ impl Agent {
             wake: wake.clone(),
         };
         let forwarding = tokio::spawn(forwarder.run(drain.clone()));
+        let (local_tx, local_task) = match &self.config.alarm_publish {
+            Some(config) => {
+                let known = known_series(&self.config);
+                let mut board = AlarmBoard::new(&self.config.gateway_id);
+                board.seed(&active, &acks, |name| {
+                    known.get(name).cloned().unwrap_or_else(|| {
+                        Arc::new(SeriesInfo {
+                            name: name.to_owned(),
+                            unit: String::new(),
+                            tags: BTreeMap::new(),
+                        })
+                    })
+                });
+                let publisher = LocalPublisher {
+                    config: config.clone(),
+                    gateway_id: self.config.gateway_id.clone(),
+                    board,
+                    spool: spool.clone(),
+                    wake: wake.clone(),
+                    stats: self.stats.clone(),
+                };
+                let (tx, rx) = mpsc::channel::<Alarm>(1024);
+                // It stops when the pipeline drops `tx`, not at the shutdown
+                // signal, so the events of the last readings still go out.
+                let task = tokio::spawn(publisher.run(rx, CancellationToken::new()));
+                (Some(tx), Some(task))
+            }
+            None => (None, None),
+        };
         info!(gateway = %self.config.gateway_id, modbus_devices = self.config.modbus.len(), simulated = self.config.simulated.len(), mqtt_brokers = self.config.mqtt.len(), rules = self.config.rules.len(), "agent started");
 
-        pipeline(&self.config, active, rx, &spool, &wake, &self.stats).await;
+        let outlets = AlarmOutlets {
+            spool: &spool,
+            wake: &wake,
+            stats: &self.stats,
+            gateway_id: &self.config.gateway_id,
+            local: local_tx.as_ref(),
+        };
+        pipeline(&self.config, active, rx, outlets).await;
+        drop(local_tx);
         sources.wait().await;
+        if let Some(task) = local_task {
+            if task.await.is_err() {
+                error!("local alarm publisher panicked");
+            }
+        }
         drain.cancel();
         if forwarding.await.is_err() {
             error!("forwarder task panicked");
@@ -164,16 +213,25 @@ fn spawn_source(
     });
 }
 
+/// Where the pipeline sends alarm events besides the spool.
+struct AlarmOutlets<'a> {
+    spool: &'a SharedSpool,
+    wake: &'a Notify,
+    stats: &'a AgentStats,
+    gateway_id: &'a str,
+    /// The local MQTT publisher, when `[alarm_publish]` is configured.
+    local: Option<&'a mpsc::Sender<Alarm>>,
+}
+
 /// Detect, batch and spool every reading until all sources have stopped.
 /// `active` are the alarms raised before a restart, from the spool.
 async fn pipeline(
     config: &AgentConfig,
     active: Vec<ActiveAlarm>,
     mut rx: mpsc::Receiver<Reading>,
-    spool: &SharedSpool,
-    wake: &Notify,
-    stats: &AgentStats,
+    outlets: AlarmOutlets<'_>,
 ) {
+    let (spool, wake, stats) = (outlets.spool, outlets.wake, outlets.stats);
     let mut detector = Detector::new(&config.rules);
     let seeded = active.len();
     for a in detector.seed(active) {
@@ -191,20 +249,20 @@ async fn pipeline(
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = batcher.deadline();
-        let seal_now = tokio::select! {
+        let (alarms, seal_now) = tokio::select! {
             r = rx.recv() => match r {
                 Some(r) => {
-                    let now = Instant::now();
-                    let seal = record_alarms(detector.observe(&r), &mut batcher, stats, now);
-                    batcher.push(&r, now) || seal
+                    let alarms = detector.observe(&r);
+                    (alarms, batcher.push(&r, Instant::now()))
                 }
                 None => break,
             },
-            _ = clock.tick() => {
-                record_alarms(detector.tick(now_us()), &mut batcher, stats, Instant::now())
-            }
-            _ = sleep_until(deadline), if deadline.is_some() => true,
+            _ = clock.tick() => (detector.tick(now_us()), false),
+            _ = sleep_until(deadline), if deadline.is_some() => (Vec::new(), true),
         };
+        if !alarms.is_empty() {
+            raise(alarms, &outlets).await;
+        }
         if seal_now {
             commit(&mut batcher, spool, wake, stats).await;
         }
@@ -212,24 +270,28 @@ async fn pipeline(
     commit(&mut batcher, spool, wake, stats).await;
 }
 
-/// Count, log and batch alarm transitions; true when the open batch should
-/// be sealed now (alarms never wait for a batch to fill).
-fn record_alarms(
-    alarms: Vec<Alarm>,
-    batcher: &mut Batcher,
-    stats: &AgentStats,
-    now: Instant,
-) -> bool {
-    let mut seal = false;
-    for alarm in alarms {
+/// Count and log alarm transitions, hand them to the local publisher
+/// (without waiting for it) and commit them to the spool's priority lane:
+/// alarms never wait for a reading batch to fill, nor behind its backlog.
+async fn raise(alarms: Vec<Alarm>, outlets: &AlarmOutlets<'_>) {
+    let stats = outlets.stats;
+    for alarm in &alarms {
         match alarm.state {
             AlarmState::Raised => stats.alarms_raised.inc(),
             AlarmState::Cleared => stats.alarms_cleared.inc(),
+            AlarmState::Acknowledged => {}
         }
         warn!(series = %alarm.series.name, rule = %alarm.rule, severity = alarm.severity.as_str(), state = alarm.state.as_str(), value = alarm.value, limit = alarm.limit, "alarm");
-        seal |= batcher.push_alarm(alarm, now);
+        if let Some(local) = outlets.local {
+            if local.try_send(alarm.clone()).is_err() {
+                stats.alarms_not_published.inc();
+                warn!(series = %alarm.series.name, rule = %alarm.rule, "local alarm publisher is behind or stopped; event not published on MQTT (it is still spooled)");
+            }
+        }
     }
-    seal
+    let batch = batch::alarm_batch(outlets.gateway_id, &alarms, now_us());
+    store(batch, alarms, Lane::Alarms, outlets.spool, stats).await;
+    outlets.wake.notify_one();
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -238,13 +300,36 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Seal the open batch and commit it to the spool. A failing spool is
-/// retried rather than the batch dropped: the bounded channel then pushes
-/// back on the sources.
+/// Seal the open reading batch and commit it to the spool.
 async fn commit(batcher: &mut Batcher, spool: &SharedSpool, wake: &Notify, stats: &AgentStats) {
     let Some((batch, alarms)) = batcher.seal_with_alarms(now_us()) else {
         return;
     };
+    let readings = batch.reading_count() as u64;
+    if store(batch, alarms, Lane::Readings, spool, stats).await {
+        stats.readings_spooled.add(readings);
+        wake.notify_one();
+    }
+}
+
+/// Which lane of the spool a batch goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    Readings,
+    /// Alarm-only batches, forwarded before the reading backlog.
+    Alarms,
+}
+
+/// Commit `batch` (carrying `alarms`) to the spool; true once committed.
+/// A failing spool is retried rather than the batch dropped: the bounded
+/// channel then pushes back on the sources.
+pub(crate) async fn store(
+    batch: edge_wire::Batch,
+    alarms: Vec<Alarm>,
+    lane: Lane,
+    spool: &SharedSpool,
+    stats: &AgentStats,
+) -> bool {
     let alarms = Arc::new(alarms);
     let readings = batch.reading_count() as u64;
     let mut delay = Duration::from_millis(100);
@@ -256,27 +341,28 @@ async fn commit(batcher: &mut Batcher, spool: &SharedSpool, wake: &Notify, stats
         let alarms = alarms.clone();
         match spool
             .call(move |s| {
-                let r = s.append_with_alarms(&mut b, &alarms);
+                let r = match lane {
+                    Lane::Readings => s.append_with_alarms(&mut b, &alarms),
+                    Lane::Alarms => s.append_alarms(&mut b, &alarms),
+                };
                 Ok((r, b))
             })
             .await
         {
-            Ok((Ok(_seq), _)) => break,
+            Ok((Ok(_seq), _)) => return true,
             Ok((Err(error), b)) => {
-                error!(%error, readings, "cannot commit batch to the spool; retrying");
+                error!(%error, readings, ?lane, "cannot commit batch to the spool; retrying");
                 batch = Some(b);
             }
             Err(error) => {
                 stats.readings_dropped.add(readings);
-                error!(%error, readings, "spool task failed; batch dropped");
-                return;
+                error!(%error, readings, ?lane, "spool task failed; batch dropped");
+                return false;
             }
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
-    stats.readings_spooled.add(readings);
-    wake.notify_one();
 }
 
 /// The Modbus links to poll: one per TCP device, one per serial line with
@@ -288,21 +374,7 @@ pub fn modbus_links(config: &AgentConfig, stats: &Arc<AgentStats>) -> Vec<Modbus
     let n = config.modbus.len();
     let mut links: Vec<ModbusLink> = Vec::new();
     for (k, d) in config.modbus.iter().enumerate() {
-        let series = d
-            .points
-            .iter()
-            .map(|p| {
-                Arc::new(SeriesInfo {
-                    name: format!("{}.{}", d.name, p.name),
-                    unit: p.unit.clone(),
-                    tags: with_tags(
-                        &config.tags,
-                        &d.tags,
-                        [("device", d.name.as_str()), ("protocol", d.link.protocol())],
-                    ),
-                })
-            })
-            .collect();
+        let series = device_series(config, d);
         let device = LinkDevice {
             device: d.clone(),
             series,
@@ -322,6 +394,47 @@ pub fn modbus_links(config: &AgentConfig, stats: &Arc<AgentStats>) -> Vec<Modbus
         }
     }
     links
+}
+
+/// The series of a Modbus device's points: `<device>.<point>`, tagged with
+/// the gateway's and the device's tags plus `device` and `protocol`.
+fn device_series(config: &AgentConfig, d: &config::ModbusDevice) -> Vec<Arc<SeriesInfo>> {
+    d.points
+        .iter()
+        .map(|p| {
+            Arc::new(SeriesInfo {
+                name: format!("{}.{}", d.name, p.name),
+                unit: p.unit.clone(),
+                tags: with_tags(
+                    &config.tags,
+                    &d.tags,
+                    [("device", d.name.as_str()), ("protocol", d.link.protocol())],
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Metadata of the series known from the config (Modbus points and
+/// simulated signals), by name; MQTT series are named by their messages.
+fn known_series(config: &AgentConfig) -> HashMap<String, Arc<SeriesInfo>> {
+    let mut known: HashMap<String, Arc<SeriesInfo>> = config
+        .modbus
+        .iter()
+        .flat_map(|d| device_series(config, d))
+        .map(|s| (s.name.clone(), s))
+        .collect();
+    for signal in &config.simulated {
+        known.insert(
+            signal.name.clone(),
+            Arc::new(SeriesInfo {
+                name: signal.name.clone(),
+                unit: signal.unit.clone(),
+                tags: with_tags(&config.tags, &BTreeMap::new(), [("protocol", "simulated")]),
+            }),
+        );
+    }
+    known
 }
 
 fn with_tags<const N: usize>(

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use edge_wire::{AlarmState, Quality};
+/// [`Severity`] comes from the wire format (v2 carries it with every alarm
+/// event), so the agent and the relay name it alike.
+pub use edge_wire::{AlarmState, Quality, Severity};
 
 /// Name, unit and tags of one signal, fixed at configuration time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,56 +32,20 @@ pub struct Reading {
     pub quality: Quality,
 }
 
-/// How urgently a technician should look at an alarm.
-///
-/// The wire format has no severity field: the relay side looks it up from
-/// the rule name (for example "oil_temp.high_high"), which is why event
-/// names carry the rule kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    /// Worth a look during the next round.
-    Warning,
-    /// Needs attention this shift.
-    Major,
-    /// Needs attention now.
-    Critical,
-}
-
-impl Severity {
-    /// The name used in config files and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Warning => "warning",
-            Severity::Major => "major",
-            Severity::Critical => "critical",
-        }
-    }
-
-    /// Parse the config name ("warning", "major", "critical").
-    pub fn parse(s: &str) -> Option<Severity> {
-        match s {
-            "warning" => Some(Severity::Warning),
-            "major" => Some(Severity::Major),
-            "critical" => Some(Severity::Critical),
-            _ => None,
-        }
-    }
-}
-
 /// An alarm transition detected on the gateway.
 #[derive(Debug, Clone)]
 pub struct Alarm {
     pub series: Arc<SeriesInfo>,
     /// Event name: the rule's name, then the rule kind ("oil_temp.high").
     pub rule: String,
-    /// Not on the wire; see [`Severity`].
     pub severity: Severity,
     pub state: AlarmState,
     /// The value that crossed the limit (for time rules: seconds elapsed).
     pub value: f64,
     pub limit: f64,
     pub ts_us: i64,
-    /// On a clear: how long the alarm was raised, in µs. `None` on a raise.
+    /// On a clear: how long the alarm was raised, in µs. `None` on a raise
+    /// or an acknowledgement.
     pub duration_us: Option<i64>,
 }
 

@@ -8,12 +8,20 @@
 //!   in the same database and is advanced in the same transaction as the
 //!   insert;
 //! - the `alarms` table holds the alarms raised and not yet cleared, keyed
-//!   by (rule, series); it is changed only in the transaction that stores
-//!   the batch carrying those raise and clear events, so it never disagrees
-//!   with what was spooled (see [`alarms`]).
+//!   by (rule, series), with when each was acknowledged; it is changed only
+//!   in the transaction that stores the batch carrying those raise, clear
+//!   and acknowledge events, so it never disagrees with what was spooled
+//!   (see [`alarms`]).
 //!
-//! Not for: choosing what to send next across priorities or applying size
-//! bounds; those come with the store-and-forward work.
+//! Two lanes: alarm-only batches ([`Spool::append_alarms`]) are stored with
+//! `priority` 1 and [`Spool::oldest`] hands them out before any reading
+//! batch, so after an outage alarms reach the relay ahead of the reading
+//! backlog. Sequence numbers still come from the one counter, so they grow
+//! strictly in the order batches were committed; the relay may therefore see
+//! an alarm batch's seq before smaller seqs of older reading batches.
+//!
+//! Not for: applying size bounds; that comes with the store-and-forward
+//! work.
 //!
 //! The spool is synchronous (rusqlite); async callers go through
 //! [`SharedSpool`], which runs each call on the blocking pool.
@@ -73,7 +81,8 @@ CREATE TABLE IF NOT EXISTS batches (
     created_us INTEGER NOT NULL,
     readings INTEGER NOT NULL,
     alarms INTEGER NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     seq INTEGER PRIMARY KEY,
@@ -88,9 +97,36 @@ CREATE TABLE IF NOT EXISTS alarms (
     raised_us INTEGER NOT NULL,
     limit_value REAL NOT NULL,
     severity TEXT NOT NULL,
+    acked_us INTEGER,
     PRIMARY KEY (rule, series)
 );
 ";
+
+/// Columns added after the first release: (table, column, definition).
+/// Spools created before them get them at open.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("batches", "priority", "INTEGER NOT NULL DEFAULT 0"),
+    ("alarms", "acked_us", "INTEGER"),
+];
+
+/// Created after the migrations, since it needs `priority`.
+const INDEXES: &str = "CREATE INDEX IF NOT EXISTS batches_by_lane ON batches (priority DESC, seq);";
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, definition) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    conn.execute_batch(INDEXES)
+}
 
 impl Spool {
     /// Open (or create) the spool at `path`.
@@ -107,6 +143,7 @@ impl Spool {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        migrate(&conn).map_err(err)?;
         Ok(Spool {
             conn,
             path: path.to_owned(),
@@ -135,6 +172,26 @@ impl Spool {
         batch: &mut Batch,
         alarms: &[Alarm],
     ) -> Result<u64, SpoolError> {
+        self.append_in_lane(batch, alarms, false)
+    }
+
+    /// Commit an alarm-only batch (see [`crate::batch::alarm_batch`]) to the
+    /// priority lane, applying its events to the `alarms` table in the same
+    /// transaction. It is forwarded before every reading batch.
+    pub fn append_alarms(
+        &mut self,
+        batch: &mut Batch,
+        alarms: &[Alarm],
+    ) -> Result<u64, SpoolError> {
+        self.append_in_lane(batch, alarms, true)
+    }
+
+    fn append_in_lane(
+        &mut self,
+        batch: &mut Batch,
+        alarms: &[Alarm],
+        priority: bool,
+    ) -> Result<u64, SpoolError> {
         let tx = self.conn.transaction().map_err(|e| SpoolError::Sqlite {
             path: self.path.clone(),
             source: e,
@@ -152,13 +209,15 @@ impl Spool {
         let body = edge_wire::encode(batch)?;
         let result = tx
             .execute(
-                "INSERT INTO batches (seq, created_us, readings, alarms, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO batches (seq, created_us, readings, alarms, body, priority)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     batch.seq as i64,
                     batch.created_us,
                     batch.reading_count() as i64,
                     batch.alarms.len() as i64,
-                    body
+                    body,
+                    i64::from(priority)
                 ],
             )
             .and_then(|_| {
@@ -180,11 +239,19 @@ impl Spool {
         alarms::load(&self.conn).map_err(|e| self.err(e))
     }
 
-    /// The oldest unsent batch.
+    /// When each raised alarm was acknowledged: (series, rule, µs since the
+    /// epoch), for the alarms acknowledged and not yet cleared.
+    pub fn acknowledged_alarms(&self) -> Result<Vec<(String, String, i64)>, SpoolError> {
+        alarms::acknowledged(&self.conn).map_err(|e| self.err(e))
+    }
+
+    /// The batch to send next: the oldest of the priority lane (alarm-only
+    /// batches) if there is one, else the oldest reading batch.
     pub fn oldest(&self) -> Result<Option<StoredBatch>, SpoolError> {
         self.conn
             .query_row(
-                "SELECT seq, readings, alarms, body FROM batches ORDER BY seq LIMIT 1",
+                "SELECT seq, readings, alarms, body FROM batches
+                 ORDER BY priority DESC, seq LIMIT 1",
                 [],
                 |r| {
                     Ok(StoredBatch {
@@ -272,71 +339,4 @@ impl SharedSpool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use edge_wire::{Point, Quality, Series};
-
-    fn batch(n: usize) -> Batch {
-        Batch {
-            gateway_id: "gw".into(),
-            seq: 0,
-            created_us: 1,
-            series: vec![Series {
-                id: 0,
-                name: "s".into(),
-                unit: String::new(),
-                tags: Default::default(),
-                points: (0..n)
-                    .map(|i| Point {
-                        ts_us: i as i64,
-                        value: i as f64,
-                        quality: Quality::Good,
-                    })
-                    .collect(),
-            }],
-            alarms: vec![],
-        }
-    }
-
-    #[test]
-    fn sequence_grows_across_reopen_and_bytes_are_the_encoding() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spool.db");
-        let mut s = Spool::open(&path).unwrap();
-        let mut b1 = batch(3);
-        assert_eq!(s.append(&mut b1).unwrap(), 1);
-        assert_eq!(s.append(&mut batch(2)).unwrap(), 2);
-        s.remove(1).unwrap();
-        s.remove(2).unwrap();
-        drop(s);
-        let mut s = Spool::open(&path).unwrap();
-        assert_eq!(s.append(&mut batch(1)).unwrap(), 3, "seq must not restart");
-        let oldest = s.oldest().unwrap().unwrap();
-        assert_eq!(oldest.seq, 3);
-        let decoded = edge_wire::decode(&oldest.body, &Default::default()).unwrap();
-        assert_eq!(decoded.seq, 3);
-        assert_eq!(decoded.reading_count(), 1);
-    }
-
-    #[test]
-    fn oldest_first_and_quarantine_moves_out_of_queue() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(&dir.path().join("spool.db")).unwrap();
-        for n in [1, 2, 3] {
-            s.append(&mut batch(n)).unwrap();
-        }
-        assert_eq!(
-            s.stats().unwrap(),
-            SpoolStats {
-                batches: 3,
-                readings: 6,
-                bytes: s.stats().unwrap().bytes,
-                quarantined: 0
-            }
-        );
-        s.quarantine(1, "400 invalid", 5).unwrap();
-        assert_eq!(s.oldest().unwrap().unwrap().seq, 2);
-        let st = s.stats().unwrap();
-        assert_eq!((st.batches, st.readings, st.quarantined), (2, 5, 1));
-    }
-}
+mod tests;

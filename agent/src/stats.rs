@@ -43,6 +43,15 @@ pub struct AgentStats {
     pub alarms_raised: Counter,
     /// Alarm clear events detected.
     pub alarms_cleared: Counter,
+    /// Alarm events not published on the local MQTT broker because the
+    /// publisher's queue was full (they are still spooled for the relay).
+    pub alarms_not_published: Counter,
+    /// Alarm events and state updates the local MQTT broker acknowledged.
+    pub alarms_published: Counter,
+    /// Acknowledgements from the local HMI recorded in the spool.
+    pub alarm_acks: Counter,
+    /// Acknowledgements refused: unreadable payload, or no such raised alarm.
+    pub alarm_acks_rejected: Counter,
     /// Modbus requests that failed at the transport (connect, timeout, I/O).
     pub modbus_transport_errors: Counter,
     /// Modbus requests answered with an exception code.

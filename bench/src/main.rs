@@ -111,7 +111,7 @@ fn wire(args: &Args) -> Result<()> {
     ];
 
     println!(
-        "Ours: edge-wire v1 (CBOR columns + zstd 3). Baseline: InfluxDB line protocol, \
+        "Ours: edge-wire v2 (CBOR columns + zstd 3). Baseline: InfluxDB line protocol, \
          one line per timestamp per device, gzip level 6. Speeds: median of {} repetitions, \
          M readings/s, one thread.\n",
         args.reps

@@ -134,6 +134,8 @@ impl Delivery {
             limit_text,
             ts: rfc3339_micros(alarm.ts_us),
             ts_us: alarm.ts_us,
+            severity: alarm.severity.map(|s| s.as_str()),
+            duration_us: alarm.duration_us,
         })
     }
 }
@@ -172,6 +174,10 @@ struct AlarmMessage<'a> {
     limit_text: Option<&'static str>,
     ts: Option<String>,
     ts_us: i64,
+    /// `null` for batches of format v1, which did not carry it.
+    severity: Option<&'static str>,
+    /// Only on a clear.
+    duration_us: Option<i64>,
 }
 
 fn to_json(message: &impl Serialize) -> Vec<u8> {

@@ -167,6 +167,8 @@ pub fn batch(gateway: &str, seq: u64) -> Batch {
             value: 74.25,
             limit: 74.0,
             ts_us: TS0 + 1_000_000,
+            severity: None,
+            duration_us: None,
         }],
     }
 }

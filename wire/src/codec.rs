@@ -1,4 +1,5 @@
-//! The batch codec, wire format v1: [`encode`] and [`decode`].
+//! The batch codec: [`encode`] writes wire format v2, [`decode`] reads v1
+//! and v2.
 //!
 //! A batch on the wire is a 6-byte prefix (magic `EDGB`, version) and one
 //! zstd frame of a positional CBOR document in which each series' readings
@@ -43,9 +44,9 @@ pub fn encode(batch: &Batch) -> Result<Vec<u8>, WireError> {
 /// Decode a batch, enforcing `limits`. Never panics; see [`WireError`] for
 /// what can go wrong and [`WireError::is_too_large`] for the limit errors.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Batch, WireError> {
-    let frame = envelope::open(bytes, limits)?;
+    let (version, frame) = envelope::open(bytes, limits)?;
     let doc = envelope::decompress(frame, limits)?;
-    read::read_document(&doc, limits)
+    read::read_document(&doc, version, limits)
 }
 
 /// The format version a batch claims, read from its prefix without

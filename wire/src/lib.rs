@@ -1,5 +1,5 @@
-//! `edge-wire`: the batch format v1 that the edge agent writes and the relay
-//! reads. It knows nothing of Modbus, MQTT, SQLite or Kafka.
+//! `edge-wire`: the batch format (v2, and v1 for reading) that the edge agent
+//! writes and the relay reads. It knows nothing of Modbus, MQTT, SQLite or Kafka.
 //!
 //! Reading order:
 //! - [`model`]: the plain data types (`Batch`, `Series`, `Point`, `AlarmEvent`).
@@ -16,4 +16,7 @@ pub mod validate;
 
 pub use codec::{decode, encode, encoded_version, WireError};
 pub use limits::Limits;
-pub use model::{AlarmEvent, AlarmState, Batch, Point, Quality, Series, FORMAT_VERSION};
+pub use model::{
+    AlarmEvent, AlarmState, Batch, Point, Quality, Series, Severity, FORMAT_VERSION,
+    READABLE_VERSIONS,
+};

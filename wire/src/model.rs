@@ -12,8 +12,12 @@
 
 use std::collections::BTreeMap;
 
-/// Version of the batch format this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// Version of the batch format this crate writes.
+pub const FORMAT_VERSION: u16 = 2;
+
+/// Every version this crate reads: v1 (alarms without severity, duration or
+/// acknowledgement) stays readable until every agent writes v2.
+pub const READABLE_VERSIONS: [u16; 2] = [1, 2];
 
 /// One upload unit: everything a gateway sends in one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,21 +111,76 @@ impl Quality {
     }
 }
 
-/// Whether an alarm started or ended.
+/// What happened to an alarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AlarmState {
     /// The condition began to hold.
     Raised,
     /// The condition stopped holding.
     Cleared,
+    /// Someone at the plant acknowledged the raised alarm (format v2 on).
+    Acknowledged,
 }
 
 impl AlarmState {
-    /// Lower-case name used in JSON messages: `raised`, `cleared`.
+    /// Lower-case name used in JSON messages: `raised`, `cleared`,
+    /// `acknowledged`.
     pub fn as_str(self) -> &'static str {
         match self {
             AlarmState::Raised => "raised",
             AlarmState::Cleared => "cleared",
+            AlarmState::Acknowledged => "acknowledged",
+        }
+    }
+}
+
+/// How urgently a technician should look at an alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Worth a look during the next round.
+    Warning,
+    /// Needs attention this shift.
+    Major,
+    /// Needs attention now.
+    Critical,
+}
+
+impl Severity {
+    /// The name used in config files, logs and JSON messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Parse the name ("warning", "major", "critical").
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "warning" => Some(Severity::Warning),
+            "major" => Some(Severity::Major),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+
+    /// The wire code (1 warning, 2 major, 3 critical; 0 means unknown).
+    pub fn code(self) -> u8 {
+        match self {
+            Severity::Warning => 1,
+            Severity::Major => 2,
+            Severity::Critical => 3,
+        }
+    }
+
+    /// The severity of a non-zero wire code, or `None` for an unknown one.
+    pub fn from_code(code: u8) -> Option<Severity> {
+        match code {
+            1 => Some(Severity::Warning),
+            2 => Some(Severity::Major),
+            3 => Some(Severity::Critical),
+            _ => None,
         }
     }
 }
@@ -133,14 +192,19 @@ pub struct AlarmEvent {
     pub series_id: u32,
     /// Name of the rule that fired, for example `"oil_temp.high"`.
     pub rule: String,
-    /// Raised or cleared.
+    /// Raised, cleared or acknowledged.
     pub state: AlarmState,
+    /// Severity of the rule; `None` in v1 batches, which did not carry it.
+    pub severity: Option<Severity>,
     /// The value that caused the transition.
     pub value: f64,
     /// The limit the value was compared with.
     pub limit: f64,
     /// When the transition happened, µs since the Unix epoch.
     pub ts_us: i64,
+    /// On a clear: how long the alarm was raised, in µs. `None` on other
+    /// events and in v1 batches.
+    pub duration_us: Option<i64>,
 }
 
 impl PartialEq for AlarmEvent {
@@ -151,6 +215,8 @@ impl PartialEq for AlarmEvent {
             && self.value.to_bits() == other.value.to_bits()
             && self.limit.to_bits() == other.limit.to_bits()
             && self.ts_us == other.ts_us
+            && self.severity == other.severity
+            && self.duration_us == other.duration_us
     }
 }
 

@@ -53,6 +53,8 @@ mod tests {
             value: 1.0,
             limit: 0.5,
             ts_us: 0,
+            severity: None,
+            duration_us: None,
         }
     }
 

@@ -261,6 +261,14 @@ impl Detector {
     }
 }
 
+impl Rule {
+    /// How many checks, each with its own alarm, the rule runs on every
+    /// series it selects.
+    pub fn check_count(&self) -> usize {
+        Check::all_of(self).len()
+    }
+}
+
 /// Mark the check `a` names as raised; a seed for a check this series no
 /// longer has (its rule does not select it any more) is dropped.
 fn apply_seed(t: &mut Tracked, a: &ActiveAlarm) {

@@ -3,7 +3,8 @@
 //! them.
 //!
 //! One row per raised alarm, keyed by (event name, series name): a raise
-//! event inserts (or replaces) it, a clear event deletes it. The rows change
+//! event inserts (or replaces) it, an acknowledge event sets `acked_us` (the
+//! first acknowledgement wins), a clear event deletes it. The rows change
 //! only inside the transaction of [`super::Spool::append_with_alarms`], with
 //! the batch carrying those events, so after a crash the table agrees with
 //! the spooled (and hence forwarded) events. A batch that never reached the
@@ -33,9 +34,24 @@ pub(super) fn apply(conn: &Connection, alarms: &[Alarm]) -> rusqlite::Result<()>
                 "DELETE FROM alarms WHERE rule = ?1 AND series = ?2",
                 params![a.rule, a.series.name],
             )?,
+            AlarmState::Acknowledged => conn.execute(
+                "UPDATE alarms SET acked_us = ?3
+                 WHERE rule = ?1 AND series = ?2 AND acked_us IS NULL",
+                params![a.rule, a.series.name, a.ts_us],
+            )?,
         };
     }
     Ok(())
+}
+
+/// (series, rule, acked_us) of every acknowledged row, ordered by (series, rule).
+pub(super) fn acknowledged(conn: &Connection) -> rusqlite::Result<Vec<(String, String, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT series, rule, acked_us FROM alarms WHERE acked_us IS NOT NULL
+         ORDER BY series, rule",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
 }
 
 /// Every row, ordered by (series, rule).
@@ -146,6 +162,40 @@ mod tests {
         let clear = d.observe(&reading(20, 70.0));
         commit(&mut s, &reading(20, 70.0), clear);
         assert!(s.active_alarms().unwrap().is_empty());
+    }
+
+    /// An acknowledgement is persisted with the batch carrying it, survives
+    /// a reopen, is not overwritten by a second one and goes with the clear.
+    #[test]
+    fn acknowledgement_is_persisted_until_the_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let mut d = Detector::new(&rules());
+        let mut s = Spool::open(&path).unwrap();
+        let raise = d.observe(&reading(10, 90.0));
+        let ack = |ts_us| Alarm {
+            state: AlarmState::Acknowledged,
+            ts_us,
+            ..raise[0].clone()
+        };
+        commit(&mut s, &reading(10, 90.0), raise.clone());
+        let mut b = crate::batch::alarm_batch("gw", &[ack(15_000_000)], 0);
+        s.append_alarms(&mut b, &[ack(15_000_000)]).unwrap();
+        let mut b = crate::batch::alarm_batch("gw", &[ack(16_000_000)], 0);
+        s.append_alarms(&mut b, &[ack(16_000_000)]).unwrap();
+        drop(s);
+        let mut s = Spool::open(&path).unwrap();
+        assert_eq!(
+            s.acknowledged_alarms().unwrap(),
+            [(
+                "press-3.oil_temp".to_string(),
+                "oil_temp.high".to_string(),
+                15_000_000
+            )]
+        );
+        let clear = d.observe(&reading(20, 70.0));
+        commit(&mut s, &reading(20, 70.0), clear);
+        assert!(s.acknowledged_alarms().unwrap().is_empty());
     }
 
     /// Guards against a restart raising an active alarm again or never

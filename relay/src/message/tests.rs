@@ -2,7 +2,7 @@
 //! property test that finite values and timestamps survive the JSON.
 
 use super::*;
-use edge_wire::{AlarmState, Quality};
+use edge_wire::{AlarmState, Quality, Severity};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -79,13 +79,15 @@ fn alarm_message_layout_and_non_finite_limit() {
         value: 79.5,
         limit: f64::INFINITY,
         ts_us: 1_795_316_401_500_000,
+        severity: Some(Severity::Critical),
+        duration_us: Some(90_000_000),
     };
     let d = Delivery::new(batch(vec![], vec![alarm])).unwrap();
     let (s, a) = d.alarms().next().unwrap();
     let json = String::from_utf8(d.alarm_json(s, a)).unwrap();
     assert_eq!(
         json,
-        r#"{"schema":"edge.alarm.v1","gateway":"gw-1","batch_seq":17,"series":"press-3.oil_temp","unit":"degC","tags":{"line":"L1","site":"plant-a"},"rule":"oil_temp.high","state":"cleared","value":79.5,"limit":null,"limit_text":"inf","ts":"2026-11-22T03:00:01.500000Z","ts_us":1795316401500000}"#
+        r#"{"schema":"edge.alarm.v1","gateway":"gw-1","batch_seq":17,"series":"press-3.oil_temp","unit":"degC","tags":{"line":"L1","site":"plant-a"},"rule":"oil_temp.high","state":"cleared","value":79.5,"limit":null,"limit_text":"inf","ts":"2026-11-22T03:00:01.500000Z","ts_us":1795316401500000,"severity":"critical","duration_us":90000000}"#
     );
 }
 
@@ -98,11 +100,35 @@ fn alarm_naming_an_unknown_series_is_refused() {
         value: 1.0,
         limit: 0.0,
         ts_us: 0,
+        severity: None,
+        duration_us: None,
     };
     let err = Delivery::new(batch(vec![], vec![alarm]))
         .unwrap_err()
         .to_string();
     assert!(err.contains("series id 99"), "{err}");
+}
+
+/// Guards the v1 compatibility: an alarm from a v1 batch (no severity, no
+/// duration) still renders, with explicit nulls.
+#[test]
+fn alarm_without_v2_fields_has_null_severity_and_duration() {
+    let alarm = AlarmEvent {
+        series_id: 3,
+        rule: "r".into(),
+        state: AlarmState::Raised,
+        value: 1.0,
+        limit: 0.0,
+        ts_us: 0,
+        severity: None,
+        duration_us: None,
+    };
+    let d = Delivery::new(batch(vec![], vec![alarm])).unwrap();
+    let (s, a) = d.alarms().next().unwrap();
+    let msg: Value = serde_json::from_slice(&d.alarm_json(s, a)).unwrap();
+    assert_eq!(msg["severity"], Value::Null, "{msg}");
+    assert_eq!(msg["duration_us"], Value::Null, "{msg}");
+    assert_eq!(msg["state"], "raised", "{msg}");
 }
 
 #[test]

@@ -193,6 +193,8 @@ mod tests {
                 value: 91.0,
                 limit: 90.0,
                 ts_us: 2,
+                severity: None,
+                duration_us: None,
             }],
         };
         Arc::new(Delivery::new(batch).unwrap())

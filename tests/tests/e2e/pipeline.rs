@@ -303,6 +303,13 @@ fn modbus_readings_and_alarms_reach_kafka_and_victoriametrics() -> anyhow::Resul
         ]
     );
     assert!(alarms.iter().all(|m| m["key"] == "press-3.oil_temp"));
+    // Wire v2 fields: the severity of the min/max shorthand, and on the
+    // clear how long the alarm was raised.
+    assert!(alarms.iter().all(|m| m["value"]["severity"] == "major"));
+    let (raise, clear) = (&alarms[0]["value"], &alarms[1]["value"]);
+    assert_eq!(raise["duration_us"], serde_json::Value::Null);
+    let duration = clear["ts_us"].as_i64().unwrap() - raise["ts_us"].as_i64().unwrap();
+    assert_eq!(clear["duration_us"], duration, "{clear}");
 
     // VictoriaMetrics holds the same poll numbers at the same instants (ms).
     let exported = vm.export(r#"edge_value{series="press-3.poll_no"}"#)?;

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::io::{Cursor, Read};
 
 use super::WireError;
-use crate::{Limits, FORMAT_VERSION};
+use crate::{Limits, FORMAT_VERSION, READABLE_VERSIONS};
 
 /// First four bytes of every batch.
 pub const MAGIC: [u8; 4] = *b"EDGB";
@@ -40,11 +40,18 @@ fn new_compressor() -> std::io::Result<zstd::bulk::Compressor<'static>> {
     Ok(c)
 }
 
-/// Prefix and compress a CBOR document into a complete batch.
+/// Prefix and compress a CBOR document into a complete batch of the
+/// current [`FORMAT_VERSION`].
 pub fn seal(doc: &[u8]) -> Result<Vec<u8>, WireError> {
+    seal_version(doc, FORMAT_VERSION)
+}
+
+/// Like [`seal`], naming `version` in the prefix: for tests that write
+/// documents of an older version by hand.
+pub fn seal_version(doc: &[u8], version: u16) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::with_capacity(PREFIX_LEN + zstd::zstd_safe::compress_bound(doc.len()));
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
     let mut cursor = Cursor::new(out);
     cursor.set_position(PREFIX_LEN as u64);
     let compressed = COMPRESSOR.with(|cell| {
@@ -83,10 +90,11 @@ pub fn version(bytes: &[u8]) -> Result<u16, WireError> {
     }
 }
 
-/// Check the prefix and the compressed size; return the zstd frame.
-pub fn open<'b>(bytes: &'b [u8], limits: &Limits) -> Result<&'b [u8], WireError> {
+/// Check the prefix and the compressed size; return the format version and
+/// the zstd frame.
+pub fn open<'b>(bytes: &'b [u8], limits: &Limits) -> Result<(u16, &'b [u8]), WireError> {
     let found = version(bytes)?;
-    if found != FORMAT_VERSION {
+    if !READABLE_VERSIONS.contains(&found) {
         return Err(WireError::UnsupportedVersion {
             found,
             supported: FORMAT_VERSION,
@@ -99,7 +107,7 @@ pub fn open<'b>(bytes: &'b [u8], limits: &Limits) -> Result<&'b [u8], WireError>
             "max_compressed_bytes",
         ));
     }
-    Ok(&bytes[PREFIX_LEN..])
+    Ok((found, &bytes[PREFIX_LEN..]))
 }
 
 /// Decompress the single zstd frame `frame`, refusing to produce more than
@@ -181,9 +189,10 @@ mod tests {
     #[test]
     fn prefix_bytes() {
         let sealed = seal(b"\x80").unwrap();
-        assert_eq!(&sealed[..PREFIX_LEN], b"EDGB\x00\x01");
-        assert_eq!(version(&sealed).unwrap(), 1);
-        let frame = open(&sealed, &Limits::default()).unwrap();
+        assert_eq!(&sealed[..PREFIX_LEN], b"EDGB\x00\x02");
+        assert_eq!(version(&sealed).unwrap(), 2);
+        let (v, frame) = open(&sealed, &Limits::default()).unwrap();
+        assert_eq!(v, 2);
         assert_eq!(decompress(frame, &Limits::default()).unwrap(), b"\x80");
     }
 
@@ -196,7 +205,8 @@ mod tests {
         assert_eq!(reason(b"EDGB\x00"), "malformed");
         assert_eq!(reason(b"XDGB\x00\x01"), "bad_magic");
         assert_eq!(reason(b"\x28\xb5\x2f\xfd"), "bad_magic");
-        assert_eq!(reason(b"EDGB\x00\x02"), "bad_version");
+        assert_eq!(reason(b"EDGB\x00\x00"), "bad_version");
+        assert_eq!(reason(b"EDGB\x00\x03"), "bad_version");
         assert_eq!(reason(b"EDGB\x01\x00"), "bad_version");
     }
 
@@ -204,7 +214,7 @@ mod tests {
     fn trailing_bytes_after_frame() {
         let mut sealed = seal(b"\x80").unwrap();
         sealed.extend_from_slice(b"junk");
-        let frame = open(&sealed, &Limits::default()).unwrap();
+        let (_, frame) = open(&sealed, &Limits::default()).unwrap();
         let err = decompress(frame, &Limits::default()).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -1,4 +1,4 @@
-//! Reading the v1 CBOR document (after decompression) into a [`Batch`].
+//! Reading the v1 or v2 CBOR document (after decompression) into a [`Batch`].
 //!
 //! The reader is written for hostile input: every declared length or count
 //! is checked against [`Limits`] (or against the bytes that are actually
@@ -15,7 +15,7 @@ use minicbor::Decoder;
 use super::columns::{decode_qualities, decode_timestamps, ColumnError};
 use super::values::decode_values;
 use super::WireError;
-use crate::{AlarmEvent, AlarmState, Batch, Limits, Series, FORMAT_VERSION};
+use crate::{AlarmEvent, AlarmState, Batch, Limits, Series, Severity};
 
 /// Smallest possible encodings, used to cap reservations by the bytes left.
 const MIN_SERIES_ENTRY: usize = 5;
@@ -121,8 +121,13 @@ impl<'b> Reader<'b, '_> {
     }
 }
 
-/// Decode a v1 CBOR document, enforcing `limits`.
-pub fn read_document(doc: &[u8], limits: &Limits) -> Result<Batch, WireError> {
+/// Decode a CBOR document of format `envelope_version` (1 or 2, checked by
+/// the envelope), enforcing `limits`.
+pub fn read_document(
+    doc: &[u8],
+    envelope_version: u16,
+    limits: &Limits,
+) -> Result<Batch, WireError> {
     let mut r = Reader {
         d: Decoder::new(doc),
         limits,
@@ -131,9 +136,9 @@ pub fn read_document(doc: &[u8], limits: &Limits) -> Result<Batch, WireError> {
 
     r.tuple(5, || "header".into())?;
     let version = r.u16(|| "header version".into())?;
-    if version != FORMAT_VERSION {
+    if version != envelope_version {
         return Err(WireError::Malformed(format!(
-            "header says format version {version}, the envelope says {FORMAT_VERSION}"
+            "header says format version {version}, the envelope says {envelope_version}"
         )));
     }
     let gateway_id = r.string(|| "gateway id".into())?.to_owned();
@@ -159,7 +164,7 @@ pub fn read_document(doc: &[u8], limits: &Limits) -> Result<Batch, WireError> {
     }
 
     read_readings(&mut r, &mut series, created_us, total)?;
-    let alarms = read_alarms(&mut r, &ids)?;
+    let alarms = read_alarms(&mut r, &ids, version)?;
 
     let extra = r.remaining();
     if extra != 0 {
@@ -285,7 +290,13 @@ fn read_readings(
     Ok(())
 }
 
-fn read_alarms(r: &mut Reader<'_, '_>, sorted_ids: &[u32]) -> Result<Vec<AlarmEvent>, WireError> {
+/// The alarm list; v1 entries have 6 fields, v2 entries add severity and
+/// duration.
+fn read_alarms(
+    r: &mut Reader<'_, '_>,
+    sorted_ids: &[u32],
+    version: u16,
+) -> Result<Vec<AlarmEvent>, WireError> {
     let n = r.array(|| "alarms".into())?;
     if n > r.limits.max_alarms as u64 {
         return Err(WireError::too_large(
@@ -298,7 +309,8 @@ fn read_alarms(r: &mut Reader<'_, '_>, sorted_ids: &[u32]) -> Result<Vec<AlarmEv
     let mut alarms = Vec::with_capacity(n.min(r.remaining() / MIN_ALARM_ENTRY));
     for j in 0..n {
         let at = |field: &str| format!("alarm {j} {field}");
-        r.tuple(6, || format!("alarm {j}"))?;
+        let fields = if version == 1 { 6 } else { 8 };
+        r.tuple(fields, || format!("alarm {j}"))?;
         let series_id = r.u32(|| at("series id"))?;
         if sorted_ids.binary_search(&series_id).is_err() {
             return Err(WireError::Invalid(format!(
@@ -309,15 +321,41 @@ fn read_alarms(r: &mut Reader<'_, '_>, sorted_ids: &[u32]) -> Result<Vec<AlarmEv
         let state = match r.u8(|| at("state"))? {
             0 => AlarmState::Raised,
             1 => AlarmState::Cleared,
+            2 if version >= 2 => AlarmState::Acknowledged,
             code => {
+                let expected = if version == 1 {
+                    "0 (raised) or 1 (cleared)"
+                } else {
+                    "0 (raised), 1 (cleared) or 2 (acknowledged)"
+                };
                 return Err(WireError::Malformed(format!(
-                    "alarm {j} ({rule:?}) state code {code}, expected 0 (raised) or 1 (cleared)"
-                )))
+                    "alarm {j} ({rule:?}) state code {code}, expected {expected}"
+                )));
             }
         };
         let value = f64::from_bits(r.u64(|| at("value"))?);
         let limit = f64::from_bits(r.u64(|| at("limit"))?);
         let ts_us = r.i64(|| at("ts_us"))?;
+        let (severity, duration_us) = if version == 1 {
+            (None, None)
+        } else {
+            let severity = match r.u8(|| at("severity"))? {
+                0 => None,
+                code => Some(Severity::from_code(code).ok_or_else(|| {
+                    WireError::Malformed(format!(
+                        "alarm {j} ({rule:?}) severity code {code}, expected 0 (unknown), 1 (warning), 2 (major) or 3 (critical)"
+                    ))
+                })?),
+            };
+            let duration_us = match r.d.datatype() {
+                Ok(minicbor::data::Type::Null) => {
+                    r.d.null().map_err(|e| malformed(|| at("duration_us"), e))?;
+                    None
+                }
+                _ => Some(r.i64(|| at("duration_us"))?),
+            };
+            (severity, duration_us)
+        };
         alarms.push(AlarmEvent {
             series_id,
             rule,
@@ -325,6 +363,8 @@ fn read_alarms(r: &mut Reader<'_, '_>, sorted_ids: &[u32]) -> Result<Vec<AlarmEv
             value,
             limit,
             ts_us,
+            severity,
+            duration_us,
         });
     }
     Ok(alarms)

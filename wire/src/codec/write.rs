@@ -1,4 +1,4 @@
-//! Writing the v1 CBOR document (before compression).
+//! Writing the v2 CBOR document (before compression).
 //!
 //! The document is positional (arrays, no field names) and written by hand
 //! with minicbor's `Encoder`; `docs/wire-format.md` gives it in full:
@@ -7,7 +7,8 @@
 //! [ [version, gateway_id, seq, created_us, reading_count],
 //!   [ [id, name, unit, {tag: value}] ... ],                       dictionary
 //!   [ [count, timestamps, value_kind, scale, values, qualities] ... ],  readings
-//!   [ [series_id, rule, state, value_bits, limit_bits, ts_us] ... ] ]   alarms
+//!   [ [series_id, rule, state, value_bits, limit_bits, ts_us,
+//!      severity, duration_us | null] ... ] ]                         alarms
 //! ```
 //!
 //! `readings[i]` belongs to `dictionary[i]`. One scratch buffer is reused for
@@ -25,6 +26,7 @@ pub fn state_code(state: AlarmState) -> u8 {
     match state {
         AlarmState::Raised => 0,
         AlarmState::Cleared => 1,
+        AlarmState::Acknowledged => 2,
     }
 }
 
@@ -70,13 +72,18 @@ pub fn write_document(batch: &Batch) -> Result<Vec<u8>, WireError> {
 
     e.array(batch.alarms.len() as u64)?;
     for a in &batch.alarms {
-        e.array(6)?
+        e.array(8)?
             .u32(a.series_id)?
             .str(&a.rule)?
             .u8(state_code(a.state))?
             .u64(a.value.to_bits())?
             .u64(a.limit.to_bits())?
-            .i64(a.ts_us)?;
+            .i64(a.ts_us)?
+            .u8(a.severity.map_or(0, |s| s.code()))?;
+        match a.duration_us {
+            Some(d) => e.i64(d)?,
+            None => e.null()?,
+        };
     }
     Ok(e.into_writer())
 }

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 
-use edge_wire::codec::envelope::seal;
+use edge_wire::codec::envelope::seal_version;
 use minicbor::Encoder;
 
 use crate::support::{decode_default, decode_err_measured};
@@ -12,11 +12,12 @@ use crate::support::{decode_default, decode_err_measured};
 type Enc = Encoder<Vec<u8>>;
 type Written = Result<(), minicbor::encode::Error<Infallible>>;
 
-/// A sealed batch (valid envelope) around a hand-written CBOR document.
+/// A sealed v1 batch (valid envelope) around a hand-written CBOR document:
+/// v1 is still read, and its checks are the ones v2 builds on.
 fn sealed_doc(write: impl FnOnce(&mut Enc) -> Written) -> Vec<u8> {
     let mut e = Encoder::new(Vec::new());
     write(&mut e).expect("writing to a Vec");
-    seal(&e.into_writer()).expect("seal")
+    seal_version(&e.into_writer(), 1).expect("seal")
 }
 
 fn header(e: &mut Enc, readings: u64) -> Written {

@@ -55,7 +55,7 @@ fn single_byte_corruption_never_yields_different_readings() {
 #[test]
 fn wrong_magic_and_version() {
     let bytes = encode(&sample_batch(5)).unwrap();
-    assert_eq!(encoded_version(&bytes).unwrap(), 1);
+    assert_eq!(encoded_version(&bytes).unwrap(), 2);
 
     let mut foreign = bytes.clone();
     foreign[0] = b'{';
@@ -64,20 +64,20 @@ fn wrong_magic_and_version() {
     assert!(err.to_string().starts_with("not an edge batch"), "{err}");
 
     let mut newer = bytes.clone();
-    newer[4..6].copy_from_slice(&2u16.to_be_bytes());
+    newer[4..6].copy_from_slice(&3u16.to_be_bytes());
     let err = decode_default(&newer).unwrap_err();
     assert!(
         matches!(
             err,
             WireError::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         ),
         "{err:?}"
     );
     assert_eq!(err.reason(), "bad_version");
-    assert_eq!(encoded_version(&newer).unwrap(), 2);
+    assert_eq!(encoded_version(&newer).unwrap(), 3);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! encode → decode returns the batch it was given, bit for bit.
 
 use edge_wire::codec::envelope;
-use edge_wire::{decode, encode, Batch, Limits, Point, Quality, Series};
+use edge_wire::{decode, encode, AlarmState, Batch, Limits, Point, Quality, Series, Severity};
 use proptest::prelude::*;
 
 use crate::support::{self, sample_batch};
@@ -64,21 +64,24 @@ fn tiny_batch_document_bytes() {
                 point(3_000_000, 21.5, Quality::Bad),
             ],
         }],
-        alarms: vec![support::alarm(
-            1,
-            "hi",
-            edge_wire::AlarmState::Raised,
-            21.75,
-            21.6,
-            2_000_000,
-        )],
+        alarms: vec![edge_wire::AlarmEvent {
+            severity: Some(edge_wire::Severity::Major),
+            ..support::alarm(
+                1,
+                "hi",
+                edge_wire::AlarmState::Raised,
+                21.75,
+                21.6,
+                2_000_000,
+            )
+        }],
     };
     let bytes = encode(&batch).unwrap();
-    assert_eq!(&bytes[..6], b"EDGB\x00\x01");
+    assert_eq!(&bytes[..6], b"EDGB\x00\x02");
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
     let expected: &[u8] = &[
         0x84, // document: array(4)
-        0x85, 0x01, 0x62, b'g', b'w', 0x07, 0x1a, 0x00, 0x0f, 0x42, 0x40, 0x03, // header
+        0x85, 0x02, 0x62, b'g', b'w', 0x07, 0x1a, 0x00, 0x0f, 0x42, 0x40, 0x03, // header
         0x81, 0x84, 0x01, 0x61, b't', 0x61, b'C', 0xa1, 0x64, b's', b'i', b't', b'e', 0x61,
         b'a', // dictionary
         0x81, 0x86, 0x03, // readings: one series, 3 readings
@@ -86,10 +89,12 @@ fn tiny_batch_document_bytes() {
         0x00, 0x02, // decimal, scale 2
         0x45, 0x00, 0xcc, 0x21, 0x32, 0x31, // no exceptions; mantissas 2150, +25, -25
         0x44, 0x00, 0x02, 0x02, 0x01, // qualities: good x2, bad x1
-        0x81, 0x86, 0x01, 0x62, b'h', b'i', 0x00, // alarms: series 1, "hi", raised
+        0x81, 0x88, 0x01, 0x62, b'h', b'i', 0x00, // alarms: series 1, "hi", raised
         0x1b, 0x40, 0x35, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, // value 21.75 bits
         0x1b, 0x40, 0x35, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a, // limit 21.6 bits
         0x1a, 0x00, 0x1e, 0x84, 0x80, // ts_us 2000000
+        0x02, // severity major
+        0xf6, // no duration: null
     ];
     assert_eq!(doc, expected, "document {doc:02x?}");
     assert_eq!(round_trip(&batch), batch);
@@ -186,4 +191,74 @@ proptest! {
         };
         prop_assert_eq!(round_trip(&batch), batch);
     }
+}
+
+/// The v1 worked example (format version 1, six-field alarms), as agents
+/// before v2 still send it.
+const V1_EXAMPLE_DOC: &[u8] = &[
+    0x84, 0x85, 0x01, 0x62, b'g', b'w', 0x07, 0x1a, 0x00, 0x0f, 0x42, 0x40, 0x03, 0x81, 0x84, 0x01,
+    0x61, b't', 0x61, b'C', 0xa1, 0x64, b's', b'i', b't', b'e', 0x61, b'a', 0x81, 0x86, 0x03, 0x45,
+    0x00, 0x80, 0x89, 0x7a, 0x00, 0x00, 0x02, 0x45, 0x00, 0xcc, 0x21, 0x32, 0x31, 0x44, 0x00, 0x02,
+    0x02, 0x01, 0x81, 0x86, 0x01, 0x62, b'h', b'i', 0x00, 0x1b, 0x40, 0x35, 0xc0, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x1b, 0x40, 0x35, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a, 0x1a, 0x00, 0x1e, 0x84, 0x80,
+];
+
+/// Guards against the v2 bump breaking gateways that still write v1: their
+/// batches decode, with no severity and no duration.
+#[test]
+fn v1_batches_still_decode() {
+    let bytes = envelope::seal_version(V1_EXAMPLE_DOC, 1).unwrap();
+    let batch = decode(&bytes, &Limits::default()).unwrap();
+    assert_eq!(batch.seq, 7);
+    assert_eq!(batch.reading_count(), 3);
+    let a = &batch.alarms[0];
+    assert_eq!(
+        (a.rule.as_str(), a.state, a.value, a.limit, a.ts_us),
+        ("hi", AlarmState::Raised, 21.75, 21.6, 2_000_000)
+    );
+    assert_eq!((a.severity, a.duration_us), (None, None));
+}
+
+/// v2 fields that a v1 batch cannot hold, and the codes a v2 decoder
+/// refuses.
+#[test]
+fn v2_alarm_fields_round_trip_and_bad_codes_are_named() {
+    let mut batch = sample_batch(3);
+    batch.alarms[1].severity = Some(Severity::Critical);
+    batch.alarms[1].duration_us = Some(4_000_000);
+    let mut ack = batch.alarms[0].clone();
+    ack.state = AlarmState::Acknowledged;
+    ack.severity = Some(Severity::Warning);
+    batch.alarms.push(ack);
+    assert_eq!(round_trip(&batch), batch);
+
+    // An acknowledged state in a v1 document is not v1.
+    let mut doc = V1_EXAMPLE_DOC.to_vec();
+    let state_at = doc.len() - 24;
+    assert_eq!(doc[state_at], 0x00, "state byte of the v1 example");
+    doc[state_at] = 0x02;
+    let err = decode(
+        &envelope::seal_version(&doc, 1).unwrap(),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed batch: alarm 0 (\"hi\") state code 2, expected 0 (raised) or 1 (cleared)"
+    );
+
+    // Severity code 9 in a v2 document.
+    let bytes = encode(&batch).unwrap();
+    let mut doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
+    let n = doc.len();
+    // The last alarm ends with its severity (1 byte) and null duration.
+    assert_eq!(&doc[n - 2..], &[0x01, 0xf6]);
+    doc[n - 2] = 0x09;
+    let err = decode(&envelope::seal(&doc).unwrap(), &Limits::default()).unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "severity code 9, expected 0 (unknown), 1 (warning), 2 (major) or 3 (critical)"
+        ),
+        "{err}"
+    );
 }

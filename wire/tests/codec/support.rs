@@ -5,7 +5,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 
-use edge_wire::{decode, AlarmEvent, AlarmState, Batch, Limits, Point, Quality, Series, WireError};
+use edge_wire::{
+    decode, AlarmEvent, AlarmState, Batch, Limits, Point, Quality, Series, Severity, WireError,
+};
 use proptest::prelude::*;
 
 /// The system allocator, counting live bytes per thread so a test can ask
@@ -180,6 +182,8 @@ pub fn alarm(
         value,
         limit,
         ts_us,
+        severity: None,
+        duration_us: None,
     }
 }
 
@@ -306,19 +310,28 @@ pub fn batch() -> impl Strategy<Value = Batch> {
                 let alarm = (
                     prop::sample::select(ids),
                     text(),
-                    any::<bool>(),
+                    prop::sample::select(vec![
+                        AlarmState::Raised,
+                        AlarmState::Cleared,
+                        AlarmState::Acknowledged,
+                    ]),
                     awkward_f64(),
                     awkward_f64(),
                     any::<i64>(),
+                    prop::option::of(prop::sample::select(vec![
+                        Severity::Warning,
+                        Severity::Major,
+                        Severity::Critical,
+                    ])),
+                    prop::option::of(any::<i64>()),
                 )
-                    .prop_map(|(id, rule, raised, value, limit, ts)| {
-                        let state = if raised {
-                            AlarmState::Raised
-                        } else {
-                            AlarmState::Cleared
-                        };
-                        alarm(id, &rule, state, value, limit, ts)
-                    });
+                    .prop_map(
+                        |(id, rule, state, value, limit, ts, severity, duration_us)| AlarmEvent {
+                            severity,
+                            duration_us,
+                            ..alarm(id, &rule, state, value, limit, ts)
+                        },
+                    );
                 prop::collection::vec(alarm, 0..4).boxed()
             };
             (

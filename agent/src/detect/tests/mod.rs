@@ -189,3 +189,26 @@ fn flapping_signal_gives_one_raise_and_one_clear_with_hysteresis() {
     );
     assert_eq!(off.len(), 2, "{off:?}");
 }
+
+#[test]
+fn check_count_is_one_alarm_per_check() {
+    let mut r = Rule::new("r", Selector::Series("s".into()));
+    assert_eq!(r.check_count(), 0);
+    r.limits.push(Limit {
+        level: Level::High,
+        limit: 1.0,
+        severity: Severity::Major,
+    });
+    r.rate = Some(Rate {
+        rise_per_s: Some(1.0),
+        fall_per_s: Some(1.0),
+        window_us: 1,
+        severity: Severity::Warning,
+    });
+    r.stale = Some(Timeout {
+        after_us: 1,
+        severity: Severity::Major,
+    });
+    // One limit, rise and fall, stale.
+    assert_eq!(r.check_count(), 4);
+}

@@ -31,6 +31,8 @@ fn delivery() -> Arc<Delivery> {
             value: 49.0,
             limit: 40.0,
             ts_us: 49,
+            severity: None,
+            duration_us: None,
         }],
     };
     Arc::new(Delivery::new(batch).unwrap())

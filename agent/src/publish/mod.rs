@@ -1,0 +1,201 @@
+//! Local alarm publication: every alarm event goes at once to the plant's
+//! MQTT broker (QoS 1) for a local HMI, whatever the state of the uplink,
+//! and acknowledgements come back the same way.
+//!
+//! Topics, under `<topic_prefix>/<gateway_id>` (see
+//! [`crate::config::AlarmPublishConfig`]):
+//! - `events`: one JSON message per raise, clear and acknowledge
+//!   ([`board::event_json`]), not retained;
+//! - `state/<series>`: the series' current alarms, retained
+//!   ([`board::AlarmBoard::state_json`]); `"state": "normal"` once clear;
+//! - `ack/<series>`: the HMI publishes a rule name or `{"rule": ..., "by":
+//!   ...}`. The acknowledgement is committed to the spool first (priority
+//!   lane, with the `alarms` table row), then published as an event and in
+//!   the retained state. A refused one is counted and logged, never fatal.
+//!
+//! Invariants: the pipeline hands events over with `try_send` and never
+//! waits for this task, so detection and spooling do not depend on the
+//! broker; this task never waits on the forwarder or the relay. While the
+//! broker is unreachable, events queue in rumqttc's request channel and go
+//! out after the reconnect; every retained state is republished on each
+//! connect, so the broker converges to the board.
+//!
+//! Because publication does not wait for the spool, a crash between the
+//! two can leave a raise published locally but not committed; the
+//! restarted agent raises (and publishes) it again. Locally, events are
+//! at least once; what reaches the relay follows the spool.
+
+pub mod board;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use self::board::{parse_ack, AlarmBoard};
+use crate::config::AlarmPublishConfig;
+use crate::reading::{now_us, Alarm};
+use crate::spool::SharedSpool;
+use crate::stats::AgentStats;
+use crate::{batch, store, Lane};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The task that publishes alarms locally and takes acknowledgements.
+pub struct LocalPublisher {
+    pub config: AlarmPublishConfig,
+    pub gateway_id: String,
+    /// Seeded with the alarms raised before a restart.
+    pub board: AlarmBoard,
+    pub spool: SharedSpool,
+    pub wake: Arc<Notify>,
+    pub stats: Arc<AgentStats>,
+}
+
+impl LocalPublisher {
+    /// Publish what arrives on `events` until it closes (the pipeline has
+    /// stopped) or `shutdown` is cancelled.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Alarm>, shutdown: CancellationToken) {
+        let c = self.config.clone();
+        let broker = format!("{}:{}", c.host, c.port);
+        let mut options = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
+        options.set_keep_alive(Duration::from_secs(10));
+        options.set_clean_session(true);
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let mut backoff = BACKOFF_MIN;
+        let mut failures: u64 = 0;
+        loop {
+            let polled = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                e = events.recv() => match e {
+                    Some(alarm) => {
+                        self.board.apply(&alarm);
+                        self.publish(&client, &alarm, None);
+                        continue;
+                    }
+                    None => break,
+                },
+                p = eventloop.poll() => p,
+            };
+            match polled {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if failures > 0 {
+                        info!(%broker, failed_attempts = failures, "local alarm broker reachable again");
+                    } else {
+                        info!(%broker, "local alarm broker connected");
+                    }
+                    failures = 0;
+                    backoff = BACKOFF_MIN;
+                    if let Err(error) = client.try_subscribe(c.ack_filter(), QoS::AtLeastOnce) {
+                        warn!(%broker, %error, "cannot subscribe to alarm acknowledgements");
+                    }
+                    let names: Vec<String> = self.board.series_names().map(Into::into).collect();
+                    for series in names {
+                        self.publish_state(&client, &series);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(_))) => self.stats.alarms_published.inc(),
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let Some(series) = c.ack_series(&p.topic).map(str::to_owned) else {
+                        continue;
+                    };
+                    self.acknowledge(&client, &series, &p.payload).await;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    if failures == 0 {
+                        warn!(%broker, %error, "local alarm broker unreachable; alarm events queue until it is back (they are spooled for the relay regardless)");
+                    }
+                    failures += 1;
+                    // Keep taking events while waiting, so the board stays current.
+                    let wait = tokio::time::sleep(backoff);
+                    tokio::pin!(wait);
+                    loop {
+                        tokio::select! {
+                            _ = &mut wait => break,
+                            _ = shutdown.cancelled() => return,
+                            e = events.recv() => match e {
+                                Some(alarm) => {
+                                    self.board.apply(&alarm);
+                                    self.publish(&client, &alarm, None);
+                                }
+                                None => return,
+                            },
+                        }
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        // Send what is queued, then DISCONNECT.
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(e) = eventloop.poll().await {
+                if matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Record an HMI's acknowledgement of `series`: spool it, then publish.
+    async fn acknowledge(&mut self, client: &AsyncClient, series: &str, payload: &[u8]) {
+        let request = match parse_ack(payload) {
+            Ok(r) => r,
+            Err(error) => {
+                self.stats.alarm_acks_rejected.inc();
+                warn!(%series, %error, "alarm acknowledgement refused");
+                return;
+            }
+        };
+        let ack = match self.board.acknowledge(series, &request, now_us()) {
+            Ok(Some(ack)) => ack,
+            Ok(None) => return,
+            Err(error) => {
+                self.stats.alarm_acks_rejected.inc();
+                warn!(%series, %error, "alarm acknowledgement refused");
+                return;
+            }
+        };
+        let b = batch::alarm_batch(&self.gateway_id, std::slice::from_ref(&ack), ack.ts_us);
+        if !store(b, vec![ack.clone()], Lane::Alarms, &self.spool, &self.stats).await {
+            self.stats.alarm_acks_rejected.inc();
+            return;
+        }
+        self.wake.notify_one();
+        self.stats.alarm_acks.inc();
+        info!(%series, rule = %ack.rule, by = request.by.as_deref().unwrap_or(""), "alarm acknowledged");
+        self.board.apply(&ack);
+        self.publish(client, &ack, request.by.as_deref());
+    }
+
+    /// Queue the event and the series' new retained state.
+    fn publish(&self, client: &AsyncClient, alarm: &Alarm, by: Option<&str>) {
+        let event = board::event_json(&self.gateway_id, alarm, by);
+        if let Err(error) =
+            client.try_publish(self.config.events_topic(), QoS::AtLeastOnce, false, event)
+        {
+            self.stats.alarms_not_published.inc();
+            warn!(series = %alarm.series.name, rule = %alarm.rule, %error, "alarm event not queued for the local broker");
+        }
+        self.publish_state(client, &alarm.series.name);
+    }
+
+    fn publish_state(&self, client: &AsyncClient, series: &str) {
+        let state = self.board.state_json(series);
+        if let Err(error) = client.try_publish(
+            self.config.state_topic(series),
+            QoS::AtLeastOnce,
+            true,
+            state,
+        ) {
+            self.stats.alarms_not_published.inc();
+            warn!(%series, %error, "alarm state not queued for the local broker");
+        }
+    }
+}
