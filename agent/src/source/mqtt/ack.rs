@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 
-/// Messages (of type `T`, a `rumqttc::Publish` in the source) waiting for
+/// Messages (of type `T`, a [`super::client::Message`] in the source) waiting for
 /// their readings to be committed, oldest first.
 #[derive(Debug)]
 pub struct AckQueue<T> {
