@@ -221,7 +221,20 @@ impl Victoria {
 /// Mosquitto, an MQTT broker, listening on 127.0.0.1 only, anonymous.
 pub struct Mosquitto {
     pub service: Service,
+    /// The plain TCP listener, which [`Mosquitto::publish`] uses.
     pub port: u16,
+    /// The TLS listener, when started with [`Mosquitto::start_tls`].
+    pub tls_port: Option<u16>,
+}
+
+/// The certificates of a TLS listener (PEM files).
+pub struct BrokerTls<'a> {
+    /// CA that client certificates must chain to.
+    pub ca_file: &'a Path,
+    pub cert_file: &'a Path,
+    pub key_file: &'a Path,
+    /// Refuse clients without a certificate signed by `ca_file` (mutual TLS).
+    pub require_certificate: bool,
 }
 
 impl Mosquitto {
@@ -232,11 +245,36 @@ impl Mosquitto {
 
     /// Start a broker on `port`, for example again after stopping one there.
     pub fn start_on(log_dir: &Path, port: u16) -> anyhow::Result<Mosquitto> {
+        Mosquitto::start_with(log_dir, port, None)
+    }
+
+    /// Start a broker with a plain listener (for publishing) and a TLS
+    /// listener, each on a free port.
+    pub fn start_tls(log_dir: &Path, tls: &BrokerTls) -> anyhow::Result<Mosquitto> {
+        let tls_port = free_port()?;
+        Mosquitto::start_with(log_dir, free_port()?, Some((tls_port, tls)))
+    }
+
+    fn start_with(
+        log_dir: &Path,
+        port: u16,
+        tls: Option<(u16, &BrokerTls)>,
+    ) -> anyhow::Result<Mosquitto> {
         let conf = log_dir.join(format!("mosquitto-{port}.conf"));
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-        )?;
+        // QoS 1 messages for a persistent session that is away are queued
+        // without limit (the default keeps 1000 and drops the rest).
+        let mut text =
+            format!("allow_anonymous true\nmax_queued_messages 0\nlistener {port} 127.0.0.1\n");
+        if let Some((tls_port, t)) = tls {
+            text += &format!(
+                "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+                t.ca_file.display(),
+                t.cert_file.display(),
+                t.key_file.display(),
+                t.require_certificate
+            );
+        }
+        std::fs::write(&conf, text)?;
         let args = ["-c".to_string(), conf.display().to_string()];
         // Debian installs the broker in /usr/sbin, which a user's PATH may lack.
         let program = if Path::new("/usr/sbin/mosquitto").exists() {
@@ -245,9 +283,16 @@ impl Mosquitto {
             "mosquitto"
         };
         let mut service = Service::spawn("mosquitto", program, &args, log_dir)?;
-        wait_until("mosquitto", Duration::from_secs(10), || port_open(port))?;
+        let tls_port = tls.map(|(p, _)| p);
+        wait_until("mosquitto", Duration::from_secs(10), || {
+            port_open(port) && tls_port.is_none_or(port_open)
+        })?;
         service.ensure_running()?;
-        Ok(Mosquitto { service, port })
+        Ok(Mosquitto {
+            service,
+            port,
+            tls_port,
+        })
     }
 
     /// Publish one message with `mosquitto_pub`; returns once the broker has it.
@@ -260,6 +305,35 @@ impl Mosquitto {
         if !out.status.success() {
             bail!(
                 "mosquitto_pub to {topic} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Mosquitto {
+    /// Publish one message per line with one `mosquitto_pub -l`; returns once
+    /// the broker has them all (QoS 1: acknowledged).
+    pub fn publish_lines(&self, topic: &str, lines: &[String], qos: u8) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut child = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-t", topic, "-l", "-q", &qos.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run mosquitto_pub: is mosquitto-clients installed?")?;
+        let mut stdin = child.stdin.take().context("mosquitto_pub stdin")?;
+        for line in lines {
+            writeln!(stdin, "{line}")?;
+        }
+        drop(stdin);
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "mosquitto_pub -l to {topic} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }

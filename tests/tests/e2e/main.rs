@@ -3,7 +3,9 @@
 //! - [`pipeline`]: Modbus device → agent → relay → tansu and VictoriaMetrics.
 //! - [`modbus`]: the Modbus source against the in-process device and pymodbus.
 //! - [`mqtt`]: Mosquitto → the agent's MQTT source.
+//! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
 
 mod modbus;
 mod mqtt;
+mod mqtt_tls;
 mod pipeline;
