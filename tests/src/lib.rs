@@ -341,6 +341,73 @@ impl Mosquitto {
     }
 }
 
+/// The `edge-agent` binary of this build, for tests that run the agent as
+/// a process (to kill it). `cargo test -p edge-tests` does not build other
+/// packages' binaries, so this runs `cargo build -p edge-agent --bin
+/// edge-agent` into the target directory this test binary was built in
+/// (a no-op when it is up to date) and returns `<target>/<profile>/edge-agent`.
+pub fn agent_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // <target>/<profile>/deps/e2e-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary is not in <target>/<profile>/deps")?;
+    let target_dir = profile_dir.parent().context("no target directory")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "edge-agent",
+            "--bin",
+            "edge-agent",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let out = build
+        .output()
+        .context("cannot run cargo to build edge-agent")?;
+    if !out.status.success() {
+        bail!(
+            "cargo build -p edge-agent failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bin = profile_dir.join("edge-agent");
+    if !bin.exists() {
+        bail!("{} was not built", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A program of this workspace run as a child process, its output in
+/// `log_dir/<name>.log`; killed (SIGKILL) when the handle drops.
+pub fn spawn(
+    name: &'static str,
+    program: &Path,
+    args: &[String],
+    log_dir: &Path,
+) -> anyhow::Result<Service> {
+    Service::spawn(name, &program.display().to_string(), args, log_dir)
+}
+
+impl Service {
+    /// Kill the process with SIGKILL, as a power cut or the OOM killer would,
+    /// and wait for it to be gone.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
 /// A blocking HTTP GET that fails on a non-2xx answer.
 pub fn http_get(url: &str) -> anyhow::Result<String> {
     let resp = reqwest::blocking::Client::builder()

@@ -4,8 +4,10 @@
 //! - [`modbus`]: the Modbus source against the in-process device and pymodbus.
 //! - [`mqtt`]: Mosquitto → the agent's MQTT source.
 //! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
+//! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
 
 mod modbus;
 mod mqtt;
+mod mqtt_crash;
 mod mqtt_tls;
 mod pipeline;
