@@ -71,6 +71,11 @@ impl Service {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// The service's whole output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     fn ensure_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!(
@@ -223,8 +228,9 @@ pub struct Mosquitto {
     pub service: Service,
     /// The plain TCP listener, which [`Mosquitto::publish`] uses.
     pub port: u16,
-    /// The TLS listener, when started with [`Mosquitto::start_tls`].
-    pub tls_port: Option<u16>,
+    /// The second listener, when started with [`Mosquitto::start_tls`] (TLS)
+    /// or [`Mosquitto::start_login`] (user name and password required).
+    pub secured_port: Option<u16>,
 }
 
 /// The certificates of a TLS listener (PEM files).
@@ -251,28 +257,54 @@ impl Mosquitto {
     /// Start a broker with a plain listener (for publishing) and a TLS
     /// listener, each on a free port.
     pub fn start_tls(log_dir: &Path, tls: &BrokerTls) -> anyhow::Result<Mosquitto> {
-        let tls_port = free_port()?;
-        Mosquitto::start_with(log_dir, free_port()?, Some((tls_port, tls)))
+        let settings = format!(
+            "allow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+            tls.ca_file.display(),
+            tls.cert_file.display(),
+            tls.key_file.display(),
+            tls.require_certificate
+        );
+        Mosquitto::start_with(log_dir, free_port()?, Some((free_port()?, settings)))
     }
 
+    /// Start a broker with a plain anonymous listener (for publishing) and
+    /// one that only lets `user` with `password` in, each on a free port.
+    pub fn start_login(log_dir: &Path, user: &str, password: &str) -> anyhow::Result<Mosquitto> {
+        let port = free_port()?;
+        let file = log_dir.join(format!("mosquitto-{port}.passwd"));
+        let out = Command::new("mosquitto_passwd")
+            .arg("-c")
+            .arg("-b")
+            .arg(&file)
+            .args([user, password])
+            .output()
+            .context("cannot run mosquitto_passwd: is mosquitto installed?")?;
+        if !out.status.success() {
+            bail!(
+                "mosquitto_passwd failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The broker reads it after dropping root for its own user.
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        let settings = format!("allow_anonymous false\npassword_file {}\n", file.display());
+        Mosquitto::start_with(log_dir, port, Some((free_port()?, settings)))
+    }
+
+    /// `secured`: a second listener's port and its settings.
     fn start_with(
         log_dir: &Path,
         port: u16,
-        tls: Option<(u16, &BrokerTls)>,
+        secured: Option<(u16, String)>,
     ) -> anyhow::Result<Mosquitto> {
         let conf = log_dir.join(format!("mosquitto-{port}.conf"));
         // QoS 1 messages for a persistent session that is away are queued
         // without limit (the default keeps 1000 and drops the rest).
-        let mut text =
-            format!("allow_anonymous true\nmax_queued_messages 0\nlistener {port} 127.0.0.1\n");
-        if let Some((tls_port, t)) = tls {
-            text += &format!(
-                "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
-                t.ca_file.display(),
-                t.cert_file.display(),
-                t.key_file.display(),
-                t.require_certificate
-            );
+        let mut text = format!(
+            "per_listener_settings true\nmax_queued_messages 0\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
+        );
+        if let Some((secured_port, settings)) = &secured {
+            text += &format!("listener {secured_port} 127.0.0.1\n{settings}");
         }
         std::fs::write(&conf, text)?;
         let args = ["-c".to_string(), conf.display().to_string()];
@@ -283,15 +315,15 @@ impl Mosquitto {
             "mosquitto"
         };
         let mut service = Service::spawn("mosquitto", program, &args, log_dir)?;
-        let tls_port = tls.map(|(p, _)| p);
+        let secured_port = secured.map(|(p, _)| p);
         wait_until("mosquitto", Duration::from_secs(10), || {
-            port_open(port) && tls_port.is_none_or(port_open)
+            port_open(port) && secured_port.is_none_or(port_open)
         })?;
         service.ensure_running()?;
         Ok(Mosquitto {
             service,
             port,
-            tls_port,
+            secured_port,
         })
     }
 

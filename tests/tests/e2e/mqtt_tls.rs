@@ -1,4 +1,6 @@
-//! The MQTT source over TLS and with MQTT 5, against Mosquitto.
+//! The MQTT source over TLS and with MQTT 5, against Mosquitto, and the
+//! connection settings (login, client id, keep-alive, session) as the
+//! broker itself reports them in its log.
 //!
 //! The certificates are made at test time with rcgen: a CA, a server
 //! certificate for 127.0.0.1 and a client certificate it signed, and a
@@ -121,7 +123,7 @@ async fn readings_arrive_over_mutual_tls_with_mqtt_3_and_5() -> anyhow::Result<(
     let logs = tempfile::tempdir()?;
     let pki = Pki::make()?;
     let broker = pki.broker(logs.path())?;
-    let tls_port = broker.tls_port.expect("TLS listener");
+    let tls_port = broker.secured_port.expect("TLS listener");
     for (n, protocol) in ["3.1.1", "5"].into_iter().enumerate() {
         let client_id = format!("e2e-gw-tls-{n}");
         let config = tls_config(tls_port, protocol, &client_id, &pki.path("ca.pem"), &pki)?;
@@ -152,7 +154,7 @@ async fn a_broker_certificate_from_another_ca_is_a_counted_connection_error() ->
     let broker = pki.broker(logs.path())?;
     let client_id = "e2e-gw-wrong-ca";
     let config = tls_config(
-        broker.tls_port.expect("TLS listener"),
+        broker.secured_port.expect("TLS listener"),
         "5",
         client_id,
         &pki.path("other-ca.pem"),
@@ -228,6 +230,67 @@ async fn a_persistent_session_gets_what_was_published_while_away() -> anyhow::Re
             }
             stop_source(stop, task).await?;
         }
+    }
+    Ok(())
+}
+
+/// What the agent asks for is what the broker gets, for both versions:
+/// Mosquitto logs every accepted client as
+/// `as <client id> (p<protocol>, c<clean>, k<keep-alive>, u'<user>')`.
+/// A wrong password is a counted, recorded refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_client_id_keep_alive_and_session_reach_the_broker() -> anyhow::Result<()> {
+    let logs = tempfile::tempdir()?;
+    let broker = Mosquitto::start_login(logs.path(), "edge", "s3cret")?;
+    let port = broker.secured_port.expect("login listener");
+    let config = |protocol: &str, client_id: &str, password: &str, clean: bool| {
+        source_only_config(&format!(
+            r#"
+[[mqtt]]
+host = "127.0.0.1"
+port = {port}
+protocol = "{protocol}"
+client_id = "{client_id}"
+username = "edge"
+password = "{password}"
+keep_alive_s = 7
+clean_session = {clean}
+[[mqtt.subscriptions]]
+topic = "login/+/temp"
+series = "{{2}}.temp"
+"#
+        ))
+    };
+    for (protocol, p) in [("3.1.1", "p2"), ("5", "p5")] {
+        for clean in [true, false] {
+            let client_id = format!("e2e-login-{p}-{clean}");
+            let stats = Arc::new(AgentStats::default());
+            let c = config(protocol, &client_id, "s3cret", clean)?;
+            let (_rx, stop, task) = start_source(&c, false, &stats)?;
+            wait_for(&client_id, || stats.mqtt_subscriptions_acked.get() >= 1).await?;
+            stop_source(stop, task).await?;
+            let seen = format!("as {client_id} ({p}, c{}, k7, u'edge')", u8::from(clean));
+            let log = broker.service.log();
+            assert!(
+                log.contains(&seen),
+                "{seen:?} not in the broker log:\n{log}"
+            );
+        }
+
+        let client_id = format!("e2e-login-{p}-wrong");
+        let stats = Arc::new(AgentStats::default());
+        let c = config(protocol, &client_id, "wrong", true)?;
+        let (_rx, stop, task) = start_source(&c, false, &stats)?;
+        wait_for("refused", || stats.mqtt_connection_errors.get() >= 1).await?;
+        let error = stats
+            .mqtt_last_connection_error(&client_id)
+            .unwrap_or_default();
+        assert!(
+            error.contains("Connection refused"),
+            "MQTT {protocol}: the recorded error says why: {error:?}"
+        );
+        assert_eq!(stats.mqtt_subscriptions_acked.get(), 0);
+        stop_source(stop, task).await?;
     }
     Ok(())
 }
