@@ -21,6 +21,12 @@ const PERSISTENT_SESSION_EXPIRY_S: u32 = u32::MAX;
 /// in-flight window.
 const REQUEST_CAPACITY: usize = 256;
 
+/// MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker
+/// may have in flight to us. Without it a broker may send 65535, more than
+/// one batch commit can acknowledge through [`REQUEST_CAPACITY`]; MQTT
+/// 3.1.1 brokers have their own window (Mosquitto: 20).
+const RECEIVE_MAXIMUM: u16 = 100;
+
 /// Sends requests (subscribe, acknowledge, disconnect) to the broker.
 pub enum Client {
     V311(rumqttc::AsyncClient),
@@ -130,6 +136,7 @@ pub fn connect(broker: &MqttBroker, manual_acks: bool) -> (Client, Connection) {
             o.set_transport(transport)
                 .set_keep_alive(b.keep_alive)
                 .set_clean_start(b.clean_session)
+                .set_receive_maximum(Some(RECEIVE_MAXIMUM))
                 .set_manual_acks(manual_acks);
             if !b.clean_session {
                 o.set_session_expiry_interval(Some(PERSISTENT_SESSION_EXPIRY_S));

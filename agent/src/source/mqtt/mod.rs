@@ -16,8 +16,12 @@
 //!   acknowledged only once its readings are committed to the spool (see
 //!   [`ack`]); a malformed or unmatched one at once, as it yields nothing.
 //!   The broker stops sending while its in-flight window of unacknowledged
-//!   messages is full (Mosquitto: 20), so QoS 1 throughput per broker is
-//!   about that window per batch commit.
+//!   messages is full (MQTT 3.1.1: whatever the broker allows, which for
+//!   Mosquitto 2.0 was observed to be well over a thousand; MQTT 5: the
+//!   Receive Maximum the agent asks for, 100), so QoS 1 throughput per
+//!   broker is about that window per batch commit. Acknowledgements that
+//!   find rumqttc's request channel full are tried again on the next check,
+//!   not dropped: a dropped one would only be redelivered after a reconnect.
 //!
 //! While the pipeline pushes back (the channel is full) the event loop is
 //! not polled, so no pings go out; a long stall ends in a keep-alive
@@ -155,11 +159,18 @@ impl MqttSource {
                 e = events.poll() => e,
                 _ = ack_check.tick(), if !acks.is_empty() => {
                     let settled = self.stats.readings_spooled.get() + self.stats.readings_dropped.get();
-                    for message in acks.committed(settled) {
-                        match client.try_ack(&message) {
-                            Ok(()) => self.stats.mqtt_messages_acked.inc(),
-                            Err(error) => warn!(%broker, topic = %message.topic, %error, "cannot acknowledge MQTT message; the broker will redeliver it"),
+                    let mut ready = acks.committed(settled).into_iter();
+                    while let Some(message) = ready.next() {
+                        if let Err(error) = client.try_ack(&message) {
+                            // The request channel is full: the event loop
+                            // drains it when polled, so try again next tick
+                            // rather than leave the message unacknowledged
+                            // until the next reconnect.
+                            debug!(%broker, %error, "MQTT acknowledgements wait for room in the request channel");
+                            acks.put_back(std::iter::once(message).chain(ready));
+                            break;
                         }
+                        self.stats.mqtt_messages_acked.inc();
                     }
                     continue;
                 }
