@@ -38,7 +38,7 @@ pub struct RawMqttBroker {
     pub username: Option<String>,
     /// Password for `username`.
     pub password: Option<String>,
-    /// Seconds between keep-alive pings when nothing else is sent; 0 disables them (default 30).
+    /// Seconds between keep-alive pings when nothing else is sent; 0 disables them, not with protocol "5", which needs at least 5 (default 30).
     pub keep_alive_s: Option<u64>,
     /// Start a fresh session on every connect, forgetting queued messages (default true). With false the broker keeps the subscriptions and queues QoS 1 messages while the agent is away (MQTT 5: clean start off and a session that never expires).
     pub clean_session: Option<bool>,
@@ -257,6 +257,11 @@ pub(super) fn validate_broker(
     if keep_alive_s > 65535 {
         p.push(format!(
             "{at}.keep_alive_s: {keep_alive_s} is out of range (0..=65535)"
+        ));
+    } else if protocol == MqttProtocol::V5 && keep_alive_s < 5 {
+        // rumqttc's MQTT 5 client refuses (panics on) anything shorter.
+        p.push(format!(
+            "{at}.keep_alive_s: {keep_alive_s} is too short for protocol \"5\" (5..=65535; MQTT 5 keep-alive cannot be disabled)"
         ));
     }
     if b.subscriptions.is_empty() {

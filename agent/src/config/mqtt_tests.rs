@@ -336,3 +336,25 @@ fn the_example_tls_broker_is_valid_once_uncommented() {
     assert!(c.mqtt[0].tls.as_ref().unwrap().client_auth.is_some());
     assert!(!c.mqtt[0].clean_session);
 }
+
+/// Regression guard: rumqttc's MQTT 5 client panics on a keep-alive under
+/// 5 s, so the config must refuse it rather than let the agent crash.
+#[test]
+fn an_mqtt_5_keep_alive_under_5_s_is_a_config_error() {
+    let short = parse(
+        r#"
+[[mqtt]]
+host = "broker.plant"
+protocol = "5"
+keep_alive_s = 0
+[[mqtt.subscriptions]]
+topic = "plant/+/temp"
+series = "{2}.temp"
+"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        short,
+        ["mqtt[0].keep_alive_s: 0 is too short for protocol \"5\" (5..=65535; MQTT 5 keep-alive cannot be disabled)"]
+    );
+}
