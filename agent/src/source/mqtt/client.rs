@@ -17,14 +17,14 @@ use crate::config::mqtt::{MqttBroker, MqttProtocol, Qos, Subscription};
 /// never, like an MQTT 3.1.1 session with the clean session flag off.
 const PERSISTENT_SESSION_EXPIRY_S: u32 = u32::MAX;
 
-/// Room in the request channel for the acknowledgements of a whole
-/// in-flight window.
+/// Room in rumqttc's request channel; acknowledgements that do not fit
+/// wait for the next check (see [`super::ack`]).
 const REQUEST_CAPACITY: usize = 256;
 
 /// MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker
-/// may have in flight to us. Without it a broker may send 65535, more than
-/// one batch commit can acknowledge through [`REQUEST_CAPACITY`]; MQTT
-/// 3.1.1 brokers have their own window (Mosquitto: 20).
+/// may have in flight to us (without it, 65535), kept below
+/// [`REQUEST_CAPACITY`] so one batch commit can acknowledge them all at
+/// once. MQTT 3.1.1 has no such setting: the broker decides.
 const RECEIVE_MAXIMUM: u16 = 100;
 
 /// Sends requests (subscribe, acknowledge, disconnect) to the broker.
