@@ -7,8 +7,11 @@
 //!    example `modbus[0].points[2].register: 70000 is not a register address`.
 //!
 //! Between the two, the device profiles that `[[modbus]]` sections name are
-//! read from `profiles_dir` ([`Profiles::read`]); that is the only file
-//! access besides the config itself, so `from_raw` stays a pure function.
+//! read from `profiles_dir` ([`Profiles::read`]). The one file access in
+//! `from_raw` is the PEM files of `[mqtt.tls]` (see [`mqtt`]), read there so
+//! that a broken certificate is reported with its key path like any other
+//! problem; relative names are resolved against the config file's
+//! directory before that.
 //!
 //! Every key has a `///` comment here and the same words in
 //! `configs/agent.example.toml`.
@@ -208,10 +211,15 @@ impl AgentConfig {
     /// Parse and validate config text as if it were a file in `dir`: a
     /// relative `profiles_dir` (and its default, "devices") is taken from there.
     pub fn parse_in(text: &str, origin: &str, dir: &Path) -> Result<AgentConfig, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
             message: e.to_string(),
         })?;
+        for broker in &mut raw.mqtt {
+            if let Some(tls) = &mut broker.tls {
+                tls.resolve_in(dir);
+            }
+        }
         let profiles_dir = dir.join(raw.profiles_dir.as_deref().unwrap_or(Path::new("devices")));
         let names = raw.modbus.iter().filter_map(|d| d.profile.as_deref());
         let profiles = Profiles::read(&profiles_dir, names);

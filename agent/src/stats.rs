@@ -74,6 +74,8 @@ pub struct AgentStats {
     pub mqtt_messages_acked: Counter,
     /// Malformed MQTT messages per (client id, topic filter).
     mqtt_malformed_by_subscription: Mutex<BTreeMap<(String, String), u64>>,
+    /// The last connection error per MQTT client id, for diagnosis.
+    mqtt_last_connection_error: Mutex<BTreeMap<String, String>>,
 }
 
 impl AgentStats {
@@ -106,6 +108,26 @@ impl AgentStats {
             .unwrap_or_else(|e| e.into_inner());
         *map.entry((client_id.to_string(), topic.to_string()))
             .or_default() += 1;
+    }
+
+    /// Count a failed connection (attempt) of the broker connection
+    /// `client_id` and remember why it failed.
+    pub fn record_mqtt_connection_error(&self, client_id: &str, error: &str) {
+        self.mqtt_connection_errors.inc();
+        let mut map = self
+            .mqtt_last_connection_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.insert(client_id.to_string(), error.to_string());
+    }
+
+    /// Why the broker connection `client_id` last failed, if it ever did.
+    pub fn mqtt_last_connection_error(&self, client_id: &str) -> Option<String> {
+        let map = self
+            .mqtt_last_connection_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(client_id).cloned()
     }
 
     /// Malformed messages counted for one subscription.

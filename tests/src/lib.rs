@@ -74,6 +74,11 @@ impl Service {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// The service's whole output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     fn ensure_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!(
@@ -253,7 +258,21 @@ impl Victoria {
 /// Mosquitto, an MQTT broker, listening on 127.0.0.1 only, anonymous.
 pub struct Mosquitto {
     pub service: Service,
+    /// The plain TCP listener, which [`Mosquitto::publish`] uses.
     pub port: u16,
+    /// The second listener, when started with [`Mosquitto::start_tls`] (TLS)
+    /// or [`Mosquitto::start_login`] (user name and password required).
+    pub secured_port: Option<u16>,
+}
+
+/// The certificates of a TLS listener (PEM files).
+pub struct BrokerTls<'a> {
+    /// CA that client certificates must chain to.
+    pub ca_file: &'a Path,
+    pub cert_file: &'a Path,
+    pub key_file: &'a Path,
+    /// Refuse clients without a certificate signed by `ca_file` (mutual TLS).
+    pub require_certificate: bool,
 }
 
 impl Mosquitto {
@@ -264,11 +283,62 @@ impl Mosquitto {
 
     /// Start a broker on `port`, for example again after stopping one there.
     pub fn start_on(log_dir: &Path, port: u16) -> anyhow::Result<Mosquitto> {
+        Mosquitto::start_with(log_dir, port, None)
+    }
+
+    /// Start a broker with a plain listener (for publishing) and a TLS
+    /// listener, each on a free port.
+    pub fn start_tls(log_dir: &Path, tls: &BrokerTls) -> anyhow::Result<Mosquitto> {
+        let settings = format!(
+            "allow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+            tls.ca_file.display(),
+            tls.cert_file.display(),
+            tls.key_file.display(),
+            tls.require_certificate
+        );
+        Mosquitto::start_with(log_dir, free_port()?, Some((free_port()?, settings)))
+    }
+
+    /// Start a broker with a plain anonymous listener (for publishing) and
+    /// one that only lets `user` with `password` in, each on a free port.
+    pub fn start_login(log_dir: &Path, user: &str, password: &str) -> anyhow::Result<Mosquitto> {
+        let port = free_port()?;
+        let file = log_dir.join(format!("mosquitto-{port}.passwd"));
+        let out = Command::new("mosquitto_passwd")
+            .arg("-c")
+            .arg("-b")
+            .arg(&file)
+            .args([user, password])
+            .output()
+            .context("cannot run mosquitto_passwd: is mosquitto installed?")?;
+        if !out.status.success() {
+            bail!(
+                "mosquitto_passwd failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The broker reads it after dropping root for its own user.
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        let settings = format!("allow_anonymous false\npassword_file {}\n", file.display());
+        Mosquitto::start_with(log_dir, port, Some((free_port()?, settings)))
+    }
+
+    /// `secured`: a second listener's port and its settings.
+    fn start_with(
+        log_dir: &Path,
+        port: u16,
+        secured: Option<(u16, String)>,
+    ) -> anyhow::Result<Mosquitto> {
         let conf = log_dir.join(format!("mosquitto-{port}.conf"));
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-        )?;
+        // QoS 1 messages for a persistent session that is away are queued
+        // without limit (the default keeps 1000 and drops the rest).
+        let mut text = format!(
+            "per_listener_settings true\nmax_queued_messages 0\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
+        );
+        if let Some((secured_port, settings)) = &secured {
+            text += &format!("listener {secured_port} 127.0.0.1\n{settings}");
+        }
+        std::fs::write(&conf, text)?;
         let args = ["-c".to_string(), conf.display().to_string()];
         // Debian installs the broker in /usr/sbin, which a user's PATH may lack.
         let program = if Path::new("/usr/sbin/mosquitto").exists() {
@@ -277,9 +347,16 @@ impl Mosquitto {
             "mosquitto"
         };
         let mut service = Service::spawn("mosquitto", program, &args, log_dir)?;
-        wait_until("mosquitto", Duration::from_secs(10), || port_open(port))?;
+        let secured_port = secured.map(|(p, _)| p);
+        wait_until("mosquitto", Duration::from_secs(10), || {
+            port_open(port) && secured_port.is_none_or(port_open)
+        })?;
         service.ensure_running()?;
-        Ok(Mosquitto { service, port })
+        Ok(Mosquitto {
+            service,
+            port,
+            secured_port,
+        })
     }
 
     /// Publish one message with `mosquitto_pub`; returns once the broker has it.
@@ -295,6 +372,102 @@ impl Mosquitto {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        Ok(())
+    }
+}
+
+impl Mosquitto {
+    /// Publish one message per line with one `mosquitto_pub -l`; returns once
+    /// the broker has them all (QoS 1: acknowledged).
+    pub fn publish_lines(&self, topic: &str, lines: &[String], qos: u8) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut child = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-t", topic, "-l", "-q", &qos.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run mosquitto_pub: is mosquitto-clients installed?")?;
+        let mut stdin = child.stdin.take().context("mosquitto_pub stdin")?;
+        for line in lines {
+            writeln!(stdin, "{line}")?;
+        }
+        drop(stdin);
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "mosquitto_pub -l to {topic} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The `edge-agent` binary of this build, for tests that run the agent as
+/// a process (to kill it). `cargo test -p edge-tests` does not build other
+/// packages' binaries, so this runs `cargo build -p edge-agent --bin
+/// edge-agent` into the target directory this test binary was built in
+/// (a no-op when it is up to date) and returns `<target>/<profile>/edge-agent`.
+pub fn agent_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // <target>/<profile>/deps/e2e-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary is not in <target>/<profile>/deps")?;
+    let target_dir = profile_dir.parent().context("no target directory")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "edge-agent",
+            "--bin",
+            "edge-agent",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let out = build
+        .output()
+        .context("cannot run cargo to build edge-agent")?;
+    if !out.status.success() {
+        bail!(
+            "cargo build -p edge-agent failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bin = profile_dir.join("edge-agent");
+    if !bin.exists() {
+        bail!("{} was not built", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A program of this workspace run as a child process, its output in
+/// `log_dir/<name>.log`; killed (SIGKILL) when the handle drops.
+pub fn spawn(
+    name: &'static str,
+    program: &Path,
+    args: &[String],
+    log_dir: &Path,
+) -> anyhow::Result<Service> {
+    Service::spawn(name, &program.display().to_string(), args, log_dir)
+}
+
+impl Service {
+    /// Kill the process with SIGKILL, as a power cut or the OOM killer would,
+    /// and wait for it to be gone.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
         Ok(())
     }
 }

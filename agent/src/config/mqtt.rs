@@ -17,27 +17,33 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod template;
+mod tls;
 
 pub use self::template::{check_filter, Template};
+pub use self::tls::{MqttTls, RawMqttTls};
 
-/// `[[mqtt]]`: one MQTT broker (MQTT 3.1.1 over plain TCP).
+/// `[[mqtt]]`: one MQTT broker (MQTT 3.1.1 or 5, over TCP or TLS).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMqttBroker {
     /// Host name or IP address of the broker.
     pub host: String,
-    /// TCP port of the broker (default 1883).
+    /// TCP port of the broker (default 1883, or 8883 with `[mqtt.tls]`).
     pub port: Option<u16>,
+    /// MQTT protocol version: "3.1.1" or "5" (default "3.1.1").
+    pub protocol: Option<String>,
     /// Client identifier presented to the broker; unique per broker (default "<gateway_id>-mqtt-<index>").
     pub client_id: Option<String>,
     /// User name, when the broker requires a login.
     pub username: Option<String>,
     /// Password for `username`.
     pub password: Option<String>,
-    /// Seconds between keep-alive pings when nothing else is sent; 0 disables them (default 30).
+    /// Seconds between keep-alive pings when nothing else is sent; 0 disables them, not with protocol "5", which needs at least 5 (default 30).
     pub keep_alive_s: Option<u64>,
-    /// Start a fresh session on every connect, forgetting queued messages (default true).
+    /// Start a fresh session on every connect, forgetting queued messages (default true). With false the broker keeps the subscriptions and queues QoS 1 messages while the agent is away (MQTT 5: clean start off and a session that never expires).
     pub clean_session: Option<bool>,
+    /// Connect over TLS, verifying the broker with a CA file and optionally presenting a client certificate.
+    pub tls: Option<RawMqttTls>,
     /// Topic filters to subscribe to and how to read their messages.
     #[serde(default)]
     pub subscriptions: Vec<RawSubscription>,
@@ -88,12 +94,21 @@ pub struct RawJsonValue {
 pub struct MqttBroker {
     pub host: String,
     pub port: u16,
+    pub protocol: MqttProtocol,
+    pub tls: Option<MqttTls>,
     pub client_id: String,
     /// (username, password); the password may be empty.
     pub credentials: Option<(String, String)>,
     pub keep_alive: Duration,
     pub clean_session: bool,
     pub subscriptions: Vec<Subscription>,
+}
+
+/// The MQTT protocol version spoken with a broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttProtocol {
+    V311,
+    V5,
 }
 
 /// A validated subscription.
@@ -203,7 +218,21 @@ pub(super) fn validate_broker(
     if b.host.trim().is_empty() {
         p.push(format!("{at}.host: must not be empty"));
     }
-    let port = b.port.unwrap_or(1883);
+    let protocol = match b.protocol.as_deref().unwrap_or("3.1.1") {
+        "3.1.1" => MqttProtocol::V311,
+        "5" => MqttProtocol::V5,
+        other => {
+            p.push(format!(
+                "{at}.protocol: {other:?} is not a supported MQTT version (\"3.1.1\" or \"5\")"
+            ));
+            MqttProtocol::V311
+        }
+    };
+    let tls = b
+        .tls
+        .as_ref()
+        .and_then(|t| tls::validate_tls(p, &format!("{at}.tls"), t));
+    let port = b.port.unwrap_or(if b.tls.is_some() { 8883 } else { 1883 });
     if port == 0 {
         p.push(format!("{at}.port: 0 is not a TCP port"));
     }
@@ -229,6 +258,11 @@ pub(super) fn validate_broker(
         p.push(format!(
             "{at}.keep_alive_s: {keep_alive_s} is out of range (0..=65535)"
         ));
+    } else if protocol == MqttProtocol::V5 && keep_alive_s < 5 {
+        // rumqttc's MQTT 5 client refuses (panics on) anything shorter.
+        p.push(format!(
+            "{at}.keep_alive_s: {keep_alive_s} is too short for protocol \"5\" (5..=65535; MQTT 5 keep-alive cannot be disabled)"
+        ));
     }
     if b.subscriptions.is_empty() {
         p.push(format!(
@@ -244,6 +278,8 @@ pub(super) fn validate_broker(
     MqttBroker {
         host: b.host.clone(),
         port,
+        protocol,
+        tls,
         client_id,
         credentials,
         keep_alive: Duration::from_secs(keep_alive_s.min(65535)),

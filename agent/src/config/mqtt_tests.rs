@@ -194,3 +194,167 @@ max = 1.0
         );
     }
 }
+
+/// Test certificates made once with the openssl CLI (a CA, a client
+/// certificate it signed with its key, and an unrelated key); config
+/// validation reads and checks them but never connects.
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/config/mqtt/testdata");
+
+fn tls_broker(protocol: &str, tls: &str) -> String {
+    format!(
+        r#"
+[[mqtt]]
+host = "broker.plant"
+protocol = "{protocol}"
+[mqtt.tls]
+{tls}
+[[mqtt.subscriptions]]
+topic = "plant/+/temp"
+series = "{{2}}.temp"
+"#
+    )
+}
+
+#[test]
+fn tls_brokers_default_to_port_8883_and_mqtt_5_is_chosen_per_broker() {
+    let c = parse(&tls_broker(
+        "5",
+        &format!(
+            r#"ca_file = "{TESTDATA}/ca.pem"
+client_cert_file = "{TESTDATA}/client.pem"
+client_key_file = "{TESTDATA}/client.key""#
+        ),
+    ))
+    .unwrap();
+    let b = &c.mqtt[0];
+    assert_eq!((b.port, b.protocol), (8883, MqttProtocol::V5));
+    let tls = b.tls.as_ref().expect("tls");
+    assert!(tls.ca_file.ends_with("testdata/ca.pem"));
+    assert!(tls
+        .client_auth
+        .as_ref()
+        .is_some_and(|(_, key)| key.ends_with("client.key")));
+
+    let c = parse(&tls_broker(
+        "3.1.1",
+        &format!(r#"ca_file = "{TESTDATA}/ca.pem""#),
+    ))
+    .unwrap();
+    assert_eq!(c.mqtt[0].protocol, MqttProtocol::V311);
+    assert_eq!(c.mqtt[0].tls.as_ref().unwrap().client_auth, None);
+}
+
+#[test]
+fn relative_tls_files_are_taken_from_the_config_files_directory() {
+    let text = format!("{BASE}{}", tls_broker("5", r#"ca_file = "ca.pem""#));
+    let c = crate::config::AgentConfig::parse_in(&text, "t.toml", std::path::Path::new(TESTDATA))
+        .unwrap();
+    assert_eq!(
+        c.mqtt[0].tls.as_ref().unwrap().ca_file,
+        std::path::Path::new(TESTDATA).join("ca.pem")
+    );
+}
+
+#[test]
+fn every_tls_problem_names_the_key_and_the_file() {
+    let cases = [
+        (
+            "6".to_string(),
+            format!(r#"ca_file = "{TESTDATA}/ca.pem""#),
+            "mqtt[0].protocol: \"6\" is not a supported MQTT version (\"3.1.1\" or \"5\")".to_string(),
+        ),
+        (
+            "5".into(),
+            format!(r#"ca_file = "{TESTDATA}/missing.pem""#),
+            format!("mqtt[0].tls.ca_file: cannot read \"{TESTDATA}/missing.pem\": "),
+        ),
+        (
+            "5".into(),
+            format!(r#"ca_file = "{TESTDATA}/client.key""#),
+            format!("mqtt[0].tls.ca_file: \"{TESTDATA}/client.key\" holds no PEM certificate"),
+        ),
+        (
+            "5".into(),
+            format!(
+                r#"ca_file = "{TESTDATA}/ca.pem"
+client_cert_file = "{TESTDATA}/client.pem""#
+            ),
+            "mqtt[0].tls.client_key_file: required with client_cert_file".into(),
+        ),
+        (
+            "5".into(),
+            format!(
+                r#"ca_file = "{TESTDATA}/ca.pem"
+client_key_file = "{TESTDATA}/client.key""#
+            ),
+            "mqtt[0].tls.client_cert_file: required with client_key_file".into(),
+        ),
+        (
+            "5".into(),
+            format!(
+                r#"ca_file = "{TESTDATA}/ca.pem"
+client_cert_file = "{TESTDATA}/client.pem"
+client_key_file = "{TESTDATA}/ca.pem""#
+            ),
+            format!("mqtt[0].tls.client_key_file: \"{TESTDATA}/ca.pem\" holds no usable PEM private key"),
+        ),
+        (
+            "5".into(),
+            format!(
+                r#"ca_file = "{TESTDATA}/ca.pem"
+client_cert_file = "{TESTDATA}/client.pem"
+client_key_file = "{TESTDATA}/other.key""#
+            ),
+            format!("mqtt[0].tls.client_key_file: \"{TESTDATA}/other.key\" does not go with client_cert_file \"{TESTDATA}/client.pem\""),
+        ),
+    ];
+    for (protocol, tls, expected) in cases {
+        let problems = parse(&tls_broker(&protocol, &tls)).unwrap_err().join("\n");
+        assert!(
+            problems.contains(&expected),
+            "missing {expected:?} in:\n{problems}"
+        );
+    }
+}
+
+/// The example's commented MQTT 5 TLS broker, uncommented, with the test
+/// certificates in place of the gateway's: the documented keys stay valid.
+#[test]
+fn the_example_tls_broker_is_valid_once_uncommented() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/agent.example.toml");
+    let example = std::fs::read_to_string(path).unwrap();
+    let block: String = example
+        .lines()
+        .skip_while(|l| !l.starts_with("# [[mqtt]]"))
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or("")))
+        .collect();
+    assert!(block.contains("[mqtt.tls]"), "no TLS example in:\n{block}");
+    let block = block.replace("/etc/edge-agent/mqtt", TESTDATA);
+    let c = parse(&block).unwrap_or_else(|p| panic!("{}\n{block}", p.join("\n")));
+    assert_eq!(c.mqtt[0].protocol, MqttProtocol::V5);
+    assert!(c.mqtt[0].tls.as_ref().unwrap().client_auth.is_some());
+    assert!(!c.mqtt[0].clean_session);
+}
+
+/// Regression guard: rumqttc's MQTT 5 client panics on a keep-alive under
+/// 5 s, so the config must refuse it rather than let the agent crash.
+#[test]
+fn an_mqtt_5_keep_alive_under_5_s_is_a_config_error() {
+    let short = parse(
+        r#"
+[[mqtt]]
+host = "broker.plant"
+protocol = "5"
+keep_alive_s = 0
+[[mqtt.subscriptions]]
+topic = "plant/+/temp"
+series = "{2}.temp"
+"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        short,
+        ["mqtt[0].keep_alive_s: 0 is too short for protocol \"5\" (5..=65535; MQTT 5 keep-alive cannot be disabled)"]
+    );
+}

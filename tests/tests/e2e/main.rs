@@ -6,9 +6,13 @@
 //! - [`rtu`]: Modbus RTU over a socat pseudo-terminal pair against pymodbus.
 //! - [`alarms`]: alarm events on the local broker, acknowledgements, the
 //!   priority lane to the relay, and alarm state across a SIGKILL.
+//! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
+//! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
 
 mod alarms;
 mod modbus;
 mod mqtt;
+mod mqtt_crash;
+mod mqtt_tls;
 mod pipeline;
 mod rtu;

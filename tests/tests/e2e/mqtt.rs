@@ -23,7 +23,9 @@ const CLIENT_ID: &str = "e2e-gw-mqtt";
 /// 2023-11-14T22:13:20Z, in µs.
 const T0: i64 = 1_700_000_000_000_000;
 
-fn source_config(port: u16) -> anyhow::Result<AgentConfig> {
+/// A config for driving the source alone: `brokers` (TOML sections) after
+/// a gateway whose spool and uplink are never used.
+pub(crate) fn source_only_config(brokers: &str) -> anyhow::Result<AgentConfig> {
     Ok(AgentConfig::parse(
         &format!(
             r#"
@@ -34,6 +36,15 @@ path = "/nonexistent/spool.db"
 [uplink]
 url = "http://127.0.0.1:9/v1/batches"
 token = "unused"
+{brokers}"#
+        ),
+        "e2e mqtt source config",
+    )?)
+}
+
+fn source_config(port: u16) -> anyhow::Result<AgentConfig> {
+    source_only_config(&format!(
+        r#"
 [[mqtt]]
 host = "127.0.0.1"
 port = {port}
@@ -63,13 +74,11 @@ unit = "kWh"
 timestamp_pointer = "/time"
 timestamp_format = "rfc3339"
 "#
-        ),
-        "e2e mqtt config",
-    )?)
+    ))
 }
 
 /// Start the MQTT source on its own task, reading into a channel.
-fn start_source(
+pub(crate) fn start_source(
     config: &AgentConfig,
     ack_after_commit: bool,
     stats: &Arc<AgentStats>,
@@ -94,7 +103,7 @@ fn start_source(
 }
 
 /// Poll a condition every 20 ms for at most 20 s.
-async fn wait_for(what: &str, check: impl Fn() -> bool) -> anyhow::Result<()> {
+pub(crate) async fn wait_for(what: &str, check: impl Fn() -> bool) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !check() {
         ensure!(
@@ -107,7 +116,7 @@ async fn wait_for(what: &str, check: impl Fn() -> bool) -> anyhow::Result<()> {
 }
 
 /// The next `n` readings, by series name, failing after 10 s.
-async fn next_readings(
+pub(crate) async fn next_readings(
     rx: &mut mpsc::Receiver<Reading>,
     n: usize,
 ) -> anyhow::Result<BTreeMap<String, Reading>> {
@@ -122,7 +131,12 @@ async fn next_readings(
     Ok(got)
 }
 
-async fn publish(broker: &Mosquitto, topic: &str, payload: &str, qos: u8) -> anyhow::Result<()> {
+pub(crate) async fn publish(
+    broker: &Mosquitto,
+    topic: &str,
+    payload: &str,
+    qos: u8,
+) -> anyhow::Result<()> {
     tokio::task::block_in_place(|| broker.publish(topic, payload, qos))
 }
 
@@ -253,15 +267,8 @@ async fn the_source_resubscribes_after_the_broker_restarts() -> anyhow::Result<(
 
 /// A persistent session over one QoS 1 subscription.
 fn persistent_config(port: u16) -> anyhow::Result<AgentConfig> {
-    Ok(AgentConfig::parse(
-        &format!(
-            r#"
-gateway_id = "e2e-gw"
-[spool]
-path = "/nonexistent/spool.db"
-[uplink]
-url = "http://127.0.0.1:9/v1/batches"
-token = "unused"
+    source_only_config(&format!(
+        r#"
 [[mqtt]]
 host = "127.0.0.1"
 port = {port}
@@ -272,12 +279,10 @@ topic = "line/+/count"
 qos = 1
 series = "{{2}}.count"
 "#
-        ),
-        "e2e mqtt persistent config",
-    )?)
+    ))
 }
 
-async fn stop_source(
+pub(crate) async fn stop_source(
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {

@@ -1,11 +1,13 @@
 //! The whole pipeline against real services: an in-test Modbus TCP device →
 //! the agent → the relay → tansu (Kafka) and VictoriaMetrics, read back with
-//! kafka-python and VictoriaMetrics' export API.
+//! kafka-python and VictoriaMetrics' export API; and the same with Mosquitto
+//! and the MQTT source in place of the device (Kafka only).
 //!
 //! What the device serves is known independently of the code under test: a
 //! poll-counter register makes the n-th poll read the value n, so "every
 //! produced reading arrived exactly once" means the values 1..=N each arrive
-//! once, where N is the number of reads the device itself counted.
+//! once, where N is the number of reads the device itself counted. The MQTT
+//! run publishes values and timestamps written out in the test.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -15,7 +17,7 @@ use edge_agent::config::AgentConfig;
 use edge_agent::Agent;
 use edge_demo::device::SimDevice;
 use edge_relay::{Relay, RelayConfig};
-use edge_tests::{Tansu, Victoria};
+use edge_tests::{Mosquitto, Tansu, Victoria};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -50,48 +52,15 @@ async fn run_plant(tansu: &Tansu, vm: &Victoria) -> anyhow::Result<Run> {
     let stop_device = CancellationToken::new();
     tokio::spawn(device.clone().serve(device_listener, stop_device.clone()));
 
-    let relay_config = RelayConfig::from_toml(&format!(
-        r#"
-[[gateways]]
-id = "{GATEWAY}"
-token = "{TOKEN}"
-[kafka]
-brokers = ["{}"]
-readings_topic = "{READINGS}"
-alarms_topic = "{ALARMS}"
-delivery_timeout_ms = 10000
-[timeseries]
-url = "{}"
-"#,
-        tansu.bootstrap(),
-        vm.write_url()
-    ))?;
-    let relay_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let relay_addr = relay_listener.local_addr()?;
-    let stop_relay = CancellationToken::new();
-    let relay = tokio::spawn(edge_relay::serve(
-        relay_listener,
-        Relay::from_config(relay_config)?,
-        stop_relay.clone(),
-    ));
+    let relay = RelayRun::start(tansu, Some(vm)).await?;
+    let relay_addr = relay.addr;
 
     let spool = tempfile::tempdir()?;
-    let agent_config = AgentConfig::parse(
+    let agent_config = agent_config(
+        &spool.path().join("spool.db"),
+        relay_addr,
         &format!(
             r#"
-gateway_id = "{GATEWAY}"
-tags = {{ site = "plant-e2e" }}
-[spool]
-path = {:?}
-[batch]
-max_readings = 50
-max_age_ms = 300
-[uplink]
-url = "http://{relay_addr}/v1/batches"
-token = "{TOKEN}"
-retry_initial_ms = 100
-retry_max_ms = 1000
-shutdown_drain_ms = 30000
 [[modbus]]
 name = "press-3"
 address = "{device_addr}"
@@ -117,10 +86,8 @@ unit = "bar"
 name = "oil_temp.high"
 series = "press-3.oil_temp"
 max = 50.0
-"#,
-            spool.path().join("spool.db")
+"#
         ),
-        "e2e agent config",
     )?;
     let agent = Agent::new(agent_config);
     let stats = agent.stats();
@@ -138,8 +105,7 @@ max = 50.0
 
     stop_agent.cancel();
     agent_task.await??;
-    stop_relay.cancel();
-    relay.await??;
+    relay.stop().await?;
     stop_device.cancel();
     Ok(Run {
         polls: device.requests(),
@@ -148,6 +114,89 @@ max = 50.0
         started_us,
         ended_us: now_us(),
     })
+}
+
+/// The agent's config with `sources` (TOML sections) after the settings
+/// both runs share: gateway, spool, short batches, and the relay.
+fn agent_config(
+    spool: &std::path::Path,
+    relay: std::net::SocketAddr,
+    sources: &str,
+) -> anyhow::Result<AgentConfig> {
+    Ok(AgentConfig::parse(
+        &format!(
+            r#"
+gateway_id = "{GATEWAY}"
+tags = {{ site = "plant-e2e" }}
+[spool]
+path = {spool:?}
+[batch]
+max_readings = 50
+max_age_ms = 300
+[uplink]
+url = "http://{relay}/v1/batches"
+token = "{TOKEN}"
+retry_initial_ms = 100
+retry_max_ms = 1000
+shutdown_drain_ms = 30000
+{sources}"#
+        ),
+        "e2e agent config",
+    )?)
+}
+
+/// The relay in-process, writing to tansu and, when given, VictoriaMetrics;
+/// its delivered-batch ledger lives in `_state`, removed when it drops.
+struct RelayRun {
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), edge_relay::RelayError>>,
+    _state: tempfile::TempDir,
+}
+
+impl RelayRun {
+    async fn start(tansu: &Tansu, vm: Option<&Victoria>) -> anyhow::Result<RelayRun> {
+        let timeseries = vm
+            .map(|vm| format!("[timeseries]\nurl = \"{}\"\n", vm.write_url()))
+            .unwrap_or_default();
+        let state = tempfile::tempdir()?;
+        let relay_config = RelayConfig::from_toml(&format!(
+            r#"
+[[gateways]]
+id = "{GATEWAY}"
+token = "{TOKEN}"
+[kafka]
+brokers = ["{}"]
+readings_topic = "{READINGS}"
+alarms_topic = "{ALARMS}"
+delivery_timeout_ms = 10000
+[dedup]
+path = "{}"
+{timeseries}"#,
+            tansu.bootstrap(),
+            state.path().join("delivered.db").display(),
+        ))?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(edge_relay::serve(
+            listener,
+            Relay::from_config(relay_config)?,
+            stop.clone(),
+        ));
+        Ok(RelayRun {
+            addr,
+            stop,
+            task,
+            _state: state,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await??;
+        Ok(())
+    }
 }
 
 /// Poll a condition every 20 ms for at most 30 s.
@@ -188,39 +237,25 @@ fn modbus_readings_and_alarms_reach_kafka_and_victoriametrics() -> anyhow::Resul
 
     // Kafka, read back with kafka-python.
     let messages = tansu.read_topic(READINGS)?;
-    let mut by_series: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for m in &messages {
-        let v = &m["value"];
-        let series = v["series"].as_str().context("series")?.to_string();
-        assert_eq!(
-            m["key"].as_str(),
-            Some(series.as_str()),
-            "key is the series"
-        );
-        assert_eq!(m["headers"]["gateway"], GATEWAY);
-        assert_eq!(v["gateway"], GATEWAY);
-        assert_eq!(v["quality"], "good");
-        let ts = v["ts_us"].as_i64().context("ts_us")?;
-        assert!(
-            (run.started_us..=run.ended_us).contains(&ts),
-            "timestamp {ts} outside the run"
-        );
-        let want_tags: BTreeMap<&str, &str> = [
+    let by_series = readings_by_series(&messages, |_| {
+        [
             ("site", "plant-e2e"),
             ("line", "L1"),
             ("asset", "press-3"),
             ("device", "press-3"),
             ("protocol", "modbus-tcp"),
         ]
-        .into();
-        let tags: BTreeMap<&str, &str> = v["tags"]
-            .as_object()
-            .context("tags")?
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("")))
-            .collect();
-        assert_eq!(tags, want_tags, "tags of {series}");
-        by_series.entry(series).or_default().push(v);
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into()
+    })?;
+    for values in by_series.values() {
+        for v in values {
+            let ts = v["ts_us"].as_i64().context("ts_us")?;
+            assert!(
+                (run.started_us..=run.ended_us).contains(&ts),
+                "timestamp {ts} outside the run"
+            );
+        }
     }
     assert_eq!(
         by_series.keys().collect::<Vec<_>>(),
@@ -335,4 +370,179 @@ fn modbus_readings_and_alarms_reach_kafka_and_victoriametrics() -> anyhow::Resul
     vm_sorted.sort();
     assert_eq!(vm_sorted, kafka_points);
     Ok(())
+}
+
+/// The reading messages of the readings topic by series, after checking
+/// what every one of them must carry: the series as the Kafka key, the
+/// gateway in a header and in the value, good quality, and exactly the
+/// tags `want_tags(series)`.
+fn readings_by_series(
+    messages: &[Value],
+    want_tags: impl Fn(&str) -> BTreeMap<String, String>,
+) -> anyhow::Result<BTreeMap<String, Vec<&Value>>> {
+    let mut by_series: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for m in messages {
+        let v = &m["value"];
+        let series = v["series"].as_str().context("series")?.to_string();
+        assert_eq!(
+            m["key"].as_str(),
+            Some(series.as_str()),
+            "key is the series"
+        );
+        assert_eq!(m["headers"]["gateway"], GATEWAY);
+        assert_eq!(v["gateway"], GATEWAY);
+        assert_eq!(v["quality"], "good");
+        let tags: BTreeMap<String, String> = v["tags"]
+            .as_object()
+            .context("tags")?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+            .collect();
+        assert_eq!(tags, want_tags(&series), "tags of {series}");
+        by_series.entry(series).or_default().push(v);
+    }
+    Ok(by_series)
+}
+
+/// 2023-11-14T22:13:20Z, in ms: the drive payloads' time base.
+const T0_MS: i64 = 1_700_000_000_000;
+
+/// Mosquitto → the agent's MQTT source (QoS 1, acknowledged after the spool
+/// commit) → the relay → tansu. JSON payloads carry their sample time, which
+/// must survive to Kafka; plain numbers get the arrival time.
+#[test]
+fn mqtt_readings_reach_kafka_with_their_keys_tags_and_timestamps() -> anyhow::Result<()> {
+    let logs = tempfile::tempdir()?;
+    let tansu = Tansu::start(logs.path())?;
+    tansu.create_topic(READINGS)?;
+    tansu.create_topic(ALARMS)?;
+    let broker = Mosquitto::start(logs.path())?;
+    let (started_us, ended_us) = tokio::runtime::Runtime::new()?
+        .block_on(run_mqtt_plant(&tansu, &broker))
+        .with_context(|| format!("MQTT run failed; tansu log:\n{}", tansu.service.log_tail()))?;
+
+    let messages = tansu.read_topic(READINGS)?;
+    let by_series = readings_by_series(&messages, |series| {
+        let (line, topic) = if series.starts_with("l1.") {
+            ("l1", "plant/l1/drive")
+        } else {
+            ("l2", "plant/l2/temp")
+        };
+        [
+            ("site", "plant-e2e"),
+            ("line", line),
+            ("protocol", "mqtt"),
+            ("topic", topic),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into()
+    })?;
+    let points = |series: &str| -> Vec<(i64, f64)> {
+        let mut p: Vec<(i64, f64)> = by_series
+            .get(series)
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                (
+                    v["ts_us"].as_i64().unwrap_or(0),
+                    v["value"].as_f64().unwrap_or(f64::NAN),
+                )
+            })
+            .collect();
+        p.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+        p
+    };
+    assert_eq!(
+        by_series.keys().collect::<Vec<_>>(),
+        ["l1.drive.current", "l1.drive.rpm", "l2.temp"]
+    );
+    let ts = |i: i64| (T0_MS + i * 1000) * 1000;
+    assert_eq!(
+        points("l1.drive.rpm"),
+        [(ts(0), 1450.0), (ts(1), 1460.0), (ts(2), 1470.0)]
+    );
+    assert_eq!(
+        points("l1.drive.current"),
+        [(ts(0), 3.5), (ts(1), 3.75), (ts(2), 4.0)]
+    );
+    let temps = points("l2.temp");
+    assert_eq!(
+        temps.iter().map(|p| p.1).collect::<Vec<_>>(),
+        [21.5, 22.0],
+        "arrival-time readings, in publishing order"
+    );
+    assert!(
+        temps.iter().all(|p| (started_us..=ended_us).contains(&p.0)),
+        "arrival times within the run: {temps:?}"
+    );
+    assert!(by_series["l1.drive.rpm"].iter().all(|v| v["unit"] == "rpm"));
+    assert!(by_series["l2.temp"].iter().all(|v| v["unit"] == "degC"));
+    Ok(())
+}
+
+/// Run relay and agent in-process, publish the messages, and return the
+/// run's time span (µs) once the agent has forwarded all of them.
+async fn run_mqtt_plant(tansu: &Tansu, broker: &Mosquitto) -> anyhow::Result<(i64, i64)> {
+    let started_us = now_us();
+    let relay = RelayRun::start(tansu, None).await?;
+    let spool = tempfile::tempdir()?;
+    let agent_config = agent_config(
+        &spool.path().join("spool.db"),
+        relay.addr,
+        &format!(
+            r#"
+[[mqtt]]
+host = "127.0.0.1"
+port = {}
+[[mqtt.subscriptions]]
+topic = "plant/+/drive"
+qos = 1
+format = "json"
+series = "{{2}}.drive"
+tags = {{ line = "{{2}}" }}
+values = [
+    {{ pointer = "/motor/rpm", name = "rpm", unit = "rpm" }},
+    {{ pointer = "/motor/current", name = "current", unit = "A" }},
+]
+timestamp_pointer = "/ts"
+timestamp_format = "ms"
+[[mqtt.subscriptions]]
+topic = "plant/+/temp"
+qos = 1
+series = "{{2}}.temp"
+unit = "degC"
+tags = {{ line = "{{2}}" }}
+"#,
+            broker.port
+        ),
+    )?;
+    let agent = Agent::new(agent_config);
+    let stats = agent.stats();
+    let stop_agent = CancellationToken::new();
+    let agent_task = tokio::spawn(agent.run(stop_agent.clone()));
+    wait_for(|| stats.mqtt_subscriptions_acked.get() >= 2).await?;
+
+    let publish = |topic: &str, payload: String| {
+        tokio::task::block_in_place(|| broker.publish(topic, &payload, 1))
+    };
+    for i in 0..3i64 {
+        let rpm = 1450 + 10 * i;
+        let current = 3.5 + 0.25 * i as f64;
+        let ts = T0_MS + i * 1000;
+        publish(
+            "plant/l1/drive",
+            format!(r#"{{"ts": {ts}, "motor": {{"rpm": {rpm}, "current": {current}}}}}"#),
+        )?;
+    }
+    publish("plant/l2/temp", "21.5".into())?;
+    publish("plant/l2/temp", "22.0".into())?;
+    wait_for(|| stats.readings_forwarded.get() >= 8).await?;
+    let ended_us = now_us();
+
+    stop_agent.cancel();
+    agent_task.await??;
+    relay.stop().await?;
+    assert_eq!(stats.readings_produced.get(), 8);
+    assert_eq!(stats.mqtt_malformed.get(), 0);
+    Ok((started_us, ended_us))
 }

@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 
-/// Messages (of type `T`, a `rumqttc::Publish` in the source) waiting for
+/// Messages (of type `T`, a [`super::client::Message`] in the source) waiting for
 /// their readings to be committed, oldest first.
 #[derive(Debug)]
 pub struct AckQueue<T> {
@@ -51,6 +51,15 @@ impl<T> AckQueue<T> {
         ready
     }
 
+    /// Messages returned by [`AckQueue::committed`] that could not be
+    /// acknowledged yet, oldest first: they are the first ones released by
+    /// the next call.
+    pub fn put_back(&mut self, messages: impl DoubleEndedIterator<Item = T>) {
+        for m in messages.rev() {
+            self.waiting.push_front((0, m));
+        }
+    }
+
     /// Forget every message: after a reconnect their packet ids belong to
     /// the old connection, and the broker redelivers what a persistent
     /// session still holds.
@@ -78,6 +87,20 @@ mod tests {
         q.sent("c", 8);
         assert_eq!(q.committed(100), ["b", "c"]);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn messages_put_back_come_first_in_their_order() {
+        let mut q = AckQueue::default();
+        q.sent("a", 1);
+        q.sent("b", 2);
+        q.sent("c", 9);
+        let ready = q.committed(2);
+        assert_eq!(ready, ["a", "b"]);
+        q.put_back(ready.into_iter());
+        assert_eq!(q.committed(0), ["a", "b"]);
+        assert!(q.committed(8).is_empty());
+        assert_eq!(q.committed(9), ["c"]);
     }
 
     #[test]

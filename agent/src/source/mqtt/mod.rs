@@ -16,32 +16,37 @@
 //!   acknowledged only once its readings are committed to the spool (see
 //!   [`ack`]); a malformed or unmatched one at once, as it yields nothing.
 //!   The broker stops sending while its in-flight window of unacknowledged
-//!   messages is full (Mosquitto: 20), so QoS 1 throughput per broker is
-//!   about that window per batch commit.
+//!   messages is full (MQTT 3.1.1: whatever the broker allows, which for
+//!   Mosquitto 2.0 was observed to be well over a thousand; MQTT 5: the
+//!   Receive Maximum the agent asks for, 100), so QoS 1 throughput per
+//!   broker is about that window per batch commit. Acknowledgements that
+//!   find rumqttc's request channel full are tried again on the next check,
+//!   not dropped: a dropped one would only be redelivered after a reconnect.
 //!
 //! While the pipeline pushes back (the channel is full) the event loop is
 //! not polled, so no pings go out; a long stall ends in a keep-alive
 //! timeout and a reconnect, which is the same as any broker outage.
 //!
-//! Payload reading is the pure [`payload`] module.
+//! Payload reading is the pure [`payload`] module; the differences between
+//! MQTT 3.1.1 and MQTT 5 are kept in [`client`].
 
 pub mod ack;
+pub mod client;
 pub mod payload;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::SubscribeReasonCode;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::ack::AckQueue;
+use self::client::{Client, Event, Message};
 use self::payload::{Malformed, PayloadError};
 use super::SourceError;
-use crate::config::mqtt::{is_plain_name, MqttBroker, Qos, Subscription};
+use crate::config::mqtt::{is_plain_name, MqttBroker, Subscription};
 use crate::reading::{now_us, Reading, SeriesInfo};
 use crate::stats::AgentStats;
 
@@ -124,23 +129,10 @@ impl MqttSource {
     ) -> Result<(), SourceError> {
         let b = &self.broker;
         let broker = format!("{}:{}", b.host, b.port);
-        let mut options = MqttOptions::new(b.client_id.clone(), b.host.clone(), b.port);
-        options.set_keep_alive(b.keep_alive);
-        options.set_clean_session(b.clean_session);
-        if let Some((user, password)) = &b.credentials {
-            options.set_credentials(user.clone(), password.clone());
-        }
-        options.set_manual_acks(self.ack_after_commit);
-        // Room for the acknowledgements of a whole in-flight window.
-        let (client, mut events) = AsyncClient::new(options, 256);
-        let mut acks: AckQueue<Publish> = AckQueue::default();
+        let (client, mut events) = client::connect(b, self.ack_after_commit);
+        let mut acks: AckQueue<Message> = AckQueue::default();
         let mut ack_check = tokio::time::interval(ACK_CHECK_INTERVAL);
         ack_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let filters: Vec<SubscribeFilter> = b
-            .subscriptions
-            .iter()
-            .map(|s| SubscribeFilter::new(s.topic.clone(), qos(s.qos)))
-            .collect();
         let mut limiters: Vec<LogLimiter> = b
             .subscriptions
             .iter()
@@ -156,7 +148,7 @@ impl MqttSource {
                     let _ = client.try_disconnect();
                     let _ = tokio::time::timeout(Duration::from_secs(1), async {
                         while let Ok(e) = events.poll().await {
-                            if matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                            if matches!(e, Event::DisconnectSent) {
                                 break;
                             }
                         }
@@ -167,42 +159,46 @@ impl MqttSource {
                 e = events.poll() => e,
                 _ = ack_check.tick(), if !acks.is_empty() => {
                     let settled = self.stats.readings_spooled.get() + self.stats.readings_dropped.get();
-                    for publish in acks.committed(settled) {
-                        match client.try_ack(&publish) {
-                            Ok(()) => self.stats.mqtt_messages_acked.inc(),
-                            Err(error) => warn!(%broker, topic = %publish.topic, %error, "cannot acknowledge MQTT message; the broker will redeliver it"),
+                    let mut ready = acks.committed(settled).into_iter();
+                    while let Some(message) = ready.next() {
+                        if let Err(error) = client.try_ack(&message) {
+                            // The request channel is full: the event loop
+                            // drains it when polled, so try again next tick
+                            // rather than leave the message unacknowledged
+                            // until the next reconnect.
+                            debug!(%broker, %error, "MQTT acknowledgements wait for room in the request channel");
+                            acks.put_back(std::iter::once(message).chain(ready));
+                            break;
                         }
+                        self.stats.mqtt_messages_acked.inc();
                     }
                     continue;
                 }
             };
             match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                Ok(Event::Connected) => {
                     acks.clear();
                     if failures > 0 {
                         info!(%broker, client_id = %b.client_id, failed_attempts = failures, "MQTT broker reachable again");
                     } else {
-                        info!(%broker, client_id = %b.client_id, "MQTT connected");
+                        info!(%broker, client_id = %b.client_id, protocol = ?b.protocol, tls = b.tls.is_some(), clean_session = b.clean_session, "MQTT connected");
                     }
                     failures = 0;
-                    if let Err(error) = client.try_subscribe_many(filters.clone()) {
+                    if let Err(error) = client.try_subscribe(&b.subscriptions) {
                         warn!(%broker, %error, "cannot request MQTT subscriptions");
                     }
                 }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                Ok(Event::Subscribed(granted)) => {
                     backoff = BACKOFF_MIN;
-                    for (code, filter) in ack.return_codes.iter().zip(&filters) {
-                        match code {
-                            SubscribeReasonCode::Success(_) => {
-                                self.stats.mqtt_subscriptions_acked.inc()
-                            }
-                            SubscribeReasonCode::Failure => {
-                                warn!(%broker, topic = %filter.path, "MQTT broker refused the subscription")
-                            }
+                    for (granted, sub) in granted.into_iter().zip(&b.subscriptions) {
+                        if granted {
+                            self.stats.mqtt_subscriptions_acked.inc();
+                        } else {
+                            warn!(%broker, topic = %sub.topic, "MQTT broker refused the subscription");
                         }
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                Ok(Event::Message(publish)) => {
                     self.stats.mqtt_messages.inc();
                     let Some(i) = b
                         .subscriptions
@@ -224,7 +220,7 @@ impl MqttSource {
                                     });
                                 }
                             }
-                            if self.ack_after_commit && publish.qos != QoS::AtMostOnce {
+                            if self.ack_after_commit && publish.needs_ack {
                                 acks.sent(publish, self.stats.readings_produced.get());
                             }
                         }
@@ -237,9 +233,10 @@ impl MqttSource {
                         }
                     }
                 }
-                Ok(_) => {}
+                Ok(Event::DisconnectSent | Event::Other) => {}
                 Err(error) => {
-                    self.stats.mqtt_connection_errors.inc();
+                    self.stats
+                        .record_mqtt_connection_error(&b.client_id, &error.to_string());
                     if failures == 0 {
                         warn!(%broker, client_id = %b.client_id, %error, "MQTT connection failed; reconnecting with backoff");
                     }
@@ -256,8 +253,8 @@ impl MqttSource {
 
     /// Acknowledge a message that yields no readings (malformed, unmatched):
     /// there is nothing to commit, and redelivery would not help.
-    fn ack_now(&self, client: &AsyncClient, publish: &Publish) {
-        if self.ack_after_commit && publish.qos != QoS::AtMostOnce {
+    fn ack_now(&self, client: &Client, publish: &Message) {
+        if self.ack_after_commit && publish.needs_ack {
             if let Err(error) = client.try_ack(publish) {
                 warn!(topic = %publish.topic, %error, "cannot acknowledge MQTT message");
             }
@@ -268,7 +265,7 @@ impl MqttSource {
     fn readings(
         &self,
         sub: &Subscription,
-        publish: &Publish,
+        publish: &Message,
         cache: &mut HashMap<(String, String), Arc<SeriesInfo>>,
     ) -> Result<Vec<Reading>, PayloadError> {
         let topic = publish.topic.as_str();
@@ -276,7 +273,7 @@ impl MqttSource {
             topic: topic.to_string(),
             reason,
         };
-        let samples = payload::decode(sub, topic, &publish.payload, now_us())?;
+        let samples = payload::decode(sub, topic, publish.payload(), now_us())?;
         let levels: Vec<&str> = topic.split('/').collect();
         let base = sub
             .series
@@ -324,13 +321,6 @@ impl MqttSource {
             });
         }
         Ok(readings)
-    }
-}
-
-fn qos(q: Qos) -> QoS {
-    match q {
-        Qos::AtMostOnce => QoS::AtMostOnce,
-        Qos::AtLeastOnce => QoS::AtLeastOnce,
     }
 }
 

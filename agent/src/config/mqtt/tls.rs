@@ -1,0 +1,179 @@
+//! `[mqtt.tls]`: the certificates a broker connection is verified and
+//! authenticated with, read and checked when the config is loaded.
+//!
+//! The PEM files are read here, not when connecting, so that a missing or
+//! broken file is a config error naming the key and the file
+//! (`mqtt[0].tls.ca_file: cannot read "/etc/edge-agent/ca.pem": …`) rather
+//! than a connection that fails forever.
+//!
+//! The rustls client config is built with the *ring* crypto provider:
+//! rustls' default, aws-lc-rs, needs cmake to cross-compile for the
+//! gateways, ring only the `cc` crate. Only the configured CA is trusted,
+//! not the system's roots: a field broker has a plant's own CA.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
+use serde::Deserialize;
+
+/// `[mqtt.tls]`: connect to the broker over TLS (MQTTS).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqttTls {
+    /// PEM file of the CA certificate(s) the broker's certificate must chain to; relative paths are taken from the config file's directory.
+    pub ca_file: PathBuf,
+    /// PEM file of the agent's client certificate (chain), for brokers that require one; needs `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file of the private key of `client_cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl RawMqttTls {
+    /// Take relative file names from `dir`, the config file's directory.
+    pub fn resolve_in(&mut self, dir: &Path) {
+        for path in [
+            Some(&mut self.ca_file),
+            self.client_cert_file.as_mut(),
+            self.client_key_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = dir.join(&*path);
+        }
+    }
+}
+
+/// A validated `[mqtt.tls]`: the files it names and the rustls client
+/// configuration built from them.
+#[derive(Clone)]
+pub struct MqttTls {
+    pub ca_file: PathBuf,
+    /// (certificate file, key file), when the broker wants a client certificate.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    pub client_config: Arc<ClientConfig>,
+}
+
+impl PartialEq for MqttTls {
+    /// Two settings are the same when they name the same files.
+    fn eq(&self, other: &Self) -> bool {
+        self.ca_file == other.ca_file && self.client_auth == other.client_auth
+    }
+}
+
+impl std::fmt::Debug for MqttTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttTls")
+            .field("ca_file", &self.ca_file)
+            .field("client_auth", &self.client_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Validate `{at}` (for example `mqtt[0].tls`), reading its files.
+pub(in crate::config) fn validate_tls(
+    p: &mut Vec<String>,
+    at: &str,
+    t: &RawMqttTls,
+) -> Option<MqttTls> {
+    let before = p.len();
+    let ca = read_certs(p, &format!("{at}.ca_file"), &t.ca_file);
+    let mut roots = RootCertStore::empty();
+    for (n, cert) in ca.into_iter().flatten().enumerate() {
+        if let Err(e) = roots.add(cert) {
+            p.push(format!(
+                "{at}.ca_file: certificate {} of {:?} is not usable as a CA: {e}",
+                n + 1,
+                t.ca_file
+            ));
+        }
+    }
+    let client_auth = match (&t.client_cert_file, &t.client_key_file) {
+        (None, None) => None,
+        (Some(_), None) => {
+            p.push(format!(
+                "{at}.client_key_file: required with client_cert_file"
+            ));
+            None
+        }
+        (None, Some(_)) => {
+            p.push(format!(
+                "{at}.client_cert_file: required with client_key_file"
+            ));
+            None
+        }
+        (Some(cert_file), Some(key_file)) => {
+            let certs = read_certs(p, &format!("{at}.client_cert_file"), cert_file);
+            let key = read_key(p, &format!("{at}.client_key_file"), key_file);
+            certs
+                .zip(key)
+                .map(|(certs, key)| (cert_file, key_file, certs, key))
+        }
+    };
+    if p.len() > before {
+        return None;
+    }
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots);
+    let (client_config, client_auth) = match client_auth {
+        None => (builder.with_no_client_auth(), None),
+        Some((cert_file, key_file, certs, key)) => {
+            match builder.with_client_auth_cert(certs, key) {
+                Ok(config) => (config, Some((cert_file.clone(), key_file.clone()))),
+                Err(e) => {
+                    p.push(format!(
+                    "{at}.client_key_file: {key_file:?} does not go with client_cert_file {cert_file:?}: {e}"
+                ));
+                    return None;
+                }
+            }
+        }
+    };
+    Some(MqttTls {
+        ca_file: t.ca_file.clone(),
+        client_auth,
+        client_config: Arc::new(client_config),
+    })
+}
+
+fn read(p: &mut Vec<String>, at: &str, path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| p.push(format!("{at}: cannot read {path:?}: {e}")))
+        .ok()
+}
+
+/// Every certificate of a PEM file; at least one.
+fn read_certs(p: &mut Vec<String>, at: &str, path: &Path) -> Option<Vec<CertificateDer<'static>>> {
+    let pem = read(p, at, path)?;
+    match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if certs.is_empty() => {
+            p.push(format!(
+                "{at}: {path:?} holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")"
+            ));
+            None
+        }
+        Ok(certs) => Some(certs),
+        Err(e) => {
+            p.push(format!("{at}: {path:?} is not valid PEM: {e}"));
+            None
+        }
+    }
+}
+
+/// The first private key of a PEM file.
+fn read_key(p: &mut Vec<String>, at: &str, path: &Path) -> Option<PrivateKeyDer<'static>> {
+    let pem = read(p, at, path)?;
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| {
+            p.push(format!(
+                "{at}: {path:?} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"
+            ))
+        })
+        .ok()
+}

@@ -1,0 +1,179 @@
+//! No acknowledged QoS 1 message is lost when the agent dies: the real
+//! `edge-agent` binary, subscribed with a persistent session (MQTT 3.1.1,
+//! and again MQTT 5) to its own
+//! Mosquitto, is killed with SIGKILL in the middle of a stream of numbered
+//! messages and started again on the same spool; every number must reach
+//! the relay (its file sink). Duplicates are allowed (at least once), gaps
+//! are not.
+//!
+//! The binary is built by [`edge_tests::agent_binary`]; the relay runs
+//! in-process.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use edge_relay::config::GatewayConfig;
+use edge_relay::{Relay, RelayConfig};
+use edge_tests::{agent_binary, spawn, wait_until, Mosquitto, Service};
+use tokio_util::sync::CancellationToken;
+
+const GATEWAY: &str = "e2e-gw-crash";
+const TOKEN: &str = "e2e-crash-token-0123456789";
+const TOPIC: &str = "count/a";
+/// Messages published; each carries its sequence number 1..=N as its value.
+const N: u64 = 2000;
+
+/// The sequence numbers in the relay's readings file so far.
+fn relayed(relay_dir: &Path) -> BTreeSet<u64> {
+    let text = std::fs::read_to_string(relay_dir.join("readings.jsonl")).unwrap_or_default();
+    text.lines()
+        // A line being written may be cut short; it is read whole next time.
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["value"].as_f64())
+        .map(|v| v as u64)
+        .collect()
+}
+
+/// (warm-up messages, stream messages) in the relay's readings file,
+/// duplicates included.
+fn count_relayed(relay_dir: &Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(relay_dir.join("readings.jsonl")).unwrap_or_default();
+    let zeros = text
+        .lines()
+        .filter(|l| l.contains(r#""value":0.0"#))
+        .count();
+    (zeros, text.lines().count() - zeros)
+}
+
+fn start_agent(name: &'static str, config: &Path, logs: &Path) -> anyhow::Result<Service> {
+    let args = ["run", "--config", &config.display().to_string()].map(String::from);
+    spawn(name, &agent_binary()?, &args, logs)
+}
+
+#[test]
+fn no_acknowledged_mqtt_3_message_is_lost_when_the_agent_is_killed() -> anyhow::Result<()> {
+    kill_mid_stream("3.1.1")
+}
+
+#[test]
+fn no_acknowledged_mqtt_5_message_is_lost_when_the_agent_is_killed() -> anyhow::Result<()> {
+    kill_mid_stream("5")
+}
+
+fn kill_mid_stream(protocol: &str) -> anyhow::Result<()> {
+    let logs = tempfile::tempdir()?;
+    let work = tempfile::tempdir()?;
+    let broker = Mosquitto::start(logs.path())?;
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let relay_dir = work.path().join("relay");
+    std::fs::create_dir_all(&relay_dir)?;
+    let relay = Relay::from_config(RelayConfig::new(
+        &relay_dir,
+        vec![GatewayConfig {
+            id: GATEWAY.into(),
+            token: TOKEN.into(),
+        }],
+    ))?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let relay_addr = listener.local_addr()?;
+    let stop_relay = CancellationToken::new();
+    let relay_task = rt.spawn(edge_relay::serve(listener, relay, stop_relay.clone()));
+
+    let config = work.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+gateway_id = "{GATEWAY}"
+[spool]
+path = {:?}
+[batch]
+max_readings = 50
+max_age_ms = 100
+[uplink]
+url = "http://{relay_addr}/v1/batches"
+token = "{TOKEN}"
+retry_initial_ms = 100
+retry_max_ms = 500
+[[mqtt]]
+host = "127.0.0.1"
+port = {}
+protocol = "{protocol}"
+client_id = "{GATEWAY}"
+clean_session = false
+[[mqtt.subscriptions]]
+topic = "count/+"
+qos = 1
+series = "count"
+"#,
+            work.path().join("spool.db"),
+            broker.port
+        ),
+    )?;
+
+    let mut agent = start_agent("edge-agent-1", &config, logs.path())?;
+    // Subscribed (and the persistent session exists) once a warm-up
+    // message, 0, makes it through to the relay.
+    wait_until(
+        "a warm-up message at the relay",
+        Duration::from_secs(60),
+        || {
+            let _ = broker.publish(TOPIC, "0", 1);
+            relayed(&relay_dir).contains(&0)
+        },
+    )
+    .with_context(|| agent.log_tail())?;
+
+    let numbers: Vec<String> = (1..=N).map(|n| n.to_string()).collect();
+    let publisher = std::thread::scope(|s| -> anyhow::Result<usize> {
+        let publisher = s.spawn(|| broker.publish_lines(TOPIC, &numbers, 1));
+        // Kill once some, but not all, numbers are through.
+        wait_until(
+            "a tenth of the stream at the relay",
+            Duration::from_secs(60),
+            || relayed(&relay_dir).range(1..=N).count() as u64 >= N / 10,
+        )
+        .with_context(|| agent.log_tail())?;
+        agent.kill()?;
+        let at_kill = relayed(&relay_dir).range(1..=N).count();
+        publisher
+            .join()
+            .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
+        Ok(at_kill)
+    })?;
+    let at_kill = publisher;
+    ensure!(
+        (at_kill as u64) < N,
+        "all {N} messages were through before the kill: the test proves nothing"
+    );
+
+    let agent = start_agent("edge-agent-2", &config, logs.path())?;
+    let complete = wait_until(
+        "every number at the relay",
+        Duration::from_secs(120),
+        || relayed(&relay_dir).range(1..=N).count() as u64 == N,
+    );
+    let got = relayed(&relay_dir);
+    let missing: Vec<u64> = (1..=N).filter(|n| !got.contains(n)).collect();
+    assert!(
+        complete.is_ok() && missing.is_empty(),
+        "{} of {N} numbers missing after the restart (first {:?}); {at_kill} were through at the kill\n{}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        agent.log_tail()
+    );
+    // Duplicates are allowed: messages spooled but not yet acknowledged
+    // when the agent died are redelivered.
+    let (warm_up, stream) = count_relayed(&relay_dir);
+    println!(
+        "MQTT {protocol}: {at_kill} of {N} through at the kill; relayed {stream} stream readings ({} duplicates) and {warm_up} warm-up ones",
+        stream as u64 - N
+    );
+
+    stop_relay.cancel();
+    rt.block_on(relay_task)??;
+    Ok(())
+}
