@@ -25,6 +25,7 @@ use serde::Deserialize;
 mod alarm_publish;
 mod modbus;
 mod profile;
+mod status;
 
 pub use self::alarm_publish::{AlarmPublishConfig, RawAlarmPublish};
 
@@ -33,6 +34,7 @@ pub use self::modbus::{
     RawModbusDevice, RawPoint, RawSerialLine, SerialLine, Table,
 };
 pub use self::profile::{Profile, Profiles, RawProfile};
+pub use self::status::{RawStatus, StatusConfig};
 
 pub mod mqtt;
 
@@ -88,6 +90,8 @@ pub struct RawConfig {
     pub rules: Vec<RawRule>,
     /// Publish alarm events and per-series alarm state on a local MQTT broker (optional).
     pub alarm_publish: Option<RawAlarmPublish>,
+    /// Serve Prometheus metrics and /healthz on a local address (optional; off when absent).
+    pub status: Option<RawStatus>,
 }
 
 /// `[spool]`
@@ -162,6 +166,7 @@ pub struct AgentConfig {
     pub mqtt: Vec<mqtt::MqttBroker>,
     pub rules: Vec<crate::detect::Rule>,
     pub alarm_publish: Option<AlarmPublishConfig>,
+    pub status: Option<StatusConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -339,6 +344,7 @@ impl AgentConfig {
             .alarm_publish
             .as_ref()
             .map(|a| alarm_publish::validate(&mut p, a, &raw.gateway_id));
+        let status = raw.status.as_ref().map(|s| status::validate(&mut p, s));
         if modbus.is_empty() && simulated.is_empty() && mqtt.is_empty() {
             p.push(
                 "no sources: add at least one [[modbus]], [[simulated]] or [[mqtt]] section".into(),
@@ -361,6 +367,7 @@ impl AgentConfig {
             mqtt,
             rules,
             alarm_publish,
+            status,
         })
     }
 }

@@ -17,6 +17,7 @@
 //! - [`publish`]: alarm events and retained per-series state on the local
 //!   MQTT broker for an HMI, and acknowledgements back.
 //! - [`stats`]: counters the agent keeps about itself.
+//! - [`status`]: Prometheus `/metrics` and `/healthz` on `[status] listen`.
 //! - [`probe`]: `edge-agent probe modbus`, one read shown in every decoding
 //!   for commissioning a device; not part of the running agent.
 //!
@@ -33,6 +34,7 @@ pub mod reading;
 pub mod source;
 pub mod spool;
 pub mod stats;
+pub mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -57,12 +59,15 @@ use crate::source::simulated::SimulatedSource;
 use crate::source::SourceError;
 use crate::spool::{SharedSpool, Spool, SpoolError};
 use crate::stats::AgentStats;
+use crate::status::StatusPage;
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Status(#[from] status::StatusError),
 }
 
 /// A configured agent, ready to run.
@@ -98,6 +103,16 @@ impl Agent {
         .await
         .map_err(|e| SpoolError::Join(e.to_string()))??;
         let spool = SharedSpool::new(spool);
+        let status_stop = CancellationToken::new();
+        let status_task = match &self.config.status {
+            Some(c) => {
+                let listener = status::bind(c.listen).await?;
+                let page = StatusPage::new(self.stats.clone(), spool.clone(), c.stuck_after);
+                let serving = status::serve(listener, Arc::new(page), status_stop.clone());
+                Some(tokio::spawn(serving))
+            }
+            None => None,
+        };
         let (tx, rx) = mpsc::channel::<Reading>(4096);
         let sources = TaskTracker::new();
         for link in modbus_links(&self.config, &self.stats) {
@@ -191,6 +206,14 @@ impl Agent {
         drain.cancel();
         if forwarding.await.is_err() {
             error!("forwarder task panicked");
+        }
+        status_stop.cancel();
+        if let Some(task) = status_task {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => error!(%error, "status page stopped"),
+                Err(_) => error!("status page task panicked"),
+            }
         }
         info!(
             produced = self.stats.readings_produced.get(),

@@ -76,6 +76,43 @@ pub struct AgentStats {
     mqtt_malformed_by_subscription: Mutex<BTreeMap<(String, String), u64>>,
     /// The last connection error per MQTT client id, for diagnosis.
     mqtt_last_connection_error: Mutex<BTreeMap<String, String>>,
+    /// Per Modbus device: readings, errors and request round trips, for
+    /// the status page.
+    modbus_devices: Mutex<BTreeMap<String, DeviceCounts>>,
+    /// MQTT messages per (client id, subscription); "" for a message that
+    /// matches no subscription.
+    mqtt_messages_by_subscription: Mutex<BTreeMap<(String, String), u64>>,
+    /// Failed MQTT connections (attempts) per client id.
+    mqtt_connection_errors_by_client: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Upper bounds, in seconds, of the Modbus round-trip histogram buckets: a
+/// healthy TCP device answers in a few milliseconds, a slow RS-485 line in
+/// hundreds, and a timeout is a transport error rather than a latency.
+pub const LATENCY_BUCKETS_S: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// What one Modbus device has done, as the status page shows it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DeviceCounts {
+    pub readings: u64,
+    pub transport_errors: u64,
+    pub crc_errors: u64,
+    pub retries: u64,
+    /// Answered requests (data or exception) per bucket of
+    /// [`LATENCY_BUCKETS_S`], not cumulative; answers slower than the last
+    /// bound are counted only in `latency_count`.
+    pub latency_buckets: [u64; LATENCY_BUCKETS_S.len()],
+    pub latency_count: u64,
+    pub latency_sum_s: f64,
+}
+
+/// A Modbus event counted per device (and in the agent-wide total).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModbusEvent {
+    Reading,
+    TransportError,
+    CrcError,
+    Retry,
 }
 
 impl AgentStats {
@@ -114,6 +151,9 @@ impl AgentStats {
     /// `client_id` and remember why it failed.
     pub fn record_mqtt_connection_error(&self, client_id: &str, error: &str) {
         self.mqtt_connection_errors.inc();
+        *lock(&self.mqtt_connection_errors_by_client)
+            .entry(client_id.to_string())
+            .or_default() += 1;
         let mut map = self
             .mqtt_last_connection_error
             .lock()
@@ -140,4 +180,75 @@ impl AgentStats {
             .copied()
             .unwrap_or(0)
     }
+
+    /// Count `event` for the Modbus device `device` and in its agent-wide
+    /// counter.
+    pub fn record_modbus(&self, device: &str, event: ModbusEvent) {
+        let total = match event {
+            ModbusEvent::Reading => &self.readings_produced,
+            ModbusEvent::TransportError => &self.modbus_transport_errors,
+            ModbusEvent::CrcError => &self.modbus_crc_errors,
+            ModbusEvent::Retry => &self.modbus_retries,
+        };
+        total.inc();
+        let mut map = lock(&self.modbus_devices);
+        let counts = map.entry(device.to_string()).or_default();
+        match event {
+            ModbusEvent::Reading => counts.readings += 1,
+            ModbusEvent::TransportError => counts.transport_errors += 1,
+            ModbusEvent::CrcError => counts.crc_errors += 1,
+            ModbusEvent::Retry => counts.retries += 1,
+        }
+    }
+
+    /// Record the round trip of a Modbus request that `device` answered.
+    pub fn record_modbus_latency(&self, device: &str, round_trip: std::time::Duration) {
+        let s = round_trip.as_secs_f64();
+        let mut map = lock(&self.modbus_devices);
+        let counts = map.entry(device.to_string()).or_default();
+        if let Some(i) = LATENCY_BUCKETS_S.iter().position(|&le| s <= le) {
+            counts.latency_buckets[i] += 1;
+        }
+        counts.latency_count += 1;
+        counts.latency_sum_s += s;
+    }
+
+    /// Per-device Modbus figures, by device name.
+    pub fn modbus_devices(&self) -> Vec<(String, DeviceCounts)> {
+        let map = lock(&self.modbus_devices);
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Count an MQTT message received on the broker connection `client_id`
+    /// for the subscription `topic` ("" when it matches none).
+    pub fn record_mqtt_message(&self, client_id: &str, topic: &str) {
+        self.mqtt_messages.inc();
+        *lock(&self.mqtt_messages_by_subscription)
+            .entry((client_id.to_string(), topic.to_string()))
+            .or_default() += 1;
+    }
+
+    /// MQTT messages per (client id, subscription), in order.
+    pub fn mqtt_messages_by_subscription(&self) -> Vec<((String, String), u64)> {
+        let map = lock(&self.mqtt_messages_by_subscription);
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Malformed MQTT messages per (client id, subscription), in order.
+    pub fn mqtt_malformed_by_subscription(&self) -> Vec<((String, String), u64)> {
+        let map = lock(&self.mqtt_malformed_by_subscription);
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Failed MQTT connections (attempts) per client id, in order.
+    pub fn mqtt_connection_errors_by_client(&self) -> Vec<(String, u64)> {
+        let map = lock(&self.mqtt_connection_errors_by_client);
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+/// A counter map stays usable after a panic elsewhere: its numbers are
+/// never half-updated.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -8,6 +8,7 @@
 //!   priority lane to the relay, and alarm state across a SIGKILL.
 //! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
 //! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
+//! - [`status`]: the agent's `/metrics` and `/healthz` over HTTP, with the uplink down.
 
 mod alarms;
 mod modbus;
@@ -16,3 +17,4 @@ mod mqtt_crash;
 mod mqtt_tls;
 mod pipeline;
 mod rtu;
+mod status;

@@ -41,7 +41,7 @@ use super::schedule::{stagger, Schedule, Slot};
 use crate::config::{Link, ModbusDevice, Table};
 use crate::reading::{now_us, Quality, Reading, SeriesInfo};
 use crate::source::SourceError;
-use crate::stats::AgentStats;
+use crate::stats::{AgentStats, ModbusEvent};
 
 /// Polls one Modbus TCP device over its own connection: a [`ModbusLink`]
 /// with one device.
@@ -204,7 +204,8 @@ impl ModbusLink {
                         conn.insert(c)
                     }
                     Err(error) => {
-                        self.stats.modbus_transport_errors.inc();
+                        let name = &self.devices[device].device.name;
+                        self.stats.record_modbus(name, ModbusEvent::TransportError);
                         if link.failures == 0 {
                             warn!(link = %self.link, %error, "cannot open Modbus link; retrying with backoff");
                         }
@@ -234,7 +235,8 @@ impl ModbusLink {
                             *h = Health::default();
                         }
                         for r in self.readings(d, block, answer, ts_us, failing) {
-                            self.stats.readings_produced.inc();
+                            self.stats
+                                .record_modbus(&d.device.name, ModbusEvent::Reading);
                             if out.send(r).await.is_err() {
                                 return Err(SourceError::OutputClosed {
                                     source_name: d.device.name.clone(),
@@ -311,7 +313,8 @@ impl ModbusLink {
                 Ok(answer) => return Ok((answer, ts_us)),
                 Err(f) => f,
             };
-            self.stats.modbus_transport_errors.inc();
+            self.stats
+                .record_modbus(&d.device.name, ModbusEvent::TransportError);
             if let Conn::Serial { ctx, line, .. } = conn {
                 // The old context may hold part of the failed reply, or
                 // have ended its stream on a decode error.
@@ -321,7 +324,7 @@ impl ModbusLink {
                 return Err(f);
             }
             attempt += 1;
-            self.stats.modbus_retries.inc();
+            self.stats.record_modbus(&d.device.name, ModbusEvent::Retry);
             match conn {
                 Conn::Tcp(ctx) => match self.open().await {
                     Ok(Conn::Tcp(fresh)) => *ctx = fresh,
@@ -418,7 +421,11 @@ async fn transact(
         }
     };
     ctx.set_slave(Slave(unit));
+    let asked = Instant::now();
     let answer = timeout(limit, call(ctx, block)).await;
+    if let Ok(Ok(_)) = answer {
+        stats.record_modbus_latency(&d.device.name, asked.elapsed());
+    }
     let result = match answer {
         Ok(Ok(Ok(data))) => Ok(Answer::Data(data)),
         Ok(Ok(Err(exception))) => Ok(Answer::Exception(u8::from(exception))),
@@ -444,7 +451,7 @@ async fn transact(
     let result = result.map_err(|mut f| {
         let why = classify(&line.reply(), unit, function_code(block.table));
         if why == Failure::Crc {
-            stats.modbus_crc_errors.inc();
+            stats.record_modbus(&d.device.name, ModbusEvent::CrcError);
         }
         f.error = format!("{}: {}", why.as_str(), f.error);
         f

@@ -199,12 +199,13 @@ impl MqttSource {
                     }
                 }
                 Ok(Event::Message(publish)) => {
-                    self.stats.mqtt_messages.inc();
-                    let Some(i) = b
+                    let i = b
                         .subscriptions
                         .iter()
-                        .position(|s| topic_matches(&s.topic, &publish.topic))
-                    else {
+                        .position(|s| topic_matches(&s.topic, &publish.topic));
+                    let topic = i.map_or("", |i| b.subscriptions[i].topic.as_str());
+                    self.stats.record_mqtt_message(&b.client_id, topic);
+                    let Some(i) = i else {
                         debug!(%broker, topic = %publish.topic, "MQTT message matches no subscription");
                         self.ack_now(&client, &publish);
                         continue;
