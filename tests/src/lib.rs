@@ -138,8 +138,14 @@ pub struct Tansu {
 }
 
 impl Tansu {
+    /// A broker with in-memory storage on a free port.
     pub fn start(log_dir: &Path) -> anyhow::Result<Tansu> {
-        let port = free_port()?;
+        Tansu::start_with(log_dir, free_port()?, "memory://tansu/")
+    }
+
+    /// A broker on `port` with the given storage engine URL, for example
+    /// `sqlite://DIR/tansu.db` to keep messages across a restart.
+    pub fn start_with(log_dir: &Path, port: u16, storage: &str) -> anyhow::Result<Tansu> {
         let url = format!("tcp://127.0.0.1:{port}");
         let args = [
             "broker",
@@ -148,7 +154,7 @@ impl Tansu {
             "--advertised-listener-url",
             &url,
             "--storage-engine",
-            "memory://tansu/",
+            storage,
         ]
         .map(String::from);
         let mut service = Service::spawn("tansu", "tansu", &args, log_dir)?;
@@ -411,6 +417,17 @@ impl Mosquitto {
 /// edge-agent` into the target directory this test binary was built in
 /// (a no-op when it is up to date) and returns `<target>/<profile>/edge-agent`.
 pub fn agent_binary() -> anyhow::Result<PathBuf> {
+    workspace_binary("edge-agent")
+}
+
+/// The `edge-relay` binary of this build, as [`agent_binary`].
+pub fn relay_binary() -> anyhow::Result<PathBuf> {
+    workspace_binary("edge-relay")
+}
+
+/// The binary `name` of the workspace package of the same name, built into
+/// this test binary's target directory.
+fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // <target>/<profile>/deps/e2e-<hash>
     let profile_dir = exe
@@ -421,14 +438,7 @@ pub fn agent_binary() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "edge-agent",
-            "--bin",
-            "edge-agent",
-        ])
+        .args(["build", "--quiet", "-p", name, "--bin", name])
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -437,14 +447,14 @@ pub fn agent_binary() -> anyhow::Result<PathBuf> {
     }
     let out = build
         .output()
-        .context("cannot run cargo to build edge-agent")?;
+        .with_context(|| format!("cannot run cargo to build {name}"))?;
     if !out.status.success() {
         bail!(
-            "cargo build -p edge-agent failed:\n{}",
+            "cargo build -p {name} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let bin = profile_dir.join("edge-agent");
+    let bin = profile_dir.join(name);
     if !bin.exists() {
         bail!("{} was not built", bin.display());
     }

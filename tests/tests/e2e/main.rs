@@ -4,6 +4,7 @@
 //! - [`modbus`]: the Modbus source against the in-process device and pymodbus.
 //! - [`mqtt`]: Mosquitto → the agent's MQTT source.
 //! - [`rtu`]: Modbus RTU over a socat pseudo-terminal pair against pymodbus.
+//! - [`chaos`]: agent, relay and tansu killed at random; nothing lost, duplicates bounded.
 //! - [`alarms`]: alarm events on the local broker, acknowledgements, the
 //!   priority lane to the relay, and alarm state across a SIGKILL.
 //! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
@@ -11,6 +12,7 @@
 //! - [`status`]: the agent's `/metrics` and `/healthz` over HTTP, with the uplink down.
 
 mod alarms;
+mod chaos;
 mod modbus;
 mod mqtt;
 mod mqtt_crash;
