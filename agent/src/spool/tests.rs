@@ -4,7 +4,7 @@
 use super::*;
 use edge_wire::{Point, Quality, Series};
 
-fn batch(n: usize) -> Batch {
+pub(super) fn batch(n: usize) -> Batch {
     Batch {
         gateway_id: "gw".into(),
         seq: 0,
