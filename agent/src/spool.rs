@@ -573,6 +573,9 @@ impl SharedSpool {
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod model_tests;
+
 /// The error for `source` on the spool at `path`; SQLITE_FULL becomes
 /// [`SpoolError::Full`], which the commit path waits on.
 fn sqlite_error(path: &Path, source: rusqlite::Error) -> SpoolError {
