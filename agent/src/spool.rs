@@ -49,7 +49,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use edge_wire::Batch;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
@@ -61,9 +60,11 @@ pub mod alarms;
 pub mod bounds;
 pub mod check;
 pub mod inspect;
+mod options;
 
 pub use self::bounds::{DropReason, Gap, OnFull};
 pub use self::check::StartupReport;
+pub use self::options::{SpoolOptions, Synchronous};
 
 /// Why the spool failed.
 #[derive(Debug, thiserror::Error)]
@@ -104,40 +105,6 @@ impl SpoolError {
     pub fn is_full(&self) -> bool {
         matches!(self, SpoolError::Full { .. })
     }
-}
-
-/// How hard SQLite works to keep a commit across a power failure
-/// (`[spool] synchronous`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Synchronous {
-    /// Every commit is on disk (fsync) before it returns: a power failure
-    /// loses nothing that was committed.
-    #[default]
-    Full,
-    /// The WAL is synced only at checkpoints: a power failure may lose the
-    /// last commits (never corrupts the database); a crash of the agent
-    /// alone loses nothing. Much faster on slow flash.
-    Normal,
-}
-
-impl Synchronous {
-    fn pragma(self) -> &'static str {
-        match self {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        }
-    }
-}
-
-/// How the spool is opened and bounded (`[spool]` minus the path).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct SpoolOptions {
-    pub synchronous: Synchronous,
-    /// Largest size of database plus WAL file, in bytes.
-    pub max_bytes: Option<u64>,
-    /// Reading batches older than this (by seal time) are dropped.
-    pub max_age: Option<Duration>,
-    pub on_full: OnFull,
 }
 
 /// A stored batch, as it will be sent.
