@@ -4,14 +4,16 @@
 //! - a batch is committed here before any source is acknowledged and before
 //!   it can be forwarded: the pipeline acknowledges MQTT QoS 1 messages and
 //!   wakes the forwarder only after [`Spool::append`] returned, and the
-//!   forwarder reads only committed rows (`tests::appended_batch_is_readable_only_after_commit`,
-//!   e2e `mqtt` ack tests);
+//!   forwarder reads only committed rows; a refused append leaves nothing
+//!   (`tests::appended_batch_is_readable_only_after_commit`, e2e
+//!   `mqtt::qos1_messages_are_acknowledged_only_after_the_spool_commit` and
+//!   `mqtt_crash`);
 //! - the bytes stored are exactly the bytes sent (encoded once, at append),
 //!   and each row carries a CRC-64 of them, checked at start-up ([`check`]);
 //! - a batch is removed only after the relay answered 2xx for it
-//!   ([`Spool::remove`] is called by the forwarder on a 2xx only), or by
-//!   the configured bound policy, which records the removal as a gap
-//!   ([`bounds`]);
+//!   ([`Spool::remove`] is called by the forwarder on a 2xx only;
+//!   `agent/tests/spool_removal.rs`), or by the configured bound policy,
+//!   which records the removal as a gap ([`bounds`]);
 //! - batch sequence numbers grow strictly, across restarts: the counter lives
 //!   in the same database and is advanced in the same transaction as the
 //!   insert; a spool started fresh after a corrupt one was moved aside
