@@ -100,6 +100,14 @@ pub struct RawConfig {
 pub struct RawSpool {
     /// Path of the SQLite spool database; its directory must exist and be writable.
     pub path: PathBuf,
+    /// How a commit reaches the disk: "full" (default) syncs every commit, so a power failure loses nothing committed; "normal" syncs only at checkpoints, so a power failure may lose the last few seconds of commits (the database stays consistent; an agent crash alone loses nothing).
+    pub synchronous: Option<String>,
+    /// Largest size of the spool on disk (database plus WAL) in bytes; when a batch does not fit, `on_full` applies (default: no limit; at least 65536).
+    pub max_bytes: Option<u64>,
+    /// Reading batches older than this many seconds are dropped and recorded as a gap (default: kept until forwarded).
+    pub max_age_s: Option<u64>,
+    /// When the spool is full: "drop-oldest" (default) drops the oldest reading batches, then alarm batches, and records a gap; "block" makes the agent wait, so the sources slow down and MQTT acknowledgements wait.
+    pub on_full: Option<String>,
 }
 
 /// `[batch]`
@@ -159,6 +167,8 @@ pub struct AgentConfig {
     pub gateway_id: String,
     pub tags: BTreeMap<String, String>,
     pub spool_path: PathBuf,
+    /// `[spool]` durability and bounds.
+    pub spool: crate::spool::SpoolOptions,
     pub batch: BatchConfig,
     pub uplink: UplinkConfig,
     pub modbus: Vec<ModbusDevice>,
@@ -261,6 +271,7 @@ impl AgentConfig {
                 batch.max_readings
             ));
         }
+        let spool = validate_spool(&mut p, &raw.spool);
         let u = &raw.uplink;
         if !(u.url.starts_with("http://") || u.url.starts_with("https://")) {
             p.push(format!(
@@ -360,6 +371,7 @@ impl AgentConfig {
             gateway_id: raw.gateway_id,
             tags: raw.tags,
             spool_path: raw.spool.path,
+            spool,
             batch,
             uplink,
             modbus,
@@ -369,6 +381,45 @@ impl AgentConfig {
             alarm_publish,
             status,
         })
+    }
+}
+
+/// `[spool]` without the path.
+fn validate_spool(p: &mut Vec<String>, raw: &RawSpool) -> crate::spool::SpoolOptions {
+    use crate::spool::{OnFull, SpoolOptions, Synchronous};
+    let synchronous = match raw.synchronous.as_deref() {
+        None | Some("full") => Synchronous::Full,
+        Some("normal") => Synchronous::Normal,
+        Some(other) => {
+            p.push(format!(
+                "spool.synchronous: {other:?} must be \"full\" or \"normal\""
+            ));
+            Synchronous::Full
+        }
+    };
+    let on_full = match raw.on_full.as_deref() {
+        None | Some("drop-oldest") => OnFull::DropOldest,
+        Some("block") => OnFull::Block,
+        Some(other) => {
+            p.push(format!(
+                "spool.on_full: {other:?} must be \"drop-oldest\" or \"block\""
+            ));
+            OnFull::DropOldest
+        }
+    };
+    if let Some(b) = raw.max_bytes.filter(|&b| b < 65_536) {
+        p.push(format!(
+            "spool.max_bytes: {b} is below the smallest spool (65536)"
+        ));
+    }
+    if raw.max_age_s == Some(0) {
+        p.push("spool.max_age_s: 0 would drop every batch; leave it out for no limit".into());
+    }
+    SpoolOptions {
+        synchronous,
+        max_bytes: raw.max_bytes,
+        max_age: raw.max_age_s.map(Duration::from_secs),
+        on_full,
     }
 }
 
@@ -464,5 +515,54 @@ scale = 0.1
             .replace("register = 100", "register = 65535")
             .replace("type = \"i16\"", "type = \"f32\"");
         assert!(AgentConfig::parse(&text, "t.toml").is_err());
+    }
+
+    #[test]
+    fn spool_defaults_are_full_sync_unbounded_drop_oldest() {
+        let c = AgentConfig::parse(&minimal(), "t.toml").unwrap();
+        assert_eq!(c.spool, crate::spool::SpoolOptions::default());
+        assert_eq!(c.spool.synchronous, crate::spool::Synchronous::Full);
+        assert_eq!(c.spool.on_full, crate::spool::OnFull::DropOldest);
+    }
+
+    #[test]
+    fn spool_section_of_the_example_is_what_it_says() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/agent.example.toml");
+        let c = AgentConfig::load(std::path::Path::new(path)).unwrap();
+        assert_eq!(c.spool.max_bytes, Some(2 << 30));
+        assert_eq!(c.spool.max_age, None);
+        let example = std::fs::read_to_string(path).unwrap();
+        let source = include_str!("config.rs");
+        let start = source.find("pub struct RawSpool").unwrap();
+        let end = start + source[start..].find("\n}").unwrap();
+        for doc in source[start..end]
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("/// "))
+        {
+            assert!(
+                example.contains(&format!("# {doc}")),
+                "example lacks {doc:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_spool_values_are_reported_with_key_paths() {
+        let text = minimal().replace(
+            "path = \"/tmp/spool.db\"",
+            "path = \"/tmp/spool.db\"\nsynchronous = \"off\"\non_full = \"wait\"\nmax_bytes = 10\nmax_age_s = 0",
+        );
+        let Err(ConfigError::Invalid { problems, .. }) = AgentConfig::parse(&text, "t.toml") else {
+            panic!("expected validation errors");
+        };
+        assert_eq!(
+            problems,
+            [
+                "spool.synchronous: \"off\" must be \"full\" or \"normal\"",
+                "spool.on_full: \"wait\" must be \"drop-oldest\" or \"block\"",
+                "spool.max_bytes: 10 is below the smallest spool (65536)",
+                "spool.max_age_s: 0 would drop every batch; leave it out for no limit",
+            ]
+        );
     }
 }

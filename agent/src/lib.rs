@@ -94,14 +94,19 @@ impl Agent {
     /// draining the backlog for at most `uplink.shutdown_drain`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
         let path = self.config.spool_path.clone();
-        let (spool, active, acks) = tokio::task::spawn_blocking(move || {
-            let spool = Spool::open(&path)?;
+        let options = self.config.spool;
+        let (spool, report, active, acks) = tokio::task::spawn_blocking(move || {
+            let (spool, report) = Spool::open_checked(&path, options, now_us())?;
             let active = spool.active_alarms()?;
             let acks = spool.acknowledged_alarms()?;
-            Ok::<_, SpoolError>((spool, active, acks))
+            Ok::<_, SpoolError>((spool, report, active, acks))
         })
         .await
         .map_err(|e| SpoolError::Join(e.to_string()))??;
+        self.stats.spool_corrupt_batches.add(report.corrupt_batches);
+        if report.moved_aside.is_some() {
+            self.stats.spool_moved_aside.inc();
+        }
         let spool = SharedSpool::new(spool);
         let status_stop = CancellationToken::new();
         let status_task = match &self.config.status {
@@ -344,8 +349,10 @@ pub(crate) enum Lane {
 }
 
 /// Commit `batch` (carrying `alarms`) to the spool; true once committed.
-/// A failing spool is retried rather than the batch dropped: the bounded
-/// channel then pushes back on the sources.
+/// A failing or full spool is retried rather than the batch dropped: the
+/// bounded channel then pushes back on the sources (this is how
+/// `on_full = "block"` reaches them). Batches the bound policy dropped to
+/// make room are counted here.
 pub(crate) async fn store(
     batch: edge_wire::Batch,
     alarms: Vec<Alarm>,
@@ -368,13 +375,27 @@ pub(crate) async fn store(
                     Lane::Readings => s.append_with_alarms(&mut b, &alarms),
                     Lane::Alarms => s.append_alarms(&mut b, &alarms),
                 };
-                Ok((r, b))
+                Ok((r, b, s.take_gaps()))
             })
             .await
         {
-            Ok((Ok(_seq), _)) => return true,
-            Ok((Err(error), b)) => {
-                error!(%error, readings, ?lane, "cannot commit batch to the spool; retrying");
+            Ok((result, b, gaps)) => {
+                count_gaps(&gaps, stats);
+                match result {
+                    Ok(_seq) => return true,
+                    Err(error) if error.is_full() => {
+                        stats.spool_full.inc();
+                        if let Some(times) = spool_log_tick() {
+                            warn!(%error, readings, ?lane, times, "spool is full; the commit waits and the sources are held back");
+                        }
+                    }
+                    Err(error) => {
+                        stats.spool_errors.inc();
+                        if let Some(times) = spool_log_tick() {
+                            error!(%error, readings, ?lane, times, "cannot commit batch to the spool; retrying");
+                        }
+                    }
+                }
                 batch = Some(b);
             }
             Err(error) => {
@@ -385,6 +406,36 @@ pub(crate) async fn store(
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One log line per 30 s for a spool that keeps refusing commits, across
+/// every batch that waits.
+static SPOOL_LOG: std::sync::Mutex<spool::bounds::LogLimiter> =
+    std::sync::Mutex::new(spool::bounds::LogLimiter::new(Duration::from_secs(30)));
+
+fn spool_log_tick() -> Option<u64> {
+    SPOOL_LOG.lock().unwrap_or_else(|p| p.into_inner()).tick()
+}
+
+/// Count and log the batches the spool's bound policy dropped.
+fn count_gaps(gaps: &[spool::Gap], stats: &AgentStats) {
+    for g in gaps {
+        let (readings, batches) = match g.reason {
+            spool::DropReason::Full => (&stats.readings_dropped_full, &stats.batches_dropped_full),
+            spool::DropReason::Age => (&stats.readings_dropped_age, &stats.batches_dropped_age),
+        };
+        readings.add(g.readings);
+        batches.add(g.batches);
+        stats.spool_gaps.inc();
+        warn!(
+            reason = g.reason.as_str(),
+            readings = g.readings,
+            batches = g.batches,
+            first_us = g.first_us,
+            last_us = g.last_us,
+            "spool dropped the oldest batches; gap recorded"
+        );
     }
 }
 

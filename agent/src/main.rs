@@ -1,6 +1,7 @@
 //! The `edge-agent` binary: parses arguments, loads the config and runs the
 //! library. Everything else lives in the `edge_agent` crate.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,6 +9,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use edge_agent::config::{AgentConfig, RawSerialLine, SerialLine, Table};
 use edge_agent::probe::{self, ProbeRequest};
+use edge_agent::reading::now_us;
+use edge_agent::spool::Spool;
 use edge_agent::Agent;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +41,28 @@ enum Command {
     /// Read a device once and show what its values could mean (commissioning).
     #[command(subcommand)]
     Probe(Probe),
+    /// Look into the spool without changing it (it is opened read-only).
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// Print the backlog (batches, readings, bytes, oldest unsent age) and what was dropped so far.
+    Stats {
+        /// Path of the agent config (TOML); the spool is its [spool] path.
+        #[arg(short, long, default_value = "/etc/edge-agent/agent.toml")]
+        config: PathBuf,
+    },
+    /// Write the unsent batches as JSON lines: one per reading, one per alarm event.
+    Export {
+        /// Path of the agent config (TOML); the spool is its [spool] path.
+        #[arg(short, long, default_value = "/etc/edge-agent/agent.toml")]
+        config: PathBuf,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -127,6 +152,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Probe(Probe::Modbus(args)) => probe_modbus(args),
+        Command::Spool(command) => match spool_command(command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("edge-agent spool: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config } => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -215,6 +247,59 @@ fn probe_modbus(args: ModbusProbe) -> ExitCode {
         Err(e) => {
             eprintln!("edge-agent probe: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn spool_command(command: SpoolCommand) -> anyhow::Result<ExitCode> {
+    let config = match &command {
+        SpoolCommand::Stats { config } | SpoolCommand::Export { config, .. } => config,
+    };
+    let path = AgentConfig::load(config)?.spool_path;
+    let spool = Spool::open_read_only(&path)?;
+    match command {
+        SpoolCommand::Stats { .. } => {
+            let b = spool.backlog()?;
+            let age = match b.oldest_us {
+                Some(us) => ((now_us() - us).max(0) / 1_000_000).to_string(),
+                None => "none".into(),
+            };
+            println!("spool: {}", path.display());
+            println!("batches: {}", b.batches);
+            println!("readings: {}", b.readings);
+            println!("bytes: {}", b.bytes);
+            println!("disk_bytes: {}", b.disk_bytes);
+            println!("oldest_unsent_age_s: {age}");
+            println!("quarantined: {}", b.quarantined);
+            println!("dropped_readings_full: {}", b.dropped_readings_full);
+            println!("dropped_batches_full: {}", b.dropped_batches_full);
+            println!("dropped_readings_age: {}", b.dropped_readings_age);
+            println!("dropped_batches_age: {}", b.dropped_batches_age);
+            println!("gaps: {}", b.gaps);
+            Ok(ExitCode::SUCCESS)
+        }
+        SpoolCommand::Export { out, .. } => {
+            let mut writer: Box<dyn Write> = match &out {
+                Some(file) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(file)
+                        .with_context(|| format!("cannot create {}", file.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let done = spool.export(&mut writer)?;
+            writer.flush().context("cannot write the export")?;
+            eprintln!(
+                "exported {} batches: {} readings, {} alarm events",
+                done.batches, done.readings, done.alarms
+            );
+            for (seq, why) in &done.undecodable {
+                eprintln!("batch {seq} skipped: cannot be decoded: {why}");
+            }
+            Ok(if done.undecodable.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

@@ -1,12 +1,26 @@
 //! The spool: encoded batches waiting for the relay, in SQLite (WAL).
 //!
-//! Invariants:
-//! - a batch is committed here before it can be forwarded;
-//! - the bytes stored are exactly the bytes sent (encoded once, at append);
-//! - a batch is removed only after the relay answered 2xx for it;
+//! Invariants (each names the test that holds it):
+//! - a batch is committed here before any source is acknowledged and before
+//!   it can be forwarded: the pipeline acknowledges MQTT QoS 1 messages and
+//!   wakes the forwarder only after [`Spool::append`] returned, and the
+//!   forwarder reads only committed rows; a refused append leaves nothing
+//!   (`tests::appended_batch_is_readable_only_after_commit`, e2e
+//!   `mqtt::qos1_messages_are_acknowledged_only_after_the_spool_commit` and
+//!   `mqtt_crash`);
+//! - the bytes stored are exactly the bytes sent (encoded once, at append),
+//!   and each row carries a CRC-64 of them, checked at start-up ([`check`]);
+//! - a batch is removed only after the relay answered 2xx for it
+//!   ([`Spool::remove`] is called by the forwarder on a 2xx only;
+//!   `agent/tests/spool_removal.rs`), or by the configured bound policy,
+//!   which records the removal as a gap ([`bounds`]);
 //! - batch sequence numbers grow strictly, across restarts: the counter lives
 //!   in the same database and is advanced in the same transaction as the
-//!   insert;
+//!   insert; a spool started fresh after a corrupt one was moved aside
+//!   starts its counter at the current time in µs, above every earlier seq
+//!   (`tests::sequence_grows_across_reopen_and_bytes_are_the_encoding`,
+//!   `check::tests::garbage_database_is_moved_aside_and_seq_keeps_growing`,
+//!   the proptest model in `model_tests`);
 //! - the `alarms` table holds the alarms raised and not yet cleared, keyed
 //!   by (rule, series), with when each was acknowledged; it is changed only
 //!   in the transaction that stores the batch carrying those raise, clear
@@ -18,10 +32,19 @@
 //! batch, so after an outage alarms reach the relay ahead of the reading
 //! backlog. Sequence numbers still come from the one counter, so they grow
 //! strictly in the order batches were committed; the relay may therefore see
-//! an alarm batch's seq before smaller seqs of older reading batches.
+//! an alarm batch's seq before smaller seqs of older reading batches. When a
+//! bound forces batches out, reading batches go first; alarm batches only
+//! once no reading batch is left.
 //!
-//! Not for: applying size bounds; that comes with the store-and-forward
-//! work.
+//! Durability ([`Synchronous`]): with `full` a committed batch survives a
+//! power failure; with `normal` the last transactions before a power
+//! failure may be lost (the database stays consistent), never on a crash
+//! of the agent alone.
+//!
+//! Modules: [`check`] (start-up check, quarantine of corrupt batches,
+//! moving a broken database aside), [`bounds`] (size and age bounds, the
+//! `on_full` policy and gap records), [`inspect`] (backlog figures and
+//! export for `edge-agent spool`), [`alarms`].
 //!
 //! The spool is synchronous (rusqlite); async callers go through
 //! [`SharedSpool`], which runs each call on the blocking pool.
@@ -30,12 +53,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use edge_wire::Batch;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use crate::detect::ActiveAlarm;
 use crate::reading::Alarm;
 
 pub mod alarms;
+pub mod bounds;
+pub mod check;
+pub mod inspect;
+mod options;
+
+pub use self::bounds::{DropReason, Gap, OnFull};
+pub use self::check::StartupReport;
+pub use self::options::{SpoolOptions, Synchronous};
 
 /// Why the spool failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +80,33 @@ pub enum SpoolError {
     Encode(#[from] edge_wire::WireError),
     #[error("spool: background task failed: {0}")]
     Join(String),
+    /// The spool cannot take the batch now: the `max_bytes` bound with
+    /// `on_full = "block"`, or the disk (SQLITE_FULL) when dropping the
+    /// oldest batches did not make room. Transient: retry after the
+    /// forwarder has removed batches.
+    #[error("spool {path}: full ({why}); the batch waits")]
+    Full { path: PathBuf, why: String },
+    /// Writing the export failed.
+    #[error("spool export: cannot write: {0}")]
+    Export(String),
+    /// `PRAGMA quick_check` found damage.
+    #[error("spool {path}: database is corrupt: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+    /// A bad database could not be moved aside.
+    #[error("spool {path}: cannot move the bad database to {to}: {source}")]
+    MoveAside {
+        path: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl SpoolError {
+    /// True for [`SpoolError::Full`]: wait and retry, nothing is wrong
+    /// with the batch.
+    pub fn is_full(&self) -> bool {
+        matches!(self, SpoolError::Full { .. })
+    }
 }
 
 /// A stored batch, as it will be sent.
@@ -72,6 +130,10 @@ pub struct SpoolStats {
 pub struct Spool {
     conn: Connection,
     path: PathBuf,
+    options: SpoolOptions,
+    /// Gaps recorded since the last [`Spool::take_gaps`], for the caller's
+    /// counters; the `gaps` table keeps them durably.
+    gaps: Vec<Gap>,
 }
 
 const SCHEMA: &str = "
@@ -82,7 +144,10 @@ CREATE TABLE IF NOT EXISTS batches (
     readings INTEGER NOT NULL,
     alarms INTEGER NOT NULL,
     body BLOB NOT NULL,
-    priority INTEGER NOT NULL DEFAULT 0
+    priority INTEGER NOT NULL DEFAULT 0,
+    checksum INTEGER,
+    first_us INTEGER,
+    last_us INTEGER
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     seq INTEGER PRIMARY KEY,
@@ -100,17 +165,38 @@ CREATE TABLE IF NOT EXISTS alarms (
     acked_us INTEGER,
     PRIMARY KEY (rule, series)
 );
+CREATE TABLE IF NOT EXISTS gaps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    recorded_us INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    first_us INTEGER NOT NULL,
+    last_us INTEGER NOT NULL,
+    readings INTEGER NOT NULL,
+    batches INTEGER NOT NULL
+);
 ";
 
 /// Columns added after the first release: (table, column, definition).
-/// Spools created before them get them at open.
+/// Spools created before them get them at open. `checksum`, `first_us` and
+/// `last_us` are NULL in old rows until [`check`] fills in the checksum;
+/// the interval of an old row is taken as its `created_us`.
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("batches", "priority", "INTEGER NOT NULL DEFAULT 0"),
     ("alarms", "acked_us", "INTEGER"),
+    ("batches", "checksum", "INTEGER"),
+    ("batches", "first_us", "INTEGER"),
+    ("batches", "last_us", "INTEGER"),
 ];
 
 /// Created after the migrations, since it needs `priority`.
 const INDEXES: &str = "CREATE INDEX IF NOT EXISTS batches_by_lane ON batches (priority DESC, seq);";
+
+/// The checksum stored with each batch: CRC-64/XZ of the encoded bytes,
+/// kept in SQLite's signed 64-bit integer.
+pub fn checksum(body: &[u8]) -> i64 {
+    const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+    CRC64.checksum(body) as i64
+}
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     for (table, column, definition) in ADDED_COLUMNS {
@@ -128,9 +214,31 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(INDEXES)
 }
 
+/// The interval of readings a batch holds: (first, last) µs, or the seal
+/// time for a batch without readings.
+fn interval(batch: &Batch) -> (i64, i64) {
+    let ts = batch
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.ts_us));
+    let (lo, hi) = ts.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    if lo > hi {
+        (batch.created_us, batch.created_us)
+    } else {
+        (lo, hi)
+    }
+}
+
 impl Spool {
-    /// Open (or create) the spool at `path`.
+    /// Open (or create) the spool at `path` with the default options
+    /// (`synchronous = "full"`, no bounds), without the start-up check.
     pub fn open(path: &Path) -> Result<Spool, SpoolError> {
+        Spool::open_with(path, SpoolOptions::default())
+    }
+
+    /// Open (or create) the spool at `path` with `options`, without the
+    /// start-up check; see [`Spool::open_checked`] for what the agent uses.
+    pub fn open_with(path: &Path, options: SpoolOptions) -> Result<Spool, SpoolError> {
         let err = |source| SpoolError::Sqlite {
             path: path.to_owned(),
             source,
@@ -138,7 +246,11 @@ impl Spool {
         let conn = Connection::open(path).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.pragma_update(None, "synchronous", options.synchronous.pragma())
+            .map_err(err)?;
+        // After a checkpoint the WAL file is cut back, so that the bytes a
+        // bound counts are the bytes the spool needs.
+        conn.pragma_update(None, "journal_size_limit", 1 << 20)
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
@@ -147,14 +259,24 @@ impl Spool {
         Ok(Spool {
             conn,
             path: path.to_owned(),
+            options,
+            gaps: Vec::new(),
         })
     }
 
+    /// Where the database is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn err(&self, source: rusqlite::Error) -> SpoolError {
-        SpoolError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_error(&self.path, source)
+    }
+
+    /// The gaps recorded since the last call (batches the bound policy
+    /// dropped), oldest first.
+    pub fn take_gaps(&mut self) -> Vec<Gap> {
+        std::mem::take(&mut self.gaps)
     }
 
     /// Assign the next sequence number to `batch`, encode it and commit it.
@@ -186,12 +308,37 @@ impl Spool {
         self.append_in_lane(batch, alarms, true)
     }
 
+    /// Apply the bounds, then insert. On SQLITE_FULL with `drop-oldest`,
+    /// make room once more by dropping and try again; otherwise the error
+    /// is [`SpoolError::Full`] and the caller waits.
     fn append_in_lane(
         &mut self,
         batch: &mut Batch,
         alarms: &[Alarm],
         priority: bool,
     ) -> Result<u64, SpoolError> {
+        match self.try_append(batch, alarms, priority, false) {
+            Err(SpoolError::Full { why, .. })
+                if self.options.on_full == OnFull::DropOldest && why.starts_with("disk full") =>
+            {
+                self.try_append(batch, alarms, priority, true)
+            }
+            other => other,
+        }
+    }
+
+    fn try_append(
+        &mut self,
+        batch: &mut Batch,
+        alarms: &[Alarm],
+        priority: bool,
+        disk_full: bool,
+    ) -> Result<u64, SpoolError> {
+        let options = self.options;
+        if let Some(max) = options.max_bytes {
+            self.checkpoint_if_over(max - max / 10)
+                .map_err(|e| self.err(e))?;
+        }
         let tx = self.conn.transaction().map_err(|e| SpoolError::Sqlite {
             path: self.path.clone(),
             source: e,
@@ -207,17 +354,45 @@ impl Spool {
             })?;
         batch.seq = next.unwrap_or(1) as u64;
         let body = edge_wire::encode(batch)?;
+        let (first_us, last_us) = interval(batch);
+        let mut gaps = Vec::new();
+        let made_room = bounds::make_room(
+            &tx,
+            &self.path,
+            &options,
+            batch.created_us,
+            body.len() as u64,
+            disk_full,
+            &mut gaps,
+        );
+        match made_room {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(SpoolError::Full {
+                    path: self.path.clone(),
+                    why: format!(
+                        "max_bytes {} reached and on_full is \"block\"",
+                        options.max_bytes.unwrap_or(0)
+                    ),
+                })
+            }
+            Err(e) => return Err(sqlite_error(&self.path, e)),
+        }
         let result = tx
             .execute(
-                "INSERT INTO batches (seq, created_us, readings, alarms, body, priority)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO batches (seq, created_us, readings, alarms, body, priority,
+                                      checksum, first_us, last_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     batch.seq as i64,
                     batch.created_us,
                     batch.reading_count() as i64,
                     batch.alarms.len() as i64,
                     body,
-                    i64::from(priority)
+                    i64::from(priority),
+                    checksum(&body),
+                    first_us,
+                    last_us
                 ],
             )
             .and_then(|_| {
@@ -230,7 +405,33 @@ impl Spool {
             .and_then(|_| alarms::apply(&tx, alarms))
             .and_then(|_| tx.commit());
         result.map_err(|e| self.err(e))?;
+        self.gaps.extend(gaps);
+        if let Some(max) = options.max_bytes {
+            // The batch is committed: a failed checkpoint must not make the
+            // caller store it again.
+            if let Err(error) = self.checkpoint_if_over(max + 1) {
+                tracing::warn!(spool = %self.path.display(), %error, "WAL checkpoint after a commit failed; the spool may stay above max_bytes until the next one");
+            }
+        }
         Ok(batch.seq)
+    }
+
+    /// Bytes the spool takes on disk: used pages of the database plus the
+    /// WAL file.
+    pub fn disk_bytes(&self) -> Result<u64, SpoolError> {
+        bounds::used_bytes(&self.conn, &self.path).map_err(|e| self.err(e))
+    }
+
+    /// At `limit` bytes or more: fold the WAL back into the database and
+    /// cut it, which may be all the room needed. Done before a commit near
+    /// `max_bytes`, and after one that went over it through its WAL frames,
+    /// so the spool stays under the bound unless a reader holds the WAL.
+    fn checkpoint_if_over(&self, limit: u64) -> rusqlite::Result<()> {
+        if bounds::used_bytes(&self.conn, &self.path)? >= limit {
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
+        Ok(())
     }
 
     /// The alarms raised and not cleared, as last committed: what the
@@ -340,3 +541,26 @@ impl SharedSpool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod model_tests;
+
+/// The error for `source` on the spool at `path`; SQLITE_FULL becomes
+/// [`SpoolError::Full`], which the commit path waits on.
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> SpoolError {
+    if is_disk_full(&source) {
+        return SpoolError::Full {
+            path: path.to_owned(),
+            why: format!("disk full: {source}"),
+        };
+    }
+    SpoolError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// SQLITE_FULL: the disk (or `max_page_count`) has no room left.
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull)
+}

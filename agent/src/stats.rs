@@ -76,6 +76,26 @@ pub struct AgentStats {
     mqtt_malformed_by_subscription: Mutex<BTreeMap<(String, String), u64>>,
     /// The last connection error per MQTT client id, for diagnosis.
     mqtt_last_connection_error: Mutex<BTreeMap<String, String>>,
+    /// Readings dropped from the spool because it was full (`max_bytes` or
+    /// the disk) and `on_full` is "drop-oldest".
+    pub readings_dropped_full: Counter,
+    /// Readings dropped from the spool because they were older than `max_age_s`.
+    pub readings_dropped_age: Counter,
+    /// Batches dropped from the spool because it was full.
+    pub batches_dropped_full: Counter,
+    /// Batches dropped from the spool because they were too old.
+    pub batches_dropped_age: Counter,
+    /// Gap records written (runs of dropped batches).
+    pub spool_gaps: Counter,
+    /// Commits refused because the spool was full (`on_full = "block"` or
+    /// the disk); the batch waited and was tried again.
+    pub spool_full: Counter,
+    /// Commits that failed for another reason (I/O error) and were retried.
+    pub spool_errors: Counter,
+    /// Unsent batches whose checksum did not match at start-up, quarantined.
+    pub spool_corrupt_batches: Counter,
+    /// Spool databases moved aside at start-up because they were unusable.
+    pub spool_moved_aside: Counter,
     /// Per Modbus device: readings, errors and request round trips, for
     /// the status page.
     modbus_devices: Mutex<BTreeMap<String, DeviceCounts>>,

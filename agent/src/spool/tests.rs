@@ -4,7 +4,7 @@
 use super::*;
 use edge_wire::{Point, Quality, Series};
 
-fn batch(n: usize) -> Batch {
+pub(super) fn batch(n: usize) -> Batch {
     Batch {
         gateway_id: "gw".into(),
         seq: 0,
@@ -116,4 +116,97 @@ fn spool_from_before_the_priority_lane_is_migrated() {
     s.remove(8).unwrap();
     assert_eq!(s.oldest().unwrap().unwrap().seq, 7);
     assert!(s.acknowledged_alarms().unwrap().is_empty());
+}
+
+/// Guards "committed before it can be forwarded": another connection (as
+/// `edge-agent spool` or a restarted agent would open) sees a batch once
+/// `append` returned, and a refused append leaves neither a row nor a used
+/// sequence number behind.
+#[test]
+fn appended_batch_is_readable_only_after_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    let options = SpoolOptions {
+        max_bytes: Some(64 * 1024),
+        on_full: OnFull::Block,
+        ..SpoolOptions::default()
+    };
+    let mut s = Spool::open_with(&path, options).unwrap();
+    let seq = s.append(&mut batch(3)).unwrap();
+    let reader = Spool::open_read_only(&path).unwrap();
+    assert_eq!(reader.oldest().unwrap().unwrap().seq, seq);
+    // Fill the spool until the bound refuses a batch.
+    let mut last = seq;
+    let refused = loop {
+        let mut big = batch(2000);
+        for (i, p) in big.series[0].points.iter_mut().enumerate() {
+            p.value = f64::from_bits((i as u64 + last).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1);
+        }
+        match s.append(&mut big) {
+            Ok(seq) => last = seq,
+            Err(e) => break e,
+        }
+    };
+    assert!(refused.is_full(), "{refused}");
+    assert_eq!(reader.backlog().unwrap().batches, last);
+    s.remove(seq).unwrap();
+    assert_eq!(s.append(&mut batch(1)).unwrap(), last + 1);
+}
+
+/// Guards the `block` policy end to end in the commit path: the store
+/// call waits (counting `spool_full`) while the spool is full, and commits
+/// the batch, nothing lost, once the forwarder removed one.
+#[tokio::test]
+async fn store_waits_on_a_blocked_spool_and_commits_when_room_is_made() {
+    use crate::stats::AgentStats;
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions {
+        max_bytes: Some(64 * 1024),
+        on_full: OnFull::Block,
+        ..SpoolOptions::default()
+    };
+    let mut s = Spool::open_with(&dir.path().join("spool.db"), options).unwrap();
+    let noisy = |k: u64| {
+        let mut b = batch(1000);
+        for (i, p) in b.series[0].points.iter_mut().enumerate() {
+            p.value =
+                f64::from_bits((i as u64 + k * 7919).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1);
+        }
+        b
+    };
+    let mut k = 0;
+    while s.append(&mut noisy(k)).is_ok() {
+        k += 1;
+    }
+    let before = s.stats().unwrap().batches;
+    let spool = SharedSpool::new(s);
+    let stats = std::sync::Arc::new(AgentStats::default());
+    let task = {
+        let (spool, stats) = (spool.clone(), stats.clone());
+        tokio::spawn(async move {
+            crate::store(noisy(k), vec![], crate::Lane::Readings, &spool, &stats).await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stats.spool_full.get() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "store never hit the bound"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!task.is_finished());
+    assert_eq!(spool.call(|s| s.stats()).await.unwrap().batches, before);
+    spool
+        .call(|s| {
+            let oldest = s.oldest()?.expect("a batch");
+            s.remove(oldest.seq)
+        })
+        .await
+        .unwrap();
+    assert!(task.await.unwrap(), "committed");
+    let after = spool.call(|s| s.backlog()).await.unwrap();
+    assert_eq!(after.batches, before);
+    assert_eq!(after.dropped_batches_full, 0);
+    assert_eq!(stats.readings_dropped.get(), 0);
 }

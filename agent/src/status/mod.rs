@@ -55,10 +55,8 @@ pub enum StatusError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpoolFigures {
     pub stats: SpoolStats,
-    /// Time of the oldest reading (or alarm event, for an alarm-only batch)
-    /// in the batch the forwarder sends next; `None` when the spool is
-    /// empty. The priority lane goes first, so while an alarm batch waits
-    /// this may be younger than the oldest reading behind it.
+    /// Time of the oldest unsent reading in the spool, over both lanes
+    /// (`Spool::backlog`); `None` when the spool is empty.
     pub oldest_unsent_us: Option<i64>,
     pub active_alarms: u64,
 }
@@ -117,15 +115,15 @@ impl StatusPage {
             .spool
             .call(|s| {
                 let stats = s.stats()?;
-                let next = s.oldest()?;
+                let oldest = s.backlog()?.oldest_us;
                 let active_alarms = s.active_alarms()?.len() as u64;
-                Ok((stats, next, active_alarms))
+                Ok((stats, oldest, active_alarms))
             })
             .await;
         let spool = match figures {
-            Ok((stats, next, active_alarms)) => Some(SpoolFigures {
+            Ok((stats, oldest_unsent_us, active_alarms)) => Some(SpoolFigures {
                 stats,
-                oldest_unsent_us: next.and_then(|b| oldest_in(&b.body)),
+                oldest_unsent_us,
                 active_alarms,
             }),
             Err(error) => {
@@ -172,25 +170,6 @@ fn counts(stats: &AgentStats) -> Counts {
         batches_forwarded: stats.batches_forwarded.get(),
         upload_failures: stats.upload_failures.get(),
     }
-}
-
-/// The earliest reading time in an encoded batch, or its earliest alarm
-/// event when it holds no reading.
-fn oldest_in(body: &[u8]) -> Option<i64> {
-    let batch = match edge_wire::decode(body, &edge_wire::Limits::default()) {
-        Ok(b) => b,
-        Err(error) => {
-            warn!(%error, "status page cannot decode the next spooled batch");
-            return None;
-        }
-    };
-    let readings = batch
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.ts_us));
-    readings
-        .min()
-        .or_else(|| batch.alarms.iter().map(|a| a.ts_us).min())
 }
 
 /// Bind the `[status] listen` address.

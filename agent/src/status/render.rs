@@ -43,6 +43,15 @@ const COUNTERS: &[(&str, Field)] = &[
     ("mqtt_connection_errors", |s| &s.mqtt_connection_errors),
     ("mqtt_subscriptions_acked", |s| &s.mqtt_subscriptions_acked),
     ("mqtt_messages_acked", |s| &s.mqtt_messages_acked),
+    ("readings_dropped_full", |s| &s.readings_dropped_full),
+    ("readings_dropped_age", |s| &s.readings_dropped_age),
+    ("batches_dropped_full", |s| &s.batches_dropped_full),
+    ("batches_dropped_age", |s| &s.batches_dropped_age),
+    ("spool_gaps", |s| &s.spool_gaps),
+    ("spool_full", |s| &s.spool_full),
+    ("spool_errors", |s| &s.spool_errors),
+    ("spool_corrupt_batches", |s| &s.spool_corrupt_batches),
+    ("spool_moved_aside", |s| &s.spool_moved_aside),
 ];
 
 /// The source of `AgentStats`, read for the counters' doc comments.

@@ -1,0 +1,181 @@
+//! Tests of the bounds: drop-oldest keeps the spool under `max_bytes` and
+//! records what it dropped; block refuses without losing anything; the age
+//! bound; SQLITE_FULL becomes the policy.
+
+use std::time::Duration;
+
+use super::super::tests::batch;
+use super::super::*;
+
+/// A reading batch of `n` readings that do not compress (about 9 bytes
+/// each), sealed at `created_us`, readings from `ts0` on.
+fn noisy(n: usize, created_us: i64, ts0: i64) -> Batch {
+    let mut b = batch(n);
+    b.created_us = created_us;
+    let mut x: u64 = ts0 as u64 | 1;
+    for (i, p) in b.series[0].points.iter_mut().enumerate() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p.ts_us = ts0 + i as i64;
+        p.value = f64::from_bits(x >> 2);
+    }
+    b
+}
+
+fn bounded(max_bytes: u64, on_full: OnFull) -> SpoolOptions {
+    SpoolOptions {
+        max_bytes: Some(max_bytes),
+        on_full,
+        ..SpoolOptions::default()
+    }
+}
+
+#[test]
+fn drop_oldest_keeps_the_bound_drops_readings_first_and_records_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let max = 128 * 1024;
+    let mut s = Spool::open_with(
+        &dir.path().join("spool.db"),
+        bounded(max, OnFull::DropOldest),
+    )
+    .unwrap();
+    let alarm = s.append_alarms(&mut batch(0), &[]).unwrap();
+    let mut seqs = Vec::new();
+    for k in 0..60i64 {
+        seqs.push(s.append(&mut noisy(500, k, k * 1000)).unwrap());
+        assert!(
+            s.disk_bytes().unwrap() <= max,
+            "{} bytes after batch {k}",
+            s.disk_bytes().unwrap()
+        );
+    }
+    let gaps = s.take_gaps();
+    assert!(!gaps.is_empty());
+    // The gaps cover the oldest reading batches, in order, without holes.
+    assert_eq!(gaps[0].first_us, 0);
+    let dropped: u64 = gaps.iter().map(|g| g.batches).sum();
+    for w in gaps.windows(2) {
+        assert_eq!(w[1].first_us, w[0].last_us + 1000 - 499);
+    }
+    assert!(gaps.iter().all(|g| g.reason == DropReason::Full));
+    assert_eq!(gaps.iter().map(|g| g.readings).sum::<u64>(), dropped * 500);
+    // What is left: the alarm batch, then the newest reading batches.
+    let mut left = Vec::new();
+    while let Some(b) = s.oldest().unwrap() {
+        left.push(b.seq);
+        s.remove(b.seq).unwrap();
+    }
+    let mut expected = vec![alarm];
+    expected.extend(&seqs[dropped as usize..]);
+    assert_eq!(left, expected);
+    let backlog = s.backlog().unwrap();
+    assert_eq!(backlog.dropped_batches_full, dropped);
+    assert_eq!(backlog.dropped_readings_full, dropped * 500);
+    assert_eq!(backlog.gaps, gaps.len() as u64);
+}
+
+#[test]
+fn block_refuses_without_losing_anything_until_room_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let max = 96 * 1024;
+    let mut s =
+        Spool::open_with(&dir.path().join("spool.db"), bounded(max, OnFull::Block)).unwrap();
+    let mut stored = Vec::new();
+    let err = loop {
+        match s.append(&mut noisy(500, 1, stored.len() as i64 * 1000)) {
+            Ok(seq) => stored.push(seq),
+            Err(e) => break e,
+        }
+        assert!(stored.len() < 100, "never full");
+    };
+    assert!(err.is_full(), "{err}");
+    assert!(err.to_string().contains("on_full is \"block\""), "{err}");
+    // Refused again, and nothing was dropped or half-stored.
+    assert!(s.append(&mut noisy(500, 1, 0)).unwrap_err().is_full());
+    assert!(s.take_gaps().is_empty());
+    assert_eq!(s.stats().unwrap().batches, stored.len() as u64);
+    assert_eq!(s.oldest().unwrap().unwrap().seq, stored[0]);
+    // The forwarder acknowledges the oldest half: there is room again, and
+    // the seq continues where it stopped.
+    for seq in &stored[..stored.len() / 2] {
+        s.remove(*seq).unwrap();
+    }
+    let next = s.append(&mut noisy(500, 1, 0)).unwrap();
+    assert_eq!(next, stored.last().unwrap() + 1);
+    assert_eq!(s.backlog().unwrap().dropped_batches_full, 0);
+}
+
+#[test]
+fn batches_older_than_max_age_are_dropped_as_a_gap_but_alarms_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions {
+        max_age: Some(Duration::from_secs(60)),
+        ..SpoolOptions::default()
+    };
+    let mut s = Spool::open_with(&dir.path().join("spool.db"), options).unwrap();
+    let sec = 1_000_000;
+    let mut old_alarm = batch(0);
+    old_alarm.created_us = 0;
+    let alarm = s.append_alarms(&mut old_alarm, &[]).unwrap();
+    s.append(&mut noisy(10, 0, 0)).unwrap();
+    s.append(&mut noisy(10, 30 * sec, 30 * sec)).unwrap();
+    let young = s.append(&mut noisy(10, 50 * sec, 50 * sec)).unwrap();
+    assert!(s.take_gaps().is_empty());
+    let now = s.append(&mut noisy(10, 100 * sec, 100 * sec)).unwrap();
+    assert_eq!(
+        s.take_gaps(),
+        [Gap {
+            reason: DropReason::Age,
+            first_us: 0,
+            last_us: 30 * sec + 9,
+            readings: 20,
+            batches: 2,
+        }]
+    );
+    let mut left = Vec::new();
+    while let Some(b) = s.oldest().unwrap() {
+        left.push(b.seq);
+        s.remove(b.seq).unwrap();
+    }
+    assert_eq!(left, [alarm, young, now]);
+    let b = s.backlog().unwrap();
+    assert_eq!((b.dropped_batches_age, b.dropped_readings_age), (2, 20));
+}
+
+/// SQLITE_FULL (here from `max_page_count`, as from a full disk) is not a
+/// crash: with drop-oldest the oldest batches make room; with block the
+/// error is [`SpoolError::Full`].
+#[test]
+fn disk_full_applies_the_policy() {
+    for on_full in [OnFull::DropOldest, OnFull::Block] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SpoolOptions {
+            on_full,
+            ..SpoolOptions::default()
+        };
+        let mut s = Spool::open_with(&dir.path().join("spool.db"), options).unwrap();
+        s.conn
+            .query_row("PRAGMA max_page_count = 40", [], |_| Ok(()))
+            .unwrap();
+        let mut outcome = Vec::new();
+        for k in 0..40i64 {
+            outcome.push(s.append(&mut noisy(500, k, k * 1000)));
+        }
+        match on_full {
+            OnFull::DropOldest => {
+                assert!(outcome.iter().all(|r| r.is_ok()), "{outcome:?}");
+                let gaps = s.take_gaps();
+                assert!(!gaps.is_empty());
+                assert_eq!(gaps[0].first_us, 0);
+                assert!(gaps.iter().all(|g| g.reason == DropReason::Full));
+            }
+            OnFull::Block => {
+                let err = outcome.into_iter().find_map(|r| r.err()).expect("full");
+                assert!(err.is_full(), "{err}");
+                assert!(err.to_string().contains("disk full"), "{err}");
+                assert!(s.take_gaps().is_empty());
+            }
+        }
+    }
+}

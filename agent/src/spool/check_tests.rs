@@ -1,0 +1,122 @@
+//! Tests of the start-up check: a corrupt batch goes to quarantine, a
+//! database that is not one is moved aside, old rows get checksums.
+
+use super::super::tests::batch;
+use super::*;
+use rusqlite::Connection;
+
+const NOW: i64 = 1_700_000_000_000_000;
+
+#[test]
+fn batch_with_changed_bytes_is_quarantined_and_the_rest_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    {
+        let mut s = Spool::open(&path).unwrap();
+        for n in [1, 2, 3] {
+            s.append(&mut batch(n)).unwrap();
+        }
+    }
+    {
+        let conn = Connection::open(&path).unwrap();
+        // One byte of batch 2 flipped: same length, different content.
+        conn.execute(
+            "UPDATE batches SET body = CAST(substr(body, 1, 10) || x'ff' || substr(body, 12) AS BLOB) WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+    }
+    let (mut s, report) = Spool::open_checked(&path, SpoolOptions::default(), NOW).unwrap();
+    assert_eq!(report.corrupt_batches, 1);
+    assert_eq!(report.moved_aside, None);
+    let reason: String = s
+        .conn
+        .query_row("SELECT reason FROM quarantine WHERE seq = 2", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(
+        reason.starts_with("checksum mismatch at start-up"),
+        "{reason}"
+    );
+    let mut sent = Vec::new();
+    while let Some(b) = s.oldest().unwrap() {
+        sent.push(b.seq);
+        s.remove(b.seq).unwrap();
+    }
+    assert_eq!(sent, [1, 3]);
+    assert_eq!(s.append(&mut batch(1)).unwrap(), 4);
+    // A second start finds nothing more.
+    drop(s);
+    let (_, report) = Spool::open_checked(&path, SpoolOptions::default(), NOW).unwrap();
+    assert_eq!(report, StartupReport::default());
+}
+
+#[test]
+fn garbage_database_is_moved_aside_and_seq_keeps_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    {
+        let mut s = Spool::open(&path).unwrap();
+        for n in [1, 2, 3] {
+            s.append(&mut batch(n)).unwrap();
+        }
+    }
+    let garbage: Vec<u8> = (0..50_000u32)
+        .map(|i| i.wrapping_mul(2_654_435_761) as u8)
+        .collect();
+    std::fs::write(&path, &garbage).unwrap();
+    let (mut s, report) = Spool::open_checked(&path, SpoolOptions::default(), NOW).unwrap();
+    let (aside, why) = report.moved_aside.expect("moved aside");
+    assert_eq!(aside, dir.path().join("spool.db.corrupt-1700000000"));
+    assert_eq!(std::fs::read(&aside).unwrap(), garbage);
+    assert!(why.contains("not a database"), "{why}");
+    assert_eq!(s.stats().unwrap().batches, 0);
+    let seq = s.append(&mut batch(1)).unwrap();
+    assert!(seq >= NOW as u64, "fresh spool restarted seq at {seq}");
+    drop(s);
+    // The fresh spool is a good one: the next start keeps it.
+    let (mut s, report) = Spool::open_checked(&path, SpoolOptions::default(), NOW + 1).unwrap();
+    assert_eq!(report.moved_aside, None);
+    assert_eq!(s.append(&mut batch(1)).unwrap(), seq + 1);
+}
+
+#[test]
+fn a_directory_that_does_not_exist_is_an_error_not_a_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("spool.db");
+    let err = Spool::open_checked(&path, SpoolOptions::default(), NOW)
+        .err()
+        .expect("cannot create a spool there");
+    assert!(err.to_string().contains("missing/spool.db"), "{err}");
+}
+
+#[test]
+fn rows_from_before_checksums_get_one_and_are_checked_next_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    let body = edge_wire::encode(&batch(2)).unwrap();
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             INSERT INTO meta VALUES ('next_seq', 8);
+             CREATE TABLE batches (seq INTEGER PRIMARY KEY, created_us INTEGER NOT NULL,
+                 readings INTEGER NOT NULL, alarms INTEGER NOT NULL, body BLOB NOT NULL,
+                 priority INTEGER NOT NULL DEFAULT 0);",
+        )
+        .unwrap();
+        conn.execute("INSERT INTO batches VALUES (7, 5, 2, 0, ?1, 0)", [&body])
+            .unwrap();
+    }
+    let (s, report) = Spool::open_checked(&path, SpoolOptions::default(), NOW).unwrap();
+    assert_eq!((report.checksums_added, report.corrupt_batches), (1, 0));
+    let stored: i64 = s
+        .conn
+        .query_row("SELECT checksum FROM batches WHERE seq = 7", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, checksum(&body));
+    assert_eq!(s.oldest().unwrap().unwrap().body, body);
+}
