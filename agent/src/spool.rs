@@ -36,6 +36,7 @@ use crate::detect::ActiveAlarm;
 use crate::reading::Alarm;
 
 pub mod alarms;
+mod pending;
 
 /// Why the spool failed.
 #[derive(Debug, thiserror::Error)]
