@@ -76,6 +76,9 @@ pub struct AgentStats {
     mqtt_malformed_by_subscription: Mutex<BTreeMap<(String, String), u64>>,
     /// The last connection error per MQTT client id, for diagnosis.
     mqtt_last_connection_error: Mutex<BTreeMap<String, String>>,
+    /// Batches the relay answered 200 with `"duplicate": true`: it had
+    /// delivered them before (counted in `batches_forwarded` too).
+    pub batches_acked_as_duplicate: Counter,
 }
 
 impl AgentStats {
