@@ -1,6 +1,8 @@
 //! End-to-end tests against real services, one test binary with a module
 //! per theme (ripgrep's `tests/tests.rs` layout):
 //! - [`pipeline`]: Modbus device → agent → relay → tansu and VictoriaMetrics.
+//! - [`forward`]: the forwarder draining a backlog with several batches in
+//!   flight against a test relay that answers out of order and refuses some.
 //! - [`modbus`]: the Modbus source against the in-process device and pymodbus.
 //! - [`mqtt`]: Mosquitto → the agent's MQTT source.
 //! - [`rtu`]: Modbus RTU over a socat pseudo-terminal pair against pymodbus.
@@ -10,6 +12,7 @@
 //! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
 
 mod alarms;
+mod forward;
 mod modbus;
 mod mqtt;
 mod mqtt_crash;
