@@ -142,7 +142,7 @@ fn uplink(url: &str, max_in_flight: usize) -> UplinkConfig {
 }
 
 /// Run a forwarder over `spool`; cancel the token to stop it.
-fn start(
+pub(crate) fn start(
     spool: &SharedSpool,
     uplink: UplinkConfig,
     stats: &Arc<AgentStats>,
@@ -159,7 +159,7 @@ fn start(
     (stop, task)
 }
 
-async fn seqs_left(spool: &SharedSpool) -> anyhow::Result<BTreeSet<u64>> {
+pub(crate) async fn seqs_left(spool: &SharedSpool) -> anyhow::Result<BTreeSet<u64>> {
     let left = spool
         .call(|s| s.next_unsent(1_000_000, &HashSet::new()))
         .await?;
@@ -183,7 +183,11 @@ pub(crate) async fn until_empty_then_stop(
 }
 
 /// Poll `check` every 20 ms until it holds or `timeout` passes.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+pub(crate) async fn eventually<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<bool>>,
