@@ -410,4 +410,25 @@ mod tests {
             "{err}"
         );
     }
+
+    /// Every `[uplink]` key's doc comment appears, in the same words, as a
+    /// comment in configs/agent.example.toml.
+    #[test]
+    fn the_example_config_documents_every_key_in_the_same_words() {
+        let example = include_str!("../../../configs/agent.example.toml");
+        let source = include_str!("uplink.rs");
+        let start = source.find("pub struct RawUplink {").unwrap();
+        let end = start + source[start..].find("\n}").unwrap();
+        let docs: Vec<&str> = source[start..end]
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("/// "))
+            .collect();
+        assert_eq!(docs.len(), 13, "one per key of RawUplink");
+        for doc in docs {
+            assert!(
+                example.contains(&format!("# {doc}\n")),
+                "not in the example: {doc}"
+            );
+        }
+    }
 }
