@@ -8,7 +8,8 @@
 //!
 //! Between the two, the device profiles that `[[modbus]]` sections name are
 //! read from `profiles_dir` ([`Profiles::read`]). The one file access in
-//! `from_raw` is the PEM files of `[mqtt.tls]` (see [`mqtt`]), read there so
+//! `from_raw` is the PEM files of `[mqtt.tls]` (see [`mqtt`]) and of
+//! `[uplink]` and its token file or variable (see [`uplink`]), read there so
 //! that a broken certificate is reported with its key path like any other
 //! problem; relative names are resolved against the config file's
 //! directory before that.
@@ -26,8 +27,10 @@ mod alarm_publish;
 mod modbus;
 mod profile;
 mod status;
+mod uplink;
 
 pub use self::alarm_publish::{AlarmPublishConfig, RawAlarmPublish};
+pub use self::uplink::{RawUplink, Secret, UplinkConfig, UplinkTls, DEFAULT_MAX_IN_FLIGHT};
 
 pub use self::modbus::{
     frame_gap, ByteOrder, DataType, Link, ModbusDevice, ModbusPoint, Parity, PollGroup,
@@ -120,24 +123,6 @@ pub struct RawBatch {
     pub max_age_ms: Option<u64>,
 }
 
-/// `[uplink]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUplink {
-    /// URL of the relay's batch endpoint, for example "https://relay.example.com/v1/batches".
-    pub url: String,
-    /// Bearer token that identifies this gateway to the relay.
-    pub token: String,
-    /// How long one upload may take before it is abandoned and retried (default 10000).
-    pub timeout_ms: Option<u64>,
-    /// First wait after a failed upload; doubles up to `retry_max_ms` (default 500).
-    pub retry_initial_ms: Option<u64>,
-    /// Longest wait between upload attempts (default 30000).
-    pub retry_max_ms: Option<u64>,
-    /// On shutdown, keep forwarding the backlog for at most this long (default 5000).
-    pub shutdown_drain_ms: Option<u64>,
-}
-
 /// `[[simulated]]`: a generated signal.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,16 +170,6 @@ pub struct BatchConfig {
     pub max_age: Duration,
 }
 
-#[derive(Debug, Clone)]
-pub struct UplinkConfig {
-    pub url: String,
-    pub token: String,
-    pub timeout: Duration,
-    pub retry_initial: Duration,
-    pub retry_max: Duration,
-    pub shutdown_drain: Duration,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimulatedSignal {
     pub name: String,
@@ -235,6 +210,7 @@ impl AgentConfig {
                 tls.resolve_in(dir);
             }
         }
+        raw.uplink.resolve_in(dir);
         let profiles_dir = dir.join(raw.profiles_dir.as_deref().unwrap_or(Path::new("devices")));
         let names = raw.modbus.iter().filter_map(|d| d.profile.as_deref());
         let profiles = Profiles::read(&profiles_dir, names);
@@ -272,24 +248,7 @@ impl AgentConfig {
             ));
         }
         let spool = validate_spool(&mut p, &raw.spool);
-        let u = &raw.uplink;
-        if !(u.url.starts_with("http://") || u.url.starts_with("https://")) {
-            p.push(format!(
-                "uplink.url: {:?} must start with http:// or https://",
-                u.url
-            ));
-        }
-        if u.token.trim().is_empty() {
-            p.push("uplink.token: must not be empty".into());
-        }
-        let uplink = UplinkConfig {
-            url: u.url.clone(),
-            token: u.token.clone(),
-            timeout: ms(u.timeout_ms.unwrap_or(10_000)),
-            retry_initial: ms(u.retry_initial_ms.unwrap_or(500).max(1)),
-            retry_max: ms(u.retry_max_ms.unwrap_or(30_000).max(1)),
-            shutdown_drain: ms(u.shutdown_drain_ms.unwrap_or(5_000)),
-        };
+        let uplink = uplink::validate(&mut p, &raw.uplink);
         let lines = modbus::validate_serial_lines(&mut p, &raw.serial);
         let mut modbus = Vec::new();
         let mut indexed = Vec::new();

@@ -1,34 +1,53 @@
-//! The forwarder: sends the next spooled batch to the relay (the oldest
-//! alarm-only batch of the priority lane first, then the oldest reading
-//! batch; see [`crate::spool`]) and removes it from the spool only after a
-//! 2xx answer. One batch at a time, so an alarm raised during an outage
-//! goes out before the reading backlog.
+//! The forwarder: sends spooled batches to the relay and removes each from
+//! the spool only after a 2xx answer for that batch.
 //!
-//! - network errors, timeouts, 5xx, 401/403 and 429 are transient: the batch
-//!   stays and is retried with exponential backoff and jitter, honouring a
-//!   `Retry-After` header (capped at `retry_max`);
+//! Up to `[uplink] max_in_flight` uploads run at once, so draining a backlog
+//! is not bounded by one round trip per batch. Batches are picked in send
+//! order ([`crate::spool::Spool::next_unsent`]: the alarm-only priority lane
+//! first, then the oldest reading batch) among those not already in flight,
+//! so an alarm raised during an outage takes the next free slot ahead of
+//! the reading backlog. Answers may come back in any order; each one is
+//! applied to its own batch:
+//!
+//! - 2xx (a 200 with `"duplicate": true` included): the batch is removed;
 //! - 400, 413 and 422 mean the relay will never accept these bytes: the
 //!   batch is moved to the spool's quarantine table, logged and counted, so
-//!   one bad batch cannot block the queue forever.
+//!   one bad batch cannot block the queue forever;
+//! - network errors, timeouts, 5xx, 401/403 and 429 are transient: the batch
+//!   stays, no new upload starts until the backoff (exponential with
+//!   jitter, or the relay's `Retry-After`, capped at `retry_max`) has
+//!   passed, and then it is sent again. Uploads already on their way finish
+//!   and are applied. A failed batch never stops the others from being
+//!   removed when they succeed, and never leaves the spool without its own
+//!   2xx.
 //!
-//! The uplink going down and coming back are logged once each, not per try.
+//! Invariant: a sequence number is in flight at most once, so a batch is
+//! never sent twice at the same time; it may be sent again after a failure
+//! or a restart, and the relay answers such a repeat as a duplicate.
+//!
+//! The uplink going down and coming back are logged once each, not per
+//! try. While a backlog drains, its size, the rate and the estimated time to
+//! empty are logged every `progress_interval` ([`progress`]).
 
+pub mod progress;
+pub mod upload;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::UplinkConfig;
 use crate::reading::now_us;
 use crate::spool::{SharedSpool, StoredBatch};
 use crate::stats::AgentStats;
 
-/// Media type of an encoded batch (see docs/wire-format.md).
-pub const BATCH_CONTENT_TYPE: &str = "application/vnd.edge-ingest.batch";
+pub use self::upload::{Outcome, Uploader, BATCH_CONTENT_TYPE};
 
 pub struct Forwarder {
     pub spool: SharedSpool,
@@ -39,164 +58,205 @@ pub struct Forwarder {
     pub wake: Arc<Notify>,
 }
 
-enum Outcome {
-    Delivered,
-    Rejected(String),
-    Retry {
-        reason: String,
-        after: Option<Duration>,
-    },
+/// The retry state shared by all uploads: one relay, one backoff.
+struct Backoff {
+    next: Duration,
+    /// No new upload starts before this.
+    paused_until: Option<Instant>,
+    /// Since when uploads fail, and how many failed; None while they succeed.
+    failing_since: Option<(Instant, u64)>,
 }
 
 impl Forwarder {
     /// Forward until `drain` is cancelled, then keep going until the spool is
     /// empty or `uplink.shutdown_drain` has passed.
     pub async fn run(self, drain: CancellationToken) {
-        let client = match reqwest::Client::builder()
-            .timeout(self.uplink.timeout)
-            .no_proxy()
-            .build()
-        {
-            Ok(c) => c,
+        let uploader = match Uploader::new(&self.uplink, &self.gateway_id) {
+            Ok(u) => Arc::new(u),
             Err(error) => {
-                error!(%error, "cannot build the HTTP client; forwarding disabled");
+                error!(%error, "cannot build the uplink client; forwarding disabled");
                 return;
             }
         };
-        let mut backoff = self.uplink.retry_initial;
-        let mut failing_since: Option<(Instant, u64)> = None;
+        let max = self.uplink.max_in_flight.max(1);
+        let mut in_flight: HashSet<u64> = HashSet::new();
+        let mut uploads: JoinSet<(StoredBatch, Outcome)> = JoinSet::new();
+        let mut seq_of: HashMap<tokio::task::Id, u64> = HashMap::new();
+        let mut backoff = Backoff {
+            next: self.uplink.retry_initial,
+            paused_until: None,
+            failing_since: None,
+        };
+        let mut window = progress::Window::new(Instant::now());
+        let mut report = tokio::time::interval(self.uplink.progress_interval);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        report.tick().await;
         let mut deadline: Option<Instant> = None;
         loop {
             if deadline.is_none() && drain.is_cancelled() {
                 deadline = Some(Instant::now() + self.uplink.shutdown_drain);
             }
-            let next = match self.spool.call(|s| s.oldest()).await {
-                Ok(n) => n,
-                Err(error) => {
-                    error!(%error, "cannot read the spool; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = until(deadline) => return,
-                    }
-                    continue;
-                }
-            };
-            let Some(batch) = next else {
-                if deadline.is_some() {
-                    return;
-                }
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = drain.cancelled() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                continue;
-            };
-            let outcome = tokio::select! {
-                o = self.send(&client, &batch) => o,
-                _ = until(deadline) => return,
-            };
-            match outcome {
-                Outcome::Delivered => {
-                    if let Some((since, tries)) = failing_since.take() {
-                        info!(
-                            failed_attempts = tries,
-                            down_for_s = since.elapsed().as_secs(),
-                            "uplink to relay restored"
-                        );
-                    }
-                    backoff = self.uplink.retry_initial;
-                    let seq = batch.seq;
-                    if let Err(error) = self.spool.call(move |s| s.remove(seq)).await {
-                        // The relay has it; if the row survives, it is sent
-                        // again and arrives as a duplicate with the same seq.
-                        error!(%error, seq, "delivered batch could not be removed from the spool");
-                    }
-                    self.stats.batches_forwarded.inc();
-                    self.stats.readings_forwarded.add(batch.readings);
-                }
-                Outcome::Rejected(reason) => {
-                    error!(seq = batch.seq, readings = batch.readings, %reason, "relay rejected batch; moved to quarantine");
-                    let seq = batch.seq;
-                    let why = reason.clone();
-                    if let Err(error) = self
-                        .spool
-                        .call(move |s| s.quarantine(seq, &why, now_us()))
-                        .await
-                    {
-                        error!(%error, seq, "cannot quarantine rejected batch; will retry");
-                        tokio::time::sleep(backoff).await;
-                    } else {
-                        self.stats.batches_quarantined.inc();
-                    }
-                }
-                Outcome::Retry { reason, after } => {
-                    self.stats.upload_failures.inc();
-                    match &mut failing_since {
-                        None => {
-                            warn!(url = %self.uplink.url, %reason, "uplink to relay failing; batches stay in the spool and are retried");
-                            failing_since = Some((Instant::now(), 1));
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return;
+            }
+            let paused = backoff.paused_until.is_some_and(|t| Instant::now() < t);
+            if !paused && in_flight.len() < max {
+                let free = max - in_flight.len();
+                let skip = in_flight.clone();
+                match self.spool.call(move |s| s.next_unsent(free, &skip)).await {
+                    Ok(batches) => {
+                        if batches.is_empty() && in_flight.is_empty() && deadline.is_some() {
+                            return;
                         }
-                        Some((_, tries)) => *tries += 1,
+                        for batch in batches {
+                            in_flight.insert(batch.seq);
+                            let uploader = uploader.clone();
+                            let seq = batch.seq;
+                            let handle = uploads.spawn(async move {
+                                let outcome = uploader.send(batch.body.clone()).await;
+                                (batch, outcome)
+                            });
+                            seq_of.insert(handle.id(), seq);
+                        }
                     }
-                    let wait = after.unwrap_or(backoff).min(self.uplink.retry_max);
-                    let jittered = wait.mul_f64(0.5 + fastrand::f64() * 0.5);
-                    backoff = (backoff * 2).min(self.uplink.retry_max);
-                    tokio::select! {
-                        _ = tokio::time::sleep(jittered) => {}
-                        _ = until(deadline) => return,
+                    Err(error) => {
+                        error!(%error, "cannot read the spool; retrying");
+                        backoff.paused_until = Some(Instant::now() + backoff.next);
                     }
                 }
+            }
+            let can_start = in_flight.len() < max;
+            tokio::select! {
+                done = uploads.join_next_with_id(), if !uploads.is_empty() => match done {
+                    Some(Ok((id, (batch, outcome)))) => {
+                        seq_of.remove(&id);
+                        self.apply(&batch, outcome, &mut backoff, &mut window).await;
+                        in_flight.remove(&batch.seq);
+                    }
+                    Some(Err(e)) => {
+                        // The batch stays in the spool and goes out again.
+                        let seq = seq_of.remove(&e.id());
+                        error!(error = %e, ?seq, "upload task failed");
+                        if let Some(seq) = seq {
+                            in_flight.remove(&seq);
+                        }
+                    }
+                    None => {}
+                },
+                _ = self.wake.notified(), if can_start && !paused => {}
+                _ = sleep_until(backoff.paused_until), if paused => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)), if can_start && !paused => {}
+                _ = drain.cancelled(), if deadline.is_none() => {}
+                _ = until(deadline) => return,
+                _ = report.tick() => self.report(&mut window).await,
             }
         }
     }
 
-    async fn send(&self, client: &reqwest::Client, batch: &StoredBatch) -> Outcome {
-        let response = client
-            .post(&self.uplink.url)
-            .bearer_auth(&self.uplink.token)
-            .header(reqwest::header::CONTENT_TYPE, BATCH_CONTENT_TYPE)
-            .header("x-edge-gateway", &self.gateway_id)
-            .body(batch.body.clone())
-            .send()
-            .await;
-        let response = match response {
-            Ok(r) => r,
-            Err(e) => {
-                return Outcome::Retry {
-                    reason: format!("request failed: {e}"),
-                    after: None,
+    /// Apply one upload's outcome to its batch and to the shared backoff.
+    async fn apply(
+        &self,
+        batch: &StoredBatch,
+        outcome: Outcome,
+        backoff: &mut Backoff,
+        window: &mut progress::Window,
+    ) {
+        let seq = batch.seq;
+        match outcome {
+            Outcome::Delivered { duplicate } => {
+                if let Some((since, tries)) = backoff.failing_since.take() {
+                    info!(
+                        failed_attempts = tries,
+                        down_for_s = since.elapsed().as_secs(),
+                        "uplink to relay restored"
+                    );
+                }
+                backoff.next = self.uplink.retry_initial;
+                if duplicate {
+                    debug!(seq, "relay had this batch already (duplicate)");
+                    self.stats.batches_acked_as_duplicate.inc();
+                }
+                if let Err(error) = self.spool.call(move |s| s.remove(seq)).await {
+                    // The relay has it; if the row survives, it is sent
+                    // again and answered as a duplicate with the same seq.
+                    error!(%error, seq, "delivered batch could not be removed from the spool");
+                }
+                self.stats.batches_forwarded.inc();
+                self.stats.readings_forwarded.add(batch.readings);
+                window.add(batch.readings);
+            }
+            Outcome::Rejected(reason) => {
+                error!(seq, readings = batch.readings, %reason, "relay rejected batch; moved to quarantine");
+                let why = reason.clone();
+                if let Err(error) = self
+                    .spool
+                    .call(move |s| s.quarantine(seq, &why, now_us()))
+                    .await
+                {
+                    error!(%error, seq, "cannot quarantine rejected batch; will retry");
+                    self.pause(backoff, None);
+                } else {
+                    self.stats.batches_quarantined.inc();
                 }
             }
+            Outcome::Retry { reason, after } => {
+                self.stats.upload_failures.inc();
+                match &mut backoff.failing_since {
+                    None => {
+                        warn!(url = %self.uplink.url, seq, %reason, "uplink to relay failing; batches stay in the spool and are retried");
+                        backoff.failing_since = Some((Instant::now(), 1));
+                    }
+                    Some((_, tries)) => {
+                        *tries += 1;
+                        debug!(seq, %reason, "upload failed again");
+                    }
+                }
+                self.pause(backoff, after);
+            }
+        }
+    }
+
+    /// Start no new upload for the backoff (or `after`, as the relay asked),
+    /// jittered and capped, and double the backoff.
+    fn pause(&self, backoff: &mut Backoff, after: Option<Duration>) {
+        let wait = after.unwrap_or(backoff.next).min(self.uplink.retry_max);
+        let jittered = wait.mul_f64(0.5 + fastrand::f64() * 0.5);
+        let until = Instant::now() + jittered;
+        backoff.paused_until = Some(backoff.paused_until.map_or(until, |t| t.max(until)));
+        backoff.next = (backoff.next * 2).min(self.uplink.retry_max);
+    }
+
+    /// Log what is left of a draining backlog, the rate and the time to empty.
+    async fn report(&self, window: &mut progress::Window) {
+        let (forwarded, took) = window.take(Instant::now());
+        if forwarded == 0 {
+            return;
+        }
+        let Ok(left) = self.spool.call(|s| s.stats()).await else {
+            return;
         };
-        let status = response.status();
-        if status.is_success() {
-            return Outcome::Delivered;
+        if left.batches == 0 {
+            return;
         }
-        let after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = response.text().await.unwrap_or_default();
-        let reason = format!(
-            "relay answered {status}: {}",
-            body.chars().take(300).collect::<String>()
+        let e = progress::estimate(left.readings, forwarded, took);
+        info!(
+            batches_left = left.batches,
+            readings_left = left.readings,
+            readings_per_s = e.rate.round() as u64,
+            eta_s = e.eta.map(|d| d.as_secs()),
+            "draining backlog"
         );
-        match status {
-            StatusCode::BAD_REQUEST
-            | StatusCode::PAYLOAD_TOO_LARGE
-            | StatusCode::UNPROCESSABLE_ENTITY => Outcome::Rejected(reason),
-            _ => Outcome::Retry { reason, after },
-        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
 /// Completes at `deadline`, or never when there is none.
 async fn until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
+    sleep_until(deadline).await
 }

@@ -12,8 +12,8 @@
 //! - [`spool`]: SQLite store of encoded batches awaiting the relay, and of
 //!   the alarms raised, so a restart neither raises them again nor forgets
 //!   to clear them. Alarm events go to its priority lane.
-//! - [`forward`]: sends spooled batches, alarms first, deletes them after a
-//!   2xx.
+//! - [`forward`]: sends spooled batches, alarms first, several in flight,
+//!   over HTTP or HTTPS (rustls); deletes each after its own 2xx.
 //! - [`publish`]: alarm events and retained per-series state on the local
 //!   MQTT broker for an HMI, and acknowledgements back.
 //! - [`stats`]: counters the agent keeps about itself.

@@ -63,6 +63,7 @@ pub mod bounds;
 pub mod check;
 pub mod inspect;
 mod options;
+mod pending;
 
 pub use self::bounds::{DropReason, Gap, OnFull};
 pub use self::check::StartupReport;

@@ -96,6 +96,9 @@ pub struct AgentStats {
     pub spool_corrupt_batches: Counter,
     /// Spool databases moved aside at start-up because they were unusable.
     pub spool_moved_aside: Counter,
+    /// Batches the relay answered 200 with `"duplicate": true`: it had
+    /// delivered them before (counted in `batches_forwarded` too).
+    pub batches_acked_as_duplicate: Counter,
     /// Per Modbus device: readings, errors and request round trips, for
     /// the status page.
     modbus_devices: Mutex<BTreeMap<String, DeviceCounts>>,

@@ -108,12 +108,11 @@ async fn a_batch_leaves_the_spool_only_after_a_2xx() {
     let forwarder = Forwarder {
         spool: spool.clone(),
         uplink: UplinkConfig {
-            url: format!("http://127.0.0.1:{port}/v1/batches"),
-            token: "t".into(),
             timeout: Duration::from_secs(5),
             retry_initial: Duration::from_millis(5),
             retry_max: Duration::from_millis(20),
             shutdown_drain: Duration::from_secs(1),
+            ..UplinkConfig::new(format!("http://127.0.0.1:{port}/v1/batches"), "t")
         },
         gateway_id: "gw-1".into(),
         stats: stats.clone(),

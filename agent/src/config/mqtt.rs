@@ -20,6 +20,7 @@ mod template;
 mod tls;
 
 pub use self::template::{check_filter, Template};
+pub(in crate::config) use self::tls::client_tls;
 pub use self::tls::{MqttTls, RawMqttTls};
 
 /// `[[mqtt]]`: one MQTT broker (MQTT 3.1.1 or 5, over TCP or TLS).

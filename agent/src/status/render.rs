@@ -52,6 +52,9 @@ const COUNTERS: &[(&str, Field)] = &[
     ("spool_errors", |s| &s.spool_errors),
     ("spool_corrupt_batches", |s| &s.spool_corrupt_batches),
     ("spool_moved_aside", |s| &s.spool_moved_aside),
+    ("batches_acked_as_duplicate", |s| {
+        &s.batches_acked_as_duplicate
+    }),
 ];
 
 /// The source of `AgentStats`, read for the counters' doc comments.

@@ -18,10 +18,11 @@
 //!   PUBACK reached the broker: the broker sends those messages again. At
 //!   most the unacknowledged window, which the agent caps at 100 messages
 //!   (MQTT 5 Receive Maximum), per agent kill;
-//! - a relay or tansu failure in the middle of a batch: the messages of the
-//!   batch that reached Kafka are published again on retry (the relay's
-//!   ledger only skips batches that were delivered whole). At most one
-//!   batch (`max_readings`) per relay kill and tansu restart.
+//! - a relay or tansu failure in the middle of a delivery: the messages of
+//!   the batches that reached Kafka are published again on retry (the
+//!   relay's ledger only skips batches that were delivered whole). At most
+//!   `max_in_flight` batches of `max_readings` per relay kill and tansu
+//!   restart.
 //!
 //! Parameters (environment, for a longer run at night or by hand):
 //! `EDGE_CHAOS_AGENT_KILLS` (default 20), `EDGE_CHAOS_RELAY_KILLS` (5),
@@ -47,6 +48,8 @@ const ALARMS: &str = "chaos.alarms";
 const SERIES: [&str; 3] = ["s0", "s1", "s2"];
 /// The agent's batch size, which bounds the duplicates of a failed delivery.
 const MAX_READINGS: u64 = 50;
+/// Batches the agent's forwarder keeps in flight.
+const MAX_IN_FLIGHT: u64 = 4;
 /// The agent's MQTT 5 Receive Maximum: unacknowledged messages per session.
 const RECEIVE_MAXIMUM: u64 = 100;
 
@@ -181,6 +184,7 @@ url = "http://127.0.0.1:{relay_port}/v1/batches"
 token = "{TOKEN}"
 retry_initial_ms = 100
 retry_max_ms = 1000
+max_in_flight = {MAX_IN_FLIGHT}
 [[mqtt]]
 host = "127.0.0.1"
 port = {}

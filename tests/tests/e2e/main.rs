@@ -1,6 +1,10 @@
 //! End-to-end tests against real services, one test binary with a module
 //! per theme (ripgrep's `tests/tests.rs` layout):
 //! - [`pipeline`]: Modbus device → agent → relay → tansu and VictoriaMetrics.
+//! - [`forward`]: the forwarder draining a backlog with several batches in
+//!   flight against a test relay that answers out of order and refuses some.
+//! - [`forward_tls`]: the forwarder over HTTPS with a client certificate to
+//!   the real relay behind a test TLS terminator, and a wrong CA.
 //! - [`modbus`]: the Modbus source against the in-process device and pymodbus.
 //! - [`mqtt`]: Mosquitto → the agent's MQTT source.
 //! - [`rtu`]: Modbus RTU over a socat pseudo-terminal pair against pymodbus.
@@ -13,6 +17,8 @@
 
 mod alarms;
 mod chaos;
+mod forward;
+mod forward_tls;
 mod modbus;
 mod mqtt;
 mod mqtt_crash;

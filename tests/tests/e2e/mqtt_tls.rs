@@ -24,12 +24,12 @@ use super::mqtt::{
 };
 
 /// PEM files of a test PKI in a temporary directory.
-struct Pki {
+pub(super) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn make() -> anyhow::Result<Pki> {
+    pub(super) fn make() -> anyhow::Result<Pki> {
         let dir = tempfile::tempdir()?;
         let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem);
         let ca = ca("edge-ingest e2e CA")?;
@@ -44,7 +44,7 @@ impl Pki {
         Ok(Pki { dir })
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(super) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 

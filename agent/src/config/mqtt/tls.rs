@@ -17,6 +17,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
+use rustls_platform_verifier::BuilderVerifierExt;
 use serde::Deserialize;
 
 /// `[mqtt.tls]`: connect to the broker over TLS (MQTTS).
@@ -79,19 +80,49 @@ pub(in crate::config) fn validate_tls(
     at: &str,
     t: &RawMqttTls,
 ) -> Option<MqttTls> {
+    let (client_config, client_auth) = client_tls(
+        p,
+        at,
+        Some(&t.ca_file),
+        t.client_cert_file.as_deref(),
+        t.client_key_file.as_deref(),
+    )?;
+    Some(MqttTls {
+        ca_file: t.ca_file.clone(),
+        client_auth,
+        client_config,
+    })
+}
+
+/// The rustls client configuration (ring provider) for a server verified
+/// against `ca_file`, or against the operating system's trusted roots when
+/// there is none, presenting the client certificate of `client_cert_file`
+/// with the key of `client_key_file` when both are given. `at` (for example
+/// `uplink`) prefixes the key paths in the problems pushed to `p`. Also
+/// returns the (certificate, key) file pair, when given.
+#[allow(clippy::type_complexity)]
+pub(in crate::config) fn client_tls(
+    p: &mut Vec<String>,
+    at: &str,
+    ca_file: Option<&Path>,
+    client_cert_file: Option<&Path>,
+    client_key_file: Option<&Path>,
+) -> Option<(Arc<ClientConfig>, Option<(PathBuf, PathBuf)>)> {
     let before = p.len();
-    let ca = read_certs(p, &format!("{at}.ca_file"), &t.ca_file);
     let mut roots = RootCertStore::empty();
-    for (n, cert) in ca.into_iter().flatten().enumerate() {
-        if let Err(e) = roots.add(cert) {
-            p.push(format!(
-                "{at}.ca_file: certificate {} of {:?} is not usable as a CA: {e}",
-                n + 1,
-                t.ca_file
-            ));
+    if let Some(ca_file) = ca_file {
+        let ca = read_certs(p, &format!("{at}.ca_file"), ca_file);
+        for (n, cert) in ca.into_iter().flatten().enumerate() {
+            if let Err(e) = roots.add(cert) {
+                p.push(format!(
+                    "{at}.ca_file: certificate {} of {:?} is not usable as a CA: {e}",
+                    n + 1,
+                    ca_file
+                ));
+            }
         }
     }
-    let client_auth = match (&t.client_cert_file, &t.client_key_file) {
+    let client_auth = match (client_cert_file, client_key_file) {
         (None, None) => None,
         (Some(_), None) => {
             p.push(format!(
@@ -116,16 +147,28 @@ pub(in crate::config) fn validate_tls(
     if p.len() > before {
         return None;
     }
-    let builder =
+    let versions =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots);
+            .expect("ring supports the default TLS versions");
+    let builder = if ca_file.is_some() {
+        versions.with_root_certificates(roots)
+    } else {
+        match versions.with_platform_verifier() {
+            Ok(b) => b,
+            Err(e) => {
+                p.push(format!(
+                    "{at}: the system's trusted CA certificates cannot be loaded ({e}); set {at}.ca_file"
+                ));
+                return None;
+            }
+        }
+    };
     let (client_config, client_auth) = match client_auth {
         None => (builder.with_no_client_auth(), None),
         Some((cert_file, key_file, certs, key)) => {
             match builder.with_client_auth_cert(certs, key) {
-                Ok(config) => (config, Some((cert_file.clone(), key_file.clone()))),
+                Ok(config) => (config, Some((cert_file.to_owned(), key_file.to_owned()))),
                 Err(e) => {
                     p.push(format!(
                     "{at}.client_key_file: {key_file:?} does not go with client_cert_file {cert_file:?}: {e}"
@@ -135,11 +178,7 @@ pub(in crate::config) fn validate_tls(
             }
         }
     };
-    Some(MqttTls {
-        ca_file: t.ca_file.clone(),
-        client_auth,
-        client_config: Arc::new(client_config),
-    })
+    Some((Arc::new(client_config), client_auth))
 }
 
 fn read(p: &mut Vec<String>, at: &str, path: &Path) -> Option<Vec<u8>> {

@@ -1,0 +1,318 @@
+//! The forwarder draining a backlog with several batches in flight, against
+//! a small axum relay on a real socket that delays its answers (so they come
+//! back out of order), refuses some batches with 503 and answers some as
+//! duplicates. It records what it received and answered, and how many
+//! requests it was handling at once.
+//!
+//! What is checked: each batch leaves the spool only after its own 2xx, a
+//! batch that keeps failing neither blocks nor loses the others, nothing is
+//! lost, and the number of requests in flight at the relay reaches
+//! `max_in_flight` and never exceeds it (concurrency observed at the
+//! server, not a timing).
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use edge_agent::config::UplinkConfig;
+use edge_agent::forward::Forwarder;
+use edge_agent::spool::{SharedSpool, Spool};
+use edge_agent::stats::AgentStats;
+use edge_wire::{Batch, Point, Quality, Series};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const READINGS_PER_BATCH: usize = 10;
+
+/// What the test relay does and saw.
+struct TestRelay {
+    /// How long to hold the answer to batch `seq`.
+    delay: fn(u64) -> Duration,
+    /// Batches answered 503 (Retry-After: 0) while listed here.
+    refused: Mutex<HashSet<u64>>,
+    /// Batches answered 200 with `"duplicate": true`.
+    duplicates: HashSet<u64>,
+    /// Sequence numbers in the order requests arrived.
+    received: Mutex<Vec<u64>>,
+    /// Sequence numbers in the order they were answered 2xx.
+    acked: Mutex<Vec<u64>>,
+    handling: AtomicUsize,
+    most_at_once: AtomicUsize,
+}
+
+impl TestRelay {
+    fn new(delay: fn(u64) -> Duration) -> TestRelay {
+        TestRelay {
+            delay,
+            refused: Mutex::default(),
+            duplicates: HashSet::new(),
+            received: Mutex::default(),
+            acked: Mutex::default(),
+            handling: AtomicUsize::new(0),
+            most_at_once: AtomicUsize::new(0),
+        }
+    }
+
+    fn acked(&self) -> Vec<u64> {
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+async fn post_batch(State(relay): State<Arc<TestRelay>>, body: Bytes) -> Response {
+    let batch = match edge_wire::decode(&body, &edge_wire::Limits::default()) {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let seq = batch.seq;
+    relay.received.lock().unwrap().push(seq);
+    let now = relay.handling.fetch_add(1, Ordering::SeqCst) + 1;
+    relay.most_at_once.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep((relay.delay)(seq)).await;
+    relay.handling.fetch_sub(1, Ordering::SeqCst);
+    if relay.refused.lock().unwrap().contains(&seq) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "0")],
+            "sink unavailable",
+        )
+            .into_response();
+    }
+    relay.acked.lock().unwrap().push(seq);
+    let duplicate = relay.duplicates.contains(&seq);
+    axum::Json(serde_json::json!({ "seq": seq, "duplicate": duplicate })).into_response()
+}
+
+/// Serve `relay` on a free loopback port; returns the batch URL.
+async fn serve(relay: Arc<TestRelay>) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/v1/batches", post(post_batch))
+        .with_state(relay);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{addr}/v1/batches"))
+}
+
+/// A spool at `path` holding `batches` reading batches (seq 1..=batches)
+/// of [`READINGS_PER_BATCH`] readings each.
+pub(crate) fn fill_spool(path: &Path, batches: usize) -> anyhow::Result<Spool> {
+    let mut spool = Spool::open(path)?;
+    for n in 0..batches {
+        spool.append(&mut reading_batch(n))?;
+    }
+    Ok(spool)
+}
+
+fn reading_batch(n: usize) -> Batch {
+    Batch {
+        gateway_id: "gw-fwd".into(),
+        seq: 0,
+        created_us: 1_700_000_000_000_000,
+        series: vec![Series {
+            id: 0,
+            name: "press-3.oil_temp".into(),
+            unit: "degC".into(),
+            tags: Default::default(),
+            points: (0..READINGS_PER_BATCH)
+                .map(|i| Point {
+                    ts_us: 1_700_000_000_000_000 + (n * READINGS_PER_BATCH + i) as i64,
+                    value: i as f64,
+                    quality: Quality::Good,
+                })
+                .collect(),
+        }],
+        alarms: Vec::new(),
+    }
+}
+
+fn uplink(url: &str, max_in_flight: usize) -> UplinkConfig {
+    let mut u = UplinkConfig::new(url, "fwd-token");
+    u.max_in_flight = max_in_flight;
+    u.retry_initial = Duration::from_millis(20);
+    u.retry_max = Duration::from_millis(200);
+    u
+}
+
+/// Run a forwarder over `spool`; cancel the token to stop it.
+pub(crate) fn start(
+    spool: &SharedSpool,
+    uplink: UplinkConfig,
+    stats: &Arc<AgentStats>,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let forwarder = Forwarder {
+        spool: spool.clone(),
+        uplink,
+        gateway_id: "gw-fwd".into(),
+        stats: stats.clone(),
+        wake: Arc::new(Notify::new()),
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(forwarder.run(stop.clone()));
+    (stop, task)
+}
+
+pub(crate) async fn seqs_left(spool: &SharedSpool) -> anyhow::Result<BTreeSet<u64>> {
+    let left = spool
+        .call(|s| s.next_unsent(1_000_000, &HashSet::new()))
+        .await?;
+    Ok(left.iter().map(|b| b.seq).collect())
+}
+
+/// Wait until the forwarder has emptied `spool`, then stop it.
+pub(crate) async fn until_empty_then_stop(
+    spool: &SharedSpool,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+) -> anyhow::Result<()> {
+    eventually("spool empty", Duration::from_secs(30), || {
+        let spool = spool.clone();
+        async move { Ok(seqs_left(&spool).await?.is_empty()) }
+    })
+    .await?;
+    stop.cancel();
+    task.await?;
+    Ok(())
+}
+
+/// Poll `check` every 20 ms until it holds or `timeout` passes.
+pub(crate) async fn eventually<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{what}: not reached within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Answers come back out of order (odd batches fast, even ones slow), one
+/// batch is refused until the test lets it through, one is answered as a
+/// duplicate: while the refused batch keeps failing, every other batch is
+/// acknowledged and removed and the refused one stays; once it is let
+/// through the spool is empty, and the relay acknowledged every batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_acks_and_failures_lose_nothing_and_delete_only_after_2xx(
+) -> anyhow::Result<()> {
+    const BATCHES: u64 = 24;
+    const REFUSED: u64 = 5;
+    let dir = tempfile::tempdir()?;
+    let mut spool = fill_spool(&dir.path().join("spool.db"), BATCHES as usize)?;
+    // An alarm-only batch committed last goes out among the first.
+    let alarm_seq = spool.append_alarms(&mut reading_batch(99), &[])?;
+    let spool = SharedSpool::new(spool);
+
+    let mut relay = TestRelay::new(|seq| Duration::from_millis(if seq % 2 == 0 { 120 } else { 5 }));
+    relay.refused.lock().unwrap().insert(REFUSED);
+    relay.duplicates.insert(7);
+    let relay = Arc::new(relay);
+    let url = serve(relay.clone()).await?;
+    let stats = Arc::new(AgentStats::default());
+    let (stop, task) = start(&spool, uplink(&url, 4), &stats);
+
+    let all: BTreeSet<u64> = (1..=BATCHES).chain([alarm_seq]).collect();
+    let others: BTreeSet<u64> = all.iter().copied().filter(|&s| s != REFUSED).collect();
+    eventually(
+        "every batch but the refused one acknowledged",
+        Duration::from_secs(30),
+        || {
+            let relay = relay.clone();
+            let others = others.clone();
+            async move {
+                let acked: BTreeSet<u64> = relay.acked().into_iter().collect();
+                Ok(acked == others)
+            }
+        },
+    )
+    .await?;
+    // Removal follows the 2xx; give the forwarder the moment it needs.
+    eventually(
+        "acknowledged batches removed",
+        Duration::from_secs(10),
+        || {
+            let spool = spool.clone();
+            async move { Ok(seqs_left(&spool).await? == BTreeSet::from([REFUSED])) }
+        },
+    )
+    .await?;
+    let tries = relay
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|&&s| s == REFUSED)
+        .count();
+    assert!(tries >= 2, "the refused batch was tried {tries} times");
+    assert!(stats.upload_failures.get() >= 2);
+
+    relay.refused.lock().unwrap().clear();
+    until_empty_then_stop(&spool, stop, task).await?;
+
+    let acked = relay.acked();
+    assert_eq!(acked.iter().copied().collect::<BTreeSet<_>>(), all);
+    assert_eq!(
+        acked.len(),
+        all.len(),
+        "a batch acknowledged twice: {acked:?}"
+    );
+    let ordered: Vec<u64> = acked.iter().copied().filter(|&s| s != REFUSED).collect();
+    assert!(
+        ordered.windows(2).any(|w| w[0] > w[1]),
+        "answers were expected out of order: {acked:?}"
+    );
+    let received = relay.received.lock().unwrap().clone();
+    assert!(
+        received[..4].contains(&alarm_seq),
+        "the alarm batch {alarm_seq} was not among the first four sent: {received:?}"
+    );
+    assert_eq!(stats.batches_forwarded.get(), all.len() as u64);
+    assert_eq!(
+        stats.readings_forwarded.get(),
+        (all.len() * READINGS_PER_BATCH) as u64
+    );
+    assert_eq!(stats.batches_acked_as_duplicate.get(), 1);
+    assert_eq!(stats.batches_quarantined.get(), 0);
+    Ok(())
+}
+
+/// With every answer held for a while, the relay sees exactly
+/// `max_in_flight` requests at once: never more, and, while a backlog
+/// drains, not fewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_drains_with_up_to_max_in_flight_requests_at_once() -> anyhow::Result<()> {
+    for max_in_flight in [1, 4] {
+        let dir = tempfile::tempdir()?;
+        let spool = SharedSpool::new(fill_spool(&dir.path().join("spool.db"), 12)?);
+        let relay = Arc::new(TestRelay::new(|_| Duration::from_millis(100)));
+        let url = serve(relay.clone()).await?;
+        let stats = Arc::new(AgentStats::default());
+        let (stop, task) = start(&spool, uplink(&url, max_in_flight), &stats);
+        until_empty_then_stop(&spool, stop, task).await?;
+        assert_eq!(
+            relay.most_at_once.load(Ordering::SeqCst),
+            max_in_flight,
+            "requests handled at once with max_in_flight = {max_in_flight}"
+        );
+        assert_eq!(relay.acked().len(), 12);
+        assert_eq!(stats.batches_forwarded.get(), 12);
+    }
+    Ok(())
+}
