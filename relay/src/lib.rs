@@ -5,6 +5,7 @@
 //!
 //! Reading order:
 //! - [`config`]: the TOML file and the checked [`RelayConfig`].
+//! - [`auth`]: gateway token hashes and their constant-time lookup.
 //! - [`relay`]: [`Relay`], the state behind the routes (tokens, limits,
 //!   sinks, counters) and delivery to all sinks.
 //! - [`server`]: [`serve`], the HTTP routes and status codes.
@@ -18,6 +19,7 @@
 //! Not here: Modbus, SQLite, the agent's spool. `main.rs` only parses
 //! arguments, loads the config and calls [`serve`].
 
+pub mod auth;
 pub mod config;
 pub mod ledger;
 pub mod message;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use edge_relay::auth::{check_token, TokenHash, MIN_TOKEN_BYTES};
 use edge_relay::{serve, Relay, RelayConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -33,6 +34,9 @@ enum Command {
         /// Config file (TOML).
         file: PathBuf,
     },
+    /// Read a gateway token from stdin (or a prompt) and print the line to
+    /// paste into its [[gateways]] entry. The token itself is not printed.
+    HashToken,
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,11 +79,35 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(Command::HashToken) => hash_token(),
         None => {
             let path = cli.config.context("--config FILE is required")?;
-            run(RelayConfig::load(&path)?)
+            let config = RelayConfig::load(&path)?;
+            for warning in &config.warnings {
+                tracing::warn!(key = %warning.key, "INSECURE CONFIG: {}", warning.message);
+            }
+            run(config)
         }
     }
+}
+
+/// `edge-relay hash-token`: one line of token in, one config line out.
+fn hash_token() -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("gateway token (at least {MIN_TOKEN_BYTES} bytes; it will be echoed): ");
+    }
+    let mut line = String::new();
+    stdin
+        .read_line(&mut line)
+        .context("cannot read the token from stdin")?;
+    let token = line.trim_end_matches(['\n', '\r']);
+    check_token(token).map_err(|why| anyhow::anyhow!("token {why}"))?;
+    println!(
+        "tokens = [\"{}\"]",
+        TokenHash::of(token.as_bytes()).to_config_string()
+    );
+    Ok(())
 }
 
 #[tokio::main]

@@ -25,14 +25,8 @@ pub struct Running {
 pub fn config() -> (RelayConfig, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let gateways = vec![
-        GatewayConfig {
-            id: "gw-1".into(),
-            token: TOKEN_1.into(),
-        },
-        GatewayConfig {
-            id: "gw-2".into(),
-            token: TOKEN_2.into(),
-        },
+        GatewayConfig::with_token("gw-1", TOKEN_1),
+        GatewayConfig::with_token("gw-2", TOKEN_2),
     ];
     (RelayConfig::new(dir.path().join("data"), gateways), dir)
 }

@@ -15,6 +15,8 @@ use edge_wire::Limits;
 use reqwest::Url;
 use serde::Deserialize;
 
+use crate::auth::{check_token, TokenHash};
+
 use super::{
     DedupConfig, GatewayConfig, Issues, KafkaConfig, RelayConfig, TimeseriesConfig,
     DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_LISTEN,
@@ -28,7 +30,7 @@ pub(super) struct RawConfig {
     listen: Option<String>,
     /// Directory of the embedded file sink (readings.jsonl, alarms.jsonl); required when neither [kafka] nor [timeseries] is configured.
     data_dir: Option<PathBuf>,
-    /// Gateways allowed to upload, each with its bearer token.
+    /// Gateways allowed to upload, each with the hashes of its bearer tokens.
     #[serde(default)]
     gateways: Vec<RawGateway>,
     /// Bounds on one uploaded batch, enforced before and while decoding.
@@ -57,7 +59,9 @@ struct RawDedup {
 struct RawGateway {
     /// Gateway id; must equal the gateway_id inside every batch it sends.
     id: Option<String>,
-    /// Bearer token of the gateway (at least 16 bytes). Plaintext for now: hashed tokens come in a later issue.
+    /// Hashes of the gateway's active bearer tokens, each printed by `edge-relay hash-token`. List two while rotating a token; remove one to revoke it.
+    tokens: Option<Vec<String>>,
+    /// Development only: a plaintext bearer token (at least 16 bytes). The relay hashes it at start and warns loudly; use tokens in production.
     token: Option<String>,
 }
 
@@ -116,13 +120,39 @@ impl RawConfig {
                 .parse()
                 .expect("DEFAULT_LISTEN is a valid socket address")
         });
+        let mut warnings = Vec::new();
         let gateways = self
             .gateways
             .into_iter()
-            // A missing id or token is left empty; `problems` reports it.
-            .map(|gw| GatewayConfig {
-                id: gw.id.unwrap_or_default(),
-                token: gw.token.unwrap_or_default(),
+            .enumerate()
+            // A missing id or token list is left empty; `problems` reports it.
+            .map(|(i, gw)| {
+                let mut tokens = Vec::new();
+                for (j, text) in gw.tokens.unwrap_or_default().iter().enumerate() {
+                    match TokenHash::parse(text) {
+                        Ok(hash) => tokens.push(hash),
+                        // The text may be a pasted token: never echo it.
+                        Err(why) => issues.add(format!("gateways[{i}].tokens[{j}]"), why),
+                    }
+                }
+                if let Some(token) = gw.token {
+                    match check_token(&token) {
+                        Ok(()) => {
+                            tokens.push(TokenHash::of(token.as_bytes()));
+                            warnings.push(super::ConfigIssue {
+                                key: format!("gateways[{i}].token"),
+                                message: "plaintext token in the config file: for development only; \
+                                          replace it with tokens = [\"<hash>\"] from `edge-relay hash-token`"
+                                    .into(),
+                            });
+                        }
+                        Err(why) => issues.add(format!("gateways[{i}].token"), why),
+                    }
+                }
+                GatewayConfig {
+                    id: gw.id.unwrap_or_default(),
+                    tokens,
+                }
             })
             .collect();
         let dedup = DedupConfig {
@@ -144,6 +174,7 @@ impl RawConfig {
             limits: self.limits.check(issues),
             kafka: self.kafka.map(|k| k.check(issues)),
             timeseries: self.timeseries.map(|t| t.check(issues)),
+            warnings,
         }
     }
 }
