@@ -56,9 +56,22 @@ pub struct RelayConfig {
     pub timeseries: Option<TimeseriesConfig>,
     /// Recognise a batch delivered before and answer it 200 without publishing it again.
     pub dedup: DedupConfig,
+    /// Serve HTTPS instead of plain HTTP; optionally require client certificates.
+    pub tls: Option<TlsConfig>,
     /// Things that work but should not be in production (plaintext tokens);
     /// `main` logs each one loudly at start.
     pub warnings: Vec<ConfigIssue>,
+}
+
+/// HTTPS with rustls; see [`crate::tls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate, then any intermediate certificates.
+    pub cert_file: PathBuf,
+    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM file of the CA that signs gateway certificates; when set, every client must present one (mutual TLS), and its subject CN or a DNS SAN must be the id of the gateway whose token it sends.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Where and for how long delivered batches are remembered.
@@ -143,6 +156,7 @@ impl RelayConfig {
                 path: None,
                 window: Duration::from_secs(3600 * DEFAULT_DEDUP_WINDOW_HOURS as u64),
             },
+            tls: None,
             warnings: Vec::new(),
         }
     }

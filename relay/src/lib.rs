@@ -9,6 +9,7 @@
 //! - [`relay`]: [`Relay`], the state behind the routes (tokens, limits,
 //!   sinks, counters) and delivery to all sinks.
 //! - [`server`]: [`serve`], the HTTP routes and status codes.
+//! - [`tls`]: HTTPS with rustls, and mutual TLS naming the gateway.
 //! - [`message`]: the JSON published per reading and alarm
 //!   (`docs/kafka-messages.md`).
 //! - [`sink`]: Kafka, time-series (Influx line protocol) and the embedded
@@ -27,7 +28,10 @@ pub mod metrics;
 pub mod relay;
 pub mod server;
 pub mod sink;
+pub mod tls;
 
-pub use config::{ConfigError, GatewayConfig, KafkaConfig, RelayConfig, TimeseriesConfig};
+pub use config::{
+    ConfigError, GatewayConfig, KafkaConfig, RelayConfig, TimeseriesConfig, TlsConfig,
+};
 pub use relay::{Relay, RelayError};
-pub use server::serve;
+pub use server::{serve, serve_tls};

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use edge_relay::auth::{check_token, TokenHash, MIN_TOKEN_BYTES};
-use edge_relay::{serve, Relay, RelayConfig};
+use edge_relay::tls::server_config;
+use edge_relay::{serve, serve_tls, Relay, RelayConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -53,6 +54,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run_command(cli: Cli) -> anyhow::Result<()> {
+    // ring, not aws-lc-rs, for every rustls user in the process (the HTTPS
+    // server and any reqwest client built with a rustls backend).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -113,13 +117,18 @@ fn hash_token() -> anyhow::Result<()> {
 #[tokio::main]
 async fn run(config: RelayConfig) -> anyhow::Result<()> {
     let listen = config.listen;
+    // Before binding: a bad certificate should stop the start, naming the file.
+    let tls = config.tls.as_ref().map(server_config).transpose()?;
     let relay = Relay::from_config(config)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    serve(listener, relay, shutdown).await?;
+    match tls {
+        Some(tls) => serve_tls(listener, tls, relay, shutdown).await?,
+        None => serve(listener, relay, shutdown).await?,
+    }
     Ok(())
 }
 

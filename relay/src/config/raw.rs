@@ -43,6 +43,19 @@ pub(super) struct RawConfig {
     /// Recognise a batch delivered before (same gateway and sequence number, for example a retry after a lost response) and answer it 200 without publishing it again.
     #[serde(default)]
     dedup: RawDedup,
+    /// Serve HTTPS instead of plain HTTP; optionally require client certificates.
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    /// PEM file with the server certificate, then any intermediate certificates.
+    cert_file: Option<PathBuf>,
+    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1).
+    key_file: Option<PathBuf>,
+    /// PEM file of the CA that signs gateway certificates; when set, every client must present one (mutual TLS), and its subject CN or a DNS SAN must be the id of the gateway whose token it sends.
+    client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +187,19 @@ impl RawConfig {
             limits: self.limits.check(issues),
             kafka: self.kafka.map(|k| k.check(issues)),
             timeseries: self.timeseries.map(|t| t.check(issues)),
+            tls: self.tls.map(|t| {
+                let mut required = |key: &str, value: Option<PathBuf>| {
+                    value.unwrap_or_else(|| {
+                        issues.add(format!("tls.{key}"), "required when [tls] is present");
+                        PathBuf::new()
+                    })
+                };
+                super::TlsConfig {
+                    cert_file: required("cert_file", t.cert_file),
+                    key_file: required("key_file", t.key_file),
+                    client_ca_file: t.client_ca_file,
+                }
+            }),
             warnings,
         }
     }
