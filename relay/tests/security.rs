@@ -1,0 +1,370 @@
+//! What an attacker on the network can try, through HTTP(S) against the real
+//! relay: missing, wrong, revoked and foreign tokens; a decompression bomb;
+//! CBOR declaring a huge length; deep nesting; mutual TLS with and without
+//! the right client certificate. Each gets its documented status and a
+//! message naming the limit or the reason, and the relay answers `/healthz`
+//! afterwards.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edge_relay::auth::TokenHash;
+use edge_relay::{serve_tls, Relay, TlsConfig};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{batch, config, encoded, start, Running, TOKEN_1, TOKEN_2};
+
+async fn status_and_error(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn assert_healthy(relay: &Running) {
+    let r = relay
+        .client
+        .get(relay.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn tokens_no_wrong_revoked_and_foreign() {
+    let (mut cfg, dir) = config();
+    // gw-1 is mid-rotation: an old and a new token are both active.
+    let old = "old-token-of-gateway-one";
+    cfg.gateways[0].tokens.push(TokenHash::of(old.as_bytes()));
+    let relay = start(cfg.clone(), dir).await;
+    let body = encoded(&batch("gw-1", 1));
+    let (status, error) = status_and_error(relay.post(None, body.clone()).await).await;
+    assert_eq!(
+        (status, error["message"].as_str()),
+        (401, Some("missing Authorization header"))
+    );
+    let (status, error) = status_and_error(
+        relay
+            .post(Some("not-a-token-of-anyone"), body.clone())
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, error["message"].as_str()),
+        (401, Some("unknown token"))
+    );
+    let (status, error) = status_and_error(relay.post(Some(TOKEN_2), body.clone()).await).await;
+    assert_eq!(status, 403, "{error}");
+    let (status, _) = status_and_error(relay.post(Some(old), body.clone()).await).await;
+    assert_eq!(status, 200);
+    assert_healthy(&relay).await;
+    let dir = relay.stop().await;
+
+    // Revocation: the old hash removed from the list, the new token still works.
+    cfg.gateways[0].tokens.pop();
+    let relay = start(cfg, dir).await;
+    let body = encoded(&batch("gw-1", 2));
+    let (status, error) = status_and_error(relay.post(Some(old), body.clone()).await).await;
+    assert_eq!(
+        (status, error["message"].as_str()),
+        (401, Some("unknown token"))
+    );
+    let (status, _) = status_and_error(relay.post(Some(TOKEN_1), body).await).await;
+    assert_eq!(status, 200);
+    assert_healthy(&relay).await;
+    relay.stop().await;
+}
+
+/// A zstd frame of `blocks` RLE blocks of 128 KiB zeros each (4 bytes per
+/// block on the wire), behind the batch prefix; with `declare`, the frame
+/// header claims 16 GiB of content.
+fn bomb(blocks: u64, declare: bool) -> Vec<u8> {
+    let mut out = b"EDGB".to_vec();
+    out.extend_from_slice(&edge_wire::FORMAT_VERSION.to_be_bytes());
+    out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+    if declare {
+        // Frame_Content_Size_Flag 3 (8 bytes), no single segment: window byte follows.
+        out.push(0b1100_0000);
+    } else {
+        out.push(0);
+    }
+    out.push(7 << 3); // window 2^17 = 128 KiB
+    if declare {
+        out.extend_from_slice(&(16u64 << 30).to_le_bytes());
+    }
+    for i in 0..blocks {
+        let last = u32::from(i + 1 == blocks);
+        let header = last | (1 << 1) | (131_072 << 3);
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.push(0);
+    }
+    out
+}
+
+#[tokio::test]
+async fn decompression_bombs_get_413_quickly() {
+    let (cfg, dir) = config();
+    let relay = start(cfg, dir).await;
+    // 1 KiB declaring 16 GiB; 256 KiB that would stream out 8 GiB.
+    for (body, what) in [
+        (bomb(256, true), "declared"),
+        (bomb(65_536, false), "streamed"),
+    ] {
+        let size = body.len();
+        let started = Instant::now();
+        let (status, error) = status_and_error(relay.post(Some(TOKEN_1), body).await).await;
+        assert_eq!(status, 413, "{what}: {error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("max_decompressed_bytes"),
+            "{what}: {error}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what} bomb of {size} bytes took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(bomb(256, true).len(), 1_044, "about 1 KiB");
+    assert_healthy(&relay).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_cbor_gets_400_with_the_reason() {
+    let (cfg, dir) = config();
+    let relay = start(cfg, dir).await;
+    // An array declaring 2^64-1 items; 100 000 nested one-item arrays; a
+    // byte string declaring 4 GiB.
+    let huge_array = [&[0x9b][..], &[0xff; 8]].concat();
+    let deep = [vec![0x81; 100_000], vec![0x00]].concat();
+    let huge_bytes = [&[0x5a][..], &[0xff; 4], &[0; 16]].concat();
+    for (doc, what) in [
+        (huge_array, "huge array"),
+        (deep, "deep nesting"),
+        (huge_bytes, "huge bytes"),
+    ] {
+        let body = edge_wire::codec::envelope::seal(&doc).unwrap();
+        let (status, error) = status_and_error(relay.post(Some(TOKEN_1), body).await).await;
+        assert!(status == 400 || status == 413, "{what}: {status} {error}");
+        assert!(error["reason"].is_string(), "{what}: {error}");
+        assert!(
+            !error["message"].as_str().unwrap().is_empty(),
+            "{what}: {error}"
+        );
+    }
+    assert_healthy(&relay).await;
+    assert!(relay.metrics().await.contains("outcome=\"malformed\"} 3"));
+    relay.stop().await;
+}
+
+// ---- TLS ----
+
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        crate::support::install_crypto();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "test gateways CA");
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_pem = ca.pem();
+        std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
+        Pki { dir, ca_pem, ca }
+    }
+
+    /// (certificate PEM, key PEM) for `name`, signed by the CA.
+    fn leaf(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn tls_config(&self, mutual: bool) -> TlsConfig {
+        let (cert, key) = self.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+        let path = |name: &str| self.dir.path().join(name);
+        std::fs::write(path("relay.pem"), cert).unwrap();
+        std::fs::write(path("relay.key"), key).unwrap();
+        TlsConfig {
+            cert_file: path("relay.pem"),
+            key_file: path("relay.key"),
+            client_ca_file: mutual.then(|| path("ca.pem")),
+        }
+    }
+
+    /// A reqwest client trusting the CA, with the certificate of `gateway`.
+    fn client(&self, gateway: Option<&str>) -> reqwest::Client {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match gateway {
+            None => builder.with_no_client_auth(),
+            Some(name) => {
+                let (cert, key) = self.leaf(name, ExtendedKeyUsagePurpose::ClientAuth);
+                let cert = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+                builder.with_client_auth_cert(vec![cert], key).unwrap()
+            }
+        };
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .build()
+            .unwrap()
+    }
+}
+
+/// The relay over TLS on 127.0.0.1:0; ready when `/healthz` answers `probe`.
+async fn start_tls(
+    tls: &TlsConfig,
+    probe: &reqwest::Client,
+) -> (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), edge_relay::RelayError>>,
+    tempfile::TempDir,
+) {
+    let (cfg, dir) = config();
+    let relay = Relay::from_config(cfg).unwrap();
+    let server = edge_relay::tls::server_config(tls).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!(
+        "https://localhost:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(serve_tls(listener, server, relay, shutdown.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = probe.get(format!("{base}/healthz")).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            return (base, shutdown, task, dir);
+        }
+        assert!(Instant::now() < deadline, "TLS relay did not become ready");
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn post(client: &reqwest::Client, base: &str, token: &str, gateway: &str) -> (u16, Value) {
+    let r = client
+        .post(format!("{base}/v1/batches"))
+        .bearer_auth(token)
+        .body(encoded(&batch(gateway, 1)))
+        .send()
+        .await
+        .unwrap();
+    status_and_error(r).await
+}
+
+#[tokio::test]
+async fn https_without_client_certificates() {
+    let pki = Pki::new();
+    let tls = pki.tls_config(false);
+    let client = pki.client(None);
+    let (base, shutdown, task, _dir) = start_tls(&tls, &client).await;
+    assert_eq!(post(&client, &base, TOKEN_1, "gw-1").await.0, 200);
+    assert_eq!(
+        post(&client, &base, "wrong-token-0123456789", "gw-1")
+            .await
+            .0,
+        401
+    );
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = base.replace("https://", "http://");
+    assert!(reqwest::get(format!("{plain}/healthz")).await.is_err());
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn mutual_tls_certificate_must_name_the_tokens_gateway() {
+    let pki = Pki::new();
+    let tls = pki.tls_config(true);
+    let gw1 = pki.client(Some("gw-1"));
+    let (base, shutdown, task, _dir) = start_tls(&tls, &gw1).await;
+    assert_eq!(post(&gw1, &base, TOKEN_1, "gw-1").await.0, 200);
+    // gw-1's certificate with gw-2's token and batch.
+    let (status, error) = post(&gw1, &base, TOKEN_2, "gw-2").await;
+    assert_eq!(status, 403, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("client certificate"),
+        "{error}"
+    );
+    // No client certificate: the handshake is refused.
+    let anonymous = pki.client(None);
+    let refused = anonymous.get(format!("{base}/healthz")).send().await;
+    assert!(refused.is_err(), "{refused:?}");
+    // A certificate from another CA is refused too.
+    let stranger = Pki::new();
+    let foreign = Pki {
+        ca_pem: pki.ca_pem.clone(), // trusts our server
+        ..stranger
+    }
+    .client(Some("gw-1"));
+    assert!(foreign.get(format!("{base}/healthz")).send().await.is_err());
+    // Still healthy for the rightful gateway.
+    let r = gw1.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[test]
+fn tls_config_errors_name_the_key_and_the_file() {
+    let pki = Pki::new();
+    let mut tls = pki.tls_config(true);
+    tls.cert_file = pki.dir.path().join("missing.pem");
+    let err = edge_relay::tls::server_config(&tls)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("tls.cert_file ") && err.contains("missing.pem"),
+        "{err}"
+    );
+    let mut tls = pki.tls_config(true);
+    tls.key_file = pki.dir.path().join("ca.pem");
+    let err = edge_relay::tls::server_config(&tls)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("tls.key_file ") && err.contains("ca.pem"),
+        "{err}"
+    );
+    let mut tls = pki.tls_config(true);
+    tls.client_ca_file = Some(pki.dir.path().join("relay.key"));
+    let err = edge_relay::tls::server_config(&tls)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("tls.client_ca_file ") && err.contains("relay.key"),
+        "{err}"
+    );
+}
