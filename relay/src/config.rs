@@ -36,6 +36,7 @@ pub const DEFAULT_MEASUREMENT: &str = "edge";
 pub const DEFAULT_TIMESERIES_TIMEOUT_MS: u64 = 10_000;
 use crate::auth::TokenHash;
 pub use crate::auth::MIN_TOKEN_BYTES;
+use crate::validation::TimeWindow;
 
 /// The checked relay configuration. Build it from TOML with
 /// [`RelayConfig::load`] / [`RelayConfig::from_toml`] or in code with
@@ -50,6 +51,8 @@ pub struct RelayConfig {
     pub gateways: Vec<GatewayConfig>,
     /// Bounds on one uploaded batch, enforced before and while decoding.
     pub limits: Limits,
+    /// Accepted timestamps around the relay's clock (`limits.max_future_secs`, `limits.max_past_hours`).
+    pub time_window: TimeWindow,
     /// Publish readings and alarms to Kafka.
     pub kafka: Option<KafkaConfig>,
     /// Write readings to a time-series store in Influx line protocol.
@@ -150,6 +153,7 @@ impl RelayConfig {
             data_dir: Some(data_dir.into()),
             gateways,
             limits: Limits::default(),
+            time_window: TimeWindow::default(),
             kafka: None,
             timeseries: None,
             dedup: DedupConfig {

@@ -9,6 +9,7 @@
 //! - [`relay`]: [`Relay`], the state behind the routes (tokens, limits,
 //!   sinks, counters) and delivery to all sinks.
 //! - [`server`]: [`serve`], the HTTP routes and status codes.
+//! - [`validation`]: readings that decode but must not be published (422).
 //! - [`tls`]: HTTPS with rustls, and mutual TLS naming the gateway.
 //! - [`message`]: the JSON published per reading and alarm
 //!   (`docs/kafka-messages.md`).
@@ -29,6 +30,7 @@ pub mod relay;
 pub mod server;
 pub mod sink;
 pub mod tls;
+pub mod validation;
 
 pub use config::{
     ConfigError, GatewayConfig, KafkaConfig, RelayConfig, TimeseriesConfig, TlsConfig,

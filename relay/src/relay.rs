@@ -22,6 +22,7 @@ use crate::ledger::{Claim, Ledger, LedgerError};
 use crate::message::Delivery;
 use crate::metrics::Metrics;
 use crate::sink::{Sink, SinkError};
+use crate::validation::TimeWindow;
 
 /// A configured relay, ready to [`crate::serve`]. Cheap to clone (shared).
 #[derive(Debug, Clone)]
@@ -34,6 +35,7 @@ struct Inner {
     gateways: Vec<GatewayConfig>,
     credentials: Credentials,
     limits: Limits,
+    time_window: TimeWindow,
     sinks: Vec<Arc<Sink>>,
     metrics: Arc<Metrics>,
     tracker: TaskTracker,
@@ -120,6 +122,7 @@ impl Relay {
                 ),
                 gateways: config.gateways,
                 limits: config.limits,
+                time_window: config.time_window,
                 sinks,
                 metrics,
                 tracker: TaskTracker::new(),
@@ -137,6 +140,11 @@ impl Relay {
     /// The decode limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The accepted window of reading timestamps.
+    pub fn time_window(&self) -> &TimeWindow {
+        &self.inner.time_window
     }
 
     /// The counters.

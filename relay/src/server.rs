@@ -11,8 +11,10 @@
 //! 3. the body decodes (on a blocking thread), else 413 for a limit and 400
 //!    for anything else, with the decoder's message;
 //! 4. the batch's `gateway_id` is the authenticated gateway, else 403;
-//! 5. every sink acknowledges, else 503 with `Retry-After: 5`;
-//! 6. 200 `{"seq":N,"readings":R,"alarms":A}`.
+//! 5. every reading and alarm passes [`crate::validation`], else 422 for the
+//!    whole batch, naming the first invalid item;
+//! 6. every sink acknowledges, else 503 with `Retry-After: 5`;
+//! 7. 200 `{"seq":N,"readings":R,"alarms":A}`.
 //!
 //! Error bodies are `{"error":"<outcome>","message":"..."}` (plus `reason`,
 //! the decoder's label, for 400/413 from decoding). Every rejection is
@@ -142,6 +144,7 @@ impl Rejection {
             Outcome::Forbidden => StatusCode::FORBIDDEN,
             Outcome::Malformed => StatusCode::BAD_REQUEST,
             Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Outcome::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
             Outcome::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Outcome::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -269,6 +272,14 @@ async fn accept_batch(
                 batch.gateway_id
             ),
         ));
+    }
+
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    if let Err(message) = crate::validation::check(batch, relay.time_window(), now_us) {
+        warn!(%peer, gateway = ?gateway, seq = batch.seq, reason = ?message, "batch rejected: invalid readings");
+        return Err(Rejection::new(Outcome::Invalid, message));
     }
 
     let (seq, readings, alarms) = (batch.seq, batch.reading_count(), batch.alarms.len());

@@ -164,6 +164,61 @@ async fn hostile_cbor_gets_400_with_the_reason() {
     relay.stop().await;
 }
 
+#[tokio::test]
+async fn invalid_readings_reject_the_whole_batch_with_422() {
+    let (mut cfg, dir) = config();
+    cfg.time_window.max_past = Duration::from_secs(3600);
+    let relay = start(cfg, dir).await;
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let at_now = |mut b: edge_wire::Batch| {
+        for s in &mut b.series {
+            for p in &mut s.points {
+                p.ts_us = now_us;
+            }
+        }
+        b.alarms.iter_mut().for_each(|a| a.ts_us = now_us);
+        b
+    };
+    let mut nan_good = at_now(batch("gw-1", 1));
+    nan_good.series[1].points[0].value = f64::NAN;
+    nan_good.series[1].points[0].quality = edge_wire::Quality::Good;
+    let mut future = at_now(batch("gw-1", 2));
+    future.series[0].points[1].ts_us = now_us + 3_600_000_000;
+    let old = batch("gw-1", 3); // TS0: more than an hour ago
+    let mut bad_name = at_now(batch("gw-1", 4));
+    bad_name.series[0].name = "press 3\noil".into();
+    for (b, expected) in [
+        (nan_good, "value NaN with quality good"),
+        (future, "max_future_secs=300"),
+        (old, "max_past_hours=1"),
+        (bad_name, "name must be ASCII letters"),
+    ] {
+        let (status, error) = status_and_error(relay.post(Some(TOKEN_1), encoded(&b)).await).await;
+        assert_eq!(status, 422, "{expected}: {error}");
+        assert_eq!(error["error"], "invalid");
+        assert!(
+            error["message"].as_str().unwrap().contains(expected),
+            "{error}"
+        );
+    }
+    // Nothing of the rejected batches was published; a valid one still is
+    // (its NaN has quality bad, which is allowed).
+    assert_eq!(relay.file("readings.jsonl"), "");
+    let (status, _) = status_and_error(
+        relay
+            .post(Some(TOKEN_1), encoded(&at_now(batch("gw-1", 5))))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(relay.file("readings.jsonl").lines().count(), 5);
+    assert!(relay.metrics().await.contains("outcome=\"invalid\"} 4"));
+    relay.stop().await;
+}
+
 // ---- TLS ----
 
 struct Pki {

@@ -16,6 +16,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::auth::{check_token, TokenHash};
+use crate::validation::{TimeWindow, DEFAULT_MAX_FUTURE_SECS, DEFAULT_MAX_PAST_HOURS};
 
 use super::{
     DedupConfig, GatewayConfig, Issues, KafkaConfig, RelayConfig, TimeseriesConfig,
@@ -95,6 +96,10 @@ struct RawLimits {
     max_tags: Option<i64>,
     /// Longest string in a batch (gateway id, series name, unit, tag key or value, rule), in bytes.
     max_string_bytes: Option<i64>,
+    /// Latest accepted reading or alarm timestamp, in seconds after the relay's clock; a batch with a later one gets 422.
+    max_future_secs: Option<i64>,
+    /// Earliest accepted reading or alarm timestamp, in hours before the relay's clock; a batch with an earlier one gets 422.
+    max_past_hours: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +189,22 @@ impl RawConfig {
             dedup,
             data_dir: self.data_dir,
             gateways,
+            time_window: TimeWindow {
+                max_future: Duration::from_secs(count(
+                    issues,
+                    "limits.max_future_secs",
+                    self.limits.max_future_secs,
+                    DEFAULT_MAX_FUTURE_SECS as usize,
+                ) as u64),
+                max_past: Duration::from_secs(
+                    3600 * count(
+                        issues,
+                        "limits.max_past_hours",
+                        self.limits.max_past_hours,
+                        DEFAULT_MAX_PAST_HOURS as usize,
+                    ) as u64,
+                ),
+            },
             limits: self.limits.check(issues),
             kafka: self.kafka.map(|k| k.check(issues)),
             timeseries: self.timeseries.map(|t| t.check(issues)),
