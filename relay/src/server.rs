@@ -18,7 +18,9 @@
 //!
 //! Error bodies are `{"error":"<outcome>","message":"..."}` (plus `reason`,
 //! the decoder's label, for 400/413 from decoding). Every rejection is
-//! logged; strings from the network are logged with `?` (escaped).
+//! logged; strings from the network (gateway ids, decoder and sink messages,
+//! certificate names) are logged with `?` (escaped), so a crafted value
+//! cannot forge log lines. Tokens are never logged.
 
 use std::sync::Arc;
 
@@ -299,7 +301,7 @@ async fn accept_batch(
             ))
         }
         Err(e) => {
-            warn!(gateway = ?gateway, seq, readings, alarms, error = %e, "batch not delivered, gateway will retry");
+            warn!(gateway = ?gateway, seq, readings, alarms, error = ?e.to_string(), "batch not delivered, gateway will retry");
             Err(Rejection::new(
                 Outcome::Unavailable,
                 format!("batch not stored: {e}"),

@@ -194,7 +194,7 @@ impl TlsListener {
                                 .await;
                         }
                         Ok(Err(error)) => {
-                            tracing::debug!(peer = %addr, %error, "TLS handshake failed");
+                            tracing::debug!(peer = %addr, ?error, "TLS handshake failed");
                         }
                         Err(_) => {
                             tracing::debug!(peer = %addr, "TLS handshake timed out");
