@@ -247,6 +247,76 @@ async fn invalid_readings_reject_the_whole_batch_with_422() {
     relay.stop().await;
 }
 
+/// Everything the relay logs while `body` runs, at debug level.
+async fn logs_of<F: std::future::Future<Output = ()>>(body: F) -> String {
+    let buffer = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let sink = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || LogWriter(sink.clone()))
+        .finish();
+    // current_thread runtime: the relay's tasks run on this thread.
+    let guard = tracing::subscriber::set_default(subscriber);
+    body.await;
+    drop(guard);
+    let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+    text
+}
+
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_hold_no_tokens_and_escape_network_strings() {
+    let logs = logs_of(async {
+        let (cfg, dir) = config();
+        let relay = start(cfg, dir).await;
+        let wrong = "wrong-secret-token-0123456789";
+        assert_eq!(
+            relay
+                .post(Some(wrong), encoded(&batch("gw-1", 1)))
+                .await
+                .status(),
+            401
+        );
+        // A gateway id that tries to forge a log line.
+        let forged = "gw-2\nlevel=INFO forged line";
+        let r = relay.post(Some(TOKEN_1), encoded(&batch(forged, 1))).await;
+        assert_eq!(r.status(), 403);
+        assert_eq!(
+            relay
+                .post(Some(TOKEN_1), encoded(&batch("gw-1", 2)))
+                .await
+                .status(),
+            200
+        );
+        relay.stop().await;
+    })
+    .await;
+    assert!(
+        logs.contains("batch rejected: names another gateway"),
+        "{logs}"
+    );
+    for secret in [TOKEN_1, TOKEN_2, "wrong-secret-token-0123456789"] {
+        assert!(!logs.contains(secret), "{secret} in logs:\n{logs}");
+    }
+    assert!(logs.contains(r#"gw-2\nlevel=INFO forged line"#), "{logs}");
+    assert!(
+        !logs.lines().any(|l| l.starts_with("level=INFO forged")),
+        "{logs}"
+    );
+}
+
 // ---- TLS ----
 
 struct Pki {
