@@ -327,7 +327,6 @@ struct Pki {
 
 impl Pki {
     fn new() -> Pki {
-        crate::support::install_crypto();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -363,8 +362,8 @@ impl Pki {
         }
     }
 
-    /// A reqwest client trusting the CA, with the certificate of `gateway`.
-    fn client(&self, gateway: Option<&str>) -> reqwest::Client {
+    /// A client trusting the CA, with the certificate of `gateway`.
+    fn client(&self, gateway: Option<&str>) -> HttpsClient {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let mut roots = rustls::RootCertStore::empty();
@@ -385,17 +384,68 @@ impl Pki {
                 builder.with_client_auth_cert(vec![cert], key).unwrap()
             }
         };
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(config)
-            .build()
-            .unwrap()
+        HttpsClient(Arc::new(config))
+    }
+}
+
+/// A bare HTTP/1.1-over-TLS client. Not reqwest: its rustls features would
+/// be unified into every workspace crate's reqwest in `cargo test
+/// --workspace`, and the agent's plain-HTTP clients would then need a
+/// process-wide crypto provider.
+struct HttpsClient(Arc<rustls::ClientConfig>);
+
+impl HttpsClient {
+    /// One request on a fresh connection: (status, JSON body or null).
+    async fn send(
+        &self,
+        base: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Value)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(self.0.clone())
+            .connect(name, tcp)
+            .await?;
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).await?;
+        tls.write_all(body).await?;
+        let mut answer = Vec::new();
+        match tls.read_to_end(&mut answer).await {
+            Ok(_) => {}
+            // A close without close_notify after a complete answer is fine.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+        let text = String::from_utf8_lossy(&answer);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {text:?}")))?;
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+    }
+
+    async fn healthz(&self, base: &str) -> std::io::Result<u16> {
+        Ok(self.send(base, "GET", "/healthz", None, b"").await?.0)
     }
 }
 
 /// The relay over TLS on 127.0.0.1:0; ready when `/healthz` answers `probe`.
 async fn start_tls(
     tls: &TlsConfig,
-    probe: &reqwest::Client,
+    probe: &HttpsClient,
 ) -> (
     String,
     CancellationToken,
@@ -414,8 +464,7 @@ async fn start_tls(
     let task = tokio::spawn(serve_tls(listener, server, relay, shutdown.clone()));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ready = probe.get(format!("{base}/healthz")).send().await;
-        if ready.is_ok_and(|r| r.status() == 200) {
+        if probe.healthz(&base).await.is_ok_and(|status| status == 200) {
             return (base, shutdown, task, dir);
         }
         assert!(Instant::now() < deadline, "TLS relay did not become ready");
@@ -423,15 +472,12 @@ async fn start_tls(
     }
 }
 
-async fn post(client: &reqwest::Client, base: &str, token: &str, gateway: &str) -> (u16, Value) {
-    let r = client
-        .post(format!("{base}/v1/batches"))
-        .bearer_auth(token)
-        .body(encoded(&batch(gateway, 1)))
-        .send()
+async fn post(client: &HttpsClient, base: &str, token: &str, gateway: &str) -> (u16, Value) {
+    let body = encoded(&batch(gateway, 1));
+    client
+        .send(base, "POST", "/v1/batches", Some(token), &body)
         .await
-        .unwrap();
-    status_and_error(r).await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -473,7 +519,7 @@ async fn mutual_tls_certificate_must_name_the_tokens_gateway() {
     );
     // No client certificate: the handshake is refused.
     let anonymous = pki.client(None);
-    let refused = anonymous.get(format!("{base}/healthz")).send().await;
+    let refused = anonymous.healthz(&base).await;
     assert!(refused.is_err(), "{refused:?}");
     // A certificate from another CA is refused too.
     let stranger = Pki::new();
@@ -482,10 +528,9 @@ async fn mutual_tls_certificate_must_name_the_tokens_gateway() {
         ..stranger
     }
     .client(Some("gw-1"));
-    assert!(foreign.get(format!("{base}/healthz")).send().await.is_err());
+    assert!(foreign.healthz(&base).await.is_err());
     // Still healthy for the rightful gateway.
-    let r = gw1.get(format!("{base}/healthz")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(gw1.healthz(&base).await.unwrap(), 200);
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }

@@ -35,14 +35,7 @@ pub fn config() -> (RelayConfig, tempfile::TempDir) {
     (config, dir)
 }
 
-/// reqwest is built with `rustls-no-provider` for the TLS tests: every
-/// client (ours and the relay's sinks) needs ring installed as the default.
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 pub async fn start(config: RelayConfig, dir: tempfile::TempDir) -> Running {
-    install_crypto();
     let relay = Relay::from_config(config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
