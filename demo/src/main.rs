@@ -162,13 +162,7 @@ type RelayHandle = (
 );
 
 fn start_relay(listener: TcpListener, dir: &Path) -> anyhow::Result<RelayHandle> {
-    let config = RelayConfig::new(
-        dir,
-        vec![GatewayConfig {
-            id: GATEWAY.into(),
-            token: TOKEN.into(),
-        }],
-    );
+    let config = RelayConfig::new(dir, vec![GatewayConfig::with_token(GATEWAY, TOKEN)]);
     let relay = edge_relay::Relay::from_config(config)?;
     let stop = CancellationToken::new();
     let task = tokio::spawn(edge_relay::serve(listener, relay, stop.clone()));

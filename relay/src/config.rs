@@ -34,8 +34,9 @@ pub const DEFAULT_DELIVERY_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MEASUREMENT: &str = "edge";
 /// Default bound on one write request to the time-series store, in milliseconds.
 pub const DEFAULT_TIMESERIES_TIMEOUT_MS: u64 = 10_000;
-/// Shortest gateway token accepted, in bytes. Tokens are bearer secrets.
-pub const MIN_TOKEN_BYTES: usize = 16;
+use crate::auth::TokenHash;
+pub use crate::auth::MIN_TOKEN_BYTES;
+use crate::validation::TimeWindow;
 
 /// The checked relay configuration. Build it from TOML with
 /// [`RelayConfig::load`] / [`RelayConfig::from_toml`] or in code with
@@ -46,16 +47,34 @@ pub struct RelayConfig {
     pub listen: SocketAddr,
     /// Directory of the embedded file sink (readings.jsonl, alarms.jsonl); required when neither [kafka] nor [timeseries] is configured.
     pub data_dir: Option<PathBuf>,
-    /// Gateways allowed to upload, each with its bearer token.
+    /// Gateways allowed to upload, each with the hashes of its bearer tokens.
     pub gateways: Vec<GatewayConfig>,
     /// Bounds on one uploaded batch, enforced before and while decoding.
     pub limits: Limits,
+    /// Accepted timestamps around the relay's clock (`limits.max_future_secs`, `limits.max_past_hours`).
+    pub time_window: TimeWindow,
     /// Publish readings and alarms to Kafka.
     pub kafka: Option<KafkaConfig>,
     /// Write readings to a time-series store in Influx line protocol.
     pub timeseries: Option<TimeseriesConfig>,
     /// Recognise a batch delivered before and answer it 200 without publishing it again.
     pub dedup: DedupConfig,
+    /// Serve HTTPS instead of plain HTTP; optionally require client certificates.
+    pub tls: Option<TlsConfig>,
+    /// Things that work but should not be in production (plaintext tokens);
+    /// `main` logs each one loudly at start.
+    pub warnings: Vec<ConfigIssue>,
+}
+
+/// HTTPS with rustls; see [`crate::tls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate, then any intermediate certificates.
+    pub cert_file: PathBuf,
+    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM file of the CA that signs gateway certificates; when set, every client must present one (mutual TLS), and its subject CN or a DNS SAN must be the id of the gateway whose token it sends.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Where and for how long delivered batches are remembered.
@@ -80,21 +99,23 @@ impl RelayConfig {
     }
 }
 
-/// One gateway allowed to upload. `Debug` hides the token.
-#[derive(Clone, PartialEq, Eq)]
+/// One gateway allowed to upload. `Debug` hides the token hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
     /// Gateway id; must equal the gateway_id inside every batch it sends.
     pub id: String,
-    /// Bearer token of the gateway (at least 16 bytes). Plaintext for now: hashed tokens come in a later issue.
-    pub token: String,
+    /// Hashes of the gateway's active bearer tokens (see [`crate::auth`]).
+    pub tokens: Vec<TokenHash>,
 }
 
-impl fmt::Debug for GatewayConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GatewayConfig")
-            .field("id", &self.id)
-            .field("token", &"<redacted>")
-            .finish()
+impl GatewayConfig {
+    /// A gateway with one token, hashed here; for configs built in code
+    /// (tests, the demo). The plaintext is not kept.
+    pub fn with_token(id: impl Into<String>, token: &str) -> GatewayConfig {
+        GatewayConfig {
+            id: id.into(),
+            tokens: vec![TokenHash::of(token.as_bytes())],
+        }
     }
 }
 
@@ -132,12 +153,15 @@ impl RelayConfig {
             data_dir: Some(data_dir.into()),
             gateways,
             limits: Limits::default(),
+            time_window: TimeWindow::default(),
             kafka: None,
             timeseries: None,
             dedup: DedupConfig {
                 path: None,
                 window: Duration::from_secs(3600 * DEFAULT_DEDUP_WINDOW_HOURS as u64),
             },
+            tls: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -188,27 +212,19 @@ impl RelayConfig {
                     format!("{:?} is listed twice", gw.id),
                 );
             }
-            if gw.token.is_empty() {
+            if gw.tokens.is_empty() {
                 issues.add(
-                    format!("gateways[{i}].token"),
-                    "required, and must not be empty",
+                    format!("gateways[{i}].tokens"),
+                    "at least one token hash is required (make one with `edge-relay hash-token`)",
                 );
-            } else if gw.token.len() < MIN_TOKEN_BYTES {
-                let msg = format!(
-                    "must be at least {MIN_TOKEN_BYTES} bytes, is {}",
-                    gw.token.len()
-                );
-                issues.add(format!("gateways[{i}].token"), msg);
-            } else if gw.token.bytes().any(|b| !b.is_ascii_graphic()) {
-                issues.add(
-                    format!("gateways[{i}].token"),
-                    "must be printable ASCII without spaces",
-                );
-            } else if !tokens.insert(gw.token.as_str()) {
-                issues.add(
-                    format!("gateways[{i}].token"),
-                    "is the token of another gateway",
-                );
+            }
+            for (j, hash) in gw.tokens.iter().enumerate() {
+                if !tokens.insert(*hash) {
+                    issues.add(
+                        format!("gateways[{i}].tokens[{j}]"),
+                        "is listed before, for this or another gateway",
+                    );
+                }
             }
         }
         if self.dedup_path().is_none() {

@@ -5,9 +5,12 @@
 //!
 //! Reading order:
 //! - [`config`]: the TOML file and the checked [`RelayConfig`].
+//! - [`auth`]: gateway token hashes and their constant-time lookup.
 //! - [`relay`]: [`Relay`], the state behind the routes (tokens, limits,
 //!   sinks, counters) and delivery to all sinks.
 //! - [`server`]: [`serve`], the HTTP routes and status codes.
+//! - [`validation`]: readings that decode but must not be published (422).
+//! - [`tls`]: HTTPS with rustls, and mutual TLS naming the gateway.
 //! - [`message`]: the JSON published per reading and alarm
 //!   (`docs/kafka-messages.md`).
 //! - [`sink`]: Kafka, time-series (Influx line protocol) and the embedded
@@ -18,6 +21,7 @@
 //! Not here: Modbus, SQLite, the agent's spool. `main.rs` only parses
 //! arguments, loads the config and calls [`serve`].
 
+pub mod auth;
 pub mod config;
 pub mod ledger;
 pub mod message;
@@ -25,7 +29,11 @@ pub mod metrics;
 pub mod relay;
 pub mod server;
 pub mod sink;
+pub mod tls;
+pub mod validation;
 
-pub use config::{ConfigError, GatewayConfig, KafkaConfig, RelayConfig, TimeseriesConfig};
+pub use config::{
+    ConfigError, GatewayConfig, KafkaConfig, RelayConfig, TimeseriesConfig, TlsConfig,
+};
 pub use relay::{Relay, RelayError};
-pub use server::serve;
+pub use server::{serve, serve_tls};

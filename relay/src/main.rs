@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use edge_relay::{serve, Relay, RelayConfig};
+use edge_relay::auth::{check_token, TokenHash, MIN_TOKEN_BYTES};
+use edge_relay::tls::server_config;
+use edge_relay::{serve, serve_tls, Relay, RelayConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +35,9 @@ enum Command {
         /// Config file (TOML).
         file: PathBuf,
     },
+    /// Read a gateway token from stdin (or a prompt) and print the line to
+    /// paste into its [[gateways]] entry. The token itself is not printed.
+    HashToken,
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +54,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run_command(cli: Cli) -> anyhow::Result<()> {
+    // ring, not aws-lc-rs, for every rustls user in the process (the HTTPS
+    // server and any reqwest client built with a rustls backend).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -75,23 +83,52 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(Command::HashToken) => hash_token(),
         None => {
             let path = cli.config.context("--config FILE is required")?;
-            run(RelayConfig::load(&path)?)
+            let config = RelayConfig::load(&path)?;
+            for warning in &config.warnings {
+                tracing::warn!(key = %warning.key, "INSECURE CONFIG: {}", warning.message);
+            }
+            run(config)
         }
     }
+}
+
+/// `edge-relay hash-token`: one line of token in, one config line out.
+fn hash_token() -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("gateway token (at least {MIN_TOKEN_BYTES} bytes; it will be echoed): ");
+    }
+    let mut line = String::new();
+    stdin
+        .read_line(&mut line)
+        .context("cannot read the token from stdin")?;
+    let token = line.trim_end_matches(['\n', '\r']);
+    check_token(token).map_err(|why| anyhow::anyhow!("token {why}"))?;
+    println!(
+        "tokens = [\"{}\"]",
+        TokenHash::of(token.as_bytes()).to_config_string()
+    );
+    Ok(())
 }
 
 #[tokio::main]
 async fn run(config: RelayConfig) -> anyhow::Result<()> {
     let listen = config.listen;
+    // Before binding: a bad certificate should stop the start, naming the file.
+    let tls = config.tls.as_ref().map(server_config).transpose()?;
     let relay = Relay::from_config(config)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    serve(listener, relay, shutdown).await?;
+    match tls {
+        Some(tls) => serve_tls(listener, tls, relay, shutdown).await?,
+        None => serve(listener, relay, shutdown).await?,
+    }
     Ok(())
 }
 

@@ -22,6 +22,8 @@ pub enum Outcome {
     Malformed,
     /// 413: the body or the decoded batch is over a limit.
     TooLarge,
+    /// 422: the batch decodes but holds readings the relay will not publish.
+    Invalid,
     /// 503: a sink failed; the gateway should retry.
     Unavailable,
     /// 500: a bug in the relay (a task panicked).
@@ -29,12 +31,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 7] = [
+    const ALL: [Outcome; 8] = [
         Outcome::Accepted,
         Outcome::Unauthorized,
         Outcome::Forbidden,
         Outcome::Malformed,
         Outcome::TooLarge,
+        Outcome::Invalid,
         Outcome::Unavailable,
         Outcome::Internal,
     ];
@@ -47,6 +50,7 @@ impl Outcome {
             Outcome::Forbidden => "forbidden",
             Outcome::Malformed => "malformed",
             Outcome::TooLarge => "too_large",
+            Outcome::Invalid => "invalid",
             Outcome::Unavailable => "unavailable",
             Outcome::Internal => "internal",
         }

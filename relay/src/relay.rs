@@ -3,10 +3,10 @@
 //! in routes.
 //!
 //! Invariants:
-//! - Token lookup compares the presented token with *every* configured token
-//!   in constant time, so response timing does not reveal how much of a
-//!   token matched or which gateway it was close to. (It does reveal the
-//!   length; fixed-length hashes come with the token-hashing issue.)
+//! - Token lookup hashes the presented token once and compares the hash
+//!   with *every* configured hash in constant time ([`crate::auth`]), so
+//!   response timing does not reveal which token matched or how close a
+//!   wrong one was.
 //! - A batch is acknowledged only when every sink returned `Ok`. Deliveries
 //!   run as tasks on the relay's [`TaskTracker`], so a client that hangs up
 //!   does not cancel a write half-way, and shutdown waits for them.
@@ -14,14 +14,15 @@
 use std::sync::Arc;
 
 use edge_wire::Limits;
-use subtle::ConstantTimeEq;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Credentials;
 use crate::config::{ConfigError, GatewayConfig, RelayConfig};
 use crate::ledger::{Claim, Ledger, LedgerError};
 use crate::message::Delivery;
 use crate::metrics::Metrics;
 use crate::sink::{Sink, SinkError};
+use crate::validation::TimeWindow;
 
 /// A configured relay, ready to [`crate::serve`]. Cheap to clone (shared).
 #[derive(Debug, Clone)]
@@ -32,7 +33,9 @@ pub struct Relay {
 #[derive(Debug)]
 struct Inner {
     gateways: Vec<GatewayConfig>,
+    credentials: Credentials,
     limits: Limits,
+    time_window: TimeWindow,
     sinks: Vec<Arc<Sink>>,
     metrics: Arc<Metrics>,
     tracker: TaskTracker,
@@ -110,8 +113,16 @@ impl Relay {
             .collect();
         Ok(Relay {
             inner: Arc::new(Inner {
+                credentials: Credentials::new(
+                    config
+                        .gateways
+                        .iter()
+                        .enumerate()
+                        .map(|(i, gw)| (i, gw.tokens.as_slice())),
+                ),
                 gateways: config.gateways,
                 limits: config.limits,
+                time_window: config.time_window,
                 sinks,
                 metrics,
                 tracker: TaskTracker::new(),
@@ -122,19 +133,18 @@ impl Relay {
 
     /// The gateway id a bearer token belongs to.
     pub fn authenticate(&self, token: &[u8]) -> Option<&str> {
-        let mut found = None;
-        for gw in &self.inner.gateways {
-            // No early exit: every token is compared every time.
-            if bool::from(gw.token.as_bytes().ct_eq(token)) {
-                found = Some(gw.id.as_str());
-            }
-        }
-        found
+        let index = self.inner.credentials.lookup(token)?;
+        Some(self.inner.gateways[index].id.as_str())
     }
 
     /// The decode limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The accepted window of reading timestamps.
+    pub fn time_window(&self) -> &TimeWindow {
+        &self.inner.time_window
     }
 
     /// The counters.
@@ -265,10 +275,7 @@ mod tests {
     use super::*;
 
     fn gateway(id: &str, token: &str) -> GatewayConfig {
-        GatewayConfig {
-            id: id.into(),
-            token: token.into(),
-        }
+        GatewayConfig::with_token(id, token)
     }
 
     #[test]
@@ -292,10 +299,16 @@ mod tests {
 
     #[test]
     fn from_config_rejects_a_config_built_in_code_that_breaks_the_rules() {
-        let mut config = RelayConfig::new("/nonexistent", vec![gateway("gw-1", "short")]);
+        let mut config = RelayConfig::new(
+            "/nonexistent",
+            vec![GatewayConfig {
+                id: "gw-1".into(),
+                tokens: vec![],
+            }],
+        );
         config.data_dir = None;
         let err = Relay::from_config(config).unwrap_err().to_string();
-        assert!(err.contains("gateways[0].token"), "{err}");
+        assert!(err.contains("gateways[0].tokens"), "{err}");
         assert!(err.contains("data_dir"), "{err}");
     }
 }

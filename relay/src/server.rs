@@ -4,26 +4,33 @@
 //!
 //! `POST /v1/batches`, in order:
 //! 1. `Authorization: Bearer <token>` names a configured gateway, else 401;
+//!    with mutual TLS, the client certificate must name that gateway too,
+//!    else 403;
 //! 2. the body fits `limits.max_compressed_bytes`, else 413 (checked on
 //!    `Content-Length` before reading, and again while reading);
 //! 3. the body decodes (on a blocking thread), else 413 for a limit and 400
 //!    for anything else, with the decoder's message;
 //! 4. the batch's `gateway_id` is the authenticated gateway, else 403;
-//! 5. every sink acknowledges, else 503 with `Retry-After: 5`;
-//! 6. 200 `{"seq":N,"readings":R,"alarms":A}`.
+//! 5. every reading and alarm passes [`crate::validation`], else 422 for the
+//!    whole batch, naming the first invalid item;
+//! 6. every sink acknowledges, else 503 with `Retry-After: 5`;
+//! 7. 200 `{"seq":N,"readings":R,"alarms":A}`.
 //!
 //! Error bodies are `{"error":"<outcome>","message":"..."}` (plus `reason`,
 //! the decoder's label, for 400/413 from decoding). Every rejection is
-//! logged; strings from the network are logged with `?` (escaped).
+//! logged; strings from the network (gateway ids, decoder and sink messages,
+//! certificate names) are logged with `?` (escaped), so a crafted value
+//! cannot forge log lines. Tokens are never logged.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::{IncomingStream, Listener};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -33,6 +40,7 @@ use tracing::{info, warn};
 use crate::message::Delivery;
 use crate::metrics::Outcome;
 use crate::relay::{Relay, RelayError, Stored};
+use crate::tls::{Peer, TlsListener};
 
 /// Seconds a gateway should wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u32 = 5;
@@ -44,11 +52,47 @@ pub async fn serve(
     relay: Relay,
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+    let addr = local_addr(&listener);
     info!(%addr, sinks = ?relay.sink_names(), "relay listening");
-    let app = router(relay.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    serve_on(listener, addr, relay, shutdown).await
+}
+
+/// Like [`serve`], over TLS with `tls` (see [`crate::tls::server_config`]).
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    relay: Relay,
+    shutdown: CancellationToken,
+) -> Result<(), RelayError> {
+    let addr = local_addr(&listener);
+    let listener = TlsListener::new(listener, tls, shutdown.child_token()).map_err(|source| {
+        RelayError::Serve {
+            addr: addr.clone(),
+            source,
+        }
+    })?;
+    info!(%addr, sinks = ?relay.sink_names(), "relay listening (https)");
+    serve_on(listener, addr, relay, shutdown).await
+}
+
+fn local_addr(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string())
+}
+
+async fn serve_on<L>(
+    listener: L,
+    addr: String,
+    relay: Relay,
+    shutdown: CancellationToken,
+) -> Result<(), RelayError>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+    Peer: for<'a> Connected<IncomingStream<'a, L>>,
+{
+    let app = router(relay.clone()).into_make_service_with_connect_info::<Peer>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
@@ -58,7 +102,7 @@ pub async fn serve(
 }
 
 /// The routes, for embedding the relay in another axum app. Handlers need
-/// `ConnectInfo<SocketAddr>`: serve with `into_make_service_with_connect_info`.
+/// `ConnectInfo<Peer>`: serve with `into_make_service_with_connect_info::<Peer>`.
 pub fn router(relay: Relay) -> Router {
     let body_limit = relay.limits().max_compressed_bytes;
     Router::new()
@@ -102,6 +146,7 @@ impl Rejection {
             Outcome::Forbidden => StatusCode::FORBIDDEN,
             Outcome::Malformed => StatusCode::BAD_REQUEST,
             Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Outcome::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
             Outcome::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Outcome::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -129,7 +174,7 @@ impl Rejection {
 
 async fn post_batch(
     State(relay): State<Relay>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
@@ -146,15 +191,26 @@ async fn post_batch(
 
 async fn accept_batch(
     relay: &Relay,
-    peer: SocketAddr,
+    peer: Peer,
     headers: &HeaderMap,
     request: Request,
 ) -> Result<Json<serde_json::Value>, Rejection> {
+    let names = peer.certificate_names;
+    let peer = peer.addr;
     let gateway = authenticate(relay, headers).map_err(|message| {
         warn!(%peer, reason = message, "batch rejected: unauthorized");
         Rejection::new(Outcome::Unauthorized, message)
     })?;
     let gateway = gateway.to_owned();
+    if let Some(names) = names.filter(|names| !names.contains(&gateway)) {
+        warn!(%peer, gateway = ?gateway, certificate_names = ?names, "batch rejected: client certificate names another gateway");
+        return Err(Rejection::new(
+            Outcome::Forbidden,
+            format!(
+                "token belongs to gateway {gateway:?} but the client certificate names {names:?}"
+            ),
+        ));
+    }
     let limit = relay.limits().max_compressed_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -174,7 +230,7 @@ async fn accept_batch(
         } else {
             Outcome::Malformed
         };
-        warn!(%peer, gateway = ?gateway, error = %e.body_text(), "batch rejected: body not read");
+        warn!(%peer, gateway = ?gateway, error = ?e.body_text(), "batch rejected: body not read");
         let message = if outcome == Outcome::TooLarge {
             format!("body exceeds the limit of {limit} bytes (max_compressed_bytes)")
         } else {
@@ -220,6 +276,14 @@ async fn accept_batch(
         ));
     }
 
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    if let Err(message) = crate::validation::check(batch, relay.time_window(), now_us) {
+        warn!(%peer, gateway = ?gateway, seq = batch.seq, reason = ?message, "batch rejected: invalid readings");
+        return Err(Rejection::new(Outcome::Invalid, message));
+    }
+
     let (seq, readings, alarms) = (batch.seq, batch.reading_count(), batch.alarms.len());
     let delivery = Arc::new(delivery);
     match relay.deliver_once(&gateway, delivery).await {
@@ -237,7 +301,7 @@ async fn accept_batch(
             ))
         }
         Err(e) => {
-            warn!(gateway = ?gateway, seq, readings, alarms, error = %e, "batch not delivered, gateway will retry");
+            warn!(gateway = ?gateway, seq, readings, alarms, error = ?e.to_string(), "batch not delivered, gateway will retry");
             Err(Rejection::new(
                 Outcome::Unavailable,
                 format!("batch not stored: {e}"),

@@ -3,8 +3,10 @@
 //!
 //! - `support`: starting and stopping a relay, building batches.
 //! - `batches`: `POST /v1/batches` status codes and what lands in the file sink.
+//! - `security`: tokens, hostile bodies, TLS and mutual TLS.
 //! - `timeseries`: the line-protocol sink against a fake write endpoint.
 
 mod batches;
+mod security;
 mod support;
 mod timeseries;

@@ -144,9 +144,11 @@ fn main() -> Result<()> {
             ["warm-up".to_string()]
                 .into_iter()
                 .chain(configs.iter().map(|n| n.to_string()))
-                .map(|n| GatewayConfig {
-                    id: format!("bench-gw-{n}"),
-                    token: format!("{TOKEN}bench-gw-{n}"),
+                .map(|n| {
+                    GatewayConfig::with_token(
+                        format!("bench-gw-{n}"),
+                        &format!("{TOKEN}bench-gw-{n}"),
+                    )
                 })
                 .collect(),
         );

@@ -15,6 +15,9 @@ use edge_wire::Limits;
 use reqwest::Url;
 use serde::Deserialize;
 
+use crate::auth::{check_token, TokenHash};
+use crate::validation::{TimeWindow, DEFAULT_MAX_FUTURE_SECS, DEFAULT_MAX_PAST_HOURS};
+
 use super::{
     DedupConfig, GatewayConfig, Issues, KafkaConfig, RelayConfig, TimeseriesConfig,
     DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_LISTEN,
@@ -28,7 +31,7 @@ pub(super) struct RawConfig {
     listen: Option<String>,
     /// Directory of the embedded file sink (readings.jsonl, alarms.jsonl); required when neither [kafka] nor [timeseries] is configured.
     data_dir: Option<PathBuf>,
-    /// Gateways allowed to upload, each with its bearer token.
+    /// Gateways allowed to upload, each with the hashes of its bearer tokens.
     #[serde(default)]
     gateways: Vec<RawGateway>,
     /// Bounds on one uploaded batch, enforced before and while decoding.
@@ -41,6 +44,19 @@ pub(super) struct RawConfig {
     /// Recognise a batch delivered before (same gateway and sequence number, for example a retry after a lost response) and answer it 200 without publishing it again.
     #[serde(default)]
     dedup: RawDedup,
+    /// Serve HTTPS instead of plain HTTP; optionally require client certificates.
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    /// PEM file with the server certificate, then any intermediate certificates.
+    cert_file: Option<PathBuf>,
+    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1).
+    key_file: Option<PathBuf>,
+    /// PEM file of the CA that signs gateway certificates; when set, every client must present one (mutual TLS), and its subject CN or a DNS SAN must be the id of the gateway whose token it sends.
+    client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,7 +73,9 @@ struct RawDedup {
 struct RawGateway {
     /// Gateway id; must equal the gateway_id inside every batch it sends.
     id: Option<String>,
-    /// Bearer token of the gateway (at least 16 bytes). Plaintext for now: hashed tokens come in a later issue.
+    /// Hashes of the gateway's active bearer tokens, each printed by `edge-relay hash-token`. List two while rotating a token; remove one to revoke it.
+    tokens: Option<Vec<String>>,
+    /// Development only: a plaintext bearer token (at least 16 bytes). The relay hashes it at start and warns loudly; use tokens in production.
     token: Option<String>,
 }
 
@@ -78,6 +96,10 @@ struct RawLimits {
     max_tags: Option<i64>,
     /// Longest string in a batch (gateway id, series name, unit, tag key or value, rule), in bytes.
     max_string_bytes: Option<i64>,
+    /// Latest accepted reading or alarm timestamp, in seconds after the relay's clock; a batch with a later one gets 422.
+    max_future_secs: Option<i64>,
+    /// Earliest accepted reading or alarm timestamp, in hours before the relay's clock; a batch with an earlier one gets 422.
+    max_past_hours: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,13 +138,39 @@ impl RawConfig {
                 .parse()
                 .expect("DEFAULT_LISTEN is a valid socket address")
         });
+        let mut warnings = Vec::new();
         let gateways = self
             .gateways
             .into_iter()
-            // A missing id or token is left empty; `problems` reports it.
-            .map(|gw| GatewayConfig {
-                id: gw.id.unwrap_or_default(),
-                token: gw.token.unwrap_or_default(),
+            .enumerate()
+            // A missing id or token list is left empty; `problems` reports it.
+            .map(|(i, gw)| {
+                let mut tokens = Vec::new();
+                for (j, text) in gw.tokens.unwrap_or_default().iter().enumerate() {
+                    match TokenHash::parse(text) {
+                        Ok(hash) => tokens.push(hash),
+                        // The text may be a pasted token: never echo it.
+                        Err(why) => issues.add(format!("gateways[{i}].tokens[{j}]"), why),
+                    }
+                }
+                if let Some(token) = gw.token {
+                    match check_token(&token) {
+                        Ok(()) => {
+                            tokens.push(TokenHash::of(token.as_bytes()));
+                            warnings.push(super::ConfigIssue {
+                                key: format!("gateways[{i}].token"),
+                                message: "plaintext token in the config file: for development only; \
+                                          replace it with tokens = [\"<hash>\"] from `edge-relay hash-token`"
+                                    .into(),
+                            });
+                        }
+                        Err(why) => issues.add(format!("gateways[{i}].token"), why),
+                    }
+                }
+                GatewayConfig {
+                    id: gw.id.unwrap_or_default(),
+                    tokens,
+                }
             })
             .collect();
         let dedup = DedupConfig {
@@ -141,9 +189,39 @@ impl RawConfig {
             dedup,
             data_dir: self.data_dir,
             gateways,
+            time_window: TimeWindow {
+                max_future: Duration::from_secs(count(
+                    issues,
+                    "limits.max_future_secs",
+                    self.limits.max_future_secs,
+                    DEFAULT_MAX_FUTURE_SECS as usize,
+                ) as u64),
+                max_past: Duration::from_secs(
+                    3600 * count(
+                        issues,
+                        "limits.max_past_hours",
+                        self.limits.max_past_hours,
+                        DEFAULT_MAX_PAST_HOURS as usize,
+                    ) as u64,
+                ),
+            },
             limits: self.limits.check(issues),
             kafka: self.kafka.map(|k| k.check(issues)),
             timeseries: self.timeseries.map(|t| t.check(issues)),
+            tls: self.tls.map(|t| {
+                let mut required = |key: &str, value: Option<PathBuf>| {
+                    value.unwrap_or_else(|| {
+                        issues.add(format!("tls.{key}"), "required when [tls] is present");
+                        PathBuf::new()
+                    })
+                };
+                super::TlsConfig {
+                    cert_file: required("cert_file", t.cert_file),
+                    key_file: required("key_file", t.key_file),
+                    client_ca_file: t.client_ca_file,
+                }
+            }),
+            warnings,
         }
     }
 }

@@ -78,7 +78,14 @@ id = "gw-1"
 token = "short"
 
 [[gateways]]
-token = "0123456789abcdef"
+tokens = ["sha256:zz", "0123456789abcdef-pasted-plaintext"]
+
+[[gateways]]
+id = "gw-4"
+
+[[gateways]]
+id = "gw-5"
+tokens = ["sha256:1c4a6b3b3d4c7b1c3e5b5b8f2f1a7f3c0e9c7d2a7b0a9f8e7d6c5b4a3f2e1d0c", "sha256:1C4A6B3B3D4C7B1C3E5B5B8F2F1A7F3C0E9C7D2A7B0A9F8E7D6C5B4A3F2E1D0C"]
 
 [limits]
 max_readings = -1
@@ -101,7 +108,10 @@ measurement = "#edge"
         "gateways[1].id",
         "gateways[1].token",
         "gateways[2].id",
-        "gateways[2].token",
+        "gateways[2].tokens[0]",
+        "gateways[2].tokens[1]",
+        "gateways[3].tokens",
+        "gateways[4].tokens[1]",
         "limits.max_readings",
         "limits.max_tags",
         "kafka.brokers",
@@ -112,6 +122,13 @@ measurement = "#edge"
     ] {
         assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
     }
+    // A malformed entry may be a pasted plaintext token: never echoed.
+    assert!(
+        !issues
+            .iter()
+            .any(|i| i.message.contains("pasted-plaintext")),
+        "{issues:?}"
+    );
     let listen = issues.iter().find(|i| i.key == "listen").unwrap();
     assert!(listen.message.contains("\"localhost\""), "{listen}");
 }
@@ -141,11 +158,41 @@ fn data_dir_is_required_only_for_the_file_sink() {
 }
 
 #[test]
-fn debug_output_hides_tokens() {
+fn debug_output_hides_tokens_and_their_hashes() {
+    let hash = crate::auth::TokenHash::of(b"another-token-0123").to_config_string();
+    let text = format!("{MINIMAL}\n[[gateways]]\nid = \"gw-2\"\ntokens = [\"{hash}\"]\n");
+    let c = RelayConfig::from_toml(&text).unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("0123456789abcdef"), "{debug}");
+    assert!(!debug.contains(&hash[7..20]), "{debug}");
+    assert!(debug.contains("gw-1") && debug.contains("gw-2"), "{debug}");
+}
+
+#[test]
+fn hashed_tokens_are_accepted_and_plaintext_gets_a_warning() {
+    let old = crate::auth::TokenHash::of(b"old-token-0123456789");
+    let new = crate::auth::TokenHash::of(b"new-token-0123456789");
+    let text = format!(
+        "data_dir = \"/d\"\n[[gateways]]\nid = \"gw-1\"\ntokens = [\"{}\", \"{}\"]\n",
+        old.to_config_string(),
+        new.to_config_string()
+    );
+    let c = RelayConfig::from_toml(&text).unwrap();
+    assert_eq!(c.gateways[0].tokens, [old, new]);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
     let c = RelayConfig::from_toml(MINIMAL).unwrap();
-    let text = format!("{c:?}");
-    assert!(!text.contains("0123456789abcdef"), "{text}");
-    assert!(text.contains("gw-1"), "{text}");
+    assert_eq!(
+        c.gateways[0].tokens,
+        [crate::auth::TokenHash::of(b"0123456789abcdef")]
+    );
+    assert_eq!(c.warnings.len(), 1);
+    assert_eq!(c.warnings[0].key, "gateways[0].token");
+    assert!(
+        c.warnings[0].message.contains("plaintext"),
+        "{:?}",
+        c.warnings
+    );
 }
 
 /// Guards the STYLE rule that every key's `///` doc appears, word for word,

@@ -112,10 +112,12 @@ pub(crate) fn fill_spool(path: &Path, batches: usize) -> anyhow::Result<Spool> {
 }
 
 fn reading_batch(n: usize) -> Batch {
+    // An hour ago: inside the relay's accepted time window.
+    let base_us = edge_agent::reading::now_us() - 3_600_000_000;
     Batch {
         gateway_id: "gw-fwd".into(),
         seq: 0,
-        created_us: 1_700_000_000_000_000,
+        created_us: base_us,
         series: vec![Series {
             id: 0,
             name: "press-3.oil_temp".into(),
@@ -123,7 +125,7 @@ fn reading_batch(n: usize) -> Batch {
             tags: Default::default(),
             points: (0..READINGS_PER_BATCH)
                 .map(|i| Point {
-                    ts_us: 1_700_000_000_000_000 + (n * READINGS_PER_BATCH + i) as i64,
+                    ts_us: base_us + (n * READINGS_PER_BATCH + i) as i64,
                     value: i as f64,
                     quality: Quality::Good,
                 })

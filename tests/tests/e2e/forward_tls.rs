@@ -38,10 +38,7 @@ const READINGS_PER_BATCH: usize = 10;
 async fn start_relay(dir: &Path) -> anyhow::Result<(SocketAddr, CancellationToken)> {
     let relay = Relay::from_config(RelayConfig::new(
         dir,
-        vec![GatewayConfig {
-            id: GATEWAY.into(),
-            token: TOKEN.into(),
-        }],
+        vec![GatewayConfig::with_token(GATEWAY, TOKEN)],
     ))?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

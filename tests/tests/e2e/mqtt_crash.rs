@@ -72,10 +72,7 @@ fn kill_mid_stream(protocol: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&relay_dir)?;
     let relay = Relay::from_config(RelayConfig::new(
         &relay_dir,
-        vec![GatewayConfig {
-            id: GATEWAY.into(),
-            token: TOKEN.into(),
-        }],
+        vec![GatewayConfig::with_token(GATEWAY, TOKEN)],
     ))?;
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let relay_addr = listener.local_addr()?;

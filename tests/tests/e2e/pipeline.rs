@@ -165,6 +165,9 @@ impl RelayRun {
 [[gateways]]
 id = "{GATEWAY}"
 token = "{TOKEN}"
+[limits]
+# The MQTT drive payloads carry 2023 sample times (T0_MS).
+max_past_hours = 1000000
 [kafka]
 brokers = ["{}"]
 readings_topic = "{READINGS}"
