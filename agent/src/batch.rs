@@ -102,19 +102,7 @@ impl Batcher {
             })
             .collect();
         let held = std::mem::take(&mut self.alarms);
-        let events = held
-            .iter()
-            .map(|(i, a)| AlarmEvent {
-                series_id: *i as u32,
-                rule: a.rule.clone(),
-                state: a.state,
-                value: a.value,
-                limit: a.limit,
-                ts_us: a.ts_us,
-                severity: Some(a.severity),
-                duration_us: a.duration_us,
-            })
-            .collect();
+        let events = held.iter().map(|(i, a)| event(a, *i as u32)).collect();
         let batch = Batch {
             gateway_id: self.gateway_id.clone(),
             seq: 0,
@@ -123,6 +111,20 @@ impl Batcher {
             alarms: events,
         };
         Some((batch, held.into_iter().map(|(_, a)| a).collect()))
+    }
+}
+
+/// The wire event of an alarm whose series has `series_id` in the batch.
+fn event(a: &Alarm, series_id: u32) -> AlarmEvent {
+    AlarmEvent {
+        series_id,
+        rule: a.rule.clone(),
+        state: a.state,
+        value: a.value,
+        limit: a.limit,
+        ts_us: a.ts_us,
+        severity: Some(a.severity),
+        duration_us: a.duration_us,
     }
 }
 
@@ -146,16 +148,7 @@ pub fn alarm_batch(gateway_id: &str, alarms: &[Alarm], created_us: i64) -> Batch
                 series.len() - 1
             }
         };
-        events.push(AlarmEvent {
-            series_id: id as u32,
-            rule: a.rule.clone(),
-            state: a.state,
-            value: a.value,
-            limit: a.limit,
-            ts_us: a.ts_us,
-            severity: Some(a.severity),
-            duration_us: a.duration_us,
-        });
+        events.push(event(a, id as u32));
     }
     Batch {
         gateway_id: gateway_id.to_owned(),
