@@ -39,6 +39,23 @@ pub fn wait_until(
     bail!("{what} was not ready after {} s", timeout.as_secs())
 }
 
+/// [`wait_until`] for async tests: poll `check` every 20 ms until it holds
+/// or `timeout` passes, sleeping on the runtime instead of blocking it.
+pub async fn wait_for_async(
+    what: &str,
+    timeout: Duration,
+    check: impl Fn() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check() {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{what}: not reached within {} s", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// A child process that is killed when this handle drops.
 pub struct Service {
     name: &'static str,

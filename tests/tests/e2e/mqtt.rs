@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{ensure, Context};
+use anyhow::Context;
 use edge_agent::config::AgentConfig;
 use edge_agent::reading::{now_us, Quality, Reading};
 use edge_agent::source::mqtt::MqttSource;
@@ -104,15 +104,7 @@ pub(crate) fn start_source(
 
 /// Poll a condition every 20 ms for at most 20 s.
 pub(crate) async fn wait_for(what: &str, check: impl Fn() -> bool) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check() {
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not reached within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
+    edge_tests::wait_for_async(what, Duration::from_secs(20), check).await
 }
 
 /// The next `n` readings, by series name, failing after 10 s.

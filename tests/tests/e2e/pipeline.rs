@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::{ensure, Context};
+use anyhow::Context;
 use edge_agent::config::AgentConfig;
 use edge_agent::Agent;
 use edge_demo::device::SimDevice;
@@ -204,15 +204,7 @@ path = "{}"
 
 /// Poll a condition every 20 ms for at most 30 s.
 async fn wait_for(check: impl Fn() -> bool) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check() {
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "condition not reached within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
+    edge_tests::wait_for_async("condition", Duration::from_secs(30), check).await
 }
 
 #[test]
