@@ -292,17 +292,7 @@ pub fn register_rows(start: u16, regs: &[u16]) -> Vec<Vec<String>> {
 
 /// One decoding of the registers from `regs[0]`, formatted.
 fn cell(regs: &[u16], data_type: DataType, byte_order: ByteOrder) -> String {
-    let point = ModbusPoint {
-        name: String::new(),
-        table: Table::Holding,
-        register: 0,
-        data_type,
-        byte_order,
-        scale: 1.0,
-        offset: 0.0,
-        unit: String::new(),
-        group: 0,
-    };
+    let point = ModbusPoint::raw(Table::Holding, 0, data_type, byte_order);
     match (decode_registers(regs, &point), data_type) {
         (None, _) => "-".into(),
         // Exact: the f64 came from an f32; printing it as one gives the

@@ -200,6 +200,24 @@ pub struct ModbusPoint {
     pub group: usize,
 }
 
+impl ModbusPoint {
+    /// A point read as the registers give it: unnamed, scale 1, offset 0,
+    /// no unit, default poll group. For the probe and for tests.
+    pub fn raw(table: Table, register: u16, data_type: DataType, byte_order: ByteOrder) -> Self {
+        ModbusPoint {
+            name: String::new(),
+            table,
+            register,
+            data_type,
+            byte_order,
+            scale: 1.0,
+            offset: 0.0,
+            unit: String::new(),
+            group: 0,
+        }
+    }
+}
+
 impl ModbusDevice {
     /// The interval of the default poll group.
     pub fn poll_interval(&self) -> Duration {

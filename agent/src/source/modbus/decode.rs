@@ -86,17 +86,7 @@ mod tests {
     use DataType::*;
 
     fn pt(data_type: DataType, byte_order: ByteOrder) -> ModbusPoint {
-        ModbusPoint {
-            name: "p".into(),
-            table: Table::Holding,
-            register: 0,
-            data_type,
-            byte_order,
-            scale: 1.0,
-            offset: 0.0,
-            unit: String::new(),
-            group: 0,
-        }
+        ModbusPoint::raw(Table::Holding, 0, data_type, byte_order)
     }
 
     #[test]

@@ -87,14 +87,7 @@ mod tests {
     fn pt(table: Table, register: u16, data_type: DataType) -> ModbusPoint {
         ModbusPoint {
             name: format!("p{register}"),
-            table,
-            register,
-            data_type,
-            byte_order: ByteOrder::Abcd,
-            scale: 1.0,
-            offset: 0.0,
-            unit: String::new(),
-            group: 0,
+            ..ModbusPoint::raw(table, register, data_type, ByteOrder::Abcd)
         }
     }
 
