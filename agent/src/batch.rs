@@ -109,6 +109,7 @@ impl Batcher {
             created_us,
             series,
             alarms: events,
+            gaps: Vec::new(),
         };
         Some((batch, held.into_iter().map(|(_, a)| a).collect()))
     }
@@ -156,6 +157,7 @@ pub fn alarm_batch(gateway_id: &str, alarms: &[Alarm], created_us: i64) -> Batch
         created_us,
         series,
         alarms: events,
+        gaps: Vec::new(),
     }
 }
 

@@ -61,6 +61,7 @@ fn spool_with_backlog(path: &Path, oldest_us: i64) {
             ],
         )],
         alarms: vec![],
+        gaps: Vec::new(),
     };
     s.append(&mut b1).unwrap();
     let mut b2 = Batch {

@@ -94,6 +94,7 @@ async fn a_batch_leaves_the_spool_only_after_a_2xx() {
             }],
         }],
         alarms: vec![],
+        gaps: Vec::new(),
     };
     let seq = spool.append(&mut batch).unwrap();
     let spool = SharedSpool::new(spool);

@@ -113,6 +113,7 @@ mod tests {
                 series(1, "Volume Flow RateRMS", [f64::NAN, 0.1 + 0.2]),
             ],
             alarms: Vec::new(),
+            gaps: Vec::new(),
         };
         let mut out = Vec::new();
         write_lines(&batch, "modbus", &mut out);

@@ -66,6 +66,7 @@ impl Dataset {
                 created_us: self.ts_us[end - 1] + 1_000,
                 series,
                 alarms: Vec::new(),
+                gaps: Vec::new(),
             });
         }
         out

@@ -137,6 +137,7 @@ mod tests {
                     .collect(),
             }],
             alarms: vec![],
+            gaps: Vec::new(),
         }
     }
 

@@ -177,7 +177,7 @@ async fn hostile_cbor_gets_400_with_the_reason() {
         ),
     ];
     for (doc, what, expected, message) in cases {
-        let body = edge_wire::codec::envelope::seal(&doc).unwrap();
+        let body = edge_wire::codec::envelope::seal_version(&doc, 2).unwrap();
         let (status, error) = status_and_error(relay.post(Some(TOKEN_1), body).await).await;
         assert_eq!(status, expected, "{what}: {error}");
         assert!(error["reason"].is_string(), "{what}: {error}");

@@ -168,6 +168,7 @@ pub fn batch(gateway: &str, seq: u64) -> Batch {
             severity: None,
             duration_us: None,
         }],
+        gaps: Vec::new(),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The batch codec: [`encode`] writes wire format v2, [`decode`] reads v1
-//! and v2.
+//! The batch codec: [`encode`] writes wire format v2, or v3 for a batch that
+//! carries gap records ([`Batch::format_version`]); [`decode`] reads v1 to v3.
 //!
 //! A batch on the wire is a 6-byte prefix (magic `EDGB`, version) and one
 //! zstd frame of a positional CBOR document in which each series' readings
@@ -37,8 +37,9 @@ use crate::{Batch, Limits};
 /// an alarm naming a series it does not contain (see [`Batch::validate`]).
 pub fn encode(batch: &Batch) -> Result<Vec<u8>, WireError> {
     batch.validate()?;
-    let doc = write::write_document(batch)?;
-    envelope::seal(&doc)
+    let version = batch.format_version();
+    let doc = write::write_document(batch, version)?;
+    envelope::seal_version(&doc, version)
 }
 
 /// Decode a batch, enforcing `limits`. Never panics; see [`WireError`] for

@@ -1,8 +1,8 @@
-//! `edge-wire`: the batch format (v2, and v1 for reading) that the edge agent
+//! `edge-wire`: the batch format (v3 with gap records, v2 without; v1 for reading) that the edge agent
 //! writes and the relay reads. It knows nothing of Modbus, MQTT, SQLite or Kafka.
 //!
 //! Reading order:
-//! - [`model`]: the plain data types (`Batch`, `Series`, `Point`, `AlarmEvent`).
+//! - [`model`]: the plain data types (`Batch`, `Series`, `Point`, `AlarmEvent`, `Gap`).
 //! - [`codec`]: `encode` (CBOR then zstd) and `decode` (bounded, never panics).
 //! - [`validate`]: `Batch::validate`, the invariants `encode` checks.
 //! - [`limits`]: the bounds the decoder enforces on hostile input.
@@ -17,6 +17,6 @@ pub mod validate;
 pub use codec::{decode, encode, encoded_version, WireError};
 pub use limits::Limits;
 pub use model::{
-    AlarmEvent, AlarmState, Batch, Point, Quality, Series, Severity, FORMAT_VERSION,
-    READABLE_VERSIONS,
+    AlarmEvent, AlarmState, Batch, Gap, GapReason, Point, Quality, Series, Severity,
+    FORMAT_VERSION, READABLE_VERSIONS,
 };

@@ -14,6 +14,8 @@ pub struct Limits {
     pub max_readings: usize,
     /// Most alarm events in one batch.
     pub max_alarms: usize,
+    /// Most gap records in one batch.
+    pub max_gaps: usize,
     /// Most tags on one series.
     pub max_tags: usize,
     /// Longest string (gateway id, series name, unit, tag key or value, rule), in bytes.
@@ -28,6 +30,7 @@ impl Default for Limits {
             max_series: 100_000,
             max_readings: 2_000_000,
             max_alarms: 100_000,
+            max_gaps: 10_000,
             max_tags: 32,
             max_string_bytes: 1024,
         }

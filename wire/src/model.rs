@@ -12,12 +12,15 @@
 
 use std::collections::BTreeMap;
 
-/// Version of the batch format this crate writes.
-pub const FORMAT_VERSION: u16 = 2;
+/// Newest version of the batch format this crate writes: v3 adds gap records.
+/// A batch without gaps is still written as v2 (see [`Batch::format_version`]),
+/// so a relay that reads only v1 and v2 keeps accepting every batch that does
+/// not need the new field.
+pub const FORMAT_VERSION: u16 = 3;
 
 /// Every version this crate reads: v1 (alarms without severity, duration or
-/// acknowledgement) stays readable until every agent writes v2.
-pub const READABLE_VERSIONS: [u16; 2] = [1, 2];
+/// acknowledgement), v2 (no gap records) and v3.
+pub const READABLE_VERSIONS: [u16; 3] = [1, 2, 3];
 
 /// One upload unit: everything a gateway sends in one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +35,64 @@ pub struct Batch {
     pub series: Vec<Series>,
     /// Alarm events raised or cleared on the gateway.
     pub alarms: Vec<AlarmEvent>,
+    /// Intervals of readings the gateway dropped under its spool policy
+    /// (format v3 on; empty in v1 and v2 batches).
+    pub gaps: Vec<Gap>,
+}
+
+/// Why a gateway dropped readings it had accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GapReason {
+    /// The spool reached its configured size bound (`max_bytes`) and the
+    /// `drop-oldest` policy removed the oldest reading batches.
+    SpoolFull,
+    /// The readings were older than the spool's `max_age_s` bound.
+    MaxAge,
+}
+
+impl GapReason {
+    /// The wire code (1 spool full, 2 max age).
+    pub fn code(self) -> u8 {
+        match self {
+            GapReason::SpoolFull => 1,
+            GapReason::MaxAge => 2,
+        }
+    }
+
+    /// The reason for a wire code, or `None` for an unknown code.
+    pub fn from_code(code: u8) -> Option<GapReason> {
+        match code {
+            1 => Some(GapReason::SpoolFull),
+            2 => Some(GapReason::MaxAge),
+            _ => None,
+        }
+    }
+
+    /// The name used in logs and JSON messages: `spool_full`, `max_age`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::SpoolFull => "spool_full",
+            GapReason::MaxAge => "max_age",
+        }
+    }
+}
+
+/// A stretch of readings the gateway accepted and then dropped, so the cloud
+/// knows which interval is missing and why, instead of guessing from silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// Why the readings were dropped.
+    pub reason: GapReason,
+    /// Timestamp of the oldest dropped reading, µs since the Unix epoch.
+    pub first_us: i64,
+    /// Timestamp of the newest dropped reading, µs since the Unix epoch.
+    pub last_us: i64,
+    /// How many readings were dropped.
+    pub readings: u64,
+    /// How many spooled batches held them.
+    pub batches: u64,
+    /// When the gateway dropped them, µs since the Unix epoch.
+    pub recorded_us: i64,
 }
 
 /// One named signal and the readings of it that travel in this batch.
@@ -224,6 +285,16 @@ impl Batch {
     /// Number of readings across all series.
     pub fn reading_count(&self) -> usize {
         self.series.iter().map(|s| s.points.len()).sum()
+    }
+
+    /// The format version [`crate::encode`] writes for this batch: 3 when it
+    /// carries gaps, else 2, so readers of v2 keep reading ordinary batches.
+    pub fn format_version(&self) -> u16 {
+        if self.gaps.is_empty() {
+            2
+        } else {
+            FORMAT_VERSION
+        }
     }
 
     /// The series with the given batch-local id.

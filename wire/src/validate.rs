@@ -2,14 +2,15 @@
 //! before writing and that the decoder enforces on what it reads.
 //!
 //! Only invariants that make a batch ambiguous are checked here (duplicate
-//! series ids, alarms naming unknown series); size bounds belong to
+//! series ids, alarms naming unknown series, gap intervals that end before
+//! they start); size bounds belong to
 //! [`crate::Limits`], which only the reader applies.
 
-use crate::{Batch, WireError};
+use crate::{Batch, Gap, WireError};
 
 impl Batch {
-    /// Check that series ids are unique and that every alarm names a series
-    /// of this batch.
+    /// Check that series ids are unique, that every alarm names a series
+    /// of this batch and that every gap interval is well-formed.
     pub fn validate(&self) -> Result<(), WireError> {
         let mut ids: Vec<u32> = self.series.iter().map(|s| s.id).collect();
         ids.sort_unstable();
@@ -27,8 +28,23 @@ impl Batch {
                 )));
             }
         }
+        for (k, gap) in self.gaps.iter().enumerate() {
+            check_gap(k, gap)?;
+        }
         Ok(())
     }
+}
+
+/// A gap must end no earlier than it starts. (It may hold no readings: a
+/// dropped alarm-only batch is a gap of 0 readings and 1 batch.)
+pub(crate) fn check_gap(k: usize, gap: &Gap) -> Result<(), WireError> {
+    if gap.last_us < gap.first_us {
+        return Err(WireError::Invalid(format!(
+            "gap {k} ends at {} µs, before it starts at {} µs",
+            gap.last_us, gap.first_us
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -65,6 +81,7 @@ mod tests {
             created_us: 0,
             series: ids.iter().copied().map(series).collect(),
             alarms: alarm_ids.iter().copied().map(alarm).collect(),
+            gaps: Vec::new(),
         }
     }
 

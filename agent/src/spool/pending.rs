@@ -69,6 +69,7 @@ mod tests {
             created_us: 0,
             series: Vec::new(),
             alarms: Vec::new(),
+            gaps: Vec::new(),
         }
     }
 

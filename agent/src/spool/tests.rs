@@ -23,6 +23,7 @@ pub(super) fn batch(n: usize) -> Batch {
                 .collect(),
         }],
         alarms: vec![],
+        gaps: Vec::new(),
     }
 }
 

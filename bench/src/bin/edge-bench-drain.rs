@@ -64,6 +64,7 @@ fn batch(gateway: &str, n: usize, readings: usize) -> Batch {
         created_us: 1_700_000_000_000_000,
         series,
         alarms: Vec::new(),
+        gaps: Vec::new(),
     }
 }
 
@@ -158,6 +159,7 @@ fn main() -> Result<()> {
             brokers: vec![tansu.bootstrap()],
             readings_topic: READINGS_TOPIC.into(),
             alarms_topic: ALARMS_TOPIC.into(),
+            events_topic: "edge.events.v1".into(),
             delivery_timeout: Duration::from_secs(30),
         });
         let relay = edge_relay::Relay::from_config(relay_config)?;

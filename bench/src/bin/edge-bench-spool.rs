@@ -65,6 +65,7 @@ fn batch(k: usize) -> Batch {
         created_us: t0 + 100_000_000,
         series,
         alarms: vec![],
+        gaps: Vec::new(),
     }
 }
 

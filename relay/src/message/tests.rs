@@ -22,6 +22,7 @@ fn batch(points: Vec<Point>, alarms: Vec<AlarmEvent>) -> Batch {
             points,
         }],
         alarms,
+        gaps: Vec::new(),
     }
 }
 

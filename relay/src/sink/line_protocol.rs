@@ -278,6 +278,7 @@ mod tests {
             created_us: 0,
             series: vec![series("s", &[], points)],
             alarms: vec![],
+            gaps: Vec::new(),
         };
         let delivery = Delivery::new(batch).unwrap();
         let whole = render(&delivery, "edge", 1 << 20);

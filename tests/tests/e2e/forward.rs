@@ -132,6 +132,7 @@ fn reading_batch(n: usize) -> Batch {
                 .collect(),
         }],
         alarms: Vec::new(),
+        gaps: Vec::new(),
     }
 }
 

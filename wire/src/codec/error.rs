@@ -18,11 +18,13 @@ pub enum WireError {
         expected: [u8; 4],
     },
     /// The envelope names a format version this build does not read.
-    #[error("batch format version {found} is not supported, this build reads version {supported}")]
+    #[error(
+        "batch format version {found} is not supported, this build reads versions 1 to {supported}"
+    )]
     UnsupportedVersion {
         /// Version found in the envelope.
         found: u16,
-        /// The one version this build reads.
+        /// The newest version this build reads.
         supported: u16,
     },
     /// The batch, or something it declares, exceeds a [`crate::Limits`] bound.

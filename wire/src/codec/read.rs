@@ -1,4 +1,4 @@
-//! Reading the v1 or v2 CBOR document (after decompression) into a [`Batch`].
+//! Reading the v1, v2 or v3 CBOR document (after decompression) into a [`Batch`].
 //!
 //! The reader is written for hostile input: every declared length or count
 //! is checked against [`Limits`] (or against the bytes that are actually
@@ -15,11 +15,12 @@ use minicbor::Decoder;
 use super::columns::{decode_qualities, decode_timestamps, ColumnError};
 use super::values::decode_values;
 use super::WireError;
-use crate::{AlarmEvent, AlarmState, Batch, Limits, Series, Severity};
+use crate::{AlarmEvent, AlarmState, Batch, Gap, GapReason, Limits, Series, Severity};
 
 /// Smallest possible encodings, used to cap reservations by the bytes left.
 const MIN_SERIES_ENTRY: usize = 5;
 const MIN_ALARM_ENTRY: usize = 7;
+const MIN_GAP_ENTRY: usize = 7;
 
 struct Reader<'b, 'l> {
     d: Decoder<'b>,
@@ -121,7 +122,7 @@ impl<'b> Reader<'b, '_> {
     }
 }
 
-/// Decode a CBOR document of format `envelope_version` (1 or 2, checked by
+/// Decode a CBOR document of format `envelope_version` (1 to 3, checked by
 /// the envelope), enforcing `limits`.
 pub fn read_document(
     doc: &[u8],
@@ -132,7 +133,9 @@ pub fn read_document(
         d: Decoder::new(doc),
         limits,
     };
-    r.tuple(4, || "document".into())?;
+    r.tuple(if envelope_version >= 3 { 5 } else { 4 }, || {
+        format!("format v{envelope_version} document")
+    })?;
 
     r.tuple(5, || "header".into())?;
     let version = r.u16(|| "header version".into())?;
@@ -165,6 +168,11 @@ pub fn read_document(
 
     read_readings(&mut r, &mut series, created_us, total)?;
     let alarms = read_alarms(&mut r, &ids, version)?;
+    let gaps = if version >= 3 {
+        read_gaps(&mut r)?
+    } else {
+        Vec::new()
+    };
 
     let extra = r.remaining();
     if extra != 0 {
@@ -178,6 +186,7 @@ pub fn read_document(
         created_us,
         series,
         alarms,
+        gaps,
     })
 }
 
@@ -368,4 +377,45 @@ fn read_alarms(
         });
     }
     Ok(alarms)
+}
+
+/// The gap list (v3): `[reason, first_us, last_us, readings, batches,
+/// recorded_us]` per entry.
+fn read_gaps(r: &mut Reader<'_, '_>) -> Result<Vec<Gap>, WireError> {
+    let n = r.array(|| "gaps".into())?;
+    if n > r.limits.max_gaps as u64 {
+        return Err(WireError::too_large(
+            format!("batch declares {n} gaps"),
+            r.limits.max_gaps,
+            "max_gaps",
+        ));
+    }
+    let n = n as usize; // at most max_gaps
+    let mut gaps = Vec::with_capacity(n.min(r.remaining() / MIN_GAP_ENTRY));
+    for k in 0..n {
+        let at = |field: &str| format!("gap {k} {field}");
+        r.tuple(6, || format!("gap {k}"))?;
+        let code = r.u8(|| at("reason"))?;
+        let reason = GapReason::from_code(code).ok_or_else(|| {
+            WireError::Malformed(format!(
+                "gap {k} reason code {code}, expected 1 (spool full) or 2 (max age)"
+            ))
+        })?;
+        let first_us = r.i64(|| at("first_us"))?;
+        let last_us = r.i64(|| at("last_us"))?;
+        let readings = r.u64(|| at("readings"))?;
+        let batches = r.u64(|| at("batches"))?;
+        let recorded_us = r.i64(|| at("recorded_us"))?;
+        let gap = Gap {
+            reason,
+            first_us,
+            last_us,
+            readings,
+            batches,
+            recorded_us,
+        };
+        crate::validate::check_gap(k, &gap)?;
+        gaps.push(gap);
+    }
+    Ok(gaps)
 }

@@ -1,4 +1,4 @@
-//! Writing the v2 CBOR document (before compression).
+//! Writing the v2 or v3 CBOR document (before compression).
 //!
 //! The document is positional (arrays, no field names) and written by hand
 //! with minicbor's `Encoder`; `docs/wire-format.md` gives it in full:
@@ -8,7 +8,9 @@
 //!   [ [id, name, unit, {tag: value}] ... ],                       dictionary
 //!   [ [count, timestamps, value_kind, scale, values, qualities] ... ],  readings
 //!   [ [series_id, rule, state, value_bits, limit_bits, ts_us,
-//!      severity, duration_us | null] ... ] ]                         alarms
+//!      severity, duration_us | null] ... ],                          alarms
+//!   [ [reason, first_us, last_us, readings, batches, recorded_us] ... ] ]
+//!                                                   gaps, v3 only
 //! ```
 //!
 //! `readings[i]` belongs to `dictionary[i]`. One scratch buffer is reused for
@@ -19,7 +21,7 @@ use minicbor::Encoder;
 use super::columns::{encode_qualities, encode_timestamps};
 use super::values::encode_values;
 use super::WireError;
-use crate::{AlarmState, Batch, FORMAT_VERSION};
+use crate::{AlarmState, Batch};
 
 /// Wire code of an alarm state.
 pub fn state_code(state: AlarmState) -> u8 {
@@ -30,17 +32,24 @@ pub fn state_code(state: AlarmState) -> u8 {
     }
 }
 
-/// Write the CBOR document of `batch`.
-pub fn write_document(batch: &Batch) -> Result<Vec<u8>, WireError> {
+/// Write the CBOR document of `batch` in format `version` (2 or 3; only v3
+/// has the gap list, so callers pass [`Batch::format_version`]).
+pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError> {
+    if version < 3 && !batch.gaps.is_empty() {
+        return Err(WireError::Invalid(format!(
+            "a format v{version} document cannot carry the batch's {} gap records",
+            batch.gaps.len()
+        )));
+    }
     let readings = batch.reading_count();
     // Roughly what a typical batch needs, so the buffer rarely regrows.
     let mut e = Encoder::new(Vec::with_capacity(
         256 + batch.series.len() * 64 + readings * 3,
     ));
-    e.array(4)?;
+    e.array(if version >= 3 { 5 } else { 4 })?;
 
     e.array(5)?
-        .u16(FORMAT_VERSION)?
+        .u16(version)?
         .str(&batch.gateway_id)?
         .u64(batch.seq)?
         .i64(batch.created_us)?
@@ -84,6 +93,19 @@ pub fn write_document(batch: &Batch) -> Result<Vec<u8>, WireError> {
             Some(d) => e.i64(d)?,
             None => e.null()?,
         };
+    }
+
+    if version >= 3 {
+        e.array(batch.gaps.len() as u64)?;
+        for g in &batch.gaps {
+            e.array(6)?
+                .u8(g.reason.code())?
+                .i64(g.first_us)?
+                .i64(g.last_us)?
+                .u64(g.readings)?
+                .u64(g.batches)?
+                .i64(g.recorded_us)?;
+        }
     }
     Ok(e.into_writer())
 }

@@ -64,20 +64,24 @@ fn wrong_magic_and_version() {
     assert!(err.to_string().starts_with("not an edge batch"), "{err}");
 
     let mut newer = bytes.clone();
-    newer[4..6].copy_from_slice(&3u16.to_be_bytes());
+    newer[4..6].copy_from_slice(&4u16.to_be_bytes());
     let err = decode_default(&newer).unwrap_err();
     assert!(
         matches!(
             err,
             WireError::UnsupportedVersion {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             }
         ),
         "{err:?}"
     );
+    assert_eq!(
+        err.to_string(),
+        "batch format version 4 is not supported, this build reads versions 1 to 3"
+    );
     assert_eq!(err.reason(), "bad_version");
-    assert_eq!(encoded_version(&newer).unwrap(), 3);
+    assert_eq!(encoded_version(&newer).unwrap(), 4);
 }
 
 #[test]
@@ -164,7 +168,18 @@ fn frame_asking_for_a_huge_window_is_refused() {
 
 /// Inputs that reach deeper and deeper into the decoder.
 fn hostile_input() -> impl Strategy<Value = Vec<u8>> {
-    let valid = encode(&sample_batch(20)).unwrap();
+    // A v3 batch (it carries a gap), so `seal` (v3) fits the document and
+    // the damage reaches every part, the gap list included.
+    let mut batch = sample_batch(20);
+    batch.gaps.push(edge_wire::Gap {
+        reason: edge_wire::GapReason::SpoolFull,
+        first_us: batch.created_us - 60_000_000,
+        last_us: batch.created_us - 30_000_000,
+        readings: 90,
+        batches: 3,
+        recorded_us: batch.created_us,
+    });
+    let valid = encode(&batch).unwrap();
     let doc = edge_wire::codec::envelope::decompress(&valid[6..], &Limits::default()).unwrap();
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..64),

@@ -1,7 +1,9 @@
 //! encode → decode returns the batch it was given, bit for bit.
 
 use edge_wire::codec::envelope;
-use edge_wire::{decode, encode, AlarmState, Batch, Limits, Point, Quality, Series, Severity};
+use edge_wire::{
+    decode, encode, AlarmState, Batch, Gap, GapReason, Limits, Point, Quality, Series, Severity,
+};
 use proptest::prelude::*;
 
 use crate::support::{self, sample_batch};
@@ -25,6 +27,7 @@ fn empty_batch_round_trips() {
         created_us: 0,
         series: Vec::new(),
         alarms: Vec::new(),
+        gaps: Vec::new(),
     };
     assert_eq!(round_trip(&batch), batch);
 }
@@ -75,6 +78,7 @@ fn tiny_batch_document_bytes() {
                 2_000_000,
             )
         }],
+        gaps: Vec::new(),
     };
     let bytes = encode(&batch).unwrap();
     assert_eq!(&bytes[..6], b"EDGB\x00\x02");
@@ -136,6 +140,7 @@ fn one_million_readings() {
         created_us: base,
         series,
         alarms: Vec::new(),
+        gaps: Vec::new(),
     };
     assert_eq!(batch.reading_count(), 1_000_000);
     let bytes = encode(&batch).unwrap();
@@ -188,6 +193,7 @@ proptest! {
                     .collect(),
             }],
             alarms: Vec::new(),
+            gaps: Vec::new(),
         };
         prop_assert_eq!(round_trip(&batch), batch);
     }
@@ -254,11 +260,90 @@ fn v2_alarm_fields_round_trip_and_bad_codes_are_named() {
     // The last alarm ends with its severity (1 byte) and null duration.
     assert_eq!(&doc[n - 2..], &[0x01, 0xf6]);
     doc[n - 2] = 0x09;
-    let err = decode(&envelope::seal(&doc).unwrap(), &Limits::default()).unwrap_err();
+    let err = decode(
+        &envelope::seal_version(&doc, 2).unwrap(),
+        &Limits::default(),
+    )
+    .unwrap_err();
     assert!(
         err.to_string().ends_with(
             "severity code 9, expected 0 (unknown), 1 (warning), 2 (major) or 3 (critical)"
         ),
         "{err}"
+    );
+}
+
+/// A batch with gap records is written as v3 and reads back whole; one
+/// without stays v2 so relays that read only v2 keep taking it; a broken gap
+/// is named.
+#[test]
+fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
+    let plain = sample_batch(3);
+    assert_eq!(
+        edge_wire::encoded_version(&encode(&plain).unwrap()).unwrap(),
+        2
+    );
+
+    let mut batch = sample_batch(3);
+    batch.series.clear();
+    batch.alarms.clear();
+    batch.gaps = vec![
+        Gap {
+            reason: GapReason::SpoolFull,
+            first_us: 1_000,
+            last_us: 61_000_000,
+            readings: 600,
+            batches: 6,
+            recorded_us: 70_000_000,
+        },
+        Gap {
+            reason: GapReason::MaxAge,
+            first_us: -5,
+            last_us: -5,
+            readings: 0,
+            batches: 1,
+            recorded_us: 0,
+        },
+    ];
+    let bytes = encode(&batch).unwrap();
+    assert_eq!(edge_wire::encoded_version(&bytes).unwrap(), 3);
+    assert_eq!(decode(&bytes, &Limits::default()).unwrap(), batch);
+
+    let mut doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
+
+    // Reason code 7: the first gap entry is `0x86 <reason>` after the alarms.
+    let at = doc
+        .windows(2)
+        .position(|w| w == [0x86, 0x01])
+        .expect("first gap entry");
+    doc[at + 1] = 0x07;
+    let err = decode(&envelope::seal(&doc).unwrap(), &Limits::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed batch: gap 0 reason code 7, expected 1 (spool full) or 2 (max age)"
+    );
+
+    // An interval that ends before it starts: encode refuses it, decode too.
+    let mut backwards = batch.clone();
+    backwards.gaps[0].last_us = 0;
+    let expected = "invalid batch: gap 0 ends at 0 µs, before it starts at 1000 µs";
+    assert_eq!(encode(&backwards).unwrap_err().to_string(), expected);
+
+    // More gaps than the limit allows.
+    let limits = Limits {
+        max_gaps: 1,
+        ..Limits::default()
+    };
+    let err = decode(&bytes, &limits).unwrap_err();
+    assert!(err.is_too_large(), "{err}");
+    assert!(err.to_string().contains("(max_gaps)"), "{err}");
+
+    // A v2 document sealed as v3 lacks the gap list.
+    let v2 = encode(&plain).unwrap();
+    let v2_doc = envelope::decompress(&v2[6..], &Limits::default()).unwrap();
+    let err = decode(&envelope::seal(&v2_doc).unwrap(), &Limits::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed batch: format v3 document: array of 4 items, expected 5"
     );
 }

@@ -6,7 +6,8 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use edge_wire::{
-    decode, AlarmEvent, AlarmState, Batch, Limits, Point, Quality, Series, Severity, WireError,
+    decode, AlarmEvent, AlarmState, Batch, Gap, GapReason, Limits, Point, Quality, Series,
+    Severity, WireError,
 };
 use proptest::prelude::*;
 
@@ -157,6 +158,7 @@ pub fn sample_batch(readings_per_series: usize) -> Batch {
                 base + 9_000_000,
             ),
         ],
+        gaps: Vec::new(),
     }
 }
 
@@ -295,7 +297,28 @@ fn series(id: u32) -> impl Strategy<Value = Series> {
         })
 }
 
-/// Any valid batch: unique series ids, alarms naming series of the batch.
+/// Any valid gap record: `last_us` not before `first_us`.
+pub fn gap() -> impl Strategy<Value = Gap> {
+    (
+        prop::sample::select(vec![GapReason::SpoolFull, GapReason::MaxAge]),
+        any::<i64>(),
+        any::<i64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<i64>(),
+    )
+        .prop_map(|(reason, a, b, readings, batches, recorded_us)| Gap {
+            reason,
+            first_us: a.min(b),
+            last_us: a.max(b),
+            readings,
+            batches,
+            recorded_us,
+        })
+}
+
+/// Any valid batch: unique series ids, alarms naming series of the batch,
+/// and (in about one batch of three) gap records.
 pub fn batch() -> impl Strategy<Value = Batch> {
     prop::collection::btree_set(any::<u32>(), 0..6)
         .prop_flat_map(|ids| {
@@ -340,15 +363,22 @@ pub fn batch() -> impl Strategy<Value = Batch> {
                 Just(created_us),
                 Just(series),
                 alarms,
+                prop_oneof![
+                    2 => Just(Vec::new()),
+                    1 => prop::collection::vec(gap(), 1..4),
+                ],
             )
         })
-        .prop_map(|(gateway_id, seq, created_us, series, alarms)| Batch {
-            gateway_id,
-            seq,
-            created_us,
-            series,
-            alarms,
-        })
+        .prop_map(
+            |(gateway_id, seq, created_us, series, alarms, gaps)| Batch {
+                gateway_id,
+                seq,
+                created_us,
+                series,
+                alarms,
+                gaps,
+            },
+        )
 }
 
 pub fn decode_default(bytes: &[u8]) -> Result<edge_wire::Batch, WireError> {
