@@ -289,8 +289,8 @@ fn spool_command(command: SpoolCommand) -> anyhow::Result<ExitCode> {
             let done = spool.export(&mut writer)?;
             writer.flush().context("cannot write the export")?;
             eprintln!(
-                "exported {} batches: {} readings, {} alarm events",
-                done.batches, done.readings, done.alarms
+                "exported {} batches: {} readings, {} alarm events, {} gap records",
+                done.batches, done.readings, done.alarms, done.gaps
             );
             for (seq, why) in &done.undecodable {
                 eprintln!("batch {seq} skipped: cannot be decoded: {why}");

@@ -13,7 +13,9 @@
 //! - a batch is removed only after the relay answered 2xx for it
 //!   ([`Spool::remove`] is called by the forwarder on a 2xx only;
 //!   `agent/tests/spool_removal.rs`), or by the configured bound policy,
-//!   which records the removal as a gap ([`bounds`]);
+//!   which records the removal as a gap ([`bounds`]) and, in the same
+//!   transaction, commits a gap batch to the priority lane so the relay
+//!   learns which interval is missing and why (`bounds_tests`);
 //! - batch sequence numbers grow strictly, across restarts: the counter lives
 //!   in the same database and is advanced in the same transaction as the
 //!   insert; a spool started fresh after a corrupt one was moved aside
@@ -27,9 +29,9 @@
 //!   and acknowledge events, so it never disagrees with what was spooled
 //!   (see [`alarms`]).
 //!
-//! Two lanes: alarm-only batches ([`Spool::append_alarms`]) are stored with
-//! `priority` 1 and [`Spool::oldest`] hands them out before any reading
-//! batch, so after an outage alarms reach the relay ahead of the reading
+//! Two lanes: alarm-only batches ([`Spool::append_alarms`]) and gap batches
+//! are stored with `priority` 1 and [`Spool::oldest`] hands them out before
+//! any reading batch, so after an outage alarms reach the relay ahead of the reading
 //! backlog. Sequence numbers still come from the one counter, so they grow
 //! strictly in the order batches were committed; the relay may therefore see
 //! an alarm batch's seq before smaller seqs of older reading batches. When a
@@ -230,6 +232,19 @@ fn interval(batch: &Batch) -> (i64, i64) {
     }
 }
 
+/// The batch that reports `gaps` (recorded while making room for `batch`)
+/// to the relay: no readings, the gap records, `batch`'s seq and seal time.
+fn gap_batch(batch: &Batch, gaps: &[Gap]) -> Batch {
+    Batch {
+        gateway_id: batch.gateway_id.clone(),
+        seq: batch.seq,
+        created_us: batch.created_us,
+        series: Vec::new(),
+        alarms: Vec::new(),
+        gaps: gaps.iter().map(|g| g.to_wire(batch.created_us)).collect(),
+    }
+}
+
 impl Spool {
     /// Open (or create) the spool at `path` with the default options
     /// (`synchronous = "full"`, no bounds), without the start-up check.
@@ -379,6 +394,31 @@ impl Spool {
             }
             Err(e) => return Err(sqlite_error(&self.path, e)),
         }
+        // Batches were dropped: a gap batch, committed with them, tells the
+        // relay which interval is missing. It takes this seq (and goes to the
+        // priority lane, ahead of the backlog); the incoming batch the next.
+        let mut gap_seq = None;
+        let body = if gaps.is_empty() {
+            body
+        } else {
+            let gap_batch = gap_batch(batch, &gaps);
+            let gap_body = edge_wire::encode(&gap_batch)?;
+            tx.execute(
+                "INSERT INTO batches (seq, created_us, readings, alarms, body, priority,
+                                      checksum, first_us, last_us)
+                 VALUES (?1, ?2, 0, 0, ?3, 1, ?4, ?2, ?2)",
+                params![
+                    gap_batch.seq as i64,
+                    gap_batch.created_us,
+                    gap_body,
+                    checksum(&gap_body)
+                ],
+            )
+            .map_err(|e| sqlite_error(&self.path, e))?;
+            gap_seq = Some(gap_batch.seq);
+            batch.seq += 1;
+            edge_wire::encode(batch)?
+        };
         let result = tx
             .execute(
                 "INSERT INTO batches (seq, created_us, readings, alarms, body, priority,
@@ -407,6 +447,9 @@ impl Spool {
             .and_then(|_| tx.commit());
         result.map_err(|e| self.err(e))?;
         self.gaps.extend(gaps);
+        if let Some(gap_seq) = gap_seq {
+            tracing::debug!(spool = %self.path.display(), gap_seq, "gap batch committed");
+        }
         if let Some(max) = options.max_bytes {
             // The batch is committed: a failed checkpoint must not make the
             // caller store it again.

@@ -12,7 +12,9 @@
 //! priority lane) only once no reading batch is left. The age bound
 //! applies to reading batches only.
 //!
-//! Not here: sending gaps to the relay; they stay in the spool for
+//! The spool turns the gaps recorded here into a gap batch (see
+//! [`Gap::to_wire`]) committed in the same transaction, so the relay learns
+//! which interval is missing; the `gaps` table keeps the history for
 //! `edge-agent spool stats` and the counters.
 
 use std::path::Path;
@@ -62,6 +64,23 @@ pub struct Gap {
     pub last_us: i64,
     pub readings: u64,
     pub batches: u64,
+}
+
+impl Gap {
+    /// The record that travels to the relay in a gap batch.
+    pub fn to_wire(&self, recorded_us: i64) -> edge_wire::Gap {
+        edge_wire::Gap {
+            reason: match self.reason {
+                DropReason::Full => edge_wire::GapReason::SpoolFull,
+                DropReason::Age => edge_wire::GapReason::MaxAge,
+            },
+            first_us: self.first_us,
+            last_us: self.last_us,
+            readings: self.readings,
+            batches: self.batches,
+            recorded_us,
+        }
+    }
 }
 
 /// Bytes on disk: used database pages plus the WAL file.

@@ -1,6 +1,6 @@
 //! Tests of the bounds: drop-oldest keeps the spool under `max_bytes` and
-//! records what it dropped; block refuses without losing anything; the age
-//! bound; SQLITE_FULL becomes the policy.
+//! records what it dropped, as a gap batch for the relay too; block refuses
+//! without losing anything; the age bound; SQLITE_FULL becomes the policy.
 
 use std::time::Duration;
 
@@ -21,6 +21,24 @@ fn noisy(n: usize, created_us: i64, ts0: i64) -> Batch {
         p.value = f64::from_bits(x >> 2);
     }
     b
+}
+
+/// Everything the forwarder would send, in order, removing it as if the
+/// relay had acknowledged each batch.
+fn drain(s: &Spool) -> Vec<StoredBatch> {
+    let mut sent = Vec::new();
+    while let Some(b) = s.oldest().unwrap() {
+        s.remove(b.seq).unwrap();
+        sent.push(b);
+    }
+    sent
+}
+
+/// The gap records a stored batch carries to the relay.
+fn wire_gaps(b: &StoredBatch) -> Vec<edge_wire::Gap> {
+    edge_wire::decode(&b.body, &edge_wire::Limits::default())
+        .unwrap()
+        .gaps
 }
 
 fn bounded(max_bytes: u64, on_full: OnFull) -> SpoolOptions {
@@ -60,15 +78,28 @@ fn drop_oldest_keeps_the_bound_drops_readings_first_and_records_the_gap() {
     }
     assert!(gaps.iter().all(|g| g.reason == DropReason::Full));
     assert_eq!(gaps.iter().map(|g| g.readings).sum::<u64>(), dropped * 500);
-    // What is left: the alarm batch, then the newest reading batches.
-    let mut left = Vec::new();
-    while let Some(b) = s.oldest().unwrap() {
-        left.push(b.seq);
-        s.remove(b.seq).unwrap();
+    // What is left: the alarm batch, one gap batch per drop (priority lane,
+    // carrying exactly the recorded gaps), then the newest reading batches.
+    let sent = drain(&s);
+    assert_eq!(sent[0].seq, alarm);
+    let gap_batches = &sent[1..=gaps.len()];
+    let carried: Vec<edge_wire::Gap> = gap_batches.iter().flat_map(wire_gaps).collect();
+    assert_eq!(carried.len(), gaps.len());
+    for (wire, local) in carried.iter().zip(&gaps) {
+        assert_eq!(*wire, local.to_wire(wire.recorded_us));
+        assert_eq!(wire.reason, edge_wire::GapReason::SpoolFull);
     }
-    let mut expected = vec![alarm];
-    expected.extend(&seqs[dropped as usize..]);
-    assert_eq!(left, expected);
+    assert!(gap_batches.iter().all(|b| b.readings == 0));
+    // The reading batches left are the newest ones; appending a batch that
+    // caused a drop gave its seq to the gap batch, so compare readings.
+    let readings: Vec<u64> = sent[gaps.len() + 1..].iter().map(|b| b.readings).collect();
+    assert_eq!(readings, vec![500; 60 - dropped as usize]);
+    // Sequence numbers still grow strictly in commit order.
+    let mut all: Vec<u64> = sent.iter().map(|b| b.seq).collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), sent.len());
+    assert_eq!(*all.last().unwrap(), *seqs.last().unwrap());
     let backlog = s.backlog().unwrap();
     assert_eq!(backlog.dropped_batches_full, dropped);
     assert_eq!(backlog.dropped_readings_full, dropped * 500);
@@ -133,12 +164,22 @@ fn batches_older_than_max_age_are_dropped_as_a_gap_but_alarms_stay() {
             batches: 2,
         }]
     );
-    let mut left = Vec::new();
-    while let Some(b) = s.oldest().unwrap() {
-        left.push(b.seq);
-        s.remove(b.seq).unwrap();
-    }
-    assert_eq!(left, [alarm, young, now]);
+    // The gap batch took the seq the new batch would have had and travels
+    // in the priority lane, right after the older alarm batch.
+    let sent = drain(&s);
+    let seqs: Vec<u64> = sent.iter().map(|b| b.seq).collect();
+    assert_eq!(seqs, [alarm, now - 1, young, now]);
+    assert_eq!(
+        wire_gaps(&sent[1]),
+        [edge_wire::Gap {
+            reason: edge_wire::GapReason::MaxAge,
+            first_us: 0,
+            last_us: 30 * sec + 9,
+            readings: 20,
+            batches: 2,
+            recorded_us: 100 * sec,
+        }]
+    );
     let b = s.backlog().unwrap();
     assert_eq!((b.dropped_batches_age, b.dropped_readings_age), (2, 20));
 }

@@ -42,6 +42,9 @@ pub struct Exported {
     pub batches: u64,
     pub readings: u64,
     pub alarms: u64,
+    /// Gap records (intervals dropped under the bound policy, not yet
+    /// reported to the relay).
+    pub gaps: u64,
     /// Batches that could not be decoded: (seq, why). They are not written.
     pub undecodable: Vec<(u64, String)>,
 }
@@ -123,7 +126,9 @@ impl Spool {
 
     /// Write the unsent batches, in the order they would be sent, as JSON
     /// lines: one per reading (`"type": "reading"`, with seq, series, unit,
-    /// ts_us, value, quality) and one per alarm event (`"type": "alarm"`).
+    /// ts_us, value, quality), one per alarm event (`"type": "alarm"`) and
+    /// one per gap record not yet reported to the relay (`"type": "gap"`,
+    /// with reason, first_us, last_us, readings, batches, recorded_us).
     pub fn export(&self, out: &mut dyn Write) -> Result<Exported, SpoolError> {
         let limits = Limits {
             max_compressed_bytes: usize::MAX,
@@ -131,6 +136,7 @@ impl Spool {
             max_series: usize::MAX,
             max_readings: usize::MAX,
             max_alarms: usize::MAX,
+            max_gaps: usize::MAX,
             max_tags: usize::MAX,
             max_string_bytes: usize::MAX,
         };
@@ -174,6 +180,15 @@ impl Spool {
                 });
                 writeln!(out, "{line}").map_err(io)?;
                 done.alarms += 1;
+            }
+            for g in &batch.gaps {
+                let line = json!({
+                    "type": "gap", "seq": seq, "reason": g.reason.as_str(),
+                    "first_us": g.first_us, "last_us": g.last_us, "readings": g.readings,
+                    "batches": g.batches, "recorded_us": g.recorded_us,
+                });
+                writeln!(out, "{line}").map_err(io)?;
+                done.gaps += 1;
             }
             done.batches += 1;
         }
