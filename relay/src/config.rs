@@ -28,6 +28,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_READINGS_TOPIC: &str = "edge.readings.v1";
 /// Default Kafka topic for alarm events.
 pub const DEFAULT_ALARMS_TOPIC: &str = "edge.alarms.v1";
+/// Default Kafka topic for gateway events (gap records).
+pub const DEFAULT_EVENTS_TOPIC: &str = "edge.events.v1";
 /// Default bound on one Kafka delivery, in milliseconds.
 pub const DEFAULT_DELIVERY_TIMEOUT_MS: u64 = 30_000;
 /// Default line-protocol measurement name.
@@ -128,6 +130,8 @@ pub struct KafkaConfig {
     pub readings_topic: String,
     /// Topic for alarm events, one message per event.
     pub alarms_topic: String,
+    /// Topic for gateway events (readings a gateway dropped under its spool policy), keyed by gateway id.
+    pub events_topic: String,
     /// Longest wait for the brokers to acknowledge a message (librdkafka message.timeout.ms); past it the batch fails with 503.
     pub delivery_timeout: Duration,
 }
@@ -267,6 +271,7 @@ impl RelayConfig {
             for (key, topic) in [
                 ("readings_topic", &k.readings_topic),
                 ("alarms_topic", &k.alarms_topic),
+                ("events_topic", &k.events_topic),
             ] {
                 if let Err(why) = check_topic(topic) {
                     issues.add(format!("kafka.{key}"), format!("{topic:?}: {why}"));

@@ -1,5 +1,6 @@
-//! The JSON messages the relay publishes, one per reading and one per alarm
-//! event: the values of Kafka messages and the lines of the file sink.
+//! The JSON messages the relay publishes, one per reading, one per alarm
+//! event and one per gateway event (a gap: readings the gateway dropped):
+//! the values of Kafka messages and the lines of the file sink.
 //! `docs/kafka-messages.md` is the contract for the teams that read them;
 //! a change here that is not additive needs a new schema version.
 //!
@@ -14,13 +15,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use edge_wire::{AlarmEvent, Batch, Point, Series};
+use edge_wire::{AlarmEvent, Batch, Gap, Point, Series};
 use serde::Serialize;
 
 /// Schema name of reading messages.
 pub const READING_SCHEMA: &str = "edge.reading.v1";
 /// Schema name of alarm messages.
 pub const ALARM_SCHEMA: &str = "edge.alarm.v1";
+/// Schema name of gateway event messages (gaps).
+pub const EVENT_SCHEMA: &str = "edge.event.v1";
 
 /// A decoded batch whose alarms have been matched to their series, so every
 /// sink can render it without failing.
@@ -115,6 +118,26 @@ impl Delivery {
         })
     }
 
+    /// The JSON message of one gap record: an interval of readings the
+    /// gateway dropped under its spool policy (`event` = `"gap"`).
+    pub fn gap_json(&self, gap: &Gap) -> Vec<u8> {
+        to_json(&GapMessage {
+            schema: EVENT_SCHEMA,
+            event: "gap",
+            gateway: &self.batch.gateway_id,
+            batch_seq: self.batch.seq,
+            reason: gap.reason.as_str(),
+            first: rfc3339_micros(gap.first_us),
+            first_us: gap.first_us,
+            last: rfc3339_micros(gap.last_us),
+            last_us: gap.last_us,
+            readings: gap.readings,
+            batches: gap.batches,
+            recorded: rfc3339_micros(gap.recorded_us),
+            recorded_us: gap.recorded_us,
+        })
+    }
+
     /// The JSON message of one alarm event.
     pub fn alarm_json(&self, series: &Series, alarm: &AlarmEvent) -> Vec<u8> {
         let (value, value_text) = number(alarm.value);
@@ -138,6 +161,23 @@ impl Delivery {
             duration_us: alarm.duration_us,
         })
     }
+}
+
+#[derive(Serialize)]
+struct GapMessage<'a> {
+    schema: &'static str,
+    event: &'static str,
+    gateway: &'a str,
+    batch_seq: u64,
+    reason: &'static str,
+    first: Option<String>,
+    first_us: i64,
+    last: Option<String>,
+    last_us: i64,
+    readings: u64,
+    batches: u64,
+    recorded: Option<String>,
+    recorded_us: i64,
 }
 
 #[derive(Serialize)]

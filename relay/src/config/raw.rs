@@ -20,8 +20,9 @@ use crate::validation::{TimeWindow, DEFAULT_MAX_FUTURE_SECS, DEFAULT_MAX_PAST_HO
 
 use super::{
     DedupConfig, GatewayConfig, Issues, KafkaConfig, RelayConfig, TimeseriesConfig,
-    DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_LISTEN,
-    DEFAULT_MEASUREMENT, DEFAULT_READINGS_TOPIC, DEFAULT_TIMESERIES_TIMEOUT_MS,
+    DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS,
+    DEFAULT_EVENTS_TOPIC, DEFAULT_LISTEN, DEFAULT_MEASUREMENT, DEFAULT_READINGS_TOPIC,
+    DEFAULT_TIMESERIES_TIMEOUT_MS,
 };
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +93,8 @@ struct RawLimits {
     max_readings: Option<i64>,
     /// Most alarm events in one batch.
     max_alarms: Option<i64>,
+    /// Most gap records (intervals a gateway dropped) in one batch.
+    max_gaps: Option<i64>,
     /// Most tags on one series.
     max_tags: Option<i64>,
     /// Longest string in a batch (gateway id, series name, unit, tag key or value, rule), in bytes.
@@ -111,6 +114,8 @@ struct RawKafka {
     readings_topic: Option<String>,
     /// Topic for alarm events, one message per event.
     alarms_topic: Option<String>,
+    /// Topic for gateway events (readings a gateway dropped under its spool policy), keyed by gateway id.
+    events_topic: Option<String>,
     /// Longest wait for the brokers to acknowledge a message (librdkafka message.timeout.ms); past it the batch fails with 503.
     delivery_timeout_ms: Option<i64>,
 }
@@ -246,6 +251,7 @@ impl RawLimits {
             max_series: size("max_series", self.max_series, d.max_series),
             max_readings: size("max_readings", self.max_readings, d.max_readings),
             max_alarms: size("max_alarms", self.max_alarms, d.max_alarms),
+            max_gaps: size("max_gaps", self.max_gaps, d.max_gaps),
             max_tags: size("max_tags", self.max_tags, d.max_tags),
             max_string_bytes: size(
                 "max_string_bytes",
@@ -274,6 +280,9 @@ impl RawKafka {
             alarms_topic: self
                 .alarms_topic
                 .unwrap_or_else(|| DEFAULT_ALARMS_TOPIC.into()),
+            events_topic: self
+                .events_topic
+                .unwrap_or_else(|| DEFAULT_EVENTS_TOPIC.into()),
             delivery_timeout: Duration::from_millis(timeout_ms as u64),
         }
     }

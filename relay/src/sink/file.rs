@@ -1,12 +1,13 @@
-//! The embedded file sink: JSON lines in `data_dir/readings.jsonl` and
-//! `data_dir/alarms.jsonl`, one line per reading or alarm event, the same
+//! The embedded file sink: JSON lines in `data_dir/readings.jsonl`,
+//! `data_dir/alarms.jsonl` and `data_dir/events.jsonl`, one line per
+//! reading, alarm event or gateway event (gap), the same
 //! JSON as the Kafka message values ([`crate::message`]). It lets the relay
 //! run with nothing else installed, and the demo counts readings from it.
 //!
 //! Invariants:
 //! - Writes are serialised by one mutex; a batch's lines are contiguous.
-//! - `deliver` returns only after `sync_data` on both files.
-//! - A batch is all or nothing: if anything fails, both files are truncated
+//! - `deliver` returns only after `sync_data` on every file it wrote to.
+//! - A batch is all or nothing: if anything fails, all files are truncated
 //!   back to their length before the batch, so no torn line is left for the
 //!   next append to glue onto (best effort: if the truncation fails too, the
 //!   error is still returned and the gateway retries).
@@ -25,8 +26,10 @@ use crate::sink::SinkError;
 pub const READINGS_FILE: &str = "readings.jsonl";
 /// File holding alarm messages.
 pub const ALARMS_FILE: &str = "alarms.jsonl";
+/// File holding gateway event messages (gaps).
+pub const EVENTS_FILE: &str = "events.jsonl";
 
-/// Appends JSON lines to two files in one directory.
+/// Appends JSON lines to three files in one directory.
 #[derive(Debug, Clone)]
 pub struct FileSink {
     files: Arc<Mutex<Files>>,
@@ -36,6 +39,7 @@ pub struct FileSink {
 struct Files {
     readings: Appender,
     alarms: Appender,
+    events: Appender,
 }
 
 #[derive(Debug)]
@@ -45,7 +49,7 @@ struct Appender {
 }
 
 impl FileSink {
-    /// Create `dir` if needed and open (or create) both files for appending.
+    /// Create `dir` if needed and open (or create) the files for appending.
     pub fn open(dir: &Path) -> Result<FileSink, SinkError> {
         fn err<'p>(
             path: &'p Path,
@@ -70,6 +74,7 @@ impl FileSink {
         let files = Files {
             readings: open(READINGS_FILE)?,
             alarms: open(ALARMS_FILE)?,
+            events: open(EVENTS_FILE)?,
         };
         // Make the new directory entries durable too.
         File::open(dir)
@@ -80,15 +85,15 @@ impl FileSink {
         })
     }
 
-    /// Append every reading and alarm of the batch and fsync both files.
+    /// Append every reading, alarm and gap of the batch and fsync the files.
     pub async fn deliver(&self, delivery: Arc<Delivery>) -> Result<(), SinkError> {
         let files = self.files.clone();
         tokio::task::spawn_blocking(move || {
-            let (readings, alarms) = render(&delivery);
+            let (readings, alarms, events) = render(&delivery);
             // A panic while holding the lock cannot leave a torn batch
             // behind (see `append_all`), so a poisoned lock is still usable.
             let mut files = files.lock().unwrap_or_else(|p| p.into_inner());
-            files.append_all(&readings, &alarms)
+            files.append_all(&readings, &alarms, &events)
         })
         .await
         .map_err(|e| SinkError::Task {
@@ -98,8 +103,8 @@ impl FileSink {
     }
 }
 
-/// The batch as two blocks of newline-terminated JSON.
-fn render(delivery: &Delivery) -> (Vec<u8>, Vec<u8>) {
+/// The batch as three blocks of newline-terminated JSON.
+fn render(delivery: &Delivery) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let mut readings = Vec::new();
     for (series, point) in delivery.readings() {
         readings.extend_from_slice(&delivery.reading_json(series, point));
@@ -110,20 +115,32 @@ fn render(delivery: &Delivery) -> (Vec<u8>, Vec<u8>) {
         alarms.extend_from_slice(&delivery.alarm_json(series, alarm));
         alarms.push(b'\n');
     }
-    (readings, alarms)
+    let mut events = Vec::new();
+    for gap in &delivery.batch.gaps {
+        events.extend_from_slice(&delivery.gap_json(gap));
+        events.push(b'\n');
+    }
+    (readings, alarms, events)
 }
 
 impl Files {
-    fn append_all(&mut self, readings: &[u8], alarms: &[u8]) -> Result<(), SinkError> {
-        let before = (self.readings.len()?, self.alarms.len()?);
+    fn append_all(
+        &mut self,
+        readings: &[u8],
+        alarms: &[u8],
+        events: &[u8],
+    ) -> Result<(), SinkError> {
+        let before = (self.readings.len()?, self.alarms.len()?, self.events.len()?);
         let result = self
             .readings
             .append(readings)
-            .and_then(|()| self.alarms.append(alarms));
+            .and_then(|()| self.alarms.append(alarms))
+            .and_then(|()| self.events.append(events));
         if result.is_err() {
             // Best effort; the error that matters is the one we return.
             let _ = self.readings.file.set_len(before.0);
             let _ = self.alarms.file.set_len(before.1);
+            let _ = self.events.file.set_len(before.2);
         }
         result
     }
@@ -161,7 +178,7 @@ impl Appender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edge_wire::{AlarmEvent, AlarmState, Batch, Point, Quality, Series};
+    use edge_wire::{AlarmEvent, AlarmState, Batch, Gap, GapReason, Point, Quality, Series};
 
     fn delivery(seq: u64) -> Arc<Delivery> {
         let batch = Batch {
@@ -196,6 +213,14 @@ mod tests {
                 severity: None,
                 duration_us: None,
             }],
+            gaps: vec![Gap {
+                reason: GapReason::MaxAge,
+                first_us: 1_700_000_000_000_000,
+                last_us: 1_700_000_060_000_000,
+                readings: 120,
+                batches: 2,
+                recorded_us: 1_700_000_090_000_000,
+            }],
         };
         Arc::new(Delivery::new(batch).unwrap())
     }
@@ -210,8 +235,19 @@ mod tests {
             std::fs::read_to_string(dir.path().join("nested/data").join(READINGS_FILE)).unwrap();
         let alarms =
             std::fs::read_to_string(dir.path().join("nested/data").join(ALARMS_FILE)).unwrap();
+        let events =
+            std::fs::read_to_string(dir.path().join("nested/data").join(EVENTS_FILE)).unwrap();
         assert_eq!(readings.lines().count(), 4);
         assert_eq!(alarms.lines().count(), 2);
+        assert_eq!(events.lines().count(), 2);
+        let gap: serde_json::Value = serde_json::from_str(events.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(gap["schema"], "edge.event.v1");
+        assert_eq!(gap["event"], "gap");
+        assert_eq!(gap["batch_seq"], 2);
+        assert_eq!(gap["reason"], "max_age");
+        assert_eq!(gap["first"], "2023-11-14T22:13:20.000000Z");
+        assert_eq!(gap["last_us"], 1_700_000_060_000_000i64);
+        assert_eq!(gap["readings"], 120);
         let first: serde_json::Value =
             serde_json::from_str(readings.lines().next().unwrap()).unwrap();
         assert_eq!(first["batch_seq"], 1);

@@ -1,7 +1,9 @@
 //! The Kafka sink: one message per reading to the readings topic and one per
 //! alarm event to the alarms topic, key = series name (so one series stays
 //! ordered within its partition), value = the JSON of [`crate::message`],
-//! headers `gateway`, `batch_seq`, `schema`.
+//! headers `gateway`, `batch_seq`, `schema`. Gap records (readings a gateway
+//! dropped under its spool policy) go to the events topic, one message each,
+//! key = gateway id (so one gateway's events stay ordered).
 //!
 //! Durability: the producer runs with `enable.idempotence=true` and
 //! `acks=all`, and `deliver` enqueues every message of the batch, then waits
@@ -25,7 +27,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::KafkaConfig;
-use crate::message::{Delivery, ALARM_SCHEMA, READING_SCHEMA};
+use crate::message::{Delivery, ALARM_SCHEMA, EVENT_SCHEMA, READING_SCHEMA};
 use crate::sink::SinkError;
 
 /// Publishes batches to Kafka.
@@ -34,6 +36,7 @@ pub struct KafkaSink {
     brokers: String,
     readings_topic: String,
     alarms_topic: String,
+    events_topic: String,
     delivery_timeout: Duration,
 }
 
@@ -43,6 +46,7 @@ impl fmt::Debug for KafkaSink {
             .field("brokers", &self.brokers)
             .field("readings_topic", &self.readings_topic)
             .field("alarms_topic", &self.alarms_topic)
+            .field("events_topic", &self.events_topic)
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +82,7 @@ impl KafkaSink {
             brokers,
             readings_topic: config.readings_topic.clone(),
             alarms_topic: config.alarms_topic.clone(),
+            events_topic: config.events_topic.clone(),
             delivery_timeout: config.delivery_timeout,
         })
     }
@@ -151,6 +156,48 @@ impl KafkaSink {
             if n % 1024 == 1023 {
                 // Enqueueing is synchronous; let other requests run.
                 tokio::task::yield_now().await;
+            }
+        }
+        for gap in &batch.gaps {
+            let topic = self.events_topic.as_str();
+            let payload = delivery.gap_json(gap);
+            let headers = OwnedHeaders::new_with_capacity(3)
+                .insert(Header {
+                    key: "gateway",
+                    value: Some(batch.gateway_id.as_str()),
+                })
+                .insert(Header {
+                    key: "batch_seq",
+                    value: Some(seq.as_str()),
+                })
+                .insert(Header {
+                    key: "schema",
+                    value: Some(EVENT_SCHEMA),
+                });
+            let mut record = FutureRecord::to(topic)
+                .key(batch.gateway_id.as_str())
+                .payload(payload.as_slice())
+                .headers(headers);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(report) => {
+                        pending.push((topic, report));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if Instant::now() < deadline =>
+                    {
+                        record = back;
+                        if pending.is_empty() {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        } else {
+                            await_reports(&mut pending)
+                                .await
+                                .map_err(|(t, e)| failed(t, e))?;
+                        }
+                    }
+                    Err((source, _)) => return Err(failed(topic, source)),
+                }
             }
         }
         await_reports(&mut pending)

@@ -14,11 +14,13 @@
 //! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
 //! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
 //! - [`status`]: the agent's `/metrics` and `/healthz` over HTTP, with the uplink down.
+//! - [`gaps`]: readings dropped by the spool's age bound arrive as gap events.
 
 mod alarms;
 mod chaos;
 mod forward;
 mod forward_tls;
+mod gaps;
 mod modbus;
 mod mqtt;
 mod mqtt_crash;

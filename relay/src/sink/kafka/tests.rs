@@ -34,6 +34,7 @@ fn delivery() -> Arc<Delivery> {
             severity: None,
             duration_us: None,
         }],
+        gaps: Vec::new(),
     };
     Arc::new(Delivery::new(batch).unwrap())
 }
@@ -43,6 +44,7 @@ fn config(brokers: String, timeout_ms: u64) -> KafkaConfig {
         brokers: vec![brokers],
         readings_topic: "edge.readings.v1".into(),
         alarms_topic: "edge.alarms.v1".into(),
+        events_topic: "edge.events.v1".into(),
         delivery_timeout: Duration::from_millis(timeout_ms),
     }
 }
