@@ -14,8 +14,10 @@
 //! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
 //! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
 //! - [`status`]: the agent's `/metrics` and `/healthz` over HTTP, with the uplink down.
+//! - [`arm`]: the aarch64 agent under qemu polling Modbus and forwarding to the relay.
 
 mod alarms;
+mod arm;
 mod chaos;
 mod forward;
 mod forward_tls;
