@@ -14,6 +14,10 @@
 //! problem; relative names are resolved against the config file's
 //! directory before that.
 //!
+//! A valid config can still be one `run` refuses (the example's placeholder
+//! token, a private key readable by others): [`AgentConfig::refusals`], in
+//! the `refusal` module; `check-config` shows those as warnings.
+//!
 //! Every key has a `///` comment here and the same words in
 //! `configs/agent.example.toml`.
 
@@ -26,6 +30,7 @@ use serde::Deserialize;
 mod alarm_publish;
 mod modbus;
 mod profile;
+mod refusal;
 mod status;
 mod uplink;
 
@@ -37,6 +42,7 @@ pub use self::modbus::{
     RawModbusDevice, RawPoint, RawSerialLine, SerialLine, Table,
 };
 pub use self::profile::{Profile, Profiles, RawProfile};
+pub use self::refusal::EXAMPLE_TOKEN;
 pub use self::status::{RawStatus, StatusConfig};
 
 pub mod mqtt;

@@ -144,6 +144,10 @@ fn main() -> ExitCode {
                     c.mqtt.len(),
                     c.rules.len()
                 );
+                // Warnings, not errors: the example config must stay checkable as written.
+                for refusal in c.refusals() {
+                    println!("warning: {refusal} (`edge-agent run` refuses to start until this is fixed)");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -159,12 +163,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config } => match run(config) {
-            Ok(()) => ExitCode::SUCCESS,
+        Command::Run { config } => match load_for_run(&config) {
             Err(e) => {
-                eprintln!("edge-agent: {e:#}");
-                ExitCode::FAILURE
+                eprintln!("edge-agent: {e}");
+                ExitCode::from(EX_CONFIG)
             }
+            Ok(config) => match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("edge-agent: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
         },
     }
 }
@@ -304,13 +314,32 @@ fn spool_command(command: SpoolCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run(config: PathBuf) -> anyhow::Result<()> {
+/// Exit status of `run` when the config is invalid or refused (sysexits.h
+/// EX_CONFIG): the systemd unit does not restart on it
+/// (`RestartPreventExitStatus=78`), since a restart cannot fix a config.
+const EX_CONFIG: u8 = 78;
+
+/// The config `run` starts with: valid, and nothing in
+/// [`AgentConfig::refusals`].
+fn load_for_run(path: &std::path::Path) -> Result<AgentConfig, String> {
+    let config = AgentConfig::load(path).map_err(|e| e.to_string())?;
+    let refusals = config.refusals();
+    if !refusals.is_empty() {
+        return Err(format!(
+            "{}: refusing to start:\n  {}",
+            path.display(),
+            refusals.join("\n  ")
+        ));
+    }
+    Ok(config)
+}
+
+fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = AgentConfig::load(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();

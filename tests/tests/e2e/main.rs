@@ -15,8 +15,10 @@
 //! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
 //! - [`status`]: the agent's `/metrics` and `/healthz` over HTTP, with the uplink down.
 //! - [`gaps`]: readings dropped by the spool's age bound arrive as gap events.
+//! - [`arm`]: the aarch64 agent under qemu polling Modbus and forwarding to the relay.
 
 mod alarms;
+mod arm;
 mod chaos;
 mod forward;
 mod forward_tls;
