@@ -137,8 +137,8 @@ pub struct KafkaConfig {
 pub struct TimeseriesConfig {
     /// Influx line protocol write endpoint, for example VictoriaMetrics http://127.0.0.1:8428/write (plain http only for now).
     pub url: Url,
-    /// Measurement name of every line; VictoriaMetrics names the metric <measurement>_value.
-    pub measurement: String,
+    /// How readings become lines: measurement, tag and field names (`measurement`, `series_tag`, `gateway_tag`, `quality`, `quality_key`, `value_field`).
+    pub layout: crate::sink::line_protocol::LineLayout,
     /// Longest wait for one write request to the store; past it the batch fails with 503.
     pub timeout: Duration,
 }
@@ -288,11 +288,8 @@ impl RelayConfig {
                 );
                 issues.add("timeseries.url", msg);
             }
-            if let Err(why) = crate::sink::line_protocol::check_measurement(&t.measurement) {
-                issues.add(
-                    "timeseries.measurement",
-                    format!("{:?}: {why}", t.measurement),
-                );
+            for (key, message) in t.layout.problems() {
+                issues.add(format!("timeseries.{key}"), message);
             }
             if t.timeout.is_zero() {
                 issues.add("timeseries.timeout_ms", "must be greater than 0");

@@ -16,12 +16,13 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::auth::{check_token, TokenHash};
+use crate::sink::line_protocol::{LineLayout, QualityAs};
 use crate::validation::{TimeWindow, DEFAULT_MAX_FUTURE_SECS, DEFAULT_MAX_PAST_HOURS};
 
 use super::{
     DedupConfig, GatewayConfig, Issues, KafkaConfig, RelayConfig, TimeseriesConfig,
     DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_LISTEN,
-    DEFAULT_MEASUREMENT, DEFAULT_READINGS_TOPIC, DEFAULT_TIMESERIES_TIMEOUT_MS,
+    DEFAULT_READINGS_TOPIC, DEFAULT_TIMESERIES_TIMEOUT_MS,
 };
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +125,16 @@ struct RawTimeseries {
     measurement: Option<String>,
     /// Longest wait for one write request to the store; past it the batch fails with 503.
     timeout_ms: Option<i64>,
+    /// Tag key that carries the series name.
+    series_tag: Option<String>,
+    /// Tag key that carries the gateway id; "" writes no gateway tag.
+    gateway_tag: Option<String>,
+    /// Where the reading's quality goes: "tag" (quality=good), "field" (an integer field with the wire code, quality=0i; 0 good, 1 uncertain, 2 bad) or "none".
+    quality: Option<String>,
+    /// Tag or field key of the quality.
+    quality_key: Option<String>,
+    /// Field key of the value; VictoriaMetrics names the metric <measurement>_<value_field>.
+    value_field: Option<String>,
 }
 
 impl RawConfig {
@@ -298,11 +309,33 @@ impl RawTimeseries {
             self.timeout_ms,
             DEFAULT_TIMESERIES_TIMEOUT_MS as usize,
         );
+        let d = LineLayout::default();
+        let quality = match self.quality.as_deref() {
+            None => d.quality,
+            Some(text) => QualityAs::parse(text).unwrap_or_else(|| {
+                let names = QualityAs::NAMES.join(", ");
+                issues.add(
+                    "timeseries.quality",
+                    format!("{text:?} is not one of {names}"),
+                );
+                d.quality
+            }),
+        };
+        let layout = LineLayout {
+            measurement: self.measurement.unwrap_or(d.measurement),
+            series_tag: self.series_tag.unwrap_or(d.series_tag),
+            gateway_tag: match self.gateway_tag {
+                None => d.gateway_tag,
+                Some(tag) if tag.is_empty() => None,
+                Some(tag) => Some(tag),
+            },
+            quality,
+            quality_key: self.quality_key.unwrap_or(d.quality_key),
+            value_field: self.value_field.unwrap_or(d.value_field),
+        };
         TimeseriesConfig {
             url,
-            measurement: self
-                .measurement
-                .unwrap_or_else(|| DEFAULT_MEASUREMENT.into()),
+            layout,
             timeout: Duration::from_millis(timeout_ms as u64),
         }
     }

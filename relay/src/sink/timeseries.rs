@@ -21,7 +21,8 @@ use reqwest::Url;
 use crate::config::TimeseriesConfig;
 use crate::message::Delivery;
 use crate::metrics::Metrics;
-use crate::sink::{line_protocol, SinkError};
+use crate::sink::line_protocol::{self, LineLayout};
+use crate::sink::SinkError;
 
 /// Target size of one write request body, in bytes (VictoriaMetrics accepts
 /// 64 MiB by default, InfluxDB 1.x 25 MB; both are far above this).
@@ -33,7 +34,7 @@ pub struct TimeseriesSink {
     client: reqwest::Client,
     /// The configured URL with `precision=u` added.
     url: Url,
-    measurement: String,
+    layout: Arc<LineLayout>,
     metrics: Arc<Metrics>,
     nonfinite: LogOncePerInterval,
 }
@@ -54,7 +55,7 @@ impl TimeseriesSink {
         Ok(TimeseriesSink {
             client,
             url: write_url(&config.url),
-            measurement: config.measurement.clone(),
+            layout: Arc::new(config.layout.clone()),
             metrics,
             nonfinite: LogOncePerInterval::new(Duration::from_secs(60)),
         })
@@ -63,9 +64,9 @@ impl TimeseriesSink {
     /// Write every finite reading of the batch.
     pub async fn deliver(&self, delivery: Arc<Delivery>) -> Result<(), SinkError> {
         let rendered = {
-            let (delivery, measurement) = (delivery.clone(), self.measurement.clone());
+            let (delivery, layout) = (delivery.clone(), self.layout.clone());
             tokio::task::spawn_blocking(move || {
-                line_protocol::render(&delivery, &measurement, BODY_BYTES)
+                line_protocol::render(&delivery, &layout, BODY_BYTES)
             })
             .await
             .map_err(|e| SinkError::Task {
