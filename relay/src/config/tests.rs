@@ -40,6 +40,8 @@ fn example_file_is_valid_and_sets_every_section() {
     assert_eq!(t.layout, crate::sink::line_protocol::LineLayout::default());
     assert_eq!(t.layout.measurement, DEFAULT_MEASUREMENT);
     assert_eq!(t.url.as_str(), "http://127.0.0.1:8428/write");
+    let p = c.postgres.expect("example configures [postgres]");
+    assert_eq!(p.table, crate::sink::postgres::DEFAULT_TABLE);
 }
 
 #[test]
@@ -270,4 +272,34 @@ fn timeseries_layout_keys_are_read_and_checked_with_their_key_path() {
             "{expected} missing from {found:?}"
         );
     }
+}
+
+#[test]
+fn postgres_section_defaults_and_errors_name_the_key_without_the_password() {
+    let text = format!("{MINIMAL}\n[postgres]\nurl = \"postgresql://edge:pw@db:5433/plant\"\n");
+    let p = RelayConfig::from_toml(&text).unwrap().postgres.unwrap();
+    assert_eq!(p.table, "edge_readings");
+    assert_eq!(p.timeout, Duration::from_secs(10));
+    assert_eq!(p.url.get_dbname(), Some("plant"));
+    assert!(!format!("{p:?}").contains("pw"), "{p:?}");
+
+    let text = format!(
+        "{MINIMAL}\n[postgres]\nurl = \"postgresql://edge:secret-pw@db:notaport/plant\"\ntable = \"Readings\"\ntimeout_ms = -1\n"
+    );
+    let err = RelayConfig::from_toml(&text).unwrap_err().to_string();
+    for expected in [
+        "postgres.url: not a PostgreSQL URL",
+        "postgres.table: \"Readings\": may contain only lower-case",
+        "postgres.timeout_ms: -1 must not be negative",
+    ] {
+        assert!(err.contains(expected), "{expected} missing from {err}");
+    }
+    assert!(!err.contains("secret-pw"), "{err}");
+    let missing = RelayConfig::from_toml(&format!("{MINIMAL}\n[postgres]\n")).unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("postgres.url: required when [postgres] is present"),
+        "{missing}"
+    );
 }

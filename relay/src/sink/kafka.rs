@@ -197,5 +197,7 @@ fn render(delivery: &Delivery) -> Vec<Outgoing> {
     out
 }
 
+mod ready;
+
 #[cfg(test)]
 mod tests;
