@@ -14,6 +14,7 @@
 //! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
 //! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
 //! - [`status`]: the agent's `/metrics` and `/healthz` over HTTP, with the uplink down.
+//! - [`sinks`]: the relay's InfluxDB, VictoriaMetrics and PostgreSQL sinks, and several sinks at once.
 
 mod alarms;
 mod chaos;
@@ -25,4 +26,5 @@ mod mqtt_crash;
 mod mqtt_tls;
 mod pipeline;
 mod rtu;
+mod sinks;
 mod status;
