@@ -2,6 +2,7 @@
 //! over HTTP with reqwest, one module per theme.
 //!
 //! - `support`: starting and stopping a relay, building batches.
+//! - `bodies`: proptest of random and mutated request bodies.
 //! - `batches`: `POST /v1/batches` status codes and what lands in the file sink.
 //! - `security`: tokens, hostile bodies, TLS and mutual TLS.
 //! - `timeseries`: the line-protocol sink against a fake write endpoint.
@@ -9,6 +10,7 @@
 //! - `readyz`: `GET /readyz` with reachable and unreachable sinks.
 
 mod batches;
+mod bodies;
 mod postgres;
 mod readyz;
 mod security;
