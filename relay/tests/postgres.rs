@@ -270,3 +270,36 @@ async fn the_sink_connects_again_after_the_server_went_away() {
     relay.stop().await;
     schema.drop_all().await;
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_turns_into_503_within_the_timeout() {
+    // A listener nobody accepts on: the connection opens, the startup
+    // message is never answered.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let (mut cfg, dir) = config();
+    cfg.postgres = Some(PostgresConfig {
+        timeout: Duration::from_millis(500),
+        ..postgres(
+            &format!("postgresql://postgres@127.0.0.1:{port}/postgres"),
+            "edge_readings",
+        )
+    });
+    let relay = start(cfg, dir).await;
+    let started = std::time::Instant::now();
+    let response = relay.post(Some(TOKEN_1), encoded(&batch("gw-1", 3))).await;
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let error: serde_json::Value = response.json().await.unwrap();
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("timed out") || message.contains("timeout"),
+        "{message}"
+    );
+    relay.stop().await;
+    drop(silent);
+}
