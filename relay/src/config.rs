@@ -36,6 +36,8 @@ pub const DEFAULT_DELIVERY_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MEASUREMENT: &str = "edge";
 /// Default bound on one write request to the time-series store, in milliseconds.
 pub const DEFAULT_TIMESERIES_TIMEOUT_MS: u64 = 10_000;
+/// Default bound on connecting to PostgreSQL plus writing one batch, in milliseconds.
+pub const DEFAULT_POSTGRES_TIMEOUT_MS: u64 = 10_000;
 use crate::auth::TokenHash;
 pub use crate::auth::MIN_TOKEN_BYTES;
 use crate::validation::TimeWindow;
@@ -47,7 +49,7 @@ use crate::validation::TimeWindow;
 pub struct RelayConfig {
     /// Address and port the HTTP server listens on.
     pub listen: SocketAddr,
-    /// Directory of the embedded file sink (readings.jsonl, alarms.jsonl); required when neither [kafka] nor [timeseries] is configured.
+    /// Directory of the embedded file sink (readings.jsonl, alarms.jsonl); required when none of [kafka], [timeseries], [postgres] is configured.
     pub data_dir: Option<PathBuf>,
     /// Gateways allowed to upload, each with the hashes of its bearer tokens.
     pub gateways: Vec<GatewayConfig>,
@@ -59,6 +61,8 @@ pub struct RelayConfig {
     pub kafka: Option<KafkaConfig>,
     /// Write readings to a time-series store in Influx line protocol.
     pub timeseries: Option<TimeseriesConfig>,
+    /// Write readings to a PostgreSQL (or TimescaleDB) table.
+    pub postgres: Option<PostgresConfig>,
     /// Recognise a batch delivered before and answer it 200 without publishing it again.
     pub dedup: DedupConfig,
     /// Serve HTTPS instead of plain HTTP; optionally require client certificates.
@@ -141,10 +145,33 @@ pub struct KafkaConfig {
 pub struct TimeseriesConfig {
     /// Influx line protocol write endpoint, for example VictoriaMetrics http://127.0.0.1:8428/write (plain http only for now).
     pub url: Url,
-    /// Measurement name of every line; VictoriaMetrics names the metric <measurement>_value.
-    pub measurement: String,
+    /// How readings become lines: measurement, tag and field names (`measurement`, `series_tag`, `gateway_tag`, `quality`, `quality_key`, `value_field`).
+    pub layout: crate::sink::line_protocol::LineLayout,
     /// Longest wait for one write request to the store; past it the batch fails with 503.
     pub timeout: Duration,
+}
+
+/// Where and how to write readings to PostgreSQL; see [`crate::sink::postgres`].
+/// `Debug` hides the password of the URL.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// PostgreSQL connection URL, for example postgresql://edge@127.0.0.1:5432/plant (no TLS built in yet).
+    pub url: tokio_postgres::Config,
+    /// Table of the readings, created if missing: name or schema.name (the schema must exist).
+    pub table: String,
+    /// Longest wait for connecting plus writing one batch; past it the batch fails with 503.
+    pub timeout: Duration,
+}
+
+impl PostgresConfig {
+    /// The default table and timeout for `url`; for configs built in code.
+    pub fn new(url: tokio_postgres::Config) -> PostgresConfig {
+        PostgresConfig {
+            url,
+            table: crate::sink::postgres::DEFAULT_TABLE.into(),
+            timeout: Duration::from_millis(DEFAULT_POSTGRES_TIMEOUT_MS),
+        }
+    }
 }
 
 impl RelayConfig {
@@ -160,6 +187,7 @@ impl RelayConfig {
             time_window: TimeWindow::default(),
             kafka: None,
             timeseries: None,
+            postgres: None,
             dedup: DedupConfig {
                 path: None,
                 window: Duration::from_secs(3600 * DEFAULT_DEDUP_WINDOW_HOURS as u64),
@@ -237,10 +265,14 @@ impl RelayConfig {
                 "required when data_dir is not set: the file where the relay remembers delivered batches",
             );
         }
-        if self.kafka.is_none() && self.timeseries.is_none() && self.data_dir.is_none() {
+        if self.kafka.is_none()
+            && self.timeseries.is_none()
+            && self.postgres.is_none()
+            && self.data_dir.is_none()
+        {
             issues.add(
                 "data_dir",
-                "required when neither [kafka] nor [timeseries] is configured",
+                "required when none of [kafka], [timeseries], [postgres] is configured",
             );
         }
         let l = &self.limits;
@@ -293,14 +325,25 @@ impl RelayConfig {
                 );
                 issues.add("timeseries.url", msg);
             }
-            if let Err(why) = crate::sink::line_protocol::check_measurement(&t.measurement) {
-                issues.add(
-                    "timeseries.measurement",
-                    format!("{:?}: {why}", t.measurement),
-                );
+            for (key, message) in t.layout.problems() {
+                issues.add(format!("timeseries.{key}"), message);
             }
             if t.timeout.is_zero() {
                 issues.add("timeseries.timeout_ms", "must be greater than 0");
+            }
+        }
+        if let Some(p) = &self.postgres {
+            if let Err(why) = crate::sink::postgres::check_table(&p.table) {
+                issues.add("postgres.table", format!("{:?}: {why}", p.table));
+            }
+            if p.timeout.is_zero() {
+                issues.add("postgres.timeout_ms", "must be greater than 0");
+            }
+            if p.url.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+                issues.add(
+                    "postgres.url",
+                    "sslmode=require: TLS to PostgreSQL is not built in yet",
+                );
             }
         }
         issues.0

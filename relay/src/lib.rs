@@ -13,8 +13,8 @@
 //! - [`tls`]: HTTPS with rustls, and mutual TLS naming the gateway.
 //! - [`message`]: the JSON published per reading and alarm
 //!   (`docs/kafka-messages.md`).
-//! - [`sink`]: Kafka, time-series (Influx line protocol) and the embedded
-//!   file sink.
+//! - [`sink`]: Kafka, time-series (Influx line protocol), PostgreSQL and the
+//!   embedded file sink.
 //! - [`ledger`]: which batches were delivered, so a retry is not published twice.
 //! - [`metrics`]: request counters for `GET /metrics`.
 //!
@@ -33,7 +33,8 @@ pub mod tls;
 pub mod validation;
 
 pub use config::{
-    ConfigError, GatewayConfig, KafkaConfig, RelayConfig, TimeseriesConfig, TlsConfig,
+    ConfigError, GatewayConfig, KafkaConfig, PostgresConfig, RelayConfig, TimeseriesConfig,
+    TlsConfig,
 };
 pub use relay::{Relay, RelayError};
 pub use server::{serve, serve_tls};

@@ -58,7 +58,7 @@ impl Outcome {
 }
 
 /// Sink names used as label values of `edge_relay_sink_failures_total`.
-pub const SINK_NAMES: [&str; 3] = ["kafka", "timeseries", "file"];
+pub const SINK_NAMES: [&str; 4] = ["kafka", "timeseries", "postgres", "file"];
 
 /// All counters of one relay.
 #[derive(Debug, Default)]

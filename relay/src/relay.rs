@@ -263,6 +263,33 @@ impl Relay {
         }
     }
 
+    /// Probe every sink concurrently ([`Sink::ready`]); the sinks that are
+    /// not ready, each with why, in configuration order. Empty when all are.
+    pub async fn unready_sinks(&self) -> Vec<(&'static str, SinkError)> {
+        let probes: Vec<_> = self
+            .inner
+            .sinks
+            .iter()
+            .map(|sink| {
+                let sink = sink.clone();
+                (sink.name(), tokio::spawn(async move { sink.ready().await }))
+            })
+            .collect();
+        let mut unready = Vec::new();
+        for (name, probe) in probes {
+            let result = probe.await.unwrap_or_else(|e| {
+                Err(SinkError::Task {
+                    sink: name,
+                    message: e.to_string(),
+                })
+            });
+            if let Err(e) = result {
+                unready.push((name, e));
+            }
+        }
+        unready
+    }
+
     /// Stop accepting delivery tasks and wait for those running.
     pub(crate) async fn drain(&self) {
         self.inner.tracker.close();

@@ -108,9 +108,28 @@ pub fn router(relay: Relay) -> Router {
     Router::new()
         .route("/v1/batches", post(post_batch))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(relay)
+}
+
+/// `GET /readyz`: 200 when every configured sink answers its probe, else
+/// 503 naming each unready sink and why (`/healthz` only says the process
+/// is up).
+async fn readyz(State(relay): State<Relay>) -> Response {
+    let unready = relay.unready_sinks().await;
+    if unready.is_empty() {
+        let body = json!({ "ready": true, "sinks": relay.sink_names() });
+        return (StatusCode::OK, Json(body)).into_response();
+    }
+    let sinks: Vec<_> = unready
+        .iter()
+        .map(|(sink, e)| json!({ "sink": sink, "message": e.to_string() }))
+        .collect();
+    tracing::debug!(unready = ?sinks, "readiness probe failed");
+    let body = json!({ "ready": false, "unready": sinks });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 async fn metrics(State(relay): State<Relay>) -> impl IntoResponse {

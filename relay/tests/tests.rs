@@ -2,11 +2,17 @@
 //! over HTTP with reqwest, one module per theme.
 //!
 //! - `support`: starting and stopping a relay, building batches.
+//! - `bodies`: proptest of random and mutated request bodies.
 //! - `batches`: `POST /v1/batches` status codes and what lands in the file sink.
 //! - `security`: tokens, hostile bodies, TLS and mutual TLS.
 //! - `timeseries`: the line-protocol sink against a fake write endpoint.
+//! - `postgres`: the PostgreSQL sink against the real server on 127.0.0.1:5432.
+//! - `readyz`: `GET /readyz` with reachable and unreachable sinks.
 
 mod batches;
+mod bodies;
+mod postgres;
+mod readyz;
 mod security;
 mod support;
 mod timeseries;

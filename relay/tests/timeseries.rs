@@ -8,6 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
+use edge_relay::sink::line_protocol::LineLayout;
 use edge_relay::TimeseriesConfig;
 use reqwest::Url;
 use std::time::Duration;
@@ -43,7 +44,7 @@ async fn fake_store(status: u16) -> (Store, String) {
 fn timeseries(url: &str) -> TimeseriesConfig {
     TimeseriesConfig {
         url: Url::parse(url).unwrap(),
-        measurement: "edge".into(),
+        layout: LineLayout::default(),
         timeout: Duration::from_secs(5),
     }
 }

@@ -1,6 +1,6 @@
 //! Helpers for the end-to-end tests: start real services (tansu as the Kafka
-//! broker, VictoriaMetrics as the time-series store, Mosquitto as the MQTT
-//! broker) on free loopback ports, wait for them by polling with a deadline,
+//! broker, VictoriaMetrics and InfluxDB 1.x as time-series stores, Mosquitto
+//! as the MQTT broker) on free loopback ports, wait for them by polling with a deadline,
 //! and stop them when the test ends (the process is killed when its handle
 //! drops).
 //!
@@ -509,4 +509,100 @@ pub fn http_get(url: &str) -> anyhow::Result<String> {
         .send()?
         .error_for_status()?;
     Ok(resp.text()?)
+}
+
+/// InfluxDB 1.x (`influxd` from Debian's `influxdb` package), storing in a
+/// temporary directory, with its HTTP API and its RPC port on free loopback
+/// ports and usage reporting off.
+pub struct Influxd {
+    pub service: Service,
+    /// The HTTP API port (`/ping`, `/write`, `/query`).
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Influxd {
+    pub fn start(log_dir: &Path) -> anyhow::Result<Influxd> {
+        let (port, rpc) = (free_port()?, free_port()?);
+        let dir = tempfile::tempdir()?;
+        let d = dir.path().display();
+        let conf = dir.path().join("influxdb.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+                 [meta]\ndir = \"{d}/meta\"\n\
+                 [data]\ndir = \"{d}/data\"\nwal-dir = \"{d}/wal\"\nquery-log-enabled = false\n\
+                 [http]\nbind-address = \"127.0.0.1:{port}\"\nlog-enabled = false\n\
+                 [monitor]\nstore-enabled = false\n\
+                 [continuous_queries]\nenabled = false\n\
+                 [subscriber]\nenabled = false\n"
+            ),
+        )?;
+        let args = ["run", "-config", &conf.display().to_string()].map(String::from);
+        let mut service = Service::spawn("influxd", "influxd", &args, log_dir)?;
+        let ping = format!("http://127.0.0.1:{port}/ping");
+        wait_until("influxd", Duration::from_secs(30), || {
+            http_get(&ping).is_ok()
+        })
+        .with_context(|| service.log_tail())?;
+        service.ensure_running()?;
+        Ok(Influxd {
+            service,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// The base URL, `http://127.0.0.1:<port>`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The line protocol write endpoint of database `db`.
+    pub fn write_url(&self, db: &str) -> String {
+        format!("{}/write?db={db}", self.base())
+    }
+
+    /// Run an InfluxQL statement that changes something (`CREATE DATABASE`).
+    pub fn execute(&self, statement: &str) -> anyhow::Result<()> {
+        let url =
+            reqwest::Url::parse_with_params(&format!("{}/query", self.base()), [("q", statement)])?;
+        let answer = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()?
+            .post(url)
+            .send()?
+            .error_for_status()?
+            .text()?;
+        if answer.contains("\"error\"") {
+            bail!("influxd refused {statement:?}: {answer}");
+        }
+        Ok(())
+    }
+
+    /// The result of an InfluxQL query on `db`, timestamps in microseconds.
+    pub fn query(&self, db: &str, query: &str) -> anyhow::Result<serde_json::Value> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/query", self.base()),
+            [("db", db), ("epoch", "u"), ("q", query)],
+        )?;
+        let response = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()?
+            .get(url)
+            .send()?;
+        let status = response.status();
+        let text = response.text()?;
+        if !status.is_success() {
+            bail!("influxd query {query:?} answered {status}: {text}");
+        }
+        let answer: serde_json::Value = serde_json::from_str(&text)?;
+        if let Some(error) = answer["results"][0]["error"].as_str() {
+            bail!("influxd query {query:?} failed: {error}");
+        }
+        Ok(answer)
+    }
 }

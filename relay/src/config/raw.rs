@@ -16,13 +16,14 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::auth::{check_token, TokenHash};
+use crate::sink::line_protocol::{LineLayout, QualityAs};
+use crate::sink::postgres::DEFAULT_TABLE;
 use crate::validation::{TimeWindow, DEFAULT_MAX_FUTURE_SECS, DEFAULT_MAX_PAST_HOURS};
 
 use super::{
-    DedupConfig, GatewayConfig, Issues, KafkaConfig, RelayConfig, TimeseriesConfig,
-    DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS,
-    DEFAULT_EVENTS_TOPIC, DEFAULT_LISTEN, DEFAULT_MEASUREMENT, DEFAULT_READINGS_TOPIC,
-    DEFAULT_TIMESERIES_TIMEOUT_MS,
+    DedupConfig, GatewayConfig, Issues, KafkaConfig, PostgresConfig, RelayConfig, TimeseriesConfig,
+    DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_EVENTS_TOPIC, DEFAULT_LISTEN,
+    DEFAULT_POSTGRES_TIMEOUT_MS, DEFAULT_READINGS_TOPIC, DEFAULT_TIMESERIES_TIMEOUT_MS,
 };
 
 #[derive(Debug, Deserialize)]
@@ -30,7 +31,7 @@ use super::{
 pub(super) struct RawConfig {
     /// Address and port the HTTP server listens on.
     listen: Option<String>,
-    /// Directory of the embedded file sink (readings.jsonl, alarms.jsonl); required when neither [kafka] nor [timeseries] is configured.
+    /// Directory of the embedded file sink (readings.jsonl, alarms.jsonl); required when none of [kafka], [timeseries], [postgres] is configured.
     data_dir: Option<PathBuf>,
     /// Gateways allowed to upload, each with the hashes of its bearer tokens.
     #[serde(default)]
@@ -42,6 +43,8 @@ pub(super) struct RawConfig {
     kafka: Option<RawKafka>,
     /// Write readings to a time-series store in Influx line protocol.
     timeseries: Option<RawTimeseries>,
+    /// Write readings to a PostgreSQL (or TimescaleDB) table, one row per reading.
+    postgres: Option<RawPostgres>,
     /// Recognise a batch delivered before (same gateway and sequence number, for example a retry after a lost response) and answer it 200 without publishing it again.
     #[serde(default)]
     dedup: RawDedup,
@@ -129,6 +132,58 @@ struct RawTimeseries {
     measurement: Option<String>,
     /// Longest wait for one write request to the store; past it the batch fails with 503.
     timeout_ms: Option<i64>,
+    /// Tag key that carries the series name.
+    series_tag: Option<String>,
+    /// Tag key that carries the gateway id; "" writes no gateway tag.
+    gateway_tag: Option<String>,
+    /// Where the reading's quality goes: "tag" (quality=good), "field" (an integer field with the wire code, quality=0i; 0 good, 1 uncertain, 2 bad) or "none".
+    quality: Option<String>,
+    /// Tag or field key of the quality.
+    quality_key: Option<String>,
+    /// Field key of the value; VictoriaMetrics names the metric <measurement>_<value_field>.
+    value_field: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    /// PostgreSQL connection URL, for example postgresql://edge@127.0.0.1:5432/plant (no TLS built in yet).
+    url: Option<String>,
+    /// Table of the readings, created if missing: name or schema.name (the schema must exist), lower-case letters, digits and '_'.
+    table: Option<String>,
+    /// Longest wait for connecting plus writing one batch; past it the batch fails with 503.
+    timeout_ms: Option<i64>,
+}
+
+impl RawPostgres {
+    fn check(self, issues: &mut Issues) -> PostgresConfig {
+        let placeholder = tokio_postgres::Config::new;
+        let url = match self.url {
+            None => {
+                issues.add("postgres.url", "required when [postgres] is present");
+                placeholder()
+            }
+            // The URL may hold a password: the message does not echo it.
+            Some(text) => text.parse().unwrap_or_else(|e| {
+                issues.add(
+                    "postgres.url",
+                    format!("not a PostgreSQL URL (postgresql://user@host:port/dbname): {e}"),
+                );
+                placeholder()
+            }),
+        };
+        let timeout_ms = count(
+            issues,
+            "postgres.timeout_ms",
+            self.timeout_ms,
+            DEFAULT_POSTGRES_TIMEOUT_MS as usize,
+        );
+        PostgresConfig {
+            url,
+            table: self.table.unwrap_or_else(|| DEFAULT_TABLE.into()),
+            timeout: Duration::from_millis(timeout_ms as u64),
+        }
+    }
 }
 
 impl RawConfig {
@@ -213,6 +268,7 @@ impl RawConfig {
             limits: self.limits.check(issues),
             kafka: self.kafka.map(|k| k.check(issues)),
             timeseries: self.timeseries.map(|t| t.check(issues)),
+            postgres: self.postgres.map(|p| p.check(issues)),
             tls: self.tls.map(|t| {
                 let mut required = |key: &str, value: Option<PathBuf>| {
                     value.unwrap_or_else(|| {
@@ -307,11 +363,33 @@ impl RawTimeseries {
             self.timeout_ms,
             DEFAULT_TIMESERIES_TIMEOUT_MS as usize,
         );
+        let d = LineLayout::default();
+        let quality = match self.quality.as_deref() {
+            None => d.quality,
+            Some(text) => QualityAs::parse(text).unwrap_or_else(|| {
+                let names = QualityAs::NAMES.join(", ");
+                issues.add(
+                    "timeseries.quality",
+                    format!("{text:?} is not one of {names}"),
+                );
+                d.quality
+            }),
+        };
+        let layout = LineLayout {
+            measurement: self.measurement.unwrap_or(d.measurement),
+            series_tag: self.series_tag.unwrap_or(d.series_tag),
+            gateway_tag: match self.gateway_tag {
+                None => d.gateway_tag,
+                Some(tag) if tag.is_empty() => None,
+                Some(tag) => Some(tag),
+            },
+            quality,
+            quality_key: self.quality_key.unwrap_or(d.quality_key),
+            value_field: self.value_field.unwrap_or(d.value_field),
+        };
         TimeseriesConfig {
             url,
-            measurement: self
-                .measurement
-                .unwrap_or_else(|| DEFAULT_MEASUREMENT.into()),
+            layout,
             timeout: Duration::from_millis(timeout_ms as u64),
         }
     }

@@ -37,8 +37,11 @@ fn example_file_is_valid_and_sets_every_section() {
         Duration::from_millis(DEFAULT_DELIVERY_TIMEOUT_MS)
     );
     let t = c.timeseries.expect("example configures [timeseries]");
-    assert_eq!(t.measurement, DEFAULT_MEASUREMENT);
+    assert_eq!(t.layout, crate::sink::line_protocol::LineLayout::default());
+    assert_eq!(t.layout.measurement, DEFAULT_MEASUREMENT);
     assert_eq!(t.url.as_str(), "http://127.0.0.1:8428/write");
+    let p = c.postgres.expect("example configures [postgres]");
+    assert_eq!(p.table, crate::sink::postgres::DEFAULT_TABLE);
 }
 
 #[test]
@@ -53,7 +56,7 @@ fn kafka_and_timeseries_defaults() {
     assert_eq!(k.alarms_topic, "edge.alarms.v1");
     assert_eq!(k.delivery_timeout, Duration::from_secs(30));
     let t = c.timeseries.unwrap();
-    assert_eq!(t.measurement, "edge");
+    assert_eq!(t.layout.measurement, "edge");
     assert_eq!(t.timeout, Duration::from_secs(10));
 }
 
@@ -228,4 +231,75 @@ fn example_file_repeats_every_key_doc() {
             "configs/relay.example.toml lacks the comment {doc:?}"
         );
     }
+}
+
+#[test]
+fn timeseries_layout_keys_are_read_and_checked_with_their_key_path() {
+    use crate::sink::line_protocol::{LineLayout, QualityAs};
+    let text = format!(
+        "{MINIMAL}\n[timeseries]\nurl = \"http://vm:8428/write\"\nmeasurement = \"plant\"\n\
+         series_tag = \"sensor\"\ngateway_tag = \"\"\nquality = \"field\"\nquality_key = \"q\"\nvalue_field = \"v\"\n"
+    );
+    let t = RelayConfig::from_toml(&text).unwrap().timeseries.unwrap();
+    assert_eq!(
+        t.layout,
+        LineLayout {
+            measurement: "plant".into(),
+            series_tag: "sensor".into(),
+            gateway_tag: None,
+            quality: QualityAs::Field,
+            quality_key: "q".into(),
+            value_field: "v".into(),
+        }
+    );
+
+    let text = format!(
+        "{MINIMAL}\n[timeseries]\nurl = \"http://vm:8428/write\"\nseries_tag = \"a,b\"\n\
+         gateway_tag = \"time\"\nquality = \"label\"\nvalue_field = \"quality\"\n"
+    );
+    let ConfigError::Invalid { issues, .. } = RelayConfig::from_toml(&text).unwrap_err() else {
+        panic!("expected Invalid");
+    };
+    let found: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+    for expected in [
+        "timeseries.quality: \"label\" is not one of tag, field, none",
+        "timeseries.series_tag: \"a,b\": may contain only",
+        "timeseries.gateway_tag: \"time\": \"time\" is reserved by InfluxDB",
+        "timeseries.value_field: \"quality\" is already used by timeseries.quality_key",
+    ] {
+        assert!(
+            found.iter().any(|f| f.starts_with(expected)),
+            "{expected} missing from {found:?}"
+        );
+    }
+}
+
+#[test]
+fn postgres_section_defaults_and_errors_name_the_key_without_the_password() {
+    let text = format!("{MINIMAL}\n[postgres]\nurl = \"postgresql://edge:pw@db:5433/plant\"\n");
+    let p = RelayConfig::from_toml(&text).unwrap().postgres.unwrap();
+    assert_eq!(p.table, "edge_readings");
+    assert_eq!(p.timeout, Duration::from_secs(10));
+    assert_eq!(p.url.get_dbname(), Some("plant"));
+    assert!(!format!("{p:?}").contains("pw"), "{p:?}");
+
+    let text = format!(
+        "{MINIMAL}\n[postgres]\nurl = \"postgresql://edge:secret-pw@db:notaport/plant\"\ntable = \"Readings\"\ntimeout_ms = -1\n"
+    );
+    let err = RelayConfig::from_toml(&text).unwrap_err().to_string();
+    for expected in [
+        "postgres.url: not a PostgreSQL URL",
+        "postgres.table: \"Readings\": may contain only lower-case",
+        "postgres.timeout_ms: -1 must not be negative",
+    ] {
+        assert!(err.contains(expected), "{expected} missing from {err}");
+    }
+    assert!(!err.contains("secret-pw"), "{err}");
+    let missing = RelayConfig::from_toml(&format!("{MINIMAL}\n[postgres]\n")).unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("postgres.url: required when [postgres] is present"),
+        "{missing}"
+    );
 }

@@ -244,5 +244,7 @@ fn render(delivery: &Delivery) -> Vec<Outgoing> {
     out
 }
 
+mod ready;
+
 #[cfg(test)]
 mod tests;

@@ -4,19 +4,25 @@
 //! is fsynced). Anything else is an error, the gateway gets 503 and sends the
 //! batch again later, so a failure never loses data but may duplicate it.
 //!
-//! An enum rather than a trait object: the three kinds are known, and an enum
+//! Several sinks may be configured at once (Kafka, a line-protocol store,
+//! PostgreSQL); the relay delivers to all of them concurrently and
+//! acknowledges only when every one succeeded.
+//!
+//! An enum rather than a trait object: the kinds are known, and an enum
 //! keeps `deliver` an ordinary `async fn`.
 //!
 //! Reading order: [`file`] (the default, simplest), [`kafka`],
-//! [`timeseries`] with its pure [`line_protocol`] renderer.
+//! [`timeseries`] with its pure [`line_protocol`] renderer, [`postgres`].
 
 pub mod file;
 pub mod kafka;
 pub mod line_protocol;
+pub mod postgres;
 pub mod timeseries;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::RelayConfig;
 use crate::message::Delivery;
@@ -24,6 +30,7 @@ use crate::metrics::Metrics;
 
 pub use file::FileSink;
 pub use kafka::KafkaSink;
+pub use postgres::PostgresSink;
 pub use timeseries::TimeseriesSink;
 
 /// One destination of accepted batches.
@@ -33,13 +40,15 @@ pub enum Sink {
     Kafka(KafkaSink),
     /// A time-series store speaking Influx line protocol.
     Timeseries(TimeseriesSink),
+    /// A PostgreSQL table, one row per reading.
+    Postgres(PostgresSink),
     /// JSON lines in local files; used when nothing else is configured.
     File(FileSink),
 }
 
 impl Sink {
-    /// The sinks a config asks for: Kafka and/or time-series, or the file
-    /// sink when neither is configured.
+    /// The sinks a config asks for: any of Kafka, time-series and
+    /// PostgreSQL, or the file sink when none is configured.
     pub fn from_config(
         config: &RelayConfig,
         metrics: &Arc<Metrics>,
@@ -50,6 +59,9 @@ impl Sink {
         }
         if let Some(t) = &config.timeseries {
             sinks.push(Sink::Timeseries(TimeseriesSink::new(t, metrics.clone())?));
+        }
+        if let Some(p) = &config.postgres {
+            sinks.push(Sink::Postgres(PostgresSink::new(p)));
         }
         if sinks.is_empty() {
             let dir = config.data_dir.clone().unwrap_or_default();
@@ -63,6 +75,7 @@ impl Sink {
         match self {
             Sink::Kafka(_) => "kafka",
             Sink::Timeseries(_) => "timeseries",
+            Sink::Postgres(_) => "postgres",
             Sink::File(_) => "file",
         }
     }
@@ -72,8 +85,37 @@ impl Sink {
         match self {
             Sink::Kafka(s) => s.deliver(delivery).await,
             Sink::Timeseries(s) => s.deliver(delivery).await,
+            Sink::Postgres(s) => s.deliver(delivery).await,
             Sink::File(s) => s.deliver(delivery).await,
         }
+    }
+}
+
+/// Longest wait of one readiness probe (`GET /readyz`).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Sink {
+    /// Readiness probe for `GET /readyz`, bounded by [`READY_TIMEOUT`]:
+    /// Kafka answers a metadata request, the time-series store answers its
+    /// `/ping`, PostgreSQL answers `SELECT 1`; the file sink is always ready.
+    pub async fn ready(&self) -> Result<(), SinkError> {
+        let probe = async {
+            match self {
+                Sink::Kafka(s) => s.ready(READY_TIMEOUT).await,
+                Sink::Timeseries(s) => s.ready().await,
+                Sink::Postgres(s) => s.ready().await,
+                Sink::File(_) => Ok(()),
+            }
+        };
+        tokio::time::timeout(READY_TIMEOUT + Duration::from_millis(500), probe)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SinkError::Unready {
+                    sink: self.name(),
+                    target: String::new(),
+                    reason: format!("no answer within {} ms", READY_TIMEOUT.as_millis()),
+                })
+            })
     }
 }
 
@@ -126,6 +168,38 @@ pub enum SinkError {
         status: u16,
         /// Start of the response body.
         body: String,
+    },
+    /// PostgreSQL refused a step or the connection broke.
+    #[error("postgres {target} table {table}: {action} failed: {message}")]
+    Postgres {
+        /// `host:port/dbname` (never the password).
+        target: String,
+        /// The readings table.
+        table: String,
+        /// What was attempted: `connect`, `create table`, `prepare insert`, `insert`, `SELECT 1`.
+        action: &'static str,
+        /// tokio-postgres's error with its causes.
+        message: String,
+    },
+    /// A PostgreSQL step took longer than `postgres.timeout_ms`.
+    #[error("postgres {target}: {action} timed out after {} ms", after.as_millis())]
+    PostgresTimeout {
+        /// `host:port/dbname`.
+        target: String,
+        /// What was attempted.
+        action: &'static str,
+        /// The configured bound.
+        after: Duration,
+    },
+    /// A readiness probe found the destination unreachable (see [`Sink::ready`]).
+    #[error("{sink} {target}: not ready: {reason}")]
+    Unready {
+        /// Sink name.
+        sink: &'static str,
+        /// The brokers or URL probed.
+        target: String,
+        /// What the probe saw.
+        reason: String,
     },
     /// A file of the file sink could not be opened, written or synced.
     #[error("file sink {}: cannot {action}: {source}", path.display())]

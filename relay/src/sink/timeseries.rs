@@ -21,7 +21,8 @@ use reqwest::Url;
 use crate::config::TimeseriesConfig;
 use crate::message::Delivery;
 use crate::metrics::Metrics;
-use crate::sink::{line_protocol, SinkError};
+use crate::sink::line_protocol::{self, LineLayout};
+use crate::sink::SinkError;
 
 /// Target size of one write request body, in bytes (VictoriaMetrics accepts
 /// 64 MiB by default, InfluxDB 1.x 25 MB; both are far above this).
@@ -33,7 +34,9 @@ pub struct TimeseriesSink {
     client: reqwest::Client,
     /// The configured URL with `precision=u` added.
     url: Url,
-    measurement: String,
+    /// The store's `/ping`, for the readiness probe.
+    ping: Url,
+    layout: Arc<LineLayout>,
     metrics: Arc<Metrics>,
     nonfinite: LogOncePerInterval,
 }
@@ -54,7 +57,8 @@ impl TimeseriesSink {
         Ok(TimeseriesSink {
             client,
             url: write_url(&config.url),
-            measurement: config.measurement.clone(),
+            ping: ping_url(&config.url),
+            layout: Arc::new(config.layout.clone()),
             metrics,
             nonfinite: LogOncePerInterval::new(Duration::from_secs(60)),
         })
@@ -63,9 +67,9 @@ impl TimeseriesSink {
     /// Write every finite reading of the batch.
     pub async fn deliver(&self, delivery: Arc<Delivery>) -> Result<(), SinkError> {
         let rendered = {
-            let (delivery, measurement) = (delivery.clone(), self.measurement.clone());
+            let (delivery, layout) = (delivery.clone(), self.layout.clone());
             tokio::task::spawn_blocking(move || {
-                line_protocol::render(&delivery, &measurement, BODY_BYTES)
+                line_protocol::render(&delivery, &layout, BODY_BYTES)
             })
             .await
             .map_err(|e| SinkError::Task {
@@ -89,6 +93,28 @@ impl TimeseriesSink {
             self.post(body).await?;
         }
         Ok(())
+    }
+
+    /// Readiness probe: `GET /ping` (VictoriaMetrics and InfluxDB 1.x answer
+    /// 204) within [`super::READY_TIMEOUT`].
+    pub async fn ready(&self) -> Result<(), SinkError> {
+        let unready = |reason: String| SinkError::Unready {
+            sink: "timeseries",
+            target: self.ping.to_string(),
+            reason,
+        };
+        let response = self
+            .client
+            .get(self.ping.clone())
+            .timeout(super::READY_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| unready(format!("request failed: {e}")))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(unready(format!("answered {}", response.status())))
+        }
     }
 
     async fn post(&self, body: String) -> Result<(), SinkError> {
@@ -133,6 +159,18 @@ fn write_url(url: &Url) -> Url {
         .clear()
         .extend_pairs(kept)
         .append_pair("precision", "u");
+    out
+}
+
+/// The `/ping` beside the write endpoint: the last path segment (`write`)
+/// replaced by `ping`, no query, so `http://h:8086/write?db=x` gives
+/// `http://h:8086/ping` and `http://h/influx/write` gives `http://h/influx/ping`.
+fn ping_url(url: &Url) -> Url {
+    let mut out = url.clone();
+    out.set_query(None);
+    let path = url.path();
+    let base = path.rsplit_once('/').map_or("", |(base, _)| base);
+    out.set_path(&format!("{base}/ping"));
     out
 }
 
@@ -199,6 +237,21 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(
                 write_url(&Url::parse(input).unwrap()).as_str(),
+                expected,
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn ping_url_sits_beside_the_write_endpoint() {
+        for (input, expected) in [
+            ("http://127.0.0.1:8428/write", "http://127.0.0.1:8428/ping"),
+            ("http://h:8086/write?db=edge", "http://h:8086/ping"),
+            ("http://h/influx/write", "http://h/influx/ping"),
+        ] {
+            assert_eq!(
+                ping_url(&Url::parse(input).unwrap()).as_str(),
                 expected,
                 "{input}"
             );

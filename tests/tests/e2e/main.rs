@@ -16,6 +16,7 @@
 //! - [`status`]: the agent's `/metrics` and `/healthz` over HTTP, with the uplink down.
 //! - [`gaps`]: readings dropped by the spool's age bound arrive as gap events.
 //! - [`arm`]: the aarch64 agent under qemu polling Modbus and forwarding to the relay.
+//! - [`sinks`]: the relay's InfluxDB, VictoriaMetrics and PostgreSQL sinks, and several sinks at once.
 
 mod alarms;
 mod arm;
@@ -29,4 +30,5 @@ mod mqtt_crash;
 mod mqtt_tls;
 mod pipeline;
 mod rtu;
+mod sinks;
 mod status;
