@@ -33,7 +33,7 @@ pub mod tls;
 pub mod validation;
 
 pub use config::{
-    ConfigError, GatewayConfig, KafkaConfig, RelayConfig, TimeseriesConfig, TlsConfig,
+    ConfigError, GatewayConfig, Granularity, KafkaConfig, RelayConfig, TimeseriesConfig, TlsConfig,
 };
 pub use relay::{Relay, RelayError};
 pub use server::{serve, serve_tls};

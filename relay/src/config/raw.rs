@@ -8,6 +8,7 @@
 //! converted gets its default and an issue, and the caller refuses the result
 //! if any issue was recorded.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use crate::auth::{check_token, TokenHash};
 use crate::validation::{TimeWindow, DEFAULT_MAX_FUTURE_SECS, DEFAULT_MAX_PAST_HOURS};
 
 use super::{
-    DedupConfig, GatewayConfig, Issues, KafkaConfig, RelayConfig, TimeseriesConfig,
+    DedupConfig, GatewayConfig, Granularity, Issues, KafkaConfig, RelayConfig, TimeseriesConfig,
     DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_LISTEN,
     DEFAULT_MEASUREMENT, DEFAULT_READINGS_TOPIC, DEFAULT_TIMESERIES_TIMEOUT_MS,
 };
@@ -77,6 +78,10 @@ struct RawGateway {
     tokens: Option<Vec<String>>,
     /// Development only: a plaintext bearer token (at least 16 bytes). The relay hashes it at start and warns loudly; use tokens in production.
     token: Option<String>,
+    /// Site (plant) the gateway is installed at; copied into every message as `site`.
+    site: Option<String>,
+    /// Tags of the gateway (string to string); copied into every message as `gateway_tags`.
+    tags: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +118,10 @@ struct RawKafka {
     alarms_topic: Option<String>,
     /// Longest wait for the brokers to acknowledge a message (librdkafka message.timeout.ms); past it the batch fails with 503.
     delivery_timeout_ms: Option<i64>,
+    /// "reading": one message per reading (edge.reading.v1); "series": one message per series per batch (edge.series-batch.v1).
+    granularity: Option<String>,
+    /// Extra librdkafka producer properties, passed through unchanged; the relay refuses any that would weaken delivery (idempotence off, acks other than all, retries 0, more than 5 in flight) or that it sets itself.
+    producer: Option<BTreeMap<String, toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +179,8 @@ impl RawConfig {
                 GatewayConfig {
                     id: gw.id.unwrap_or_default(),
                     tokens,
+                    site: gw.site,
+                    tags: gw.tags.unwrap_or_default(),
                 }
             })
             .collect();
@@ -275,6 +286,41 @@ impl RawKafka {
                 .alarms_topic
                 .unwrap_or_else(|| DEFAULT_ALARMS_TOPIC.into()),
             delivery_timeout: Duration::from_millis(timeout_ms as u64),
+            granularity: match self.granularity.as_deref() {
+                None | Some("reading") => Granularity::Reading,
+                Some("series") => Granularity::Series,
+                Some(other) => {
+                    issues.add(
+                        "kafka.granularity",
+                        format!("{other:?} is not \"reading\" or \"series\""),
+                    );
+                    Granularity::Reading
+                }
+            },
+            producer: self
+                .producer
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(name, value)| {
+                    let text = match value {
+                        toml::Value::String(s) => s,
+                        toml::Value::Integer(i) => i.to_string(),
+                        toml::Value::Boolean(b) => b.to_string(),
+                        toml::Value::Float(f) => f.to_string(),
+                        other => {
+                            issues.add(
+                                format!("kafka.producer.{name:?}"),
+                                format!(
+                                    "is a {}; librdkafka properties are strings, integers or booleans",
+                                    other.type_str()
+                                ),
+                            );
+                            return None;
+                        }
+                    };
+                    Some((name, text))
+                })
+                .collect(),
         }
     }
 }

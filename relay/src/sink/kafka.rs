@@ -1,7 +1,9 @@
-//! The Kafka sink: one message per reading to the readings topic and one per
+//! The Kafka sink: one message per reading (or, with `granularity =
+//! "series"`, one per series per batch) to the readings topic and one per
 //! alarm event to the alarms topic, key = series name (so one series stays
 //! ordered within its partition), value = the JSON of [`crate::message`],
-//! headers `gateway`, `batch_seq`, `schema`.
+//! headers `gateway`, `batch_seq`, `schema`. Extra producer properties pass
+//! through [`properties`], which refuses any that would weaken delivery.
 //!
 //! Durability: the producer runs with `enable.idempotence=true` and
 //! `acks=all`, and `deliver` enqueues every message of the batch, then waits
@@ -21,12 +23,14 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::config::KafkaConfig;
-use crate::message::{Delivery, ALARM_SCHEMA, READING_SCHEMA};
+use crate::config::{Granularity, KafkaConfig};
+use crate::message::{Delivery, ALARM_SCHEMA, READING_SCHEMA, SERIES_BATCH_SCHEMA};
 use crate::sink::SinkError;
+
+pub mod properties;
 
 /// Publishes batches to Kafka.
 pub struct KafkaSink {
@@ -35,6 +39,7 @@ pub struct KafkaSink {
     readings_topic: String,
     alarms_topic: String,
     delivery_timeout: Duration,
+    granularity: Granularity,
 }
 
 impl fmt::Debug for KafkaSink {
@@ -43,6 +48,7 @@ impl fmt::Debug for KafkaSink {
             .field("brokers", &self.brokers)
             .field("readings_topic", &self.readings_topic)
             .field("alarms_topic", &self.alarms_topic)
+            .field("granularity", &self.granularity)
             .finish_non_exhaustive()
     }
 }
@@ -59,7 +65,18 @@ impl KafkaSink {
     /// shows up as delivery errors later, not here.
     pub fn new(config: &KafkaConfig) -> Result<KafkaSink, SinkError> {
         let brokers = config.brokers.join(",");
-        let producer = ClientConfig::new()
+        let mut client = ClientConfig::new();
+        client.set("compression.type", "lz4");
+        // The config check refuses these already; a config built in code
+        // reaches here unchecked.
+        for (name, value) in &config.producer {
+            properties::check(name, value).map_err(|reason| SinkError::KafkaProperty {
+                name: name.clone(),
+                reason,
+            })?;
+            client.set(name, value);
+        }
+        let producer = client
             .set("bootstrap.servers", &brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -67,7 +84,6 @@ impl KafkaSink {
                 "message.timeout.ms",
                 config.delivery_timeout.as_millis().to_string(),
             )
-            .set("compression.type", "lz4")
             .create()
             .map_err(|source| SinkError::KafkaSetup {
                 brokers: brokers.clone(),
@@ -79,15 +95,35 @@ impl KafkaSink {
             readings_topic: config.readings_topic.clone(),
             alarms_topic: config.alarms_topic.clone(),
             delivery_timeout: config.delivery_timeout,
+            granularity: config.granularity,
         })
+    }
+
+    /// Messages in the producer waiting to be sent or for their delivery
+    /// report (librdkafka's `rd_kafka_outq_len`).
+    pub fn queue_depth(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
+    /// Wait up to `timeout` for every message still in the producer to be
+    /// delivered (shutdown). Returns how many were left when it gave up.
+    pub async fn flush(&self, timeout: Duration) -> i32 {
+        let producer = self.producer.clone();
+        let left = tokio::task::spawn_blocking(move || {
+            let _ = producer.flush(timeout);
+            producer.in_flight_count()
+        })
+        .await;
+        left.unwrap_or_else(|_| self.queue_depth())
     }
 
     /// Publish every reading and alarm of the batch and wait until the
     /// brokers acknowledged all of them.
     pub async fn deliver(&self, delivery: Arc<Delivery>) -> Result<(), SinkError> {
+        let granularity = self.granularity;
         let rendered = {
             let delivery = delivery.clone();
-            tokio::task::spawn_blocking(move || render(&delivery))
+            tokio::task::spawn_blocking(move || render(&delivery, granularity))
                 .await
                 .map_err(|e| SinkError::Task {
                     sink: "kafka",
@@ -108,7 +144,11 @@ impl KafkaSink {
             let (topic, schema) = if msg.alarm {
                 (self.alarms_topic.as_str(), ALARM_SCHEMA)
             } else {
-                (self.readings_topic.as_str(), READING_SCHEMA)
+                let schema = match granularity {
+                    Granularity::Reading => READING_SCHEMA,
+                    Granularity::Series => SERIES_BATCH_SCHEMA,
+                };
+                (self.readings_topic.as_str(), schema)
             };
             let headers = OwnedHeaders::new_with_capacity(3)
                 .insert(Header {
@@ -175,10 +215,21 @@ async fn await_reports<'t>(
     Ok(())
 }
 
-/// Readings first, then alarms, each in batch order.
-fn render(delivery: &Delivery) -> Vec<Outgoing> {
+/// Readings first (one message per reading, or one per series that has
+/// points), then alarms, each in batch order.
+fn render(delivery: &Delivery, granularity: Granularity) -> Vec<Outgoing> {
     let mut out = Vec::with_capacity(delivery.batch.reading_count() + delivery.batch.alarms.len());
     for (i, series) in delivery.batch.series.iter().enumerate() {
+        if granularity == Granularity::Series {
+            if !series.points.is_empty() {
+                out.push(Outgoing {
+                    alarm: false,
+                    series: i,
+                    payload: delivery.series_json(series),
+                });
+            }
+            continue;
+        }
         for point in &series.points {
             out.push(Outgoing {
                 alarm: false,
