@@ -5,8 +5,11 @@
 //! - `batches`: `POST /v1/batches` status codes and what lands in the file sink.
 //! - `security`: tokens, hostile bodies, TLS and mutual TLS.
 //! - `timeseries`: the line-protocol sink against a fake write endpoint.
+//! - `kafka_faults`: produce errors and a broker outage against librdkafka's
+//!   mock cluster, and the metrics they move.
 
 mod batches;
+mod kafka_faults;
 mod security;
 mod support;
 mod timeseries;
