@@ -14,6 +14,7 @@
 //! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
 //! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
 //! - [`status`]: the agent's `/metrics` and `/healthz` over HTTP, with the uplink down.
+//! - [`relay_kafka`]: the relay binary to tansu: granularities, enrichment, SIGTERM.
 
 mod alarms;
 mod chaos;
@@ -24,5 +25,6 @@ mod mqtt;
 mod mqtt_crash;
 mod mqtt_tls;
 mod pipeline;
+mod relay_kafka;
 mod rtu;
 mod status;
