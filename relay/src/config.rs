@@ -13,7 +13,7 @@
 //! Not here: building sinks (see [`crate::sink`]). The `///` words on each key
 //! are repeated in `configs/relay.example.toml`; keep them in step.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -112,6 +112,10 @@ pub struct GatewayConfig {
     pub id: String,
     /// Hashes of the gateway's active bearer tokens (see [`crate::auth`]).
     pub tokens: Vec<TokenHash>,
+    /// Site (plant) the gateway is installed at; copied into every message as `site`.
+    pub site: Option<String>,
+    /// Tags of the gateway (string to string); copied into every message as `gateway_tags`.
+    pub tags: BTreeMap<String, String>,
 }
 
 impl GatewayConfig {
@@ -121,6 +125,8 @@ impl GatewayConfig {
         GatewayConfig {
             id: id.into(),
             tokens: vec![TokenHash::of(token.as_bytes())],
+            site: None,
+            tags: BTreeMap::new(),
         }
     }
 }
@@ -138,6 +144,48 @@ pub struct KafkaConfig {
     pub events_topic: String,
     /// Longest wait for the brokers to acknowledge a message (librdkafka message.timeout.ms); past it the batch fails with 503.
     pub delivery_timeout: Duration,
+    /// One message per reading (`Reading`) or one per series per batch (`Series`).
+    pub granularity: Granularity,
+    /// Extra librdkafka producer properties, passed through unchanged; see
+    /// [`crate::sink::kafka::properties`] for the ones the relay refuses.
+    pub producer: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// A config with the default topics, timeout and granularity and no
+    /// extra producer properties.
+    pub fn new(brokers: Vec<String>) -> KafkaConfig {
+        KafkaConfig {
+            brokers,
+            readings_topic: DEFAULT_READINGS_TOPIC.into(),
+            alarms_topic: DEFAULT_ALARMS_TOPIC.into(),
+            events_topic: DEFAULT_EVENTS_TOPIC.into(),
+            delivery_timeout: Duration::from_millis(DEFAULT_DELIVERY_TIMEOUT_MS),
+            granularity: Granularity::default(),
+            producer: BTreeMap::new(),
+        }
+    }
+}
+
+/// How readings are cut into Kafka messages (`kafka.granularity`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Granularity {
+    /// `"reading"`: one message per reading (`edge.reading.v1`), the easiest to consume.
+    #[default]
+    Reading,
+    /// `"series"`: one message per series per batch (`edge.series-batch.v1`), an
+    /// array of points; far fewer messages for high-rate series.
+    Series,
+}
+
+impl Granularity {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Reading => "reading",
+            Granularity::Series => "series",
+        }
+    }
 }
 
 /// Where and how to write Influx line protocol.
@@ -250,6 +298,17 @@ impl RelayConfig {
                     "at least one token hash is required (make one with `edge-relay hash-token`)",
                 );
             }
+            if gw.site.as_deref().is_some_and(str::is_empty) {
+                issues.add(format!("gateways[{i}].site"), "must not be empty when set");
+            }
+            for (key, value) in &gw.tags {
+                if key.is_empty() {
+                    issues.add(
+                        format!("gateways[{i}].tags"),
+                        format!("a tag has an empty name (value {value:?})"),
+                    );
+                }
+            }
             for (j, hash) in gw.tokens.iter().enumerate() {
                 if !tokens.insert(*hash) {
                     issues.add(
@@ -307,6 +366,11 @@ impl RelayConfig {
             ] {
                 if let Err(why) = check_topic(topic) {
                     issues.add(format!("kafka.{key}"), format!("{topic:?}: {why}"));
+                }
+            }
+            for (name, value) in &k.producer {
+                if let Err(why) = crate::sink::kafka::properties::check(name, value) {
+                    issues.add(format!("kafka.producer.{name:?}"), why);
                 }
             }
             let ms = k.delivery_timeout.as_millis();

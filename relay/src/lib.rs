@@ -33,8 +33,8 @@ pub mod tls;
 pub mod validation;
 
 pub use config::{
-    ConfigError, GatewayConfig, KafkaConfig, PostgresConfig, RelayConfig, TimeseriesConfig,
-    TlsConfig,
+    ConfigError, GatewayConfig, Granularity, KafkaConfig, PostgresConfig, RelayConfig,
+    TimeseriesConfig, TlsConfig,
 };
 pub use relay::{Relay, RelayError};
 pub use server::{serve, serve_tls};

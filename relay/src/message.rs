@@ -1,6 +1,10 @@
-//! The JSON messages the relay publishes, one per reading, one per alarm
-//! event and one per gateway event (a gap: readings the gateway dropped):
-//! the values of Kafka messages and the lines of the file sink.
+//! The JSON messages the relay publishes, one per reading (or, with
+//! `granularity = "series"`, one per series per batch), one per alarm event
+//! and one per gateway event (a gap: readings the gateway dropped): the
+//! values of Kafka messages and the lines of the file sink. Every message
+//! carries its `schema` name and the relay's enrichment: the gateway's `site`
+//! and `gateway_tags` from the config and the time the relay received the
+//! batch (`received_us`, `received`).
 //! `docs/kafka-messages.md` is the contract for the teams that read them;
 //! a change here that is not additive needs a new schema version.
 //!
@@ -24,6 +28,20 @@ pub const READING_SCHEMA: &str = "edge.reading.v1";
 pub const ALARM_SCHEMA: &str = "edge.alarm.v1";
 /// Schema name of gateway event messages (gaps).
 pub const EVENT_SCHEMA: &str = "edge.event.v1";
+/// Schema name of series-batch messages (`granularity = "series"`).
+pub const SERIES_BATCH_SCHEMA: &str = "edge.series-batch.v1";
+
+/// What the relay adds to every message of a batch: where the gateway is and
+/// when the batch arrived. Not part of the wire batch.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The gateway's `site` from the relay config.
+    pub site: Option<String>,
+    /// The gateway's `tags` from the relay config.
+    pub gateway_tags: BTreeMap<String, String>,
+    /// When the relay received the batch, µs since the Unix epoch.
+    pub received_us: i64,
+}
 
 /// A decoded batch whose alarms have been matched to their series, so every
 /// sink can render it without failing.
@@ -33,6 +51,8 @@ pub struct Delivery {
     pub batch: Batch,
     /// For each alarm, the index in `batch.series` of the series it is about.
     alarm_series: Vec<usize>,
+    /// Site, gateway tags and arrival time, added to every message.
+    pub origin: Origin,
 }
 
 /// An alarm names a series id that the batch does not define.
@@ -74,6 +94,7 @@ impl Delivery {
         Ok(Delivery {
             batch,
             alarm_series,
+            origin: Origin::default(),
         })
     }
 
@@ -115,6 +136,7 @@ impl Delivery {
             value,
             value_text,
             quality: point.quality.as_str(),
+            origin: self.origin(),
         })
     }
 
@@ -135,7 +157,44 @@ impl Delivery {
             batches: gap.batches,
             recorded: rfc3339_micros(gap.recorded_us),
             recorded_us: gap.recorded_us,
+            origin: self.origin(),
         })
+    }
+
+    /// The JSON message of one series of the batch with all its points
+    /// (`edge.series-batch.v1`).
+    pub fn series_json(&self, series: &Series) -> Vec<u8> {
+        to_json(&SeriesBatchMessage {
+            schema: SERIES_BATCH_SCHEMA,
+            gateway: &self.batch.gateway_id,
+            batch_seq: self.batch.seq,
+            series: &series.name,
+            unit: &series.unit,
+            tags: &series.tags,
+            points: series
+                .points
+                .iter()
+                .map(|p| {
+                    let (value, value_text) = number(p.value);
+                    PointMessage {
+                        t_us: p.ts_us,
+                        value,
+                        value_text,
+                        quality: p.quality.as_str(),
+                    }
+                })
+                .collect(),
+            origin: self.origin(),
+        })
+    }
+
+    fn origin(&self) -> OriginFields<'_> {
+        OriginFields {
+            site: self.origin.site.as_deref(),
+            gateway_tags: &self.origin.gateway_tags,
+            received: rfc3339_micros(self.origin.received_us),
+            received_us: self.origin.received_us,
+        }
     }
 
     /// The JSON message of one alarm event.
@@ -159,6 +218,7 @@ impl Delivery {
             ts_us: alarm.ts_us,
             severity: alarm.severity.map(|s| s.as_str()),
             duration_us: alarm.duration_us,
+            origin: self.origin(),
         })
     }
 }
@@ -178,6 +238,8 @@ struct GapMessage<'a> {
     batches: u64,
     recorded: Option<String>,
     recorded_us: i64,
+    #[serde(flatten)]
+    origin: OriginFields<'a>,
 }
 
 #[derive(Serialize)]
@@ -190,6 +252,39 @@ struct ReadingMessage<'a> {
     tags: &'a BTreeMap<String, String>,
     ts: Option<String>,
     ts_us: i64,
+    value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_text: Option<&'static str>,
+    quality: &'static str,
+    #[serde(flatten)]
+    origin: OriginFields<'a>,
+}
+
+/// The enrichment fields, last in every message.
+#[derive(Serialize)]
+struct OriginFields<'a> {
+    site: Option<&'a str>,
+    gateway_tags: &'a BTreeMap<String, String>,
+    received: Option<String>,
+    received_us: i64,
+}
+
+#[derive(Serialize)]
+struct SeriesBatchMessage<'a> {
+    schema: &'static str,
+    gateway: &'a str,
+    batch_seq: u64,
+    series: &'a str,
+    unit: &'a str,
+    tags: &'a BTreeMap<String, String>,
+    points: Vec<PointMessage>,
+    #[serde(flatten)]
+    origin: OriginFields<'a>,
+}
+
+#[derive(Serialize)]
+struct PointMessage {
+    t_us: i64,
     value: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     value_text: Option<&'static str>,
@@ -218,6 +313,8 @@ struct AlarmMessage<'a> {
     severity: Option<&'static str>,
     /// Only on a clear.
     duration_us: Option<i64>,
+    #[serde(flatten)]
+    origin: OriginFields<'a>,
 }
 
 fn to_json(message: &impl Serialize) -> Vec<u8> {

@@ -1,12 +1,19 @@
-//! Counters of what the relay did, rendered in the Prometheus text format at
-//! `GET /metrics`. Plain atomics: a handful of counters does not need a
-//! metrics framework, and there are no histograms yet.
+//! What the relay did, rendered in the Prometheus text format at
+//! `GET /metrics`: counters of batches and readings in and out, rejections
+//! by status and reason, per-gateway last-seen time and sequence, a latency
+//! histogram per sink, and (added by [`crate::Relay`]) the Kafka producer's
+//! queue depth. Plain atomics and two small mutex-guarded maps: a handful of
+//! series does not need a metrics framework.
 //!
 //! Counters only ever grow (they reset when the process restarts, which
-//! Prometheus' `rate()` handles).
+//! Prometheus' `rate()` handles). Label values that come from outside the
+//! code (gateway ids, from the config) are escaped as the format requires.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// How one `POST /v1/batches` ended. Each is a label value of
 /// `edge_relay_requests_total{outcome=...}`.
@@ -71,6 +78,48 @@ pub struct Metrics {
     tags_dropped: AtomicU64,
     duplicates: AtomicU64,
     ledger_failures: AtomicU64,
+    batches_received: AtomicU64,
+    readings_received: AtomicU64,
+    /// `(status, reason)` → count.
+    rejected: Mutex<BTreeMap<(u16, &'static str), u64>>,
+    /// Gateway id → what was last seen of it.
+    gateways: Mutex<BTreeMap<String, GatewaySeen>>,
+    sink_latency: [Histogram; SINK_NAMES.len()],
+}
+
+/// The last request and batch of one gateway.
+#[derive(Debug, Default, Clone, Copy)]
+struct GatewaySeen {
+    /// Unix time of its last authenticated request, seconds.
+    last_seen_s: f64,
+    /// Sequence number of its last stored batch, if any.
+    last_seq: Option<u64>,
+}
+
+/// Upper bounds of the sink latency buckets, seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// A cumulative Prometheus histogram over [`LATENCY_BUCKETS`].
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Per bucket (not cumulative; summed when rendered), then +Inf.
+    counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -101,6 +150,52 @@ impl Metrics {
     pub fn sink_failure(&self, sink: &str) {
         if let Some(i) = SINK_NAMES.iter().position(|s| *s == sink) {
             self.sink_failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Count a batch that decoded, with its readings ("in", whatever
+    /// happens to it next).
+    pub fn received(&self, readings: usize) {
+        self.batches_received.fetch_add(1, Ordering::Relaxed);
+        self.readings_received
+            .fetch_add(readings as u64, Ordering::Relaxed);
+    }
+
+    /// Count a refused request by HTTP status and reason (the decoder's
+    /// label for 400/413 from decoding, else the outcome's label).
+    pub fn rejected(&self, status: u16, reason: &'static str) {
+        let mut map = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((status, reason)).or_default() += 1;
+    }
+
+    /// Record an authenticated request from `gateway` at `unix_s`.
+    pub fn gateway_seen(&self, gateway: &str, unix_s: f64) {
+        let mut map = self.gateways.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get_mut(gateway) {
+            Some(seen) => seen.last_seen_s = seen.last_seen_s.max(unix_s),
+            None => {
+                map.insert(
+                    gateway.to_owned(),
+                    GatewaySeen {
+                        last_seen_s: unix_s,
+                        last_seq: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Record that batch `seq` of `gateway` is stored (now or before).
+    pub fn gateway_stored(&self, gateway: &str, seq: u64) {
+        let mut map = self.gateways.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(gateway.to_owned()).or_default().last_seq = Some(seq);
+    }
+
+    /// Record how long one delivery to the sink named `sink` took, success
+    /// or failure.
+    pub fn sink_latency(&self, sink: &str, took: Duration) {
+        if let Some(i) = SINK_NAMES.iter().position(|s| *s == sink) {
+            self.sink_latency[i].observe(took);
         }
     }
 
@@ -199,8 +294,122 @@ impl Metrics {
             "edge_relay_timeseries_tags_dropped_total {}",
             get(&self.tags_dropped)
         );
+        head(
+            &mut out,
+            "edge_relay_batches_received_total",
+            "Batches that decoded, whatever happened to them next.",
+        );
+        let _ = writeln!(
+            out,
+            "edge_relay_batches_received_total {}",
+            get(&self.batches_received)
+        );
+        head(
+            &mut out,
+            "edge_relay_readings_received_total",
+            "Readings in batches that decoded, whatever happened to them next.",
+        );
+        let _ = writeln!(
+            out,
+            "edge_relay_readings_received_total {}",
+            get(&self.readings_received)
+        );
+        head(
+            &mut out,
+            "edge_relay_rejected_total",
+            "Refused batch uploads by HTTP status and reason.",
+        );
+        for ((status, reason), n) in self
+            .rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "edge_relay_rejected_total{{status=\"{status}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let gateways = self
+            .gateways
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let _ = writeln!(
+            out,
+            "# HELP edge_relay_gateway_last_seen_seconds Unix time of the gateway's last authenticated request.\n\
+             # TYPE edge_relay_gateway_last_seen_seconds gauge"
+        );
+        for (gw, seen) in &gateways {
+            let _ = writeln!(
+                out,
+                "edge_relay_gateway_last_seen_seconds{{gateway=\"{}\"}} {:.3}",
+                escape(gw),
+                seen.last_seen_s
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP edge_relay_gateway_last_seq Sequence number of the gateway's last stored batch.\n\
+             # TYPE edge_relay_gateway_last_seq gauge"
+        );
+        for (gw, seen) in &gateways {
+            if let Some(seq) = seen.last_seq {
+                let _ = writeln!(
+                    out,
+                    "edge_relay_gateway_last_seq{{gateway=\"{}\"}} {seq}",
+                    escape(gw)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP edge_relay_sink_seconds Time one sink took to deliver one batch (success or failure).\n\
+             # TYPE edge_relay_sink_seconds histogram"
+        );
+        for (sink, h) in SINK_NAMES.iter().zip(&self.sink_latency) {
+            let mut cumulative = 0;
+            for (i, c) in h.counts.iter().enumerate() {
+                cumulative += get(c);
+                let le = LATENCY_BUCKETS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+                let _ = writeln!(
+                    out,
+                    "edge_relay_sink_seconds_bucket{{sink=\"{sink}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "edge_relay_sink_seconds_sum{{sink=\"{sink}\"}} {}",
+                get(&h.sum_us) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "edge_relay_sink_seconds_count{{sink=\"{sink}\"}} {cumulative}"
+            );
+        }
         out
     }
+
+    /// The Kafka producer's queue depth gauge (messages waiting for a
+    /// delivery report), rendered apart because the producer owns the number.
+    pub fn render_kafka_queue(out: &mut String, messages: i32) {
+        let _ = writeln!(
+            out,
+            "# HELP edge_relay_kafka_queue_messages Messages in the Kafka producer waiting for delivery or its report.\n\
+             # TYPE edge_relay_kafka_queue_messages gauge\n\
+             edge_relay_kafka_queue_messages {messages}"
+        );
+    }
+}
+
+/// A label value as the text format wants it: `\\`, `\"` and `\n` escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -237,5 +446,36 @@ mod tests {
             text.contains("# TYPE edge_relay_alarms_total counter\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn gauges_histograms_and_rejections_render_with_their_labels() {
+        let m = Metrics::default();
+        m.received(7);
+        m.rejected(413, "too_large");
+        m.rejected(413, "too_large");
+        m.rejected(401, "unauthorized");
+        m.gateway_seen("gw-\"1\"", 1_800_000_000.5);
+        m.gateway_stored("gw-\"1\"", 42);
+        m.sink_latency("kafka", Duration::from_millis(3));
+        m.sink_latency("kafka", Duration::from_secs(60));
+        let text = m.render();
+        for line in [
+            "edge_relay_batches_received_total 1\n",
+            "edge_relay_readings_received_total 7\n",
+            "edge_relay_rejected_total{status=\"413\",reason=\"too_large\"} 2\n",
+            "edge_relay_rejected_total{status=\"401\",reason=\"unauthorized\"} 1\n",
+            "edge_relay_gateway_last_seen_seconds{gateway=\"gw-\\\"1\\\"\"} 1800000000.500\n",
+            "edge_relay_gateway_last_seq{gateway=\"gw-\\\"1\\\"\"} 42\n",
+            "edge_relay_sink_seconds_bucket{sink=\"kafka\",le=\"0.0025\"} 0\n",
+            "edge_relay_sink_seconds_bucket{sink=\"kafka\",le=\"0.005\"} 1\n",
+            "edge_relay_sink_seconds_bucket{sink=\"kafka\",le=\"30\"} 1\n",
+            "edge_relay_sink_seconds_bucket{sink=\"kafka\",le=\"+Inf\"} 2\n",
+            "edge_relay_sink_seconds_count{sink=\"kafka\"} 2\n",
+            "edge_relay_sink_seconds_sum{sink=\"kafka\"} 60.003\n",
+            "edge_relay_sink_seconds_count{sink=\"file\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
     }
 }

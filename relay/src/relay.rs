@@ -19,10 +19,16 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Credentials;
 use crate::config::{ConfigError, GatewayConfig, RelayConfig};
 use crate::ledger::{Claim, Ledger, LedgerError};
-use crate::message::Delivery;
+use crate::message::{Delivery, Origin};
 use crate::metrics::Metrics;
 use crate::sink::{Sink, SinkError};
 use crate::validation::TimeWindow;
+
+/// Longest wait at shutdown for the Kafka producer to deliver what it
+/// still holds. Every answered batch was acknowledged already; what is left
+/// belongs to batches that will be answered 503 (or whose client is gone)
+/// and will be retried.
+pub const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A configured relay, ready to [`crate::serve`]. Cheap to clone (shared).
 #[derive(Debug, Clone)]
@@ -137,6 +143,17 @@ impl Relay {
         Some(self.inner.gateways[index].id.as_str())
     }
 
+    /// What the relay adds to every message of a batch from `gateway`
+    /// received at `received_us`: the gateway's site and tags.
+    pub fn origin(&self, gateway: &str, received_us: i64) -> Origin {
+        let gw = self.inner.gateways.iter().find(|g| g.id == gateway);
+        Origin {
+            site: gw.and_then(|g| g.site.clone()),
+            gateway_tags: gw.map(|g| g.tags.clone()).unwrap_or_default(),
+            received_us,
+        }
+    }
+
     /// The decode limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
@@ -150,6 +167,18 @@ impl Relay {
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The `/metrics` page: the counters, then the Kafka producer's queue
+    /// depth when Kafka is configured.
+    pub fn render_metrics(&self) -> String {
+        let mut text = self.inner.metrics.render();
+        for sink in &self.inner.sinks {
+            if let Sink::Kafka(k) = sink.as_ref() {
+                Metrics::render_kafka_queue(&mut text, k.queue_depth());
+            }
+        }
+        text
     }
 
     /// Names of the configured sinks, in delivery order.
@@ -235,11 +264,15 @@ impl Relay {
             .map(|sink| {
                 let (sink, delivery) = (sink.clone(), delivery.clone());
                 let name = sink.name();
+                let metrics = self.inner.metrics.clone();
                 (
                     name,
-                    self.inner
-                        .tracker
-                        .spawn(async move { sink.deliver(delivery).await }),
+                    self.inner.tracker.spawn(async move {
+                        let started = std::time::Instant::now();
+                        let result = sink.deliver(delivery).await;
+                        metrics.sink_latency(name, started.elapsed());
+                        result
+                    }),
                 )
             })
             .collect();
@@ -290,10 +323,21 @@ impl Relay {
         unready
     }
 
-    /// Stop accepting delivery tasks and wait for those running.
+    /// Stop accepting delivery tasks, wait for those running, then flush
+    /// the Kafka producer for at most [`SHUTDOWN_FLUSH`].
     pub(crate) async fn drain(&self) {
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+        for sink in &self.inner.sinks {
+            if let Sink::Kafka(k) = sink.as_ref() {
+                let left = k.flush(SHUTDOWN_FLUSH).await;
+                if left > 0 {
+                    tracing::warn!(left, "kafka producer not flushed within the shutdown bound");
+                } else {
+                    tracing::info!("kafka producer flushed");
+                }
+            }
+        }
     }
 }
 
@@ -331,6 +375,8 @@ mod tests {
             vec![GatewayConfig {
                 id: "gw-1".into(),
                 tokens: vec![],
+                site: None,
+                tags: Default::default(),
             }],
         );
         config.data_dir = None;

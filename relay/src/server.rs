@@ -138,7 +138,7 @@ async fn metrics(State(relay): State<Relay>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        relay.metrics().render(),
+        relay.render_metrics(),
     )
 }
 
@@ -205,6 +205,10 @@ async fn post_batch(
         Err(rejection) => rejection,
     };
     relay.metrics().request(outcome.outcome);
+    relay.metrics().rejected(
+        outcome.status().as_u16(),
+        outcome.reason.unwrap_or(outcome.outcome.as_str()),
+    );
     outcome.into_response()
 }
 
@@ -221,6 +225,12 @@ async fn accept_batch(
         Rejection::new(Outcome::Unauthorized, message)
     })?;
     let gateway = gateway.to_owned();
+    relay.metrics().gateway_seen(
+        &gateway,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+    );
     if let Some(names) = names.filter(|names| !names.contains(&gateway)) {
         warn!(%peer, gateway = ?gateway, certificate_names = ?names, "batch rejected: client certificate names another gateway");
         return Err(Rejection::new(
@@ -284,6 +294,7 @@ async fn accept_batch(
     })?;
 
     let batch = &delivery.batch;
+    relay.metrics().received(batch.reading_count());
     if batch.gateway_id != gateway {
         warn!(%peer, gateway = ?gateway, batch_gateway = ?batch.gateway_id, seq = batch.seq, "batch rejected: names another gateway");
         return Err(Rejection::new(
@@ -304,16 +315,20 @@ async fn accept_batch(
     }
 
     let (seq, readings, alarms) = (batch.seq, batch.reading_count(), batch.alarms.len());
+    let mut delivery = delivery;
+    delivery.origin = relay.origin(&gateway, now_us);
     let delivery = Arc::new(delivery);
     match relay.deliver_once(&gateway, delivery).await {
         Ok(Stored::Now) => {
             relay.metrics().accepted(readings, alarms);
+            relay.metrics().gateway_stored(&gateway, seq);
             tracing::debug!(gateway = ?gateway, seq, readings, alarms, "batch accepted");
             Ok(Json(
                 json!({ "seq": seq, "readings": readings, "alarms": alarms }),
             ))
         }
         Ok(Stored::Before) => {
+            relay.metrics().gateway_stored(&gateway, seq);
             info!(gateway = ?gateway, seq, readings, alarms, "batch delivered before; answered without publishing again");
             Ok(Json(
                 json!({ "seq": seq, "readings": readings, "alarms": alarms, "duplicate": true }),

@@ -8,9 +8,12 @@
 //! - `timeseries`: the line-protocol sink against a fake write endpoint.
 //! - `postgres`: the PostgreSQL sink against the real server on 127.0.0.1:5432.
 //! - `readyz`: `GET /readyz` with reachable and unreachable sinks.
+//! - `kafka_faults`: produce errors and a broker outage against librdkafka's
+//!   mock cluster, and the metrics they move.
 
 mod batches;
 mod bodies;
+mod kafka_faults;
 mod postgres;
 mod readyz;
 mod security;

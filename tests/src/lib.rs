@@ -606,3 +606,29 @@ impl Influxd {
         Ok(answer)
     }
 }
+
+impl Service {
+    /// Send SIGTERM (as systemd or Kubernetes would to stop a service) and
+    /// wait at most `timeout` for the process to exit, polling.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status()?;
+        if !sent.success() {
+            bail!("kill -TERM {pid} ({}) failed", self.name);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "{} did not exit within {timeout:?} of SIGTERM:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -156,11 +156,11 @@ fn main() -> Result<()> {
         relay_config.data_dir = None;
         relay_config.dedup.path = Some(work.path().join("delivered.db"));
         relay_config.kafka = Some(KafkaConfig {
-            brokers: vec![tansu.bootstrap()],
             readings_topic: READINGS_TOPIC.into(),
             alarms_topic: ALARMS_TOPIC.into(),
             events_topic: "edge.events.v1".into(),
             delivery_timeout: Duration::from_secs(30),
+            ..KafkaConfig::new(vec![tansu.bootstrap()])
         });
         let relay = edge_relay::Relay::from_config(relay_config)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -8,6 +8,7 @@
 //! converted gets its default and an issue, and the caller refuses the result
 //! if any issue was recorded.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,9 +22,10 @@ use crate::sink::postgres::DEFAULT_TABLE;
 use crate::validation::{TimeWindow, DEFAULT_MAX_FUTURE_SECS, DEFAULT_MAX_PAST_HOURS};
 
 use super::{
-    DedupConfig, GatewayConfig, Issues, KafkaConfig, PostgresConfig, RelayConfig, TimeseriesConfig,
-    DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_EVENTS_TOPIC, DEFAULT_LISTEN,
-    DEFAULT_POSTGRES_TIMEOUT_MS, DEFAULT_READINGS_TOPIC, DEFAULT_TIMESERIES_TIMEOUT_MS,
+    DedupConfig, GatewayConfig, Granularity, Issues, KafkaConfig, PostgresConfig, RelayConfig,
+    TimeseriesConfig, DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS,
+    DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_EVENTS_TOPIC, DEFAULT_LISTEN, DEFAULT_POSTGRES_TIMEOUT_MS,
+    DEFAULT_READINGS_TOPIC, DEFAULT_TIMESERIES_TIMEOUT_MS,
 };
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +83,10 @@ struct RawGateway {
     tokens: Option<Vec<String>>,
     /// Development only: a plaintext bearer token (at least 16 bytes). The relay hashes it at start and warns loudly; use tokens in production.
     token: Option<String>,
+    /// Site (plant) the gateway is installed at; copied into every message as `site`.
+    site: Option<String>,
+    /// Tags of the gateway (string to string); copied into every message as `gateway_tags`.
+    tags: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +127,10 @@ struct RawKafka {
     events_topic: Option<String>,
     /// Longest wait for the brokers to acknowledge a message (librdkafka message.timeout.ms); past it the batch fails with 503.
     delivery_timeout_ms: Option<i64>,
+    /// "reading": one message per reading (edge.reading.v1); "series": one message per series per batch (edge.series-batch.v1).
+    granularity: Option<String>,
+    /// Extra librdkafka producer properties, passed through unchanged; the relay refuses any that would weaken delivery (idempotence off, acks other than all, retries 0, more than 5 in flight) or that it sets itself.
+    producer: Option<BTreeMap<String, toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +240,8 @@ impl RawConfig {
                 GatewayConfig {
                     id: gw.id.unwrap_or_default(),
                     tokens,
+                    site: gw.site,
+                    tags: gw.tags.unwrap_or_default(),
                 }
             })
             .collect();
@@ -340,6 +352,41 @@ impl RawKafka {
                 .events_topic
                 .unwrap_or_else(|| DEFAULT_EVENTS_TOPIC.into()),
             delivery_timeout: Duration::from_millis(timeout_ms as u64),
+            granularity: match self.granularity.as_deref() {
+                None | Some("reading") => Granularity::Reading,
+                Some("series") => Granularity::Series,
+                Some(other) => {
+                    issues.add(
+                        "kafka.granularity",
+                        format!("{other:?} is not \"reading\" or \"series\""),
+                    );
+                    Granularity::Reading
+                }
+            },
+            producer: self
+                .producer
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(name, value)| {
+                    let text = match value {
+                        toml::Value::String(s) => s,
+                        toml::Value::Integer(i) => i.to_string(),
+                        toml::Value::Boolean(b) => b.to_string(),
+                        toml::Value::Float(f) => f.to_string(),
+                        other => {
+                            issues.add(
+                                format!("kafka.producer.{name:?}"),
+                                format!(
+                                    "is a {}; librdkafka properties are strings, integers or booleans",
+                                    other.type_str()
+                                ),
+                            );
+                            return None;
+                        }
+                    };
+                    Some((name, text))
+                })
+                .collect(),
         }
     }
 }

@@ -303,3 +303,55 @@ fn postgres_section_defaults_and_errors_name_the_key_without_the_password() {
         "{missing}"
     );
 }
+
+#[test]
+fn producer_properties_that_weaken_delivery_stop_the_start_naming_the_property() {
+    let text = format!(
+        "{MINIMAL}\n[kafka]\nbrokers = [\"k1:9092\"]\ngranularity = \"series\"\n\
+         [kafka.producer]\n\"enable.idempotence\" = false\nacks = 1\n\
+         \"max.in.flight.requests.per.connection\" = 10\n\"message.send.max.retries\" = 0\n\
+         \"bootstrap.servers\" = \"other:9092\"\n\"linger.ms\" = 20\n\"debug\" = [\"all\"]\n"
+    );
+    let ConfigError::Invalid { issues, .. } = RelayConfig::from_toml(&text).unwrap_err() else {
+        panic!("expected Invalid");
+    };
+    let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+    for expected in [
+        "kafka.producer.\"enable.idempotence\"",
+        "kafka.producer.\"acks\"",
+        "kafka.producer.\"max.in.flight.requests.per.connection\"",
+        "kafka.producer.\"message.send.max.retries\"",
+        "kafka.producer.\"bootstrap.servers\"",
+        "kafka.producer.\"debug\"",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+    assert!(!keys.iter().any(|k| k.contains("linger.ms")), "{keys:?}");
+
+    let ok = format!(
+        "{MINIMAL}\n[kafka]\nbrokers = [\"k1:9092\"]\ngranularity = \"series\"\n\
+         [kafka.producer]\n\"linger.ms\" = 20\nacks = \"all\"\n\"enable.idempotence\" = true\n"
+    );
+    let k = RelayConfig::from_toml(&ok).unwrap().kafka.unwrap();
+    assert_eq!(k.granularity, Granularity::Series);
+    assert_eq!(k.producer["linger.ms"], "20");
+    assert_eq!(k.producer["enable.idempotence"], "true");
+}
+
+#[test]
+fn unknown_granularity_and_empty_site_are_refused() {
+    let text = "[[gateways]]\nid = \"gw-1\"\ntoken = \"0123456789abcdef\"\nsite = \"\"\n\
+                tags = { \"\" = \"x\" }\n[kafka]\nbrokers = [\"k1:9092\"]\ngranularity = \"batch\"\n";
+    let err = RelayConfig::from_toml(text).unwrap_err().to_string();
+    assert!(err.contains("kafka.granularity: \"batch\""), "{err}");
+    assert!(err.contains("gateways[0].site"), "{err}");
+    assert!(err.contains("gateways[0].tags"), "{err}");
+}
+
+#[test]
+fn gateway_site_and_tags_are_read() {
+    let c = RelayConfig::from_toml(EXAMPLE).unwrap();
+    let gw = &c.gateways[1];
+    assert_eq!(gw.site.as_deref(), Some("plant-a"));
+    assert_eq!(gw.tags["line"], "L1");
+}

@@ -34,8 +34,22 @@ fn point(ts_us: i64, value: f64) -> Point {
     }
 }
 
+/// A delivery as the relay makes it: with the gateway's site and tags and
+/// the arrival time.
+fn enriched(batch: Batch) -> Delivery {
+    let mut d = Delivery::new(batch).unwrap();
+    d.origin = Origin {
+        site: Some("plant-a".into()),
+        gateway_tags: [("owner".to_string(), "maint-a".to_string())].into(),
+        received_us: 1_795_316_460_000_001,
+    };
+    d
+}
+
+const ORIGIN_JSON: &str = r#""site":"plant-a","gateway_tags":{"owner":"maint-a"},"received":"2026-11-22T03:01:00.000001Z","received_us":1795316460000001"#;
+
 fn readings_json(points: Vec<Point>) -> Vec<String> {
-    let d = Delivery::new(batch(points, vec![])).unwrap();
+    let d = enriched(batch(points, vec![]));
     d.readings()
         .map(|(s, p)| String::from_utf8(d.reading_json(s, p)).unwrap())
         .collect()
@@ -46,7 +60,9 @@ fn reading_message_layout_is_exactly_the_documented_one() {
     let json = readings_json(vec![point(1_795_316_400_123_456, 73.9)]);
     assert_eq!(
         json[0],
-        r#"{"schema":"edge.reading.v1","gateway":"gw-1","batch_seq":17,"series":"press-3.oil_temp","unit":"degC","tags":{"line":"L1","site":"plant-a"},"ts":"2026-11-22T03:00:00.123456Z","ts_us":1795316400123456,"value":73.9,"quality":"good"}"#
+        format!(
+            r#"{{"schema":"edge.reading.v1","gateway":"gw-1","batch_seq":17,"series":"press-3.oil_temp","unit":"degC","tags":{{"line":"L1","site":"plant-a"}},"ts":"2026-11-22T03:00:00.123456Z","ts_us":1795316400123456,"value":73.9,"quality":"good",{ORIGIN_JSON}}}"#
+        )
     );
 }
 
@@ -83,13 +99,47 @@ fn alarm_message_layout_and_non_finite_limit() {
         severity: Some(Severity::Critical),
         duration_us: Some(90_000_000),
     };
-    let d = Delivery::new(batch(vec![], vec![alarm])).unwrap();
+    let d = enriched(batch(vec![], vec![alarm]));
     let (s, a) = d.alarms().next().unwrap();
     let json = String::from_utf8(d.alarm_json(s, a)).unwrap();
     assert_eq!(
         json,
-        r#"{"schema":"edge.alarm.v1","gateway":"gw-1","batch_seq":17,"series":"press-3.oil_temp","unit":"degC","tags":{"line":"L1","site":"plant-a"},"rule":"oil_temp.high","state":"cleared","value":79.5,"limit":null,"limit_text":"inf","ts":"2026-11-22T03:00:01.500000Z","ts_us":1795316401500000,"severity":"critical","duration_us":90000000}"#
+        format!(
+            r#"{{"schema":"edge.alarm.v1","gateway":"gw-1","batch_seq":17,"series":"press-3.oil_temp","unit":"degC","tags":{{"line":"L1","site":"plant-a"}},"rule":"oil_temp.high","state":"cleared","value":79.5,"limit":null,"limit_text":"inf","ts":"2026-11-22T03:00:01.500000Z","ts_us":1795316401500000,"severity":"critical","duration_us":90000000,{ORIGIN_JSON}}}"#
+        )
     );
+}
+
+#[test]
+fn series_batch_message_layout_is_exactly_the_documented_one() {
+    let d = enriched(batch(
+        vec![
+            point(1_795_316_400_000_000, 73.9),
+            Point {
+                ts_us: 1_795_316_401_000_000,
+                value: f64::NAN,
+                quality: Quality::Bad,
+            },
+        ],
+        vec![],
+    ));
+    let json = String::from_utf8(d.series_json(&d.batch.series[0])).unwrap();
+    assert_eq!(
+        json,
+        format!(
+            r#"{{"schema":"edge.series-batch.v1","gateway":"gw-1","batch_seq":17,"series":"press-3.oil_temp","unit":"degC","tags":{{"line":"L1","site":"plant-a"}},"points":[{{"t_us":1795316400000000,"value":73.9,"quality":"good"}},{{"t_us":1795316401000000,"value":null,"value_text":"NaN","quality":"bad"}}],{ORIGIN_JSON}}}"#
+        )
+    );
+}
+
+#[test]
+fn without_a_site_the_message_says_null_and_empty_gateway_tags() {
+    let d = Delivery::new(batch(vec![point(5, 1.0)], vec![])).unwrap();
+    let (s, p) = d.readings().next().unwrap();
+    let msg: Value = serde_json::from_slice(&d.reading_json(s, p)).unwrap();
+    assert_eq!(msg["site"], Value::Null, "{msg}");
+    assert_eq!(msg["gateway_tags"], serde_json::json!({}), "{msg}");
+    assert_eq!(msg["received_us"], 0, "{msg}");
 }
 
 #[test]
@@ -184,4 +234,122 @@ fn parse_ts(ts: &str) -> i64 {
     let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
     let secs = days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19);
     secs * 1_000_000 + n(20..26)
+}
+
+/// Guards the published contract: real rendered messages of every kind
+/// validate against the JSON Schema files in `docs/schemas/`, and a message
+/// that breaks a documented rule does not.
+mod schema_files {
+    use super::*;
+
+    fn validator(text: &str) -> jsonschema::Validator {
+        let schema: Value = serde_json::from_str(text).unwrap();
+        jsonschema::validator_for(&schema).unwrap()
+    }
+
+    fn assert_valid(v: &jsonschema::Validator, bytes: &[u8]) {
+        let msg: Value = serde_json::from_slice(bytes).unwrap();
+        let errors: Vec<String> = v.iter_errors(&msg).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{msg}: {errors:?}");
+    }
+
+    fn alarm(state: AlarmState, limit: f64, severity: Option<Severity>) -> AlarmEvent {
+        AlarmEvent {
+            series_id: 3,
+            rule: "oil_temp.high".into(),
+            state,
+            value: f64::NAN,
+            limit,
+            ts_us: 1_795_316_401_500_000,
+            severity,
+            duration_us: Some(5),
+        }
+    }
+
+    #[test]
+    fn rendered_messages_validate_against_the_published_schemas() {
+        let reading = validator(include_str!("../../../docs/schemas/edge.reading.v1.json"));
+        let alarm_v = validator(include_str!("../../../docs/schemas/edge.alarm.v1.json"));
+        let series = validator(include_str!(
+            "../../../docs/schemas/edge.series-batch.v1.json"
+        ));
+        let points = vec![
+            point(1_795_316_400_000_000, 73.9),
+            point(1_795_316_400_100_000, f64::INFINITY),
+            point(-62_167_219_200_000_001, -0.0), // before year 0: ts is null
+        ];
+        let alarms = vec![
+            alarm(AlarmState::Raised, 90.0, Some(Severity::Warning)),
+            alarm(AlarmState::Cleared, f64::NEG_INFINITY, None),
+            alarm(AlarmState::Acknowledged, 1.0, Some(Severity::Critical)),
+        ];
+        for d in [
+            enriched(batch(points.clone(), alarms.clone())),
+            Delivery::new(batch(points, alarms)).unwrap(),
+        ] {
+            for (s, p) in d.readings() {
+                assert_valid(&reading, &d.reading_json(s, p));
+            }
+            for (s, a) in d.alarms() {
+                assert_valid(&alarm_v, &d.alarm_json(s, a));
+            }
+            assert_valid(&series, &d.series_json(&d.batch.series[0]));
+        }
+    }
+
+    #[test]
+    fn gap_events_validate_and_say_what_is_missing() {
+        let event = validator(include_str!("../../../docs/schemas/edge.event.v1.json"));
+        let mut b = batch(vec![], vec![]);
+        b.gaps = vec![edge_wire::Gap {
+            reason: edge_wire::GapReason::SpoolFull,
+            first_us: 1_795_309_200_000_000,
+            last_us: 1_795_312_799_000_000,
+            readings: 36_000,
+            batches: 360,
+            recorded_us: 1_795_316_400_250_000,
+        }];
+        let d = enriched(b);
+        let bytes = d.gap_json(&d.batch.gaps[0]);
+        assert_valid(&event, &bytes);
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            format!(
+                r#"{{"schema":"edge.event.v1","event":"gap","gateway":"gw-1","batch_seq":17,"reason":"spool_full","first":"2026-11-22T01:00:00.000000Z","first_us":1795309200000000,"last":"2026-11-22T01:59:59.000000Z","last_us":1795312799000000,"readings":36000,"batches":360,"recorded":"2026-11-22T03:00:00.250000Z","recorded_us":1795316400250000,{ORIGIN_JSON}}}"#
+            )
+        );
+        let good: Value = serde_json::from_slice(&bytes).unwrap();
+        let mut bad_reason = good.clone();
+        bad_reason["reason"] = "disk_on_fire".into();
+        assert!(!event.is_valid(&bad_reason));
+        let mut no_interval = good;
+        no_interval.as_object_mut().unwrap().remove("last_us");
+        assert!(!event.is_valid(&no_interval));
+    }
+
+    #[test]
+    fn schemas_refuse_messages_that_break_the_documented_rules() {
+        let reading = validator(include_str!("../../../docs/schemas/edge.reading.v1.json"));
+        let series = validator(include_str!(
+            "../../../docs/schemas/edge.series-batch.v1.json"
+        ));
+        let d = enriched(batch(vec![point(1, f64::NAN)], vec![]));
+        let (s, p) = d.readings().next().unwrap();
+        let good: Value = serde_json::from_slice(&d.reading_json(s, p)).unwrap();
+        assert!(reading.is_valid(&good));
+        let mut no_text = good.clone();
+        no_text.as_object_mut().unwrap().remove("value_text");
+        assert!(!reading.is_valid(&no_text), "null value without value_text");
+        let mut wrong_schema = good.clone();
+        wrong_schema["schema"] = "edge.reading.v2".into();
+        assert!(!reading.is_valid(&wrong_schema));
+        let mut no_received = good;
+        no_received.as_object_mut().unwrap().remove("received_us");
+        assert!(!reading.is_valid(&no_received));
+        let batch_msg: Value = serde_json::from_slice(&d.series_json(&d.batch.series[0])).unwrap();
+        assert!(series.is_valid(&batch_msg));
+        let mut bad_quality = batch_msg;
+        bad_quality["points"][0]["quality"] = "excellent".into();
+        assert!(!series.is_valid(&bad_quality));
+    }
 }

@@ -1,9 +1,12 @@
-//! The Kafka sink: one message per reading to the readings topic and one per
+//! The Kafka sink: one message per reading (or, with `granularity =
+//! "series"`, one per series per batch) to the readings topic and one per
 //! alarm event to the alarms topic, key = series name (so one series stays
 //! ordered within its partition), value = the JSON of [`crate::message`],
 //! headers `gateway`, `batch_seq`, `schema`. Gap records (readings a gateway
 //! dropped under its spool policy) go to the events topic, one message each,
-//! key = gateway id (so one gateway's events stay ordered).
+//! key = gateway id (so one gateway's events stay ordered). Extra producer
+//! properties pass through [`properties`], which refuses any that would
+//! weaken delivery.
 //!
 //! Durability: the producer runs with `enable.idempotence=true` and
 //! `acks=all`, and `deliver` enqueues every message of the batch, then waits
@@ -23,12 +26,14 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::config::KafkaConfig;
-use crate::message::{Delivery, ALARM_SCHEMA, EVENT_SCHEMA, READING_SCHEMA};
+use crate::config::{Granularity, KafkaConfig};
+use crate::message::{Delivery, ALARM_SCHEMA, EVENT_SCHEMA, READING_SCHEMA, SERIES_BATCH_SCHEMA};
 use crate::sink::SinkError;
+
+pub mod properties;
 
 /// Publishes batches to Kafka.
 pub struct KafkaSink {
@@ -38,6 +43,7 @@ pub struct KafkaSink {
     alarms_topic: String,
     events_topic: String,
     delivery_timeout: Duration,
+    granularity: Granularity,
 }
 
 impl fmt::Debug for KafkaSink {
@@ -47,14 +53,24 @@ impl fmt::Debug for KafkaSink {
             .field("readings_topic", &self.readings_topic)
             .field("alarms_topic", &self.alarms_topic)
             .field("events_topic", &self.events_topic)
+            .field("granularity", &self.granularity)
             .finish_non_exhaustive()
     }
 }
 
-/// One rendered message: which topic, which series (the key), the JSON.
+/// Which topic a rendered message goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Reading,
+    Alarm,
+    Event,
+}
+
+/// One rendered message: which topic, which series (the key; `None` for a
+/// gateway event, keyed by the gateway id), the JSON.
 struct Outgoing {
-    alarm: bool,
-    series: usize,
+    kind: Kind,
+    series: Option<usize>,
     payload: Vec<u8>,
 }
 
@@ -63,7 +79,18 @@ impl KafkaSink {
     /// shows up as delivery errors later, not here.
     pub fn new(config: &KafkaConfig) -> Result<KafkaSink, SinkError> {
         let brokers = config.brokers.join(",");
-        let producer = ClientConfig::new()
+        let mut client = ClientConfig::new();
+        client.set("compression.type", "lz4");
+        // The config check refuses these already; a config built in code
+        // reaches here unchecked.
+        for (name, value) in &config.producer {
+            properties::check(name, value).map_err(|reason| SinkError::KafkaProperty {
+                name: name.clone(),
+                reason,
+            })?;
+            client.set(name, value);
+        }
+        let producer = client
             .set("bootstrap.servers", &brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -71,7 +98,6 @@ impl KafkaSink {
                 "message.timeout.ms",
                 config.delivery_timeout.as_millis().to_string(),
             )
-            .set("compression.type", "lz4")
             .create()
             .map_err(|source| SinkError::KafkaSetup {
                 brokers: brokers.clone(),
@@ -84,15 +110,35 @@ impl KafkaSink {
             alarms_topic: config.alarms_topic.clone(),
             events_topic: config.events_topic.clone(),
             delivery_timeout: config.delivery_timeout,
+            granularity: config.granularity,
         })
+    }
+
+    /// Messages in the producer waiting to be sent or for their delivery
+    /// report (librdkafka's `rd_kafka_outq_len`).
+    pub fn queue_depth(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
+    /// Wait up to `timeout` for every message still in the producer to be
+    /// delivered (shutdown). Returns how many were left when it gave up.
+    pub async fn flush(&self, timeout: Duration) -> i32 {
+        let producer = self.producer.clone();
+        let left = tokio::task::spawn_blocking(move || {
+            let _ = producer.flush(timeout);
+            producer.in_flight_count()
+        })
+        .await;
+        left.unwrap_or_else(|_| self.queue_depth())
     }
 
     /// Publish every reading and alarm of the batch and wait until the
     /// brokers acknowledged all of them.
     pub async fn deliver(&self, delivery: Arc<Delivery>) -> Result<(), SinkError> {
+        let granularity = self.granularity;
         let rendered = {
             let delivery = delivery.clone();
-            tokio::task::spawn_blocking(move || render(&delivery))
+            tokio::task::spawn_blocking(move || render(&delivery, granularity))
                 .await
                 .map_err(|e| SinkError::Task {
                     sink: "kafka",
@@ -110,10 +156,20 @@ impl KafkaSink {
         let deadline = Instant::now() + self.delivery_timeout;
         let mut pending: Vec<(&str, DeliveryFuture)> = Vec::new();
         for (n, msg) in rendered.iter().enumerate() {
-            let (topic, schema) = if msg.alarm {
-                (self.alarms_topic.as_str(), ALARM_SCHEMA)
-            } else {
-                (self.readings_topic.as_str(), READING_SCHEMA)
+            let (topic, schema) = match msg.kind {
+                Kind::Alarm => (self.alarms_topic.as_str(), ALARM_SCHEMA),
+                Kind::Event => (self.events_topic.as_str(), EVENT_SCHEMA),
+                Kind::Reading => {
+                    let schema = match granularity {
+                        Granularity::Reading => READING_SCHEMA,
+                        Granularity::Series => SERIES_BATCH_SCHEMA,
+                    };
+                    (self.readings_topic.as_str(), schema)
+                }
+            };
+            let key = match msg.series {
+                Some(i) => batch.series[i].name.as_str(),
+                None => batch.gateway_id.as_str(),
             };
             let headers = OwnedHeaders::new_with_capacity(3)
                 .insert(Header {
@@ -129,7 +185,7 @@ impl KafkaSink {
                     value: Some(schema),
                 });
             let mut record = FutureRecord::to(topic)
-                .key(batch.series[msg.series].name.as_str())
+                .key(key)
                 .payload(msg.payload.as_slice())
                 .headers(headers);
             loop {
@@ -158,48 +214,6 @@ impl KafkaSink {
                 tokio::task::yield_now().await;
             }
         }
-        for gap in &batch.gaps {
-            let topic = self.events_topic.as_str();
-            let payload = delivery.gap_json(gap);
-            let headers = OwnedHeaders::new_with_capacity(3)
-                .insert(Header {
-                    key: "gateway",
-                    value: Some(batch.gateway_id.as_str()),
-                })
-                .insert(Header {
-                    key: "batch_seq",
-                    value: Some(seq.as_str()),
-                })
-                .insert(Header {
-                    key: "schema",
-                    value: Some(EVENT_SCHEMA),
-                });
-            let mut record = FutureRecord::to(topic)
-                .key(batch.gateway_id.as_str())
-                .payload(payload.as_slice())
-                .headers(headers);
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(report) => {
-                        pending.push((topic, report));
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                        if Instant::now() < deadline =>
-                    {
-                        record = back;
-                        if pending.is_empty() {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        } else {
-                            await_reports(&mut pending)
-                                .await
-                                .map_err(|(t, e)| failed(t, e))?;
-                        }
-                    }
-                    Err((source, _)) => return Err(failed(topic, source)),
-                }
-            }
-        }
         await_reports(&mut pending)
             .await
             .map_err(|(t, e)| failed(t, e))
@@ -222,23 +236,42 @@ async fn await_reports<'t>(
     Ok(())
 }
 
-/// Readings first, then alarms, each in batch order.
-fn render(delivery: &Delivery) -> Vec<Outgoing> {
-    let mut out = Vec::with_capacity(delivery.batch.reading_count() + delivery.batch.alarms.len());
-    for (i, series) in delivery.batch.series.iter().enumerate() {
+/// Readings first (one message per reading, or one per series that has
+/// points), then alarms, then gateway events (gaps), each in batch order.
+fn render(delivery: &Delivery, granularity: Granularity) -> Vec<Outgoing> {
+    let batch = &delivery.batch;
+    let mut out = Vec::with_capacity(batch.reading_count() + batch.alarms.len() + batch.gaps.len());
+    for (i, series) in batch.series.iter().enumerate() {
+        if granularity == Granularity::Series {
+            if !series.points.is_empty() {
+                out.push(Outgoing {
+                    kind: Kind::Reading,
+                    series: Some(i),
+                    payload: delivery.series_json(series),
+                });
+            }
+            continue;
+        }
         for point in &series.points {
             out.push(Outgoing {
-                alarm: false,
-                series: i,
+                kind: Kind::Reading,
+                series: Some(i),
                 payload: delivery.reading_json(series, point),
             });
         }
     }
     for ((series, alarm), &i) in delivery.alarms().zip(delivery.alarm_series()) {
         out.push(Outgoing {
-            alarm: true,
-            series: i,
+            kind: Kind::Alarm,
+            series: Some(i),
             payload: delivery.alarm_json(series, alarm),
+        });
+    }
+    for gap in &batch.gaps {
+        out.push(Outgoing {
+            kind: Kind::Event,
+            series: None,
+            payload: delivery.gap_json(gap),
         });
     }
     out

@@ -131,6 +131,15 @@ pub enum SinkError {
         /// librdkafka's reason (boxed: it is large and errors travel by value).
         source: Box<rdkafka::error::KafkaError>,
     },
+    /// A `[kafka.producer]` property the relay refuses (see
+    /// [`kafka::properties`]).
+    #[error("kafka.producer.{name:?}: {reason}")]
+    KafkaProperty {
+        /// The librdkafka property.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A message was not acknowledged (broker down, timeout, queue full).
     #[error("kafka topic {topic:?}: batch {seq} of gateway {gateway:?} not delivered: {source}")]
     KafkaDelivery {

@@ -367,6 +367,7 @@ mod tests {
                 ],
             }],
             alarms: vec![],
+            gaps: Vec::new(),
         };
         let delivery = Delivery::new(batch).unwrap();
         let rows = Rows::of(&delivery);

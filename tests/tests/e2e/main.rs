@@ -17,6 +17,7 @@
 //! - [`gaps`]: readings dropped by the spool's age bound arrive as gap events.
 //! - [`arm`]: the aarch64 agent under qemu polling Modbus and forwarding to the relay.
 //! - [`sinks`]: the relay's InfluxDB, VictoriaMetrics and PostgreSQL sinks, and several sinks at once.
+//! - [`relay_kafka`]: the relay binary to tansu: granularities, enrichment, SIGTERM.
 
 mod alarms;
 mod arm;
@@ -29,6 +30,7 @@ mod mqtt;
 mod mqtt_crash;
 mod mqtt_tls;
 mod pipeline;
+mod relay_kafka;
 mod rtu;
 mod sinks;
 mod status;

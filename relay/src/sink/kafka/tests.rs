@@ -41,11 +41,8 @@ fn delivery() -> Arc<Delivery> {
 
 fn config(brokers: String, timeout_ms: u64) -> KafkaConfig {
     KafkaConfig {
-        brokers: vec![brokers],
-        readings_topic: "edge.readings.v1".into(),
-        alarms_topic: "edge.alarms.v1".into(),
-        events_topic: "edge.events.v1".into(),
         delivery_timeout: Duration::from_millis(timeout_ms),
+        ..KafkaConfig::new(vec![brokers])
     }
 }
 
