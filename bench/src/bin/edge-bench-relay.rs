@@ -140,7 +140,15 @@ path = "{}"
         ),
     )?;
     let log = std::fs::File::create(dir.join(format!("relay-{granularity}.log")))?;
-    let child = Command::new(edge_tests::relay_binary()?)
+    // scripts/bench builds it into the same directory as this binary.
+    let relay_bin = std::env::current_exe()?.with_file_name("edge-relay");
+    if !relay_bin.exists() {
+        bail!(
+            "{} not found: run `cargo build --release -p edge-relay --bin edge-relay` first",
+            relay_bin.display()
+        );
+    }
+    let child = Command::new(relay_bin)
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "warn")
