@@ -113,7 +113,7 @@ pub struct RawSpool {
     pub synchronous: Option<String>,
     /// Largest size of the spool on disk (database plus WAL) in bytes; when a batch does not fit, `on_full` applies (default: no limit; at least 65536).
     pub max_bytes: Option<u64>,
-    /// Reading batches older than this many seconds are dropped and recorded as a gap (default: kept until forwarded).
+    /// Reading batches older than this many seconds are dropped and reported to the relay as a gap, in runs (once the oldest is a tenth past the bound) so a long outage makes a few gaps (default: kept until forwarded).
     pub max_age_s: Option<u64>,
     /// When the spool is full: "drop-oldest" (default) drops the oldest reading batches, then alarm batches, and records a gap; "block" makes the agent wait, so the sources slow down and MQTT acknowledgements wait.
     pub on_full: Option<String>,

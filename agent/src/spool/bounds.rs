@@ -10,7 +10,10 @@
 //!
 //! Order of removal: the oldest reading batches first; alarm batches (the
 //! priority lane) only once no reading batch is left. The age bound
-//! applies to reading batches only.
+//! applies to reading batches only. Both bounds drop in runs (the size bound
+//! down to nine tenths of `max_bytes`; the age bound once the oldest batch is
+//! `max_age` plus a tenth), so a long outage yields a few gaps, not one per
+//! batch.
 //!
 //! The spool turns the gaps recorded here into a gap batch (see
 //! [`Gap::to_wire`]) committed in the same transaction, so the relay learns
@@ -108,7 +111,19 @@ pub(super) fn make_room(
     gaps: &mut Vec<Gap>,
 ) -> rusqlite::Result<bool> {
     if let Some(age) = options.max_age {
-        let cutoff = now_us.saturating_sub(age.as_micros() as i64);
+        // In runs, like the size bound: only once the oldest reading batch is
+        // a tenth of `max_age` past the bound does everything past the bound
+        // go. A long outage then drops (and reports) one gap per tenth of
+        // `max_age`, not one per appended batch.
+        let age_us = age.as_micros() as i64;
+        let cutoff = now_us.saturating_sub(age_us);
+        let trigger = cutoff.saturating_sub(age_us / 10);
+        let overdue: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM batches WHERE priority = 0 AND created_us < ?1)",
+            params![trigger],
+            |r| r.get(0),
+        )?;
+        let cutoff = if overdue { cutoff } else { i64::MIN };
         let mut gap = None;
         while let Some(seq) = conn
             .query_row(

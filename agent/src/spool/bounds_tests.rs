@@ -220,3 +220,40 @@ fn disk_full_applies_the_policy() {
         }
     }
 }
+
+/// A long outage under the age bound: batches go in runs, so the relay gets
+/// one gap per tenth of `max_age` (not one per batch), and no reading batch
+/// is ever kept past `max_age` plus that tenth.
+#[test]
+fn the_age_bound_drops_in_runs_during_a_long_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions {
+        max_age: Some(Duration::from_secs(60)),
+        ..SpoolOptions::default()
+    };
+    let mut s = Spool::open_with(&dir.path().join("spool.db"), options).unwrap();
+    let sec = 1_000_000;
+    for k in 0..600i64 {
+        s.append(&mut noisy(10, k * sec, k * sec)).unwrap();
+        let oldest: i64 = s
+            .conn
+            .query_row(
+                "SELECT MIN(created_us) FROM batches WHERE priority = 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(oldest >= (k - 66) * sec, "batch at {oldest} kept at {k} s");
+    }
+    let gaps = s.take_gaps();
+    let dropped: u64 = gaps.iter().map(|g| g.batches).sum();
+    // 600 batches, the newest 60 to 66 kept: about 540 dropped in runs of 6.
+    assert!((534..=540).contains(&dropped), "{dropped} dropped");
+    assert!(gaps.len() <= 540 / 6 + 1, "{} gaps", gaps.len());
+    assert!(gaps.len() >= 540 / 7, "{} gaps", gaps.len());
+    // Each run is reported once to the relay.
+    let sent = drain(&s);
+    let carried: Vec<edge_wire::Gap> = sent.iter().flat_map(wire_gaps).collect();
+    assert_eq!(carried.len(), gaps.len());
+    assert_eq!(carried.iter().map(|g| g.batches).sum::<u64>(), dropped);
+}
