@@ -96,6 +96,21 @@ pub struct DedupConfig {
 pub const DEFAULT_DEDUP_WINDOW_HOURS: usize = 168;
 
 impl RelayConfig {
+    /// The sinks this config gives, in delivery order: any of `kafka`,
+    /// `timeseries`, `postgres`; and `file` when none of them is configured,
+    /// or beside the stores when Kafka is not and `data_dir` is (the stores
+    /// keep readings, the file sink then keeps only alarm and gap events).
+    pub fn sink_names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        names.extend(self.kafka.as_ref().map(|_| "kafka"));
+        names.extend(self.timeseries.as_ref().map(|_| "timeseries"));
+        names.extend(self.postgres.as_ref().map(|_| "postgres"));
+        if names.is_empty() || (self.kafka.is_none() && self.data_dir.is_some()) {
+            names.push("file");
+        }
+        names
+    }
+
     /// The ledger file: `dedup.path`, else `delivered.db` in `data_dir`.
     pub fn dedup_path(&self) -> Option<PathBuf> {
         self.dedup
@@ -131,8 +146,9 @@ impl GatewayConfig {
     }
 }
 
-/// Where and how to publish to Kafka.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where and how to publish to Kafka. `Debug` hides the values of producer
+/// properties that hold secrets (`sasl.password`, `ssl.key.password`, ...).
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, host:port each.
     pub brokers: Vec<String>,
@@ -149,6 +165,27 @@ pub struct KafkaConfig {
     /// Extra librdkafka producer properties, passed through unchanged; see
     /// [`crate::sink::kafka::properties`] for the ones the relay refuses.
     pub producer: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret =
+            |k: &str| k.contains("password") || k.contains("secret") || k.ends_with(".pem");
+        let producer: BTreeMap<&str, &str> = self
+            .producer
+            .iter()
+            .map(|(k, v)| (k.as_str(), if secret(k) { "<hidden>" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("readings_topic", &self.readings_topic)
+            .field("alarms_topic", &self.alarms_topic)
+            .field("events_topic", &self.events_topic)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field("granularity", &self.granularity)
+            .field("producer", &producer)
+            .finish()
+    }
 }
 
 impl KafkaConfig {

@@ -67,14 +67,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::CheckConfig { file }) => {
             let config = RelayConfig::load(&file)?;
-            let sinks = if config.kafka.is_none() && config.timeseries.is_none() {
-                "file".to_owned()
-            } else {
-                let mut s = Vec::new();
-                s.extend(config.kafka.as_ref().map(|_| "kafka"));
-                s.extend(config.timeseries.as_ref().map(|_| "timeseries"));
-                s.join(", ")
-            };
+            let sinks = config.sink_names().join(", ");
             println!(
                 "{}: ok (listen {}, {} gateway(s), sinks: {sinks})",
                 file.display(),

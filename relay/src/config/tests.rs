@@ -355,3 +355,33 @@ fn gateway_site_and_tags_are_read() {
     assert_eq!(gw.site.as_deref(), Some("plant-a"));
     assert_eq!(gw.tags["line"], "L1");
 }
+
+/// The stores keep readings only: without Kafka the file sink in data_dir
+/// sits beside them, so alarm and gap events are kept.
+#[test]
+fn sink_names_add_the_file_sink_wherever_alarms_would_have_nowhere_to_go() {
+    let names = |extra: &str| {
+        RelayConfig::from_toml(&format!("{MINIMAL}\n{extra}"))
+            .unwrap()
+            .sink_names()
+    };
+    let ts = "[timeseries]\nurl = \"http://vm:8428/write\"\n";
+    let kafka = "[kafka]\nbrokers = [\"k1:9092\"]\n";
+    assert_eq!(names(""), ["file"]);
+    assert_eq!(names(ts), ["timeseries", "file"]);
+    assert_eq!(names(kafka), ["kafka"]);
+    assert_eq!(names(&format!("{kafka}{ts}")), ["kafka", "timeseries"]);
+}
+
+#[test]
+fn kafka_debug_hides_secret_producer_properties() {
+    let text = format!(
+        "{MINIMAL}\n[kafka]\nbrokers = [\"k1:9092\"]\n[kafka.producer]\n\
+         \"sasl.password\" = \"hunter2\"\n\"linger.ms\" = 20\n"
+    );
+    let k = RelayConfig::from_toml(&text).unwrap().kafka.unwrap();
+    let shown = format!("{k:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("\"linger.ms\": \"20\""), "{shown}");
+    assert_eq!(k.producer["sasl.password"], "hunter2");
+}

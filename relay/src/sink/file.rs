@@ -1,4 +1,5 @@
-//! The embedded file sink: JSON lines in `data_dir/readings.jsonl`,
+//! The embedded file sink (beside the stores: alarm and gap events only):
+//! JSON lines in `data_dir/readings.jsonl`,
 //! `data_dir/alarms.jsonl` and `data_dir/events.jsonl`, one line per
 //! reading, alarm event or gateway event (gap), the same
 //! JSON as the Kafka message values ([`crate::message`]). It lets the relay
@@ -33,6 +34,9 @@ pub const EVENTS_FILE: &str = "events.jsonl";
 #[derive(Debug, Clone)]
 pub struct FileSink {
     files: Arc<Mutex<Files>>,
+    /// False beside a time-series or PostgreSQL sink, which has the
+    /// readings: then only alarm and gap events are written here.
+    readings: bool,
 }
 
 #[derive(Debug)]
@@ -82,14 +86,26 @@ impl FileSink {
             .map_err(err(dir, "sync"))?;
         Ok(FileSink {
             files: Arc::new(Mutex::new(files)),
+            readings: true,
         })
     }
 
-    /// Append every reading, alarm and gap of the batch and fsync the files.
+    /// Like [`FileSink::open`], for alarm and gap events only: beside the
+    /// stores, which keep the readings, when Kafka is not configured.
+    pub fn open_events_only(dir: &Path) -> Result<FileSink, SinkError> {
+        Ok(FileSink {
+            readings: false,
+            ..FileSink::open(dir)?
+        })
+    }
+
+    /// Append every reading (unless events only), alarm and gap of the
+    /// batch and fsync the files.
     pub async fn deliver(&self, delivery: Arc<Delivery>) -> Result<(), SinkError> {
         let files = self.files.clone();
+        let with_readings = self.readings;
         tokio::task::spawn_blocking(move || {
-            let (readings, alarms, events) = render(&delivery);
+            let (readings, alarms, events) = render(&delivery, with_readings);
             // A panic while holding the lock cannot leave a torn batch
             // behind (see `append_all`), so a poisoned lock is still usable.
             let mut files = files.lock().unwrap_or_else(|p| p.into_inner());
@@ -103,10 +119,11 @@ impl FileSink {
     }
 }
 
-/// The batch as three blocks of newline-terminated JSON.
-fn render(delivery: &Delivery) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+/// The batch as three blocks of newline-terminated JSON (the first empty
+/// without `with_readings`).
+fn render(delivery: &Delivery, with_readings: bool) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let mut readings = Vec::new();
-    for (series, point) in delivery.readings() {
+    for (series, point) in delivery.readings().filter(|_| with_readings) {
         readings.extend_from_slice(&delivery.reading_json(series, point));
         readings.push(b'\n');
     }
@@ -256,6 +273,17 @@ mod tests {
             serde_json::from_str(readings.lines().nth(1).unwrap()).unwrap();
         assert_eq!(nan["value"], serde_json::Value::Null);
         assert_eq!(nan["value_text"], "NaN");
+    }
+
+    #[tokio::test]
+    async fn beside_the_stores_only_alarms_and_gaps_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::open_events_only(dir.path()).unwrap();
+        sink.deliver(delivery(1)).await.unwrap();
+        let read = |name| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(read(READINGS_FILE), "");
+        assert_eq!(read(ALARMS_FILE).lines().count(), 1);
+        assert_eq!(read(EVENTS_FILE).lines().count(), 1);
     }
 
     #[test]

@@ -42,13 +42,16 @@ pub enum Sink {
     Timeseries(TimeseriesSink),
     /// A PostgreSQL table, one row per reading.
     Postgres(PostgresSink),
-    /// JSON lines in local files; used when nothing else is configured.
+    /// JSON lines in local files: when nothing else is configured, or for
+    /// alarm and gap events when only the stores are.
     File(FileSink),
 }
 
 impl Sink {
     /// The sinks a config asks for: any of Kafka, time-series and
-    /// PostgreSQL, or the file sink when none is configured.
+    /// PostgreSQL; the file sink when none is configured, and beside the
+    /// stores when Kafka is not configured and `data_dir` is (it keeps the
+    /// alarm and gap events the stores do not take).
     pub fn from_config(
         config: &RelayConfig,
         metrics: &Arc<Metrics>,
@@ -63,9 +66,17 @@ impl Sink {
         if let Some(p) = &config.postgres {
             sinks.push(Sink::Postgres(PostgresSink::new(p)));
         }
-        if sinks.is_empty() {
+        if config.sink_names().contains(&"file") {
             let dir = config.data_dir.clone().unwrap_or_default();
-            sinks.push(Sink::File(FileSink::open(&dir)?));
+            sinks.push(Sink::File(if sinks.is_empty() {
+                FileSink::open(&dir)?
+            } else {
+                FileSink::open_events_only(&dir)?
+            }));
+        } else if config.kafka.is_none() {
+            tracing::warn!(
+                "neither [kafka] nor data_dir is configured: alarm and gap events are acknowledged but kept nowhere (the time-series and PostgreSQL sinks store readings only)"
+            );
         }
         Ok(sinks)
     }
