@@ -36,6 +36,9 @@ pub struct TimeseriesSink {
     url: Url,
     /// The store's `/ping`, for the readiness probe.
     ping: Url,
+    /// `url` as errors and `/readyz` show it: without user, password and
+    /// InfluxDB's `u`/`p` query arguments.
+    shown: String,
     layout: Arc<LineLayout>,
     metrics: Arc<Metrics>,
     nonfinite: LogOncePerInterval,
@@ -51,11 +54,12 @@ impl TimeseriesSink {
             .timeout(config.timeout)
             .build()
             .map_err(|source| SinkError::TimeseriesSetup {
-                url: config.url.to_string(),
-                source,
+                url: redacted(&config.url),
+                source: source.without_url(),
             })?;
         Ok(TimeseriesSink {
             client,
+            shown: redacted(&write_url(&config.url)),
             url: write_url(&config.url),
             ping: ping_url(&config.url),
             layout: Arc::new(config.layout.clone()),
@@ -100,7 +104,7 @@ impl TimeseriesSink {
     pub async fn ready(&self) -> Result<(), SinkError> {
         let unready = |reason: String| SinkError::Unready {
             sink: "timeseries",
-            target: self.ping.to_string(),
+            target: redacted(&self.ping),
             reason,
         };
         let response = self
@@ -109,7 +113,7 @@ impl TimeseriesSink {
             .timeout(super::READY_TIMEOUT)
             .send()
             .await
-            .map_err(|e| unready(format!("request failed: {e}")))?;
+            .map_err(|e| unready(format!("request failed: {}", e.without_url())))?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -118,7 +122,7 @@ impl TimeseriesSink {
     }
 
     async fn post(&self, body: String) -> Result<(), SinkError> {
-        let url = || self.url.to_string();
+        let url = || self.shown.clone();
         let response = self
             .client
             .post(self.url.clone())
@@ -126,7 +130,10 @@ impl TimeseriesSink {
             .body(body)
             .send()
             .await
-            .map_err(|source| SinkError::TimeseriesRequest { url: url(), source })?;
+            .map_err(|source| SinkError::TimeseriesRequest {
+                url: url(),
+                source: source.without_url(),
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -145,6 +152,24 @@ impl TimeseriesSink {
             body: text,
         })
     }
+}
+
+/// `url` without its secrets: no user or password, no InfluxDB 1.x `u`/`p`
+/// query arguments. What errors, logs and `/readyz` show.
+fn redacted(url: &Url) -> String {
+    let mut out = url.clone();
+    let _ = out.set_username("");
+    let _ = out.set_password(None);
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "u" && k != "p")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    out.set_query(None);
+    if !kept.is_empty() {
+        out.query_pairs_mut().extend_pairs(kept);
+    }
+    out.to_string()
 }
 
 /// `url` with `precision=u` (replacing any `precision` already there).
@@ -240,6 +265,21 @@ mod tests {
                 expected,
                 "{input}"
             );
+        }
+    }
+
+    #[test]
+    fn shown_urls_carry_no_credentials() {
+        for (input, expected) in [
+            (
+                "http://admin:s3cret@vm:8428/write?db=plant&u=edge&p=pw2&precision=u",
+                "http://vm:8428/write?db=plant&precision=u",
+            ),
+            ("http://vm:8428/write", "http://vm:8428/write"),
+        ] {
+            let shown = redacted(&Url::parse(input).unwrap());
+            assert_eq!(shown, expected);
+            assert!(!shown.contains("s3cret") && !shown.contains("pw2"));
         }
     }
 
