@@ -13,7 +13,7 @@
 //!     quality smallint NOT NULL,        -- 0 good, 1 uncertain, 2 bad
 //!     gateway text NOT NULL,
 //!     tags jsonb NOT NULL DEFAULT '{}', -- the series' tags
-//!     PRIMARY KEY (series, time)
+//!     PRIMARY KEY (gateway, series, time)
 //! );
 //! ```
 //!
@@ -21,9 +21,11 @@
 //! 'time')` accepts the table as it is.
 //!
 //! Invariants:
-//! - Idempotent: `ON CONFLICT (series, time) DO NOTHING`, so a batch sent
-//!   again after a lost answer, or two readings of one series with the same
-//!   timestamp, leave one row. The statement is one transaction: a batch is
+//! - Idempotent: `ON CONFLICT (gateway, series, time) DO NOTHING`, so a
+//!   batch sent again after a lost answer, or two readings of one series with
+//!   the same timestamp, leave one row. The gateway is part of the key:
+//!   series names are unique per plant by convention, not across gateways,
+//!   and two gateways' readings of a same-named series both stay. The statement is one transaction: a batch is
 //!   in the table whole or not at all.
 //! - Every reading is written, NaN and ±inf included (`double precision`
 //!   holds them), unlike line protocol.
@@ -283,7 +285,7 @@ pub fn create_table_sql(table: &str) -> String {
          quality smallint NOT NULL,\n\
          gateway text NOT NULL,\n\
          tags jsonb NOT NULL DEFAULT '{{}}'::jsonb,\n\
-         PRIMARY KEY (series, time))"
+         PRIMARY KEY (gateway, series, time))"
     )
 }
 
@@ -294,7 +296,7 @@ pub fn insert_sql(table: &str) -> String {
          SELECT r.time, r.series, r.value, r.quality, $5, r.tags::jsonb \
          FROM UNNEST($1::timestamptz[], $2::text[], $3::float8[], $4::int2[], $6::text[]) \
          AS r(time, series, value, quality, tags) \
-         ON CONFLICT (series, time) DO NOTHING"
+         ON CONFLICT (gateway, series, time) DO NOTHING"
     )
 }
 
