@@ -1,7 +1,8 @@
 //! What both targets do with bytes that reach the relay: the same steps as
 //! `POST /v1/batches` (decode within the default limits, match alarms to
 //! series, validate against the time window), then what the sinks render
-//! from an accepted batch (JSON messages, line protocol, PostgreSQL rows).
+//! from an accepted batch (JSON messages of every kind, line protocol,
+//! PostgreSQL rows).
 //! Any panic is a bug; errors are the expected outcome for most inputs.
 
 use edge_relay::message::Delivery;
@@ -26,6 +27,12 @@ pub fn decode_and_validate(body: &[u8]) {
     }
     for (series, alarm) in delivery.alarms() {
         let _ = delivery.alarm_json(series, alarm);
+    }
+    for series in &delivery.batch.series {
+        let _ = delivery.series_json(series);
+    }
+    for gap in &delivery.batch.gaps {
+        let _ = delivery.gap_json(gap);
     }
     let _ = render(&delivery, &LineLayout::default(), 1 << 20);
     let _ = Rows::of(&delivery);
