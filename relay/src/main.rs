@@ -48,7 +48,13 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edge-relay: {e:#}");
-            std::process::ExitCode::FAILURE
+            // 78 (EX_CONFIG), as the agent: the unit does not restart a
+            // relay whose config is wrong, restarting will not fix it.
+            if e.chain().any(|c| c.is::<edge_relay::ConfigError>()) {
+                std::process::ExitCode::from(78)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

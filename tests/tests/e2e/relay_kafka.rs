@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use edge_tests::{free_port, http_get, relay_binary, spawn, wait_until, Service, Tansu};
@@ -15,10 +15,7 @@ use edge_wire::{Batch, Point, Quality, Series};
 const TOKEN: &str = "relay-kafka-test-token-0123";
 
 fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
+    edge_agent::reading::now_us()
 }
 
 /// `series` series of `points` readings each, timestamps one ms apart
@@ -226,5 +223,21 @@ fn sigterm_while_a_batch_is_in_flight_answers_it_publishes_it_and_exits_0() -> a
         30_000,
         "every reading of the batch is in Kafka"
     );
+    Ok(())
+}
+
+/// A broken config is exit status 78 (EX_CONFIG), which the packaged unit
+/// does not restart, and the message names the key.
+#[test]
+fn a_broken_config_exits_78_naming_the_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:1\"\n[kafka]\nbrokers = []\n")?;
+    let out = std::process::Command::new(relay_binary()?)
+        .args(["--config", &config.display().to_string()])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("gateways"), "{stderr}");
     Ok(())
 }

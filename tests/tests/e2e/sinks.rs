@@ -29,10 +29,7 @@ const GATEWAY: &str = "sinks-gw";
 const TOKEN: &str = "sinks-token-0123456789";
 
 fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
+    edge_agent::reading::now_us()
 }
 
 /// Two series of `n` readings one second apart from `t0`; values
