@@ -138,6 +138,16 @@ impl RelayRun {
     }
 }
 
+/// Start a relay with `sinks`, post `batch` once, stop it: the answer's status.
+fn post_once(sinks: &str, batch: &Batch) -> anyhow::Result<u16> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let relay = RelayRun::start(sinks).await?;
+        let status = relay.post(batch).await?;
+        relay.stop().await?;
+        anyhow::Ok(status)
+    })
+}
+
 #[test]
 fn influxdb_holds_every_reading_with_its_tags_and_timestamp() -> anyhow::Result<()> {
     let logs = tempfile::tempdir()?;
@@ -146,13 +156,7 @@ fn influxdb_holds_every_reading_with_its_tags_and_timestamp() -> anyhow::Result<
     let t0 = now_us() - 600_000_000 + 123_456;
     let sent = batch(7, t0, 6);
     let sinks = format!("[timeseries]\nurl = \"{}\"\n", influx.write_url("edge"));
-    let rt = tokio::runtime::Runtime::new()?;
-    let status = rt.block_on(async {
-        let relay = RelayRun::start(&sinks).await?;
-        let status = relay.post(&sent).await?;
-        relay.stop().await?;
-        anyhow::Ok(status)
-    })?;
+    let status = post_once(&sinks, &sent)?;
     assert_eq!(status, 200, "influxd log:\n{}", influx.service.log_tail());
 
     for series in &sent.series {
@@ -225,13 +229,7 @@ fn victoriametrics_gets_a_non_default_layout() -> anyhow::Result<()> {
          gateway_tag = \"\"\nquality = \"field\"\nvalue_field = \"v\"\n",
         vm.write_url()
     );
-    let rt = tokio::runtime::Runtime::new()?;
-    let status = rt.block_on(async {
-        let relay = RelayRun::start(&sinks).await?;
-        let status = relay.post(&sent).await?;
-        relay.stop().await?;
-        anyhow::Ok(status)
-    })?;
+    let status = post_once(&sinks, &sent)?;
     assert_eq!(status, 200);
 
     let temp = &sent.series[0];
