@@ -84,16 +84,73 @@ pub struct TlsConfig {
 }
 
 /// Where and for how long delivered batches are remembered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DedupConfig {
+    /// Where the ledger lives: a SQLite file (one relay) or PostgreSQL tables a fleet of relays shares.
+    pub store: DedupStore,
     /// SQLite file of the ledger; `None` means `<data_dir>/delivered.db`.
     pub path: Option<PathBuf>,
+    /// PostgreSQL server of a shared ledger; `None` means the `[postgres]` sink's URL.
+    pub url: Option<tokio_postgres::Config>,
+    /// PostgreSQL table of a shared ledger (claims in `<table>_claims`): name or schema.name.
+    pub table: String,
+    /// Longest wait for one step of the PostgreSQL ledger; past it the batch gets 503.
+    pub timeout: Duration,
     /// How long a delivered batch is remembered.
     pub window: Duration,
+    /// Most delivered batches remembered; beyond it the oldest are forgotten first.
+    pub max_rows: u64,
+    /// How often the ledger forgets what is past the window, the row bound or its lease.
+    pub prune_interval: Duration,
+    /// How long a claim on a batch being delivered holds if its request never releases it (a relay killed mid-delivery); must exceed every sink's timeout.
+    pub claim_lease: Duration,
+}
+
+/// Where the ledger lives (`dedup.store`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DedupStore {
+    /// `"sqlite"`: a file per relay; the default.
+    #[default]
+    Sqlite,
+    /// `"postgres"`: tables shared by every relay of a fleet.
+    Postgres,
 }
 
 /// Default of `dedup.window_hours`: a week.
 pub const DEFAULT_DEDUP_WINDOW_HOURS: usize = 168;
+/// Default of `dedup.max_rows`.
+pub const DEFAULT_DEDUP_MAX_ROWS: usize = 10_000_000;
+/// Default of `dedup.prune_interval_secs`.
+pub const DEFAULT_DEDUP_PRUNE_INTERVAL_SECS: usize = 60;
+/// Default of `dedup.claim_lease_secs`: twice the default Kafka delivery timeout.
+pub const DEFAULT_DEDUP_CLAIM_LEASE_SECS: usize = 60;
+/// Default of `dedup.table`.
+pub const DEFAULT_DEDUP_TABLE: &str = "edge_ledger";
+/// Default of `dedup.timeout_ms`.
+pub const DEFAULT_DEDUP_TIMEOUT_MS: usize = 5_000;
+
+impl DedupConfig {
+    /// The defaults: SQLite in `<data_dir>/delivered.db`, a week's window.
+    pub fn new() -> DedupConfig {
+        DedupConfig {
+            store: DedupStore::Sqlite,
+            path: None,
+            url: None,
+            table: DEFAULT_DEDUP_TABLE.into(),
+            timeout: Duration::from_millis(DEFAULT_DEDUP_TIMEOUT_MS as u64),
+            window: Duration::from_secs(3600 * DEFAULT_DEDUP_WINDOW_HOURS as u64),
+            max_rows: DEFAULT_DEDUP_MAX_ROWS as u64,
+            prune_interval: Duration::from_secs(DEFAULT_DEDUP_PRUNE_INTERVAL_SECS as u64),
+            claim_lease: Duration::from_secs(DEFAULT_DEDUP_CLAIM_LEASE_SECS as u64),
+        }
+    }
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig::new()
+    }
+}
 
 impl RelayConfig {
     /// The sinks this config gives, in delivery order: any of `kafka`,
@@ -109,6 +166,15 @@ impl RelayConfig {
             names.push("file");
         }
         names
+    }
+
+    /// The PostgreSQL server of a shared ledger: `dedup.url`, else the
+    /// `[postgres]` sink's.
+    pub fn dedup_url(&self) -> Option<&tokio_postgres::Config> {
+        self.dedup
+            .url
+            .as_ref()
+            .or(self.postgres.as_ref().map(|p| &p.url))
     }
 
     /// The ledger file: `dedup.path`, else `delivered.db` in `data_dir`.
@@ -273,10 +339,7 @@ impl RelayConfig {
             kafka: None,
             timeseries: None,
             postgres: None,
-            dedup: DedupConfig {
-                path: None,
-                window: Duration::from_secs(3600 * DEFAULT_DEDUP_WINDOW_HOURS as u64),
-            },
+            dedup: DedupConfig::new(),
             tls: None,
             warnings: Vec::new(),
         }
@@ -355,12 +418,7 @@ impl RelayConfig {
                 }
             }
         }
-        if self.dedup_path().is_none() {
-            issues.add(
-                "dedup.path",
-                "required when data_dir is not set: the file where the relay remembers delivered batches",
-            );
-        }
+        self.dedup_problems(&mut issues);
         if self.kafka.is_none()
             && self.timeseries.is_none()
             && self.postgres.is_none()
@@ -448,6 +506,75 @@ impl RelayConfig {
             }
         }
         issues.0
+    }
+}
+
+impl RelayConfig {
+    fn dedup_problems(&self, issues: &mut Issues) {
+        let d = &self.dedup;
+        match d.store {
+            DedupStore::Sqlite if self.dedup_path().is_none() => issues.add(
+                "dedup.path",
+                "required when data_dir is not set: the file where the relay remembers delivered batches",
+            ),
+            DedupStore::Sqlite => {}
+            DedupStore::Postgres => {
+                if self.dedup_url().is_none() {
+                    issues.add(
+                        "dedup.url",
+                        "required with store = \"postgres\" when [postgres] is not configured",
+                    );
+                }
+                if let Err(why) = crate::sink::postgres::check_table(&d.table) {
+                    issues.add("dedup.table", format!("{:?}: {why}", d.table));
+                }
+                if d.timeout.is_zero() {
+                    issues.add("dedup.timeout_ms", "must be greater than 0");
+                }
+            }
+        }
+        if d.window.is_zero() {
+            issues.add("dedup.window_hours", "must be greater than 0");
+        }
+        if d.max_rows == 0 {
+            issues.add("dedup.max_rows", "must be greater than 0");
+        }
+        if d.prune_interval.is_zero() {
+            issues.add("dedup.prune_interval_secs", "must be greater than 0");
+        }
+        // A lease that ends while its delivery still runs lets a retry
+        // publish the batch a second time.
+        let mut bounds = vec![];
+        bounds.extend(
+            self.kafka
+                .as_ref()
+                .map(|k| ("kafka.delivery_timeout_ms", k.delivery_timeout)),
+        );
+        bounds.extend(
+            self.timeseries
+                .as_ref()
+                .map(|t| ("timeseries.timeout_ms", t.timeout)),
+        );
+        bounds.extend(
+            self.postgres
+                .as_ref()
+                .map(|p| ("postgres.timeout_ms", p.timeout)),
+        );
+        if d.store == DedupStore::Postgres {
+            bounds.push(("dedup.timeout_ms", d.timeout));
+        }
+        for (key, bound) in bounds {
+            if d.claim_lease <= bound {
+                issues.add(
+                    "dedup.claim_lease_secs",
+                    format!(
+                        "{} s must exceed {key} ({} ms): a claim must outlast its delivery",
+                        d.claim_lease.as_secs(),
+                        bound.as_millis()
+                    ),
+                );
+            }
+        }
     }
 }
 

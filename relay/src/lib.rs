@@ -15,7 +15,8 @@
 //!   (`docs/kafka-messages.md`).
 //! - [`sink`]: Kafka, time-series (Influx line protocol), PostgreSQL and the
 //!   embedded file sink.
-//! - [`ledger`]: which batches were delivered, so a retry is not published twice.
+//! - [`ledger`]: which batches were delivered (SQLite or a PostgreSQL table a
+//!   fleet shares), claims with leases, so a retry is not published twice.
 //! - [`metrics`]: request counters for `GET /metrics`.
 //!
 //! Not here: Modbus, SQLite, the agent's spool. `main.rs` only parses

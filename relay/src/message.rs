@@ -53,6 +53,12 @@ pub struct Delivery {
     alarm_series: Vec<usize>,
     /// Site, gateway tags and arrival time, added to every message.
     pub origin: Origin,
+    /// The content digest the ledger keeps ([`crate::ledger::digest`]),
+    /// computed here, on the decoder's blocking thread.
+    pub digest: crate::ledger::Digest,
+    /// The ledger knew this batch's key with other content: published
+    /// anyway, flagged (Kafka header `batch_conflict`).
+    pub conflict: bool,
 }
 
 /// An alarm names a series id that the batch does not define.
@@ -92,9 +98,11 @@ impl Delivery {
             })
             .collect::<Result<_, _>>()?;
         Ok(Delivery {
+            digest: crate::ledger::digest(&batch),
             batch,
             alarm_series,
             origin: Origin::default(),
+            conflict: false,
         })
     }
 

@@ -78,6 +78,10 @@ pub struct Metrics {
     tags_dropped: AtomicU64,
     duplicates: AtomicU64,
     ledger_failures: AtomicU64,
+    /// Batches whose key the ledger knew with other content; delivered, flagged.
+    conflicts: AtomicU64,
+    /// Ledger rows pruned: past the window, beyond the row bound.
+    ledger_pruned: [AtomicU64; 2],
     batches_received: AtomicU64,
     readings_received: AtomicU64,
     /// `(status, reason)` → count.
@@ -144,6 +148,19 @@ impl Metrics {
     /// would be published again).
     pub fn ledger_failure(&self) {
         self.ledger_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a batch whose (gateway, instance, seq) the ledger knew with
+    /// other content (delivered anyway, flagged as a conflict).
+    pub fn conflict(&self) {
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count ledger rows pruned past the window (`by_age`) and beyond the
+    /// row bound (`by_rows`).
+    pub fn ledger_pruned(&self, by_age: u64, by_rows: u64) {
+        self.ledger_pruned[0].fetch_add(by_age, Ordering::Relaxed);
+        self.ledger_pruned[1].fetch_add(by_rows, Ordering::Relaxed);
     }
 
     /// Count one failed delivery to the sink named `sink` (see [`SINK_NAMES`]).
@@ -245,7 +262,7 @@ impl Metrics {
         head(
             &mut out,
             "edge_relay_duplicate_batches_total",
-            "Batches delivered before (same gateway and sequence number), answered 200 without publishing again.",
+            "Batches delivered before (same gateway, spool instance, sequence number and content), answered 200 without publishing again.",
         );
         let _ = writeln!(
             out,
@@ -262,6 +279,28 @@ impl Metrics {
             "edge_relay_ledger_failures_total {}",
             get(&self.ledger_failures)
         );
+        head(
+            &mut out,
+            "edge_relay_ledger_conflicts_total",
+            "Batches whose gateway, spool instance and sequence number the ledger knew with other content; published anyway, flagged.",
+        );
+        let _ = writeln!(
+            out,
+            "edge_relay_ledger_conflicts_total {}",
+            get(&self.conflicts)
+        );
+        head(
+            &mut out,
+            "edge_relay_ledger_pruned_total",
+            "Ledger rows forgotten: past dedup.window_hours (age) or beyond dedup.max_rows (rows).",
+        );
+        for (reason, c) in ["age", "rows"].iter().zip(&self.ledger_pruned) {
+            let _ = writeln!(
+                out,
+                "edge_relay_ledger_pruned_total{{reason=\"{reason}\"}} {}",
+                get(c)
+            );
+        }
         head(
             &mut out,
             "edge_relay_sink_failures_total",

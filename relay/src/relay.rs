@@ -17,8 +17,9 @@ use edge_wire::Limits;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Credentials;
+use crate::config::DedupStore;
 use crate::config::{ConfigError, GatewayConfig, RelayConfig};
-use crate::ledger::{Claim, Ledger, LedgerError};
+use crate::ledger::{now_ms, BatchKey, Claim, Ledger, LedgerError, LedgerOptions};
 use crate::message::{Delivery, Origin};
 use crate::metrics::Metrics;
 use crate::sink::{Sink, SinkError};
@@ -46,6 +47,38 @@ struct Inner {
     metrics: Arc<Metrics>,
     tracker: TaskTracker,
     ledger: Ledger,
+    /// How often [`Relay::prune_ledger`] runs.
+    prune_interval: std::time::Duration,
+    /// Conflicts are logged at most once per interval, with a count.
+    conflict_log: LogLimit,
+}
+
+/// At most one log line per [`LogLimit::INTERVAL`]; the calls in between
+/// are counted and reported with the next line.
+#[derive(Debug, Default)]
+struct LogLimit {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl LogLimit {
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// `Some(suppressed since the last line)` when a line may be logged now.
+    fn allow(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match state.0 {
+            Some(last) if now.duration_since(last) < Self::INTERVAL => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                let suppressed = std::mem::take(&mut state.1);
+                state.0 = Some(now);
+                Some(suppressed)
+            }
+        }
+    }
 }
 
 /// How a batch was stored.
@@ -53,8 +86,12 @@ struct Inner {
 pub enum Stored {
     /// Published to every sink now.
     Now,
-    /// Delivered before (same gateway and sequence number): not published again.
+    /// Delivered before (same gateway, spool instance, sequence number and
+    /// content): not published again.
     Before,
+    /// Published to every sink now, flagged: the ledger knew the batch's
+    /// key with other content (see [`crate::ledger`]).
+    Conflict,
 }
 
 /// Why a batch was not stored.
@@ -105,14 +142,31 @@ impl Relay {
             .into());
         }
         let metrics = Arc::new(Metrics::default());
-        let path = config
-            .dedup_path()
-            .expect("problems() requires dedup.path or data_dir");
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // The file sink creates data_dir itself; the ledger may come first.
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let ledger = Ledger::open(&path, config.dedup.window)?;
+        let options = LedgerOptions {
+            window: config.dedup.window,
+            lease: config.dedup.claim_lease,
+            max_rows: config.dedup.max_rows,
+        };
+        let ledger = match config.dedup.store {
+            DedupStore::Sqlite => {
+                let path = config
+                    .dedup_path()
+                    .expect("problems() requires dedup.path or data_dir");
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    // The file sink creates data_dir itself; the ledger may come first.
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                Ledger::sqlite(&path, options)?
+            }
+            DedupStore::Postgres => Ledger::postgres(
+                config
+                    .dedup_url()
+                    .expect("problems() requires dedup.url or [postgres]"),
+                &config.dedup.table,
+                config.dedup.timeout,
+                options,
+            ),
+        };
         let sinks = Sink::from_config(&config, &metrics)?
             .into_iter()
             .map(Arc::new)
@@ -133,6 +187,8 @@ impl Relay {
                 metrics,
                 tracker: TaskTracker::new(),
                 ledger,
+                prune_interval: config.dedup.prune_interval,
+                conflict_log: LogLimit::default(),
             }),
         })
     }
@@ -186,59 +242,65 @@ impl Relay {
         self.inner.sinks.iter().map(|s| s.name()).collect()
     }
 
-    /// Deliver batch `seq` of `gateway` once: a batch the ledger knows is
-    /// answered [`Stored::Before`] without publishing; a new one goes to
-    /// every sink and is recorded when all acknowledged. Delivery and
-    /// recording run as one task on the tracker, so a client that hangs up
-    /// cannot leave a delivered batch unrecorded or a claim held.
-    pub async fn deliver_once(
-        &self,
-        gateway: &str,
-        delivery: Arc<Delivery>,
-    ) -> Result<Stored, DeliverError> {
-        let seq = delivery.batch.seq;
-        let ledger = self.inner.ledger.clone();
-        let gw = gateway.to_string();
-        let claim = tokio::task::spawn_blocking(move || ledger.claim(&gw, seq))
-            .await
-            .map_err(|e| {
-                DeliverError::Sinks(vec![(
-                    "ledger",
-                    SinkError::Task {
-                        sink: "ledger",
-                        message: e.to_string(),
-                    },
-                )])
-            })??;
-        match claim {
+    /// Deliver a batch once: a batch the ledger knows is answered
+    /// [`Stored::Before`] without publishing; a new one goes to every sink
+    /// and is recorded when all acknowledged.
+    ///
+    /// The claim is owned by a guard ([`crate::ledger::ClaimGuard`]) from
+    /// before the first `.await`: dropped here (the client hung up, the
+    /// handler was cancelled) it releases the claim. Delivery and recording
+    /// then run as one task on the tracker that owns the guard, so a client
+    /// that hangs up cannot leave a delivered batch unrecorded, and a sink
+    /// failure releases the claim at once.
+    pub async fn deliver_once(&self, delivery: Delivery) -> Result<Stored, DeliverError> {
+        let mut delivery = delivery;
+        let key = BatchKey::of(&delivery.batch);
+        let seq = key.seq;
+        let (guard, conflict) = match self
+            .inner
+            .ledger
+            .claim(key, delivery.digest, now_ms())
+            .await?
+        {
             Claim::Delivered => {
                 self.inner.metrics.duplicate();
                 return Ok(Stored::Before);
             }
             Claim::InFlight => return Err(DeliverError::InFlight { seq }),
-            Claim::New => {}
+            Claim::New { guard, conflict } => (guard, conflict),
+        };
+        if conflict {
+            self.inner.metrics.conflict();
+            if let Some(suppressed) = self.inner.conflict_log.allow() {
+                let key = guard.key();
+                tracing::warn!(
+                    gateway = ?key.gateway,
+                    instance = %format_args!("{:016x}", key.instance),
+                    seq,
+                    suppressed,
+                    "batch conflicts with a delivered batch of the same gateway, spool instance and seq but other content; publishing it, flagged (batch_conflict)"
+                );
+            }
         }
+        delivery.conflict = conflict;
+        let delivery = Arc::new(delivery);
         let relay = self.clone();
-        let gw = gateway.to_string();
         let task = self.inner.tracker.spawn(async move {
             let result = relay.deliver(delivery).await;
-            let ledger = relay.inner.ledger.clone();
-            let metrics = relay.inner.metrics.clone();
-            let delivered = result.is_ok();
-            let _ = tokio::task::spawn_blocking(move || {
-                if !delivered {
-                    ledger.release(&gw, seq);
-                } else if let Err(e) = ledger.record(&gw, seq) {
+            if result.is_ok() {
+                let gateway = guard.key().gateway.clone();
+                if let Err(e) = guard.record(now_ms()).await {
                     // Stored but not remembered: answer 200 anyway (the
                     // batch is safe); a retry of it would be published again.
-                    metrics.ledger_failure();
-                    tracing::error!(gateway = ?gw, seq, error = %e, "delivered batch not recorded in the ledger");
+                    relay.inner.metrics.ledger_failure();
+                    tracing::error!(gateway = ?gateway, seq, error = %e, "delivered batch not recorded in the ledger");
                 }
-            })
-            .await;
+            }
+            // On failure the guard is dropped here: the claim is released.
             result
         });
         match task.await {
+            Ok(Ok(())) if conflict => Ok(Stored::Conflict),
             Ok(Ok(())) => Ok(Stored::Now),
             Ok(Err(failures)) => Err(DeliverError::Sinks(failures)),
             Err(e) => Err(DeliverError::Sinks(vec![(
@@ -249,6 +311,49 @@ impl Relay {
                 },
             )])),
         }
+    }
+
+    /// The delivered-batch ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
+    }
+
+    /// Prune the ledger once at `now_ms` (see [`Ledger::prune`]), counting
+    /// and logging what went.
+    pub async fn prune_ledger(&self, now_ms: i64) -> Result<crate::ledger::Pruned, LedgerError> {
+        let pruned = self.inner.ledger.prune(now_ms).await?;
+        self.inner
+            .metrics
+            .ledger_pruned(pruned.by_age, pruned.by_rows);
+        if pruned.by_rows > 0 {
+            tracing::warn!(
+                rows = pruned.by_rows,
+                "ledger reached dedup.max_rows; forgot the oldest delivered batches before the window ended (a retry of one would be published again)"
+            );
+        }
+        if pruned != Default::default() {
+            tracing::debug!(?pruned, "ledger pruned");
+        }
+        Ok(pruned)
+    }
+
+    /// Prune the ledger now and then every `dedup.prune_interval_secs`
+    /// until `shutdown`.
+    pub(crate) fn spawn_pruner(&self, shutdown: tokio_util::sync::CancellationToken) {
+        let relay = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(relay.inner.prune_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                if let Err(error) = relay.prune_ledger(now_ms()).await {
+                    tracing::warn!(%error, "ledger prune failed; trying again at the next interval");
+                }
+            }
+        });
     }
 
     /// Deliver to every sink concurrently; `Ok` when all acknowledged,

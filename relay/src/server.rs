@@ -14,7 +14,10 @@
 //! 5. every reading and alarm passes [`crate::validation`], else 422 for the
 //!    whole batch, naming the first invalid item;
 //! 6. every sink acknowledges, else 503 with `Retry-After: 5`;
-//! 7. 200 `{"seq":N,"readings":R,"alarms":A}`.
+//! 7. 200 `{"seq":N,"readings":R,"alarms":A}`; with `"duplicate":true`
+//!    when the ledger knew the batch (not published again), with
+//!    `"conflict":true` when it knew the batch's key with other content
+//!    (published anyway, flagged; see [`crate::ledger`]).
 //!
 //! Error bodies are `{"error":"<outcome>","message":"..."}` (plus `reason`,
 //! the decoder's label, for 400/413 from decoding). Every rejection is
@@ -92,6 +95,7 @@ where
     L::Addr: std::fmt::Debug,
     Peer: for<'a> Connected<IncomingStream<'a, L>>,
 {
+    relay.spawn_pruner(shutdown.clone());
     let app = router(relay.clone()).into_make_service_with_connect_info::<Peer>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -317,14 +321,20 @@ async fn accept_batch(
     let (seq, readings, alarms) = (batch.seq, batch.reading_count(), batch.alarms.len());
     let mut delivery = delivery;
     delivery.origin = relay.origin(&gateway, now_us);
-    let delivery = Arc::new(delivery);
-    match relay.deliver_once(&gateway, delivery).await {
+    match relay.deliver_once(delivery).await {
         Ok(Stored::Now) => {
             relay.metrics().accepted(readings, alarms);
             relay.metrics().gateway_stored(&gateway, seq);
             tracing::debug!(gateway = ?gateway, seq, readings, alarms, "batch accepted");
             Ok(Json(
                 json!({ "seq": seq, "readings": readings, "alarms": alarms }),
+            ))
+        }
+        Ok(Stored::Conflict) => {
+            relay.metrics().accepted(readings, alarms);
+            relay.metrics().gateway_stored(&gateway, seq);
+            Ok(Json(
+                json!({ "seq": seq, "readings": readings, "alarms": alarms, "conflict": true }),
             ))
         }
         Ok(Stored::Before) => {

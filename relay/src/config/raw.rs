@@ -22,10 +22,11 @@ use crate::sink::postgres::DEFAULT_TABLE;
 use crate::validation::{TimeWindow, DEFAULT_MAX_FUTURE_SECS, DEFAULT_MAX_PAST_HOURS};
 
 use super::{
-    DedupConfig, GatewayConfig, Granularity, Issues, KafkaConfig, PostgresConfig, RelayConfig,
-    TimeseriesConfig, DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_WINDOW_HOURS,
-    DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_EVENTS_TOPIC, DEFAULT_LISTEN, DEFAULT_POSTGRES_TIMEOUT_MS,
-    DEFAULT_READINGS_TOPIC, DEFAULT_TIMESERIES_TIMEOUT_MS,
+    DedupConfig, DedupStore, GatewayConfig, Granularity, Issues, KafkaConfig, PostgresConfig,
+    RelayConfig, TimeseriesConfig, DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_CLAIM_LEASE_SECS,
+    DEFAULT_DEDUP_MAX_ROWS, DEFAULT_DEDUP_PRUNE_INTERVAL_SECS, DEFAULT_DEDUP_TIMEOUT_MS,
+    DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_EVENTS_TOPIC, DEFAULT_LISTEN,
+    DEFAULT_POSTGRES_TIMEOUT_MS, DEFAULT_READINGS_TOPIC, DEFAULT_TIMESERIES_TIMEOUT_MS,
 };
 
 #[derive(Debug, Deserialize)]
@@ -47,7 +48,7 @@ pub(super) struct RawConfig {
     timeseries: Option<RawTimeseries>,
     /// Write readings to a PostgreSQL (or TimescaleDB) table, one row per reading.
     postgres: Option<RawPostgres>,
-    /// Recognise a batch delivered before (same gateway and sequence number, for example a retry after a lost response) and answer it 200 without publishing it again.
+    /// Recognise a batch delivered before (same gateway, spool instance and sequence number, for example a retry after a lost response) and answer it 200 without publishing it again.
     #[serde(default)]
     dedup: RawDedup,
     /// Serve HTTPS instead of plain HTTP; optionally require client certificates.
@@ -68,10 +69,84 @@ struct RawTls {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDedup {
+    /// Where delivered batches are remembered: "sqlite" (a file, for one relay; the default) or "postgres" (tables every relay of a fleet shares, so a retry landing on another relay is still recognised).
+    store: Option<String>,
     /// SQLite file that remembers delivered batches across restarts (default "<data_dir>/delivered.db"; required without data_dir).
     path: Option<PathBuf>,
+    /// PostgreSQL server of the shared ledger (store = "postgres"), for example postgresql://edge@db:5432/plant; default the [postgres] sink's url.
+    url: Option<String>,
+    /// PostgreSQL table of the shared ledger (default "edge_ledger"; claims in "<table>_claims"), created if missing: name or schema.name.
+    table: Option<String>,
+    /// Longest wait for one step of the PostgreSQL ledger, in milliseconds (default 5000); past it the batch gets 503.
+    timeout_ms: Option<i64>,
     /// How long a delivered batch is remembered, in hours (default 168, a week); a retry older than that is published again.
     window_hours: Option<i64>,
+    /// Most delivered batches remembered (default 10000000); beyond it the oldest are forgotten first, with a warning.
+    max_rows: Option<i64>,
+    /// How often the relay forgets batches past window_hours or max_rows and ended claims, in seconds (default 60).
+    prune_interval_secs: Option<i64>,
+    /// How long a claim on a batch being delivered holds when its relay never releases it (killed mid-delivery), in seconds (default 60); must exceed every sink's timeout. Meanwhile retries of that batch get 503.
+    claim_lease_secs: Option<i64>,
+}
+
+impl RawDedup {
+    fn check(self, issues: &mut Issues) -> DedupConfig {
+        let d = DedupConfig::new();
+        let store = match self.store.as_deref() {
+            None | Some("sqlite") => DedupStore::Sqlite,
+            Some("postgres") => DedupStore::Postgres,
+            Some(other) => {
+                issues.add(
+                    "dedup.store",
+                    format!("{other:?} is not \"sqlite\" or \"postgres\""),
+                );
+                DedupStore::Sqlite
+            }
+        };
+        let url = self.url.and_then(|text| {
+            // The URL may hold a password: the message does not echo it.
+            text.parse()
+                .map_err(|e| {
+                    issues.add(
+                        "dedup.url",
+                        format!("not a PostgreSQL URL (postgresql://user@host:port/dbname): {e}"),
+                    )
+                })
+                .ok()
+        });
+        let mut n = |key: &str, value: Option<i64>, default: usize| {
+            count(issues, &format!("dedup.{key}"), value, default) as u64
+        };
+        DedupConfig {
+            store,
+            path: self.path,
+            url,
+            table: self.table.unwrap_or(d.table),
+            timeout: Duration::from_millis(n(
+                "timeout_ms",
+                self.timeout_ms,
+                DEFAULT_DEDUP_TIMEOUT_MS,
+            )),
+            window: Duration::from_secs(
+                3600 * n(
+                    "window_hours",
+                    self.window_hours,
+                    DEFAULT_DEDUP_WINDOW_HOURS,
+                ),
+            ),
+            max_rows: n("max_rows", self.max_rows, DEFAULT_DEDUP_MAX_ROWS),
+            prune_interval: Duration::from_secs(n(
+                "prune_interval_secs",
+                self.prune_interval_secs,
+                DEFAULT_DEDUP_PRUNE_INTERVAL_SECS,
+            )),
+            claim_lease: Duration::from_secs(n(
+                "claim_lease_secs",
+                self.claim_lease_secs,
+                DEFAULT_DEDUP_CLAIM_LEASE_SECS,
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,17 +320,7 @@ impl RawConfig {
                 }
             })
             .collect();
-        let dedup = DedupConfig {
-            path: self.dedup.path,
-            window: Duration::from_secs(
-                3600 * count(
-                    issues,
-                    "dedup.window_hours",
-                    self.dedup.window_hours,
-                    DEFAULT_DEDUP_WINDOW_HOURS,
-                ) as u64,
-            ),
-        };
+        let dedup = self.dedup.check(issues);
         RelayConfig {
             listen,
             dedup,

@@ -385,3 +385,45 @@ fn kafka_debug_hides_secret_producer_properties() {
     assert!(shown.contains("\"linger.ms\": \"20\""), "{shown}");
     assert_eq!(k.producer["sasl.password"], "hunter2");
 }
+
+#[test]
+fn dedup_keys_choose_the_store_and_bound_the_ledger() {
+    let c = RelayConfig::from_toml(MINIMAL).unwrap();
+    assert_eq!(c.dedup.store, super::DedupStore::Sqlite);
+    assert_eq!(c.dedup.max_rows, 10_000_000);
+    assert_eq!(c.dedup.prune_interval, std::time::Duration::from_secs(60));
+    assert_eq!(c.dedup.claim_lease, std::time::Duration::from_secs(60));
+
+    // The shared ledger takes the [postgres] sink's server unless told.
+    let shared = format!(
+        "{MINIMAL}[postgres]\nurl = \"postgresql://edge@db:5432/plant\"\n\
+         [dedup]\nstore = \"postgres\"\ntable = \"ops.ledger\"\nmax_rows = 500\n\
+         prune_interval_secs = 5\nclaim_lease_secs = 90\nwindow_hours = 2\n"
+    );
+    let c = RelayConfig::from_toml(&shared).unwrap();
+    assert_eq!(c.dedup.store, super::DedupStore::Postgres);
+    assert_eq!(c.dedup_url().unwrap().get_dbname(), Some("plant"));
+    assert_eq!(c.dedup.table, "ops.ledger");
+    assert_eq!(c.dedup.max_rows, 500);
+    assert_eq!(c.dedup.prune_interval, std::time::Duration::from_secs(5));
+    assert_eq!(c.dedup.claim_lease, std::time::Duration::from_secs(90));
+    assert_eq!(c.dedup.window, std::time::Duration::from_secs(7200));
+
+    let bad = format!(
+        "{MINIMAL}[kafka]\nbrokers = [\"k:9092\"]\ndelivery_timeout_ms = 120000\n\
+         [dedup]\nstore = \"postgres\"\ntable = \"Bad-Name\"\nmax_rows = 0\nclaim_lease_secs = 60\n"
+    );
+    let err = RelayConfig::from_toml(&bad).unwrap_err().to_string();
+    for expected in [
+        "dedup.url: required with store = \"postgres\"",
+        "dedup.table: \"Bad-Name\"",
+        "dedup.max_rows: must be greater than 0",
+        "dedup.claim_lease_secs: 60 s must exceed kafka.delivery_timeout_ms (120000 ms)",
+    ] {
+        assert!(err.contains(expected), "{expected} in {err}");
+    }
+    let err = RelayConfig::from_toml(&format!("{MINIMAL}[dedup]\nstore = \"redis\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dedup.store: \"redis\" is not"), "{err}");
+}

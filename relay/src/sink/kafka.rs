@@ -2,7 +2,9 @@
 //! "series"`, one per series per batch) to the readings topic and one per
 //! alarm event to the alarms topic, key = series name (so one series stays
 //! ordered within its partition), value = the JSON of [`crate::message`],
-//! headers `gateway`, `batch_seq`, `schema`. Gap records (readings a gateway
+//! headers `gateway`, `batch_seq`, `schema`, and `spool_instance` (16 hex
+//! digits, wire v4 batches) and `batch_conflict: true` (a batch the ledger
+//! knew with other content, see [`crate::ledger`]) when they apply. Gap records (readings a gateway
 //! dropped under its spool policy) go to the events topic, one message each,
 //! key = gateway id (so one gateway's events stay ordered). Extra producer
 //! properties pass through [`properties`], which refuses any that would
@@ -147,6 +149,8 @@ impl KafkaSink {
         };
         let batch = &delivery.batch;
         let seq = batch.seq.to_string();
+        // Until wire v4 batches carry their spool instance: none.
+        let instance: Option<String> = None;
         let failed = |topic: &str, source| SinkError::KafkaDelivery {
             topic: topic.to_owned(),
             gateway: batch.gateway_id.clone(),
@@ -171,7 +175,7 @@ impl KafkaSink {
                 Some(i) => batch.series[i].name.as_str(),
                 None => batch.gateway_id.as_str(),
             };
-            let headers = OwnedHeaders::new_with_capacity(3)
+            let mut headers = OwnedHeaders::new_with_capacity(5)
                 .insert(Header {
                     key: "gateway",
                     value: Some(batch.gateway_id.as_str()),
@@ -184,6 +188,18 @@ impl KafkaSink {
                     key: "schema",
                     value: Some(schema),
                 });
+            if let Some(instance) = &instance {
+                headers = headers.insert(Header {
+                    key: "spool_instance",
+                    value: Some(instance.as_str()),
+                });
+            }
+            if delivery.conflict {
+                headers = headers.insert(Header {
+                    key: "batch_conflict",
+                    value: Some("true"),
+                });
+            }
             let mut record = FutureRecord::to(topic)
                 .key(key)
                 .payload(msg.payload.as_slice())

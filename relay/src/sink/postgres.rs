@@ -161,17 +161,9 @@ impl PostgresSink {
             return Ok(conn.clone());
         }
         *slot = None;
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
+        let client = connect(&self.config, &self.target)
             .await
             .map_err(|e| self.error("connect", &e))?;
-        let target = self.target.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(target = %target, error = %chain(&e), "PostgreSQL connection ended");
-            }
-        });
         client
             .batch_execute(&create_table_sql(&self.table))
             .await
@@ -300,8 +292,24 @@ pub fn insert_sql(table: &str) -> String {
     )
 }
 
+/// Connect without TLS and drive the connection in a task that logs how
+/// it ended (`target` names the server in that line).
+pub(crate) async fn connect(
+    config: &tokio_postgres::Config,
+    target: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    let target = target.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(target = %target, error = %chain(&e), "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
 /// `host:port/dbname` of a connection config, without user or password.
-fn target(config: &tokio_postgres::Config) -> String {
+pub(crate) fn target(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
@@ -317,7 +325,7 @@ fn target(config: &tokio_postgres::Config) -> String {
 }
 
 /// An error with its causes ("db error: ERROR: relation ... does not exist").
-fn chain(e: &tokio_postgres::Error) -> String {
+pub(crate) fn chain(e: &tokio_postgres::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
