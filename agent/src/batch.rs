@@ -105,6 +105,7 @@ impl Batcher {
         let events = held.iter().map(|(i, a)| event(a, *i as u32)).collect();
         let batch = Batch {
             gateway_id: self.gateway_id.clone(),
+            instance: None,
             seq: 0,
             created_us,
             series,
@@ -153,6 +154,7 @@ pub fn alarm_batch(gateway_id: &str, alarms: &[Alarm], created_us: i64) -> Batch
     }
     Batch {
         gateway_id: gateway_id.to_owned(),
+        instance: None,
         seq: 0,
         created_us,
         series,

@@ -9,7 +9,8 @@
 //! the reading backlog. Answers may come back in any order; each one is
 //! applied to its own batch:
 //!
-//! - 2xx (a 200 with `"duplicate": true` included): the batch is removed;
+//! - 2xx (a 200 with `"duplicate": true` or `"conflict": true` included):
+//!   the batch is removed; a conflict is warned about and counted;
 //! - 400, 413 and 422 mean the relay will never accept these bytes: the
 //!   batch is moved to the spool's quarantine table, logged and counted, so
 //!   one bad batch cannot block the queue forever;
@@ -163,7 +164,10 @@ impl Forwarder {
     ) {
         let seq = batch.seq;
         match outcome {
-            Outcome::Delivered { duplicate } => {
+            Outcome::Delivered {
+                duplicate,
+                conflict,
+            } => {
                 if let Some((since, tries)) = backoff.failing_since.take() {
                     info!(
                         failed_attempts = tries,
@@ -175,6 +179,12 @@ impl Forwarder {
                 if duplicate {
                     debug!(seq, "relay had this batch already (duplicate)");
                     self.stats.batches_acked_as_duplicate.inc();
+                }
+                if conflict {
+                    // Each batch once; only a misconfigured fleet (two boxes
+                    // on one gateway id and one cloned spool) repeats it.
+                    warn!(seq, instance = ?batch_instance(&batch.body), "relay knew this gateway, spool instance and seq with other content; it published the batch flagged as a conflict. Is another gateway using this gateway_id and a copy of this spool?");
+                    self.stats.batches_acked_as_conflict.inc();
                 }
                 if let Err(error) = self.spool.call(move |s| s.remove(seq)).await {
                     // The relay has it; if the row survives, it is sent
@@ -247,6 +257,12 @@ impl Forwarder {
             "draining backlog"
         );
     }
+}
+
+/// The spool instance a stored batch carries, in hex, for a log line.
+fn batch_instance(body: &[u8]) -> Option<String> {
+    let batch = edge_wire::decode(body, &edge_wire::Limits::default()).ok()?;
+    batch.instance.map(|i| format!("{:016x}", i.get()))
 }
 
 async fn sleep_until(at: Option<Instant>) {

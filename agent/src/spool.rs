@@ -23,6 +23,12 @@
 //!   (`tests::sequence_grows_across_reopen_and_bytes_are_the_encoding`,
 //!   `check::tests::garbage_database_is_moved_aside_and_seq_keeps_growing`,
 //!   the proptest model in `model_tests`);
+//! - every batch carries the spool's instance id, a random non-zero id
+//!   drawn when the database is created and kept in `meta` (wire v4): a
+//!   spool started afresh (reinstall, replaced box, deleted by hand) has
+//!   another, so the relay keeps its batches apart from the old spool's
+//!   though their sequence numbers repeat
+//!   (`tests::a_spool_keeps_its_instance_id_and_a_fresh_spool_draws_another`);
 //! - the `alarms` table holds the alarms raised and not yet cleared, keyed
 //!   by (rule, series), with when each was acknowledged; it is changed only
 //!   in the transaction that stores the batch carrying those raise, clear
@@ -51,6 +57,7 @@
 //! The spool is synchronous (rusqlite); async callers go through
 //! [`SharedSpool`], which runs each call on the blocking pool.
 
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -133,6 +140,12 @@ pub struct SpoolStats {
 pub struct Spool {
     conn: Connection,
     path: PathBuf,
+    /// This spool's instance id (`meta.instance`), drawn at random when the
+    /// database is created and put in every batch it seals (wire v4), so
+    /// the relay tells this spool's batches from those of an earlier spool
+    /// of the same gateway whose sequence numbers this one repeats. `None`
+    /// only for a read-only spool that has none yet (it never seals).
+    instance: Option<NonZeroU64>,
     options: SpoolOptions,
     /// Gaps recorded since the last [`Spool::take_gaps`], for the caller's
     /// counters; the `gaps` table keeps them durably.
@@ -201,6 +214,31 @@ pub fn checksum(body: &[u8]) -> i64 {
     CRC64.checksum(body) as i64
 }
 
+/// The spool's instance id: drawn (random, non-zero) and committed the first
+/// time a database is opened, read back every time after. A spool from
+/// before instance ids gets one at its first open by this version.
+fn instance(conn: &Connection) -> rusqlite::Result<NonZeroU64> {
+    let drawn = fastrand::u64(1..) as i64;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('instance', ?1) ON CONFLICT(key) DO NOTHING",
+        params![drawn],
+    )?;
+    let stored: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+        r.get(0)
+    })?;
+    // A hand-edited 0 is replaced, not sent: 0 is reserved on the wire.
+    match NonZeroU64::new(stored as u64) {
+        Some(id) => Ok(id),
+        None => {
+            conn.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'instance'",
+                params![drawn],
+            )?;
+            Ok(NonZeroU64::new(drawn as u64).expect("drawn from 1.."))
+        }
+    }
+}
+
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     for (table, column, definition) in ADDED_COLUMNS {
         let present: bool = conn.query_row(
@@ -237,6 +275,7 @@ fn interval(batch: &Batch) -> (i64, i64) {
 fn gap_batch(batch: &Batch, gaps: &[Gap]) -> Batch {
     Batch {
         gateway_id: batch.gateway_id.clone(),
+        instance: batch.instance,
         seq: batch.seq,
         created_us: batch.created_us,
         series: Vec::new(),
@@ -272,12 +311,20 @@ impl Spool {
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         migrate(&conn).map_err(err)?;
+        let instance = Some(instance(&conn).map_err(err)?);
         Ok(Spool {
             conn,
+            instance,
             path: path.to_owned(),
             options,
             gaps: Vec::new(),
         })
+    }
+
+    /// This spool's instance id, carried by every batch it seals (`None`
+    /// for a read-only spool from before instance ids).
+    pub fn instance(&self) -> Option<NonZeroU64> {
+        self.instance
     }
 
     /// Where the database is.
@@ -369,6 +416,7 @@ impl Spool {
                 source: e,
             })?;
         batch.seq = next.unwrap_or(1) as u64;
+        batch.instance = self.instance;
         let body = edge_wire::encode(batch)?;
         let (first_us, last_us) = interval(batch);
         let mut gaps = Vec::new();

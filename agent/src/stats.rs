@@ -99,6 +99,10 @@ pub struct AgentStats {
     /// Batches the relay answered 200 with `"duplicate": true`: it had
     /// delivered them before (counted in `batches_forwarded` too).
     pub batches_acked_as_duplicate: Counter,
+    /// Batches the relay answered 200 with `"conflict": true`: it knew their
+    /// gateway, spool instance and seq with other content (two gateways
+    /// sharing one id and one cloned spool?) and published them flagged.
+    pub batches_acked_as_conflict: Counter,
     /// Per Modbus device: readings, errors and request round trips, for
     /// the status page.
     modbus_devices: Mutex<BTreeMap<String, DeviceCounts>>,

@@ -51,6 +51,7 @@ fn spool_with_backlog(path: &Path, oldest_us: i64) {
     let mut s = Spool::open(path).unwrap();
     let mut b1 = Batch {
         gateway_id: "gw-1".into(),
+        instance: None,
         seq: 0,
         created_us: oldest_us + 1_000_000,
         series: vec![series(

@@ -80,6 +80,7 @@ async fn a_batch_leaves_the_spool_only_after_a_2xx() {
     let mut spool = Spool::open(&dir.path().join("spool.db")).unwrap();
     let mut batch = Batch {
         gateway_id: "gw-1".into(),
+        instance: None,
         seq: 0,
         created_us: 1,
         series: vec![Series {

@@ -106,6 +106,7 @@ mod tests {
         };
         let batch = Batch {
             gateway_id: "gw".into(),
+            instance: None,
             seq: 0,
             created_us: 0,
             series: vec![

@@ -62,6 +62,7 @@ impl Dataset {
                 .collect();
             out.push(Batch {
                 gateway_id: "plant-a-gw-1".into(),
+                instance: None,
                 seq: seq as u64,
                 created_us: self.ts_us[end - 1] + 1_000,
                 series,

@@ -71,7 +71,7 @@ impl BatchKey {
     pub fn of(batch: &Batch) -> BatchKey {
         BatchKey {
             gateway: batch.gateway_id.clone(),
-            instance: 0,
+            instance: batch.instance.map_or(0, |i| i.get()),
             seq: batch.seq,
         }
     }
@@ -97,6 +97,7 @@ pub fn digest(batch: &Batch) -> Digest {
         h.update(s.as_bytes());
     };
     text(&mut h, &batch.gateway_id);
+    h.update(batch.instance.map_or(0, |i| i.get()).to_le_bytes());
     h.update(batch.seq.to_le_bytes());
     h.update(batch.created_us.to_le_bytes());
     h.update((batch.series.len() as u64).to_le_bytes());

@@ -120,6 +120,7 @@ mod tests {
     fn batch(name: &str, points: &[(i64, f64, Quality)]) -> Batch {
         Batch {
             gateway_id: "gw".into(),
+            instance: None,
             seq: 1,
             created_us: NOW,
             series: vec![Series {

@@ -30,6 +30,7 @@ const PARTITIONS: i32 = 3;
 fn big_batch(seq: u64, series: u32, points: i64) -> Batch {
     Batch {
         gateway_id: "gw-1".into(),
+        instance: None,
         seq,
         created_us: TS0,
         series: (0..series)

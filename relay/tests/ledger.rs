@@ -262,3 +262,58 @@ async fn the_ledger_prunes_on_its_timer_while_the_relay_runs() {
     assert!(answer.get("duplicate").is_none(), "{answer}");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_reinstalled_spool_is_new_and_other_content_under_a_known_key_is_a_conflict() {
+    let (cfg, dir) = config();
+    let relay = start(cfg, dir).await;
+    let life = |instance: Option<u64>, seq: u64, value: f64| {
+        let mut b = batch("gw-1", seq);
+        b.instance = instance.and_then(std::num::NonZeroU64::new);
+        b.series[0].points[0].value = value;
+        encoded(&b)
+    };
+    let post = |body: Vec<u8>| {
+        let relay = &relay;
+        async move {
+            let response = relay.post(Some(TOKEN_1), body).await;
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let readings = || relay.file("readings.jsonl").lines().count();
+    // First life of the spool, then a retry: a duplicate.
+    assert!(post(life(Some(11), 1, 1.0))
+        .await
+        .get("duplicate")
+        .is_none());
+    assert_eq!(post(life(Some(11), 1, 1.0)).await["duplicate"], true);
+    assert_eq!(readings(), 5);
+    // The spool deleted and made again: a new instance, seq 1 again, other
+    // readings. New, not a duplicate, and no conflict either.
+    let second = post(life(Some(22), 1, 2.0)).await;
+    assert!(
+        second.get("duplicate").is_none() && second.get("conflict").is_none(),
+        "{second}"
+    );
+    assert_eq!(readings(), 10);
+    // An old agent (no instance) whose spool started again: same seq, other
+    // content. Published, flagged as a conflict, counted.
+    assert!(post(life(None, 1, 3.0)).await.get("conflict").is_none());
+    let conflict = post(life(None, 1, 4.0)).await;
+    assert_eq!(conflict["conflict"], true, "{conflict}");
+    assert_eq!(readings(), 20);
+    // Its retry is a duplicate of what it was.
+    assert_eq!(post(life(None, 1, 4.0)).await["duplicate"], true);
+    assert_eq!(readings(), 20);
+    let metrics = relay.metrics().await;
+    assert!(
+        metrics.contains("edge_relay_ledger_conflicts_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("edge_relay_duplicate_batches_total 2\n"),
+        "{metrics}"
+    );
+    relay.stop().await;
+}

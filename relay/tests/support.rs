@@ -113,6 +113,7 @@ pub fn batch(gateway: &str, seq: u64) -> Batch {
     };
     Batch {
         gateway_id: gateway.into(),
+        instance: None,
         seq,
         created_us: TS0 + 10_000_000,
         series: vec![

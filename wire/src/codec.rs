@@ -1,5 +1,6 @@
-//! The batch codec: [`encode`] writes wire format v2, or v3 for a batch that
-//! carries gap records ([`Batch::format_version`]); [`decode`] reads v1 to v3.
+//! The batch codec: [`encode`] writes wire format v2, v3 for a batch that
+//! carries gap records, v4 for one with a spool instance
+//! ([`Batch::format_version`]); [`decode`] reads v1 to v4.
 //!
 //! A batch on the wire is a 6-byte prefix (magic `EDGB`, version) and one
 //! zstd frame of a positional CBOR document in which each series' readings

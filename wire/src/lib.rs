@@ -1,4 +1,4 @@
-//! `edge-wire`: the batch format (v3 with gap records, v2 without; v1 for reading) that the edge agent
+//! `edge-wire`: the batch format (v4 with a spool instance id, v3 with gap records, v2 without; v1 for reading) that the edge agent
 //! writes and the relay reads. It knows nothing of Modbus, MQTT, SQLite or Kafka.
 //!
 //! Reading order:

@@ -12,22 +12,30 @@
 
 use std::collections::BTreeMap;
 
-/// Newest version of the batch format this crate writes: v3 adds gap records.
-/// A batch without gaps is still written as v2 (see [`Batch::format_version`]),
-/// so a relay that reads only v1 and v2 keeps accepting every batch that does
-/// not need the new field.
-pub const FORMAT_VERSION: u16 = 3;
+/// Newest version of the batch format this crate writes: v4 adds the spool
+/// instance id to the header, v3 gap records. A batch without an instance
+/// id is still written as v3 or v2 (see [`Batch::format_version`]), so a
+/// relay that reads only older versions keeps accepting every batch that
+/// does not need the new fields.
+pub const FORMAT_VERSION: u16 = 4;
 
 /// Every version this crate reads: v1 (alarms without severity, duration or
-/// acknowledgement), v2 (no gap records) and v3.
-pub const READABLE_VERSIONS: [u16; 3] = [1, 2, 3];
+/// acknowledgement), v2 (no gap records), v3 (no spool instance) and v4.
+pub const READABLE_VERSIONS: [u16; 4] = [1, 2, 3, 4];
 
 /// One upload unit: everything a gateway sends in one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     /// Gateway that produced the batch, for example `"plant-a-gw-1"`.
     pub gateway_id: String,
-    /// Batch sequence number; grows strictly per gateway, across restarts.
+    /// The spool that made the batch: a random id the agent's spool draws
+    /// when it is created and keeps with it (format v4 on; `None` in v1 to
+    /// v3). A gateway whose spool starts again (a reinstall) gets a new one,
+    /// so `(gateway_id, instance, seq)` names a batch even though `seq`
+    /// starts again.
+    pub instance: Option<std::num::NonZeroU64>,
+    /// Batch sequence number; grows strictly per spool instance, across
+    /// restarts.
     pub seq: u64,
     /// When the batch was sealed, µs since the Unix epoch.
     pub created_us: i64,
@@ -287,13 +295,16 @@ impl Batch {
         self.series.iter().map(|s| s.points.len()).sum()
     }
 
-    /// The format version [`crate::encode`] writes for this batch: 3 when it
-    /// carries gaps, else 2, so readers of v2 keep reading ordinary batches.
+    /// The format version [`crate::encode`] writes for this batch: 4 when it
+    /// carries a spool instance id, else 3 when it carries gaps, else 2, so
+    /// readers of older versions keep reading batches that need nothing new.
     pub fn format_version(&self) -> u16 {
-        if self.gaps.is_empty() {
+        if self.instance.is_some() {
+            FORMAT_VERSION
+        } else if self.gaps.is_empty() {
             2
         } else {
-            FORMAT_VERSION
+            3
         }
     }
 

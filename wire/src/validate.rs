@@ -77,6 +77,7 @@ mod tests {
     fn batch(ids: &[u32], alarm_ids: &[u32]) -> Batch {
         Batch {
             gateway_id: "gw".into(),
+            instance: None,
             seq: 1,
             created_us: 0,
             series: ids.iter().copied().map(series).collect(),

@@ -4,7 +4,10 @@
 //!
 //! - 2xx: delivered. A 200 whose JSON body says `"duplicate": true` (the
 //!   relay had delivered this batch before, for example when its first 200
-//!   was lost) is delivered too;
+//!   was lost) is delivered too; so is one that says `"conflict": true`
+//!   (the relay knew this gateway, spool instance and seq with other
+//!   content and published this batch flagged), which the forwarder warns
+//!   about;
 //! - 400, 413 and 422: the relay will never accept these bytes (rejected);
 //! - anything else (network error, timeout, 5xx, 401/403, 429): transient,
 //!   with the `Retry-After` the relay asked for, if any.
@@ -30,8 +33,9 @@ pub const BATCH_CONTENT_TYPE: &str = "application/vnd.edge-ingest.batch";
 /// What became of one upload.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// The relay answered 2xx; `duplicate` when it had delivered it before.
-    Delivered { duplicate: bool },
+    /// The relay answered 2xx; `duplicate` when it had delivered it before,
+    /// `conflict` when it knew the batch's key with other content.
+    Delivered { duplicate: bool, conflict: bool },
     /// The relay will never accept this batch.
     Rejected(String),
     /// Try again later, after `after` if the relay said so.
@@ -158,11 +162,17 @@ impl Uploader {
 /// body and the `Retry-After` header.
 pub fn classify(status: StatusCode, body: &str, after: Option<Duration>) -> Outcome {
     if status.is_success() {
-        let duplicate = serde_json::from_str::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("duplicate").and_then(|d| d.as_bool()))
-            .unwrap_or(false);
-        return Outcome::Delivered { duplicate };
+        let answer = serde_json::from_str::<serde_json::Value>(body).ok();
+        let flag = |name: &str| {
+            answer
+                .as_ref()
+                .and_then(|v| v.get(name)?.as_bool())
+                .unwrap_or(false)
+        };
+        return Outcome::Delivered {
+            duplicate: flag("duplicate"),
+            conflict: flag("conflict"),
+        };
     }
     let reason = format!(
         "relay answered {status}: {}",
@@ -202,15 +212,47 @@ mod tests {
                 200,
                 "{\"accepted\":3}",
                 None,
-                Outcome::Delivered { duplicate: false },
+                Outcome::Delivered {
+                    duplicate: false,
+                    conflict: false,
+                },
             ),
             (
                 200,
                 "{\"duplicate\":true}",
                 None,
-                Outcome::Delivered { duplicate: true },
+                Outcome::Delivered {
+                    duplicate: true,
+                    conflict: false,
+                },
             ),
-            (204, "", None, Outcome::Delivered { duplicate: false }),
+            (
+                200,
+                "{\"seq\":4,\"readings\":2,\"alarms\":0,\"conflict\":true}",
+                None,
+                Outcome::Delivered {
+                    duplicate: false,
+                    conflict: true,
+                },
+            ),
+            (
+                200,
+                "{\"conflict\":\"yes\"}",
+                None,
+                Outcome::Delivered {
+                    duplicate: false,
+                    conflict: false,
+                },
+            ),
+            (
+                204,
+                "",
+                None,
+                Outcome::Delivered {
+                    duplicate: false,
+                    conflict: false,
+                },
+            ),
             (
                 400,
                 "bad",

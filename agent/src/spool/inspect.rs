@@ -64,8 +64,15 @@ impl Spool {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.pragma_update(None, "query_only", true).map_err(err)?;
+        let instance = conn
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ok()
+            .and_then(|v| std::num::NonZeroU64::new(v as u64));
         Ok(Spool {
             conn,
+            instance,
             path: path.to_owned(),
             options: SpoolOptions::default(),
             gaps: Vec::new(),

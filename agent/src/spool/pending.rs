@@ -65,6 +65,7 @@ mod tests {
     fn batch() -> Batch {
         Batch {
             gateway_id: "gw".into(),
+            instance: None,
             seq: 0,
             created_us: 0,
             series: Vec::new(),

@@ -7,6 +7,7 @@ use edge_wire::{Point, Quality, Series};
 pub(super) fn batch(n: usize) -> Batch {
     Batch {
         gateway_id: "gw".into(),
+        instance: None,
         seq: 0,
         created_us: 1,
         series: vec![Series {
@@ -45,6 +46,43 @@ fn sequence_grows_across_reopen_and_bytes_are_the_encoding() {
     let decoded = edge_wire::decode(&oldest.body, &Default::default()).unwrap();
     assert_eq!(decoded.seq, 3);
     assert_eq!(decoded.reading_count(), 1);
+}
+
+#[test]
+fn a_spool_keeps_its_instance_id_and_a_fresh_spool_draws_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    let mut s = Spool::open(&path).unwrap();
+    let instance = s.instance();
+    s.append(&mut batch(1)).unwrap();
+    drop(s);
+    let s = Spool::open(&path).unwrap();
+    assert_eq!(s.instance(), instance, "kept across a reopen");
+    // Every batch carries it (format v4).
+    let body = s.oldest().unwrap().unwrap().body;
+    assert_eq!(edge_wire::encoded_version(&body).unwrap(), 4);
+    let decoded = edge_wire::decode(&body, &Default::default()).unwrap();
+    assert_eq!(decoded.instance, instance);
+    assert!(instance.is_some());
+    drop(s);
+    // The spool deleted (a reinstall): seq starts again at 1, under a new
+    // instance, so the relay does not take its batches for the old ones.
+    std::fs::remove_file(&path).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("spool.db-wal"));
+    let mut s = Spool::open(&path).unwrap();
+    assert_ne!(s.instance(), instance);
+    assert_eq!(s.append(&mut batch(1)).unwrap(), 1);
+    // A spool from before instance ids gets one at its first open.
+    let old = dir.path().join("old.db");
+    rusqlite::Connection::open(&old)
+        .unwrap()
+        .execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL); INSERT INTO meta VALUES ('next_seq', 8);")
+        .unwrap();
+    let mut s = Spool::open(&old).unwrap();
+    let id = s.instance();
+    assert_eq!(s.append(&mut batch(1)).unwrap(), 8);
+    drop(s);
+    assert_eq!(Spool::open(&old).unwrap().instance(), id);
 }
 
 #[test]

@@ -55,6 +55,9 @@ const COUNTERS: &[(&str, Field)] = &[
     ("batches_acked_as_duplicate", |s| {
         &s.batches_acked_as_duplicate
     }),
+    ("batches_acked_as_conflict", |s| {
+        &s.batches_acked_as_conflict
+    }),
 ];
 
 /// The source of `AgentStats`, read for the counters' doc comments.

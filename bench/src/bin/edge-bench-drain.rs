@@ -60,6 +60,7 @@ fn batch(gateway: &str, n: usize, readings: usize) -> Batch {
         .collect();
     Batch {
         gateway_id: gateway.into(),
+        instance: None,
         seq: 0,
         created_us: 1_700_000_000_000_000,
         series,

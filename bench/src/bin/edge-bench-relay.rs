@@ -88,6 +88,7 @@ fn batches(p: &Params, gateway: &str) -> Vec<Batch> {
     (0..p.batches)
         .map(|b| Batch {
             gateway_id: gateway.into(),
+            instance: None,
             seq: b as u64 + 1,
             created_us: t0,
             series: (0..p.series)

@@ -61,6 +61,7 @@ fn batch(k: usize) -> Batch {
         .collect();
     Batch {
         gateway_id: "plant-a-gw-1".into(),
+        instance: None,
         seq: 0,
         created_us: t0 + 100_000_000,
         series,

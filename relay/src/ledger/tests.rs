@@ -401,6 +401,7 @@ fn the_digest_covers_every_field_and_not_the_encoding() {
     use edge_wire::{AlarmEvent, AlarmState, Batch, Point, Quality, Series};
     let batch = Batch {
         gateway_id: "gw".into(),
+        instance: None,
         seq: 1,
         created_us: 10,
         series: vec![Series {
@@ -435,6 +436,7 @@ fn the_digest_covers_every_field_and_not_the_encoding() {
     let changes: Vec<Change> = vec![
         Box::new(|b| b.gateway_id.push('x')),
         Box::new(|b| b.seq += 1),
+        Box::new(|b| b.instance = std::num::NonZeroU64::new(7)),
         Box::new(|b| b.created_us += 1),
         Box::new(|b| b.series[0].name.push('x')),
         Box::new(|b| b.series[0].unit.clear()),

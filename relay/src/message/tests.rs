@@ -9,6 +9,7 @@ use serde_json::Value;
 fn batch(points: Vec<Point>, alarms: Vec<AlarmEvent>) -> Batch {
     Batch {
         gateway_id: "gw-1".into(),
+        instance: None,
         seq: 17,
         created_us: 0,
         series: vec![Series {

@@ -200,6 +200,7 @@ mod tests {
     fn delivery(seq: u64) -> Arc<Delivery> {
         let batch = Batch {
             gateway_id: "gw-1".into(),
+            instance: None,
             seq,
             created_us: 0,
             series: vec![Series {

@@ -149,8 +149,7 @@ impl KafkaSink {
         };
         let batch = &delivery.batch;
         let seq = batch.seq.to_string();
-        // Until wire v4 batches carry their spool instance: none.
-        let instance: Option<String> = None;
+        let instance = batch.instance.map(|i| format!("{:016x}", i.get()));
         let failed = |topic: &str, source| SinkError::KafkaDelivery {
             topic: topic.to_owned(),
             gateway: batch.gateway_id.clone(),

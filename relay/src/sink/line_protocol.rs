@@ -438,6 +438,7 @@ mod tests {
         ];
         let batch = Batch {
             gateway_id: "gw-1".into(),
+            instance: None,
             seq: 1,
             created_us: 0,
             series: vec![series("s", &[], points)],

@@ -356,6 +356,7 @@ mod tests {
     fn rows_hold_every_reading_with_its_series_tags() {
         let batch = Batch {
             gateway_id: "gw-1".into(),
+            instance: None,
             seq: 1,
             created_us: 0,
             series: vec![Series {

@@ -116,6 +116,7 @@ fn reading_batch(n: usize) -> Batch {
     let base_us = edge_agent::reading::now_us() - 3_600_000_000;
     Batch {
         gateway_id: "gw-fwd".into(),
+        instance: None,
         seq: 0,
         created_us: base_us,
         series: vec![Series {

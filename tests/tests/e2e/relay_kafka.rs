@@ -24,6 +24,7 @@ fn batch(seq: u64, series: u32, points: i64) -> Batch {
     let t0 = now_us() - points * 1000;
     Batch {
         gateway_id: "gw-e2e".into(),
+        instance: None,
         seq,
         created_us: t0,
         series: (0..series)

@@ -55,6 +55,7 @@ fn batch(seq: u64, t0: i64, n: usize) -> Batch {
     };
     Batch {
         gateway_id: GATEWAY.into(),
+        instance: None,
         seq,
         created_us: t0,
         series: vec![

@@ -1,4 +1,4 @@
-//! Reading the v1, v2 or v3 CBOR document (after decompression) into a [`Batch`].
+//! Reading the v1, v2, v3 or v4 CBOR document (after decompression) into a [`Batch`].
 //!
 //! The reader is written for hostile input: every declared length or count
 //! is checked against [`Limits`] (or against the bytes that are actually
@@ -122,7 +122,7 @@ impl<'b> Reader<'b, '_> {
     }
 }
 
-/// Decode a CBOR document of format `envelope_version` (1 to 3, checked by
+/// Decode a CBOR document of format `envelope_version` (1 to 4, checked by
 /// the envelope), enforcing `limits`.
 pub fn read_document(
     doc: &[u8],
@@ -137,7 +137,9 @@ pub fn read_document(
         format!("format v{envelope_version} document")
     })?;
 
-    r.tuple(5, || "header".into())?;
+    r.tuple(if envelope_version >= 4 { 6 } else { 5 }, || {
+        "header".into()
+    })?;
     let version = r.u16(|| "header version".into())?;
     if version != envelope_version {
         return Err(WireError::Malformed(format!(
@@ -148,6 +150,14 @@ pub fn read_document(
     let seq = r.u64(|| "header seq".into())?;
     let created_us = r.i64(|| "header created_us".into())?;
     let total = r.u64(|| "header reading count".into())?;
+    let instance = if version >= 4 {
+        let id = r.u64(|| "header spool instance".into())?;
+        Some(std::num::NonZeroU64::new(id).ok_or_else(|| {
+            WireError::Malformed("header spool instance is 0, which is reserved".into())
+        })?)
+    } else {
+        None
+    };
     if total > limits.max_readings as u64 {
         return Err(WireError::too_large(
             format!("batch declares {total} readings"),
@@ -182,6 +192,7 @@ pub fn read_document(
     }
     Ok(Batch {
         gateway_id,
+        instance,
         seq,
         created_us,
         series,

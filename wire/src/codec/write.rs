@@ -1,16 +1,16 @@
-//! Writing the v2 or v3 CBOR document (before compression).
+//! Writing the v2, v3 or v4 CBOR document (before compression).
 //!
 //! The document is positional (arrays, no field names) and written by hand
 //! with minicbor's `Encoder`; `docs/wire-format.md` gives it in full:
 //!
 //! ```text
-//! [ [version, gateway_id, seq, created_us, reading_count],
+//! [ [version, gateway_id, seq, created_us, reading_count, instance (v4)],
 //!   [ [id, name, unit, {tag: value}] ... ],                       dictionary
 //!   [ [count, timestamps, value_kind, scale, values, qualities] ... ],  readings
 //!   [ [series_id, rule, state, value_bits, limit_bits, ts_us,
 //!      severity, duration_us | null] ... ],                          alarms
 //!   [ [reason, first_us, last_us, readings, batches, recorded_us] ... ] ]
-//!                                                   gaps, v3 only
+//!                                                   gaps, v3 on
 //! ```
 //!
 //! `readings[i]` belongs to `dictionary[i]`. One scratch buffer is reused for
@@ -32,13 +32,19 @@ pub fn state_code(state: AlarmState) -> u8 {
     }
 }
 
-/// Write the CBOR document of `batch` in format `version` (2 or 3; only v3
-/// has the gap list, so callers pass [`Batch::format_version`]).
+/// Write the CBOR document of `batch` in format `version` (2, 3 or 4; only
+/// v3 on has the gap list and only v4 the instance, so callers pass
+/// [`Batch::format_version`]).
 pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError> {
     if version < 3 && !batch.gaps.is_empty() {
         return Err(WireError::Invalid(format!(
             "a format v{version} document cannot carry the batch's {} gap records",
             batch.gaps.len()
+        )));
+    }
+    if version < 4 && batch.instance.is_some() {
+        return Err(WireError::Invalid(format!(
+            "a format v{version} document cannot carry the batch's spool instance id"
         )));
     }
     let readings = batch.reading_count();
@@ -48,12 +54,15 @@ pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError>
     ));
     e.array(if version >= 3 { 5 } else { 4 })?;
 
-    e.array(5)?
+    e.array(if version >= 4 { 6 } else { 5 })?
         .u16(version)?
         .str(&batch.gateway_id)?
         .u64(batch.seq)?
         .i64(batch.created_us)?
         .u64(readings as u64)?;
+    if version >= 4 {
+        e.u64(batch.instance.map_or(0, |i| i.get()))?;
+    }
 
     e.array(batch.series.len() as u64)?;
     for s in &batch.series {

@@ -64,24 +64,24 @@ fn wrong_magic_and_version() {
     assert!(err.to_string().starts_with("not an edge batch"), "{err}");
 
     let mut newer = bytes.clone();
-    newer[4..6].copy_from_slice(&4u16.to_be_bytes());
+    newer[4..6].copy_from_slice(&5u16.to_be_bytes());
     let err = decode_default(&newer).unwrap_err();
     assert!(
         matches!(
             err,
             WireError::UnsupportedVersion {
-                found: 4,
-                supported: 3
+                found: 5,
+                supported: 4
             }
         ),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
-        "batch format version 4 is not supported, this build reads versions 1 to 3"
+        "batch format version 5 is not supported, this build reads versions 1 to 4"
     );
     assert_eq!(err.reason(), "bad_version");
-    assert_eq!(encoded_version(&newer).unwrap(), 4);
+    assert_eq!(encoded_version(&newer).unwrap(), 5);
 }
 
 #[test]

@@ -23,6 +23,7 @@ fn sample_batch_round_trips() {
 fn empty_batch_round_trips() {
     let batch = Batch {
         gateway_id: String::new(),
+        instance: None,
         seq: 0,
         created_us: 0,
         series: Vec::new(),
@@ -54,6 +55,7 @@ fn encoding_is_deterministic() {
 fn tiny_batch_document_bytes() {
     let batch = Batch {
         gateway_id: "gw".into(),
+        instance: None,
         seq: 7,
         created_us: 1_000_000,
         series: vec![Series {
@@ -102,6 +104,23 @@ fn tiny_batch_document_bytes() {
     ];
     assert_eq!(doc, expected, "document {doc:02x?}");
     assert_eq!(round_trip(&batch), batch);
+
+    // The same batch from a spool with instance 0x0102030405060708 is v4:
+    // document array(5), header array(6) ending in the instance, the rest
+    // as above, then the empty gap list (docs/wire-format.md §5).
+    let mut batch = batch;
+    batch.instance = std::num::NonZeroU64::new(0x0102_0304_0506_0708);
+    let bytes = encode(&batch).unwrap();
+    assert_eq!(&bytes[..6], b"EDGB\x00\x04");
+    let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
+    let mut v4 = vec![0x85, 0x86, 0x04];
+    v4.extend_from_slice(&expected[3..13]);
+    v4.extend_from_slice(&[0x1b, 1, 2, 3, 4, 5, 6, 7, 8]);
+    v4.extend_from_slice(&expected[13..]);
+    v4.push(0x80);
+    assert_eq!(doc.len(), 92);
+    assert_eq!(doc, v4, "document {doc:02x?}");
+    assert_eq!(round_trip(&batch), batch);
 }
 
 fn point(ts_us: i64, value: f64, quality: Quality) -> Point {
@@ -136,6 +155,7 @@ fn one_million_readings() {
         .collect();
     let batch = Batch {
         gateway_id: "gw-big".into(),
+        instance: None,
         seq: 1,
         created_us: base,
         series,
@@ -179,6 +199,7 @@ proptest! {
     ) {
         let batch = Batch {
             gateway_id: "gw".into(),
+            instance: None,
             seq: 1,
             created_us: 0,
             series: vec![Series {
@@ -277,6 +298,77 @@ fn v2_alarm_fields_round_trip_and_bad_codes_are_named() {
 /// without stays v2 so relays that read only v2 keep taking it; a broken gap
 /// is named.
 #[test]
+fn a_spool_instance_makes_a_v4_batch_with_a_six_field_header() {
+    let mut batch = sample_batch(2);
+    batch.instance = std::num::NonZeroU64::new(0x0102_0304_0506_0708);
+    batch.gaps = vec![Gap {
+        reason: GapReason::MaxAge,
+        first_us: 1,
+        last_us: 2,
+        readings: 3,
+        batches: 1,
+        recorded_us: 4,
+    }];
+    let bytes = encode(&batch).unwrap();
+    assert_eq!(&bytes[..6], b"EDGB\x00\x04");
+    assert_eq!(decode(&bytes, &Limits::default()).unwrap(), batch);
+    let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
+    // document array(5) (gaps included), header array(6): version 4, the
+    // gateway id, seq, created_us, reading count, then the instance as a
+    // u64 (major type 0, 8-byte head 0x1b).
+    let id = batch.gateway_id.as_bytes();
+    assert_eq!(doc[..3], [0x85, 0x86, 0x04]);
+    assert_eq!(doc[3], 0x60 + id.len() as u8);
+    assert_eq!(&doc[4..4 + id.len()], id);
+    let instance = [0x1b, 1, 2, 3, 4, 5, 6, 7, 8];
+    let at = doc
+        .windows(9)
+        .position(|w| w == instance)
+        .expect("instance in the header");
+    assert!(
+        at < 4 + id.len() + 20,
+        "instance right after the header's counts: {doc:02x?}"
+    );
+
+    // Without gaps, still v4, with an empty gap list.
+    batch.gaps.clear();
+    let bytes = encode(&batch).unwrap();
+    assert_eq!(edge_wire::encoded_version(&bytes).unwrap(), 4);
+    assert_eq!(decode(&bytes, &Limits::default()).unwrap(), batch);
+    let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
+    assert_eq!(*doc.last().unwrap(), 0x80, "empty gap list");
+
+    // Instance 0 is reserved: a v4 header holding it is malformed.
+    let mut zero = doc.clone();
+    zero[at..at + 9].copy_from_slice(&[0x1b, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let err = decode(
+        &envelope::seal_version(&zero, 4).unwrap(),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed batch: header spool instance is 0, which is reserved"
+    );
+    // A v4 document behind a v3 prefix: the header has one field too many.
+    let err = decode(
+        &envelope::seal_version(&doc, 3).unwrap(),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed batch: header: array of 6 items, expected 5"
+    );
+    // Batches without an instance keep their older versions.
+    batch.instance = None;
+    assert_eq!(
+        edge_wire::encoded_version(&encode(&batch).unwrap()).unwrap(),
+        2
+    );
+}
+
+#[test]
 fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
     let plain = sample_batch(3);
     assert_eq!(
@@ -317,7 +409,11 @@ fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
         .position(|w| w == [0x86, 0x01])
         .expect("first gap entry");
     doc[at + 1] = 0x07;
-    let err = decode(&envelope::seal(&doc).unwrap(), &Limits::default()).unwrap_err();
+    let err = decode(
+        &envelope::seal_version(&doc, 3).unwrap(),
+        &Limits::default(),
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "malformed batch: gap 0 reason code 7, expected 1 (spool full) or 2 (max age)"
@@ -341,7 +437,11 @@ fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
     // A v2 document sealed as v3 lacks the gap list.
     let v2 = encode(&plain).unwrap();
     let v2_doc = envelope::decompress(&v2[6..], &Limits::default()).unwrap();
-    let err = decode(&envelope::seal(&v2_doc).unwrap(), &Limits::default()).unwrap_err();
+    let err = decode(
+        &envelope::seal_version(&v2_doc, 3).unwrap(),
+        &Limits::default(),
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "malformed batch: format v3 document: array of 4 items, expected 5"

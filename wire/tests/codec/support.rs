@@ -137,6 +137,7 @@ pub fn sample_batch(readings_per_series: usize) -> Batch {
     });
     Batch {
         gateway_id: "plant-a-gw-1".into(),
+        instance: None,
         seq: 42,
         created_us: base + readings_per_series as i64 * 1_000_000,
         series,
@@ -367,11 +368,14 @@ pub fn batch() -> impl Strategy<Value = Batch> {
                     2 => Just(Vec::new()),
                     1 => prop::collection::vec(gap(), 1..4),
                 ],
+                // v4 batches (a spool instance) and v2/v3 ones (none).
+                prop::option::of(1u64..).prop_map(|i| i.and_then(std::num::NonZeroU64::new)),
             )
         })
         .prop_map(
-            |(gateway_id, seq, created_us, series, alarms, gaps)| Batch {
+            |(gateway_id, seq, created_us, series, alarms, gaps, instance)| Batch {
                 gateway_id,
+                instance,
                 seq,
                 created_us,
                 series,

@@ -9,6 +9,7 @@ use rdkafka::mocking::MockCluster;
 fn delivery() -> Arc<Delivery> {
     let batch = Batch {
         gateway_id: "gw-1".into(),
+        instance: None,
         seq: 4,
         created_us: 0,
         series: vec![Series {
