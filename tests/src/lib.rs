@@ -4,6 +4,9 @@
 //! and stop them when the test ends (the process is killed when its handle
 //! drops).
 //!
+//! [`proxy::RoundRobin`] is a round-robin TCP load balancer that can lose
+//! answers, for a fleet of relays.
+//!
 //! [`PtyPair`] gives a serial line without hardware: two pseudo-terminals
 //! joined by socat, one for the agent and one for the device.
 //!
@@ -632,3 +635,5 @@ impl Service {
         }
     }
 }
+
+pub mod proxy;

@@ -17,6 +17,8 @@
 //! - [`gaps`]: readings dropped by the spool's age bound arrive as gap events.
 //! - [`arm`]: the aarch64 agent under qemu polling Modbus and forwarding to the relay.
 //! - [`sinks`]: the relay's InfluxDB, VictoriaMetrics and PostgreSQL sinks, and several sinks at once.
+//! - [`ledger`]: a reinstalled agent loses nothing; two relays on one PostgreSQL
+//!   ledger behind a round-robin proxy publish each batch once, relays killed.
 //! - [`relay_kafka`]: the relay binary to tansu: granularities, enrichment, SIGTERM.
 
 mod alarms;
@@ -25,6 +27,7 @@ mod chaos;
 mod forward;
 mod forward_tls;
 mod gaps;
+mod ledger;
 mod modbus;
 mod mqtt;
 mod mqtt_crash;
