@@ -416,6 +416,15 @@ impl Ledger {
         }
     }
 
+    /// Whether the ledger can be used now: always for SQLite (the file was
+    /// opened at start), a round trip for PostgreSQL.
+    pub async fn ready(&self) -> Result<(), LedgerError> {
+        match &self.inner.store {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(p) => p.ready().await,
+        }
+    }
+
     /// Claims held now (expired ones included until pruned).
     pub async fn claims_held(&self) -> Result<u64, LedgerError> {
         match &self.inner.store {

@@ -401,9 +401,15 @@ impl Relay {
         }
     }
 
-    /// Probe every sink concurrently ([`Sink::ready`]); the sinks that are
-    /// not ready, each with why, in configuration order. Empty when all are.
+    /// Probe every sink concurrently ([`Sink::ready`]), and the ledger; the
+    /// sinks that are not ready, each with why, in configuration order, then
+    /// `"ledger"` if it cannot be reached (a relay whose shared ledger is
+    /// down answers every batch 503). Empty when all are ready.
     pub async fn unready_sinks(&self) -> Vec<(&'static str, SinkError)> {
+        let ledger = {
+            let ledger = self.inner.ledger.clone();
+            tokio::spawn(async move { ledger.ready().await })
+        };
         let probes: Vec<_> = self
             .inner
             .sinks
@@ -424,6 +430,17 @@ impl Relay {
             if let Err(e) = result {
                 unready.push((name, e));
             }
+        }
+        match ledger.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => unready.push(("ledger", e.into())),
+            Err(e) => unready.push((
+                "ledger",
+                SinkError::Task {
+                    sink: "ledger",
+                    message: e.to_string(),
+                },
+            )),
         }
         unready
     }

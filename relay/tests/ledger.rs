@@ -317,3 +317,53 @@ async fn a_reinstalled_spool_is_new_and_other_content_under_a_known_key_is_a_con
     );
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_shared_ledger_out_of_reach_makes_the_relay_unready_and_batches_wait() {
+    let port = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (mut cfg, dir) = config();
+    cfg.dedup.store = edge_relay::config::DedupStore::Postgres;
+    cfg.dedup.url = Some(
+        format!("postgresql://postgres@127.0.0.1:{port}/test")
+            .parse()
+            .unwrap(),
+    );
+    let relay = start(cfg, dir).await;
+    let response = relay.client.get(relay.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["unready"][0]["sink"], "ledger", "{body}");
+    let message = body["unready"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("127.0.0.1:{port}/test")),
+        "{body}"
+    );
+    // A batch is not published without the ledger: 503, retried later.
+    let response = relay.post(Some(TOKEN_1), encoded(&batch("gw-1", 1))).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(alarms_of(relay.dir.path(), 1), 0);
+    relay.stop().await;
+
+    // The same relay with the server in reach: ready, delivers, recognises.
+    let schema = crate::postgres::Schema::new().await;
+    let (mut cfg, dir) = config();
+    cfg.dedup.store = edge_relay::config::DedupStore::Postgres;
+    cfg.dedup.url = Some(
+        "postgresql://postgres@127.0.0.1:5432/postgres"
+            .parse()
+            .unwrap(),
+    );
+    cfg.dedup.table = format!("{}.ledger", schema.name);
+    let relay = start(cfg, dir).await;
+    let response = relay.client.get(relay.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = encoded(&batch("gw-1", 1));
+    assert_eq!(relay.post(Some(TOKEN_1), body.clone()).await.status(), 200);
+    let answer: Value = relay.post(Some(TOKEN_1), body).await.json().await.unwrap();
+    assert_eq!(answer["duplicate"], true);
+    relay.stop().await;
+    schema.drop_all().await;
+}

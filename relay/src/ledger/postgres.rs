@@ -368,6 +368,19 @@ impl PostgresLedger {
         .await
     }
 
+    /// `SELECT 1` on the connection (opened, and the tables created, if needed).
+    pub(super) async fn ready(&self) -> Result<(), LedgerError> {
+        self.bounded("SELECT 1", async {
+            let conn = self.connection().await?;
+            conn.client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(|e| self.error("SELECT 1", &e))
+        })
+        .await
+        .map(drop)
+    }
+
     pub(super) async fn len(&self) -> Result<u64, LedgerError> {
         self.count(&self.table.clone()).await
     }

@@ -134,6 +134,10 @@ impl Sink {
 /// errors are transient from the gateway's point of view: it retries.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// The delivered-batch ledger cannot be reached (readiness only; a
+    /// delivery reports it as [`crate::relay::DeliverError::Ledger`]).
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// The Kafka producer could not be created.
     #[error("kafka producer for brokers {brokers:?}: cannot create: {source}")]
     KafkaSetup {
