@@ -110,12 +110,16 @@ pub fn digest(batch: &Batch) -> Digest {
             text(&mut h, k);
             text(&mut h, v);
         }
-        h.update((s.points.len() as u64).to_le_bytes());
+        // The points in one buffer and one update: SHA-256 then runs at
+        // its block speed instead of per 8-byte call.
+        let mut points = Vec::with_capacity(8 + s.points.len() * 17);
+        points.extend_from_slice(&(s.points.len() as u64).to_le_bytes());
         for p in &s.points {
-            h.update(p.ts_us.to_le_bytes());
-            h.update(p.value.to_bits().to_le_bytes());
-            h.update([p.quality.code()]);
+            points.extend_from_slice(&p.ts_us.to_le_bytes());
+            points.extend_from_slice(&p.value.to_bits().to_le_bytes());
+            points.push(p.quality.code());
         }
+        h.update(&points);
     }
     h.update((batch.alarms.len() as u64).to_le_bytes());
     for a in &batch.alarms {
