@@ -10,6 +10,7 @@
 //! - [`outbox`]: the fixed-size ring of unacknowledged samples, resent after a
 //!   timeout, dropping (and counting) the oldest when full; a pure state
 //!   machine taking `now` in ticks.
+//! - [`driver`]: sensor drivers on `embedded-hal` 1.0 (SHT4x over I²C).
 //! - [`transport`]: writing frames to, and reading them from, an
 //!   `embedded-io` byte stream (`embedded-io-async` behind the feature of
 //!   that name).
@@ -17,6 +18,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod driver;
 pub mod frame;
 pub mod message;
 pub mod outbox;
