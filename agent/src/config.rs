@@ -9,7 +9,7 @@
 //! Between the two, the device profiles that `[[modbus]]` sections name are
 //! read from `profiles_dir` ([`Profiles::read`]). The one file access in
 //! `from_raw` is the PEM files of `[mqtt.tls]` (see [`mqtt`]) and of
-//! `[uplink]` and its token file or variable (see [`uplink`]), read there so
+//! `[uplink]` and its token file or variable (see `config/uplink.rs`), read there so
 //! that a broken certificate is reported with its key path like any other
 //! problem; relative names are resolved against the config file's
 //! directory before that.
@@ -73,7 +73,7 @@ pub struct RawConfig {
     /// Tags added to every series of this gateway (for example site = "plant-a").
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    /// Directory of the device profiles that `[[modbus]]` sections name with `profile`, one "<name>.toml" file each; a relative path is relative to the directory of this config file (default "devices", next to the config file).
+    /// Directory of the device profiles that `[[modbus]]` sections name with `profile`, one `"<name>.toml"` file each; a relative path is relative to the directory of this config file (default "devices", next to the config file).
     pub profiles_dir: Option<PathBuf>,
     /// Where batches wait until the relay has acknowledged them.
     pub spool: RawSpool,

@@ -267,7 +267,7 @@ pub fn register_table(start: u16, regs: &[u16]) -> Vec<String> {
 }
 
 /// The header, then one row per starting address: the address, the
-/// register in hex, then every decoding in [`COLUMNS`] order; a decoding
+/// register in hex, then every decoding in `COLUMNS` order; a decoding
 /// that needs registers beyond the range is `-`.
 pub fn register_rows(start: u16, regs: &[u16]) -> Vec<Vec<String>> {
     let mut rows = vec![["addr", "hex"]

@@ -6,8 +6,8 @@
 //! rule set that moves them must update them here and in
 //! `docs/BENCHMARKS.md` on purpose.
 //!
-//! The data is found through `EDGE_DATA_DIR`, by default `../shared/data`
-//! relative to the workspace root; see `../shared/data/README.md`.
+//! The data is found through `EDGE_DATA_DIR`, by default the repository's
+//! `testdata/`; see `testdata/README.md` for its sources and licenses.
 //!
 //! A window counts as detected when an alarm is *raised* between its first
 //! and last instant, both included; an alarm raised before a window and
@@ -23,11 +23,11 @@ use edge_agent::reading::{AlarmState, Quality, Reading, SeriesInfo};
 fn data_dir() -> PathBuf {
     let dir = match std::env::var_os("EDGE_DATA_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata"),
     };
     assert!(
         dir.join("nab").is_dir() && dir.join("skab").is_dir(),
-        "labeled data not found in {}: set EDGE_DATA_DIR to the directory holding nab/ and skab/ (see shared/data/README.md)",
+        "labeled data not found in {}: set EDGE_DATA_DIR to the directory holding nab/ and skab/ (see testdata/README.md)",
         dir.display()
     );
     dir

@@ -1,4 +1,4 @@
-//! Loading the real sensor data sets (`../shared/data`, see its README) into
+//! Loading the real sensor data sets (`testdata/`, see its README) into
 //! one device's rows, and cutting the rows into batches of a given size.
 //!
 //! A [`Dataset`] is one device: a few sensors sampled together, so every row

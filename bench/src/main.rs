@@ -1,5 +1,5 @@
 //! `edge-bench`: wire size and codec speed of our batch format against
-//! InfluxDB line protocol + gzip, on the real data sets in `../shared/data`.
+//! InfluxDB line protocol + gzip, on the real data sets in `testdata/`.
 //! Prints a markdown table; `scripts/bench` runs it, `docs/BENCHMARKS.md`
 //! records the results.
 //!
@@ -18,8 +18,8 @@ use anyhow::{bail, Context, Result};
 
 const USAGE: &str = "usage: edge-bench [--data-dir DIR] [--reps N] [--seconds S] [--only SECTION]
 
-  --data-dir DIR   the shared data directory (default ../shared/data,
-                   or $EDGE_DATA_DIR)
+  --data-dir DIR   the sensor data directory (default the repository's
+                   testdata/, or $EDGE_DATA_DIR)
   --reps N         timed repetitions per measurement; the median is shown
                    (default 7)
   --seconds S      length of each timed polling run (default 5)
@@ -45,7 +45,7 @@ fn parse_args() -> Result<Args> {
     let mut args = Args {
         data_dir: std::env::var_os("EDGE_DATA_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("../shared/data")),
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))),
         reps: 7,
         seconds: 5,
         only: None,
@@ -101,7 +101,7 @@ fn main() -> Result<()> {
 fn wire(args: &Args) -> Result<()> {
     if !args.data_dir.is_dir() {
         bail!(
-            "data directory {} not found: set EDGE_DATA_DIR or pass --data-dir (see ../shared/data/README.md)",
+            "data directory {} not found: set EDGE_DATA_DIR or pass --data-dir (see testdata/README.md)",
             args.data_dir.display()
         );
     }

@@ -1,12 +1,29 @@
-//! `firmware-shim`: a `no_std` crate for microcontroller firmware that samples
-//! sensors through `embedded-hal` traits and frames readings for the edge
-//! agent.
+//! `firmware-shim`: a `no_std`, allocation-free crate for microcontroller
+//! firmware that frames sensor readings for the edge agent.
 //!
-//! For now it only fixes the crate's shape (no_std, no unsafe, documented);
-//! the sampling drivers and the frame format come with their own issue.
-#![no_std]
+//! - [`message`]: what a device says (birth, samples, heartbeat, time sync,
+//!   ack/nack), as plain structs with fixed-capacity `heapless` fields.
+//! - [`frame`]: how a message travels: version byte, postcard body, CRC-16,
+//!   COBS, 0x00 delimiter (byte by byte in `docs/firmware-frames.md`); a
+//!   streaming [`frame::Decoder`] that resynchronises at the next delimiter
+//!   after garbage and never panics. The agent uses the same decoder (`std`).
+//! - [`outbox`]: the fixed-size ring of unacknowledged samples, resent after a
+//!   timeout, dropping (and counting) the oldest when full; a pure state
+//!   machine taking `now` in ticks.
+//! - [`driver`]: sensor drivers on `embedded-hal` 1.0 (SHT4x over I²C).
+//! - [`transport`]: writing frames to, and reading them from, an
+//!   `embedded-io` byte stream (`embedded-io-async` behind the feature of
+//!   that name).
+#![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-/// Version of the frame format the shim will speak.
-pub const FRAME_VERSION: u8 = 1;
+pub mod driver;
+pub mod frame;
+pub mod message;
+pub mod outbox;
+pub mod transport;
+
+pub use frame::{Decoder, FrameError, FRAME_VERSION, MAX_ENCODED, MAX_FRAME};
+pub use message::{Ack, Birth, Channel, ChannelKind, Message, Nack, NackReason, Reading, Samples};
+pub use outbox::Outbox;

@@ -1,7 +1,7 @@
 //! Relay configuration: the TOML file format and the checked types the
 //! program uses.
 //!
-//! Two steps, as ripgrep and Vector do it: [`RawConfig`] mirrors the file
+//! Two steps, as ripgrep and Vector do it: `RawConfig` (private, `config/raw.rs`) mirrors the file
 //! one-to-one (serde, `deny_unknown_fields`, everything optional so a missing
 //! key is our error message and not serde's), then [`RelayConfig::from_toml`]
 //! turns it into [`RelayConfig`], collecting *every* problem with its key path
@@ -49,7 +49,7 @@ use crate::validation::TimeWindow;
 pub struct RelayConfig {
     /// Address and port the HTTP server listens on.
     pub listen: SocketAddr,
-    /// Directory of the embedded file sink (readings.jsonl, alarms.jsonl); required when none of [kafka], [timeseries], [postgres] is configured.
+    /// Directory of the embedded file sink (readings.jsonl, alarms.jsonl); required when none of `[kafka]`, `[timeseries]`, `[postgres]` is configured.
     pub data_dir: Option<PathBuf>,
     /// Gateways allowed to upload, each with the hashes of its bearer tokens.
     pub gateways: Vec<GatewayConfig>,

@@ -9,6 +9,8 @@
 //! - [`relay`]: [`Relay`], the state behind the routes (tokens, limits,
 //!   sinks, counters) and delivery to all sinks.
 //! - [`server`]: [`serve`], the HTTP routes and status codes.
+//! - [`connections`]: the accept loop, connection limits and timeouts, the
+//!   shutdown drain.
 //! - [`validation`]: readings that decode but must not be published (422).
 //! - [`tls`]: HTTPS with rustls, and mutual TLS naming the gateway.
 //! - [`message`]: the JSON published per reading and alarm
@@ -24,6 +26,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod ledger;
 pub mod message;
 pub mod metrics;
@@ -37,5 +40,6 @@ pub use config::{
     ConfigError, GatewayConfig, Granularity, KafkaConfig, PostgresConfig, RelayConfig,
     TimeseriesConfig, TlsConfig,
 };
+pub use connections::ConnectionLimits;
 pub use relay::{Relay, RelayError};
-pub use server::{serve, serve_tls};
+pub use server::{serve, serve_tls, serve_with};

@@ -26,38 +26,37 @@
 //! cannot forge log lines. Tokens are never logged.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::{IncomingStream, Listener};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::connections::{ConnectionLimits, ConnectionStats};
 use crate::message::Delivery;
 use crate::metrics::Outcome;
 use crate::relay::{Relay, RelayError, Stored};
-use crate::tls::{Peer, TlsListener};
+use crate::tls::Peer;
 
 /// Seconds a gateway should wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u32 = 5;
 
 /// Serve the relay on `listener` until `shutdown` is cancelled, then finish
-/// the requests in flight and wait for their sink deliveries.
+/// the requests in flight and wait for their sink deliveries. Connection
+/// limits are the defaults ([`ConnectionLimits::default`]).
 pub async fn serve(
     listener: TcpListener,
     relay: Relay,
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
-    let addr = local_addr(&listener);
-    info!(%addr, sinks = ?relay.sink_names(), "relay listening");
-    serve_on(listener, addr, relay, shutdown).await
+    serve_with(listener, None, relay, ConnectionLimits::default(), shutdown).await
 }
 
 /// Like [`serve`], over TLS with `tls` (see [`crate::tls::server_config`]).
@@ -67,42 +66,56 @@ pub async fn serve_tls(
     relay: Relay,
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
-    let addr = local_addr(&listener);
-    let listener = TlsListener::new(listener, tls, shutdown.child_token()).map_err(|source| {
-        RelayError::Serve {
-            addr: addr.clone(),
-            source,
-        }
-    })?;
-    info!(%addr, sinks = ?relay.sink_names(), "relay listening (https)");
-    serve_on(listener, addr, relay, shutdown).await
+    serve_with(
+        listener,
+        Some(tls),
+        relay,
+        ConnectionLimits::default(),
+        shutdown,
+    )
+    .await
 }
 
-fn local_addr(listener: &TcpListener) -> String {
-    listener
-        .local_addr()
-        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string())
-}
-
-async fn serve_on<L>(
-    listener: L,
-    addr: String,
+/// Serve the relay on `listener`, over TLS when `tls` is given, with the
+/// connection bounds `limits` (see [`crate::connections`]), until
+/// `shutdown`; then drain and wait for the sink deliveries.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     relay: Relay,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
-) -> Result<(), RelayError>
-where
-    L: Listener,
-    L::Addr: std::fmt::Debug,
-    Peer: for<'a> Connected<IncomingStream<'a, L>>,
-{
+) -> Result<(), RelayError> {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(%addr, scheme, sinks = ?relay.sink_names(), max_connections = limits.max_connections, "relay listening");
     relay.spawn_pruner(shutdown.clone());
-    let app = router(relay.clone()).into_make_service_with_connect_info::<Peer>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    let stats = Arc::new(ConnectionStats::default());
+    let app = router(relay.clone()).layer(Extension(ServerState {
+        stats: stats.clone(),
+        body_timeout: limits.body_timeout,
+    }));
+    crate::connections::run(
+        listener,
+        tls.map(tokio_rustls::TlsAcceptor::from),
+        app,
+        limits,
+        stats,
+        shutdown,
+    )
+    .await;
     relay.drain().await;
     info!(%addr, "relay stopped");
-    result.map_err(|source| RelayError::Serve { addr, source })
+    Ok(())
+}
+
+/// What the connection layer lends the handlers.
+#[derive(Clone)]
+struct ServerState {
+    stats: Arc<ConnectionStats>,
+    body_timeout: Duration,
 }
 
 /// The routes, for embedding the relay in another axum app. Handlers need
@@ -136,13 +149,20 @@ async fn readyz(State(relay): State<Relay>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
-async fn metrics(State(relay): State<Relay>) -> impl IntoResponse {
+async fn metrics(
+    State(relay): State<Relay>,
+    server: Option<Extension<ServerState>>,
+) -> impl IntoResponse {
+    let mut page = relay.render_metrics();
+    if let Some(Extension(server)) = server {
+        server.stats.render(&mut page);
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        relay.render_metrics(),
+        page,
     )
 }
 
@@ -198,10 +218,12 @@ impl Rejection {
 async fn post_batch(
     State(relay): State<Relay>,
     ConnectInfo(peer): ConnectInfo<Peer>,
+    server: Option<Extension<ServerState>>,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let outcome = match accept_batch(&relay, peer, &headers, request).await {
+    let body_timeout = server.map(|Extension(s)| s.body_timeout);
+    let outcome = match accept_batch(&relay, peer, &headers, request, body_timeout).await {
         Ok(answer) => {
             relay.metrics().request(Outcome::Accepted);
             return answer.into_response();
@@ -221,6 +243,7 @@ async fn accept_batch(
     peer: Peer,
     headers: &HeaderMap,
     request: Request,
+    body_timeout: Option<Duration>,
 ) -> Result<Json<serde_json::Value>, Rejection> {
     let names = peer.certificate_names;
     let peer = peer.addr;
@@ -257,7 +280,21 @@ async fn accept_batch(
             ),
         ));
     }
-    let body = Bytes::from_request(request, &()).await.map_err(|e| {
+    let read = Bytes::from_request(request, &());
+    let read = match body_timeout {
+        None => read.await,
+        Some(deadline) => tokio::time::timeout(deadline, read).await.map_err(|_| {
+            warn!(%peer, gateway = ?gateway, timeout_ms = deadline.as_millis() as u64, "batch rejected: body too slow");
+            Rejection::new(
+                Outcome::Malformed,
+                format!(
+                    "body not received within {} ms (server.body_timeout_ms)",
+                    deadline.as_millis()
+                ),
+            )
+        })?,
+    };
+    let body = read.map_err(|e| {
         let outcome = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Outcome::TooLarge
         } else {

@@ -1,6 +1,6 @@
 //! HTTPS for the relay: the rustls server config built from `[tls]` (ring
-//! provider), and [`TlsListener`], a listener that hands axum connections
-//! whose TLS handshake already succeeded, each with its [`Peer`].
+//! provider), and [`Peer`], who is on the other end of a connection
+//! ([`crate::connections`] runs the handshakes).
 //!
 //! With `tls.client_ca_file`, every client must present a certificate signed
 //! by that CA (mutual TLS), and the certificate names its gateway: its
@@ -9,33 +9,23 @@
 //! one of them (else 403), so a stolen token is useless without the key of a
 //! matching certificate, and the other way round.
 //!
-//! Handshakes run in their own tasks with a deadline, so a client that
-//! connects and sends nothing holds no one else up. A failed handshake is
-//! logged at debug level (it is a routine event on the internet) and dropped.
+//! Handshakes run in their connection's task with a deadline
+//! (`server.tls_handshake_timeout_ms`), so a client that connects and sends
+//! nothing holds no one else up. A failed handshake is counted, logged at
+//! debug level (it is a routine event on the internet) and dropped.
 //!
 //! Not here: routes and status codes ([`crate::server`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::TlsConfig;
-
-/// Longest a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the TLS setup could not be built. Names the config key and the file.
 #[derive(Debug, thiserror::Error)]
@@ -124,108 +114,6 @@ pub struct Peer {
     /// DNS SANs): the gateway ids it may act for. `None` without a
     /// certificate (plain HTTP, or TLS without `client_ca_file`).
     pub certificate_names: Option<Arc<[String]>>,
-}
-
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
-        Peer {
-            addr: *stream.remote_addr(),
-            certificate_names: None,
-        }
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Peer {
-        stream.remote_addr().clone()
-    }
-}
-
-/// A TCP listener whose connections come out TLS-wrapped and handshaken.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, Peer)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Accept on `tcp` until `shutdown`, handshaking with `config`.
-    pub fn new(
-        tcp: TcpListener,
-        config: Arc<ServerConfig>,
-        shutdown: CancellationToken,
-    ) -> std::io::Result<TlsListener> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
-        tokio::spawn(async move {
-            loop {
-                let (stream, addr) = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    accepted = tcp.accept() => match accepted {
-                        Ok(pair) => pair,
-                        Err(error) => {
-                            tracing::warn!(%error, "TCP accept failed");
-                            // Out of file descriptors, typically: back off a little.
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let handshake =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-                    match handshake.await {
-                        Ok(Ok(tls)) => {
-                            let certificate_names = tls
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|certs| certs.first())
-                                .map(|cert| certificate_names(cert).into());
-                            let _ = tx
-                                .send((
-                                    tls,
-                                    Peer {
-                                        addr,
-                                        certificate_names,
-                                    },
-                                ))
-                                .await;
-                        }
-                        Ok(Err(error)) => {
-                            tracing::debug!(peer = %addr, ?error, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            tracing::debug!(peer = %addr, "TLS handshake timed out");
-                        }
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { ready, local })
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = Peer;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(connection) => connection,
-            // The accept loop stopped: shutdown is under way, and axum stops
-            // calling accept once it sees the shutdown signal.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(Peer {
-            addr: self.local,
-            certificate_names: None,
-        })
-    }
 }
 
 /// The subject CN and DNS SANs of a DER certificate (empty if unparsable,

@@ -12,7 +12,7 @@ pub struct RawAlarmPublish {
     pub host: String,
     /// TCP port of the broker (default 1883).
     pub port: Option<u16>,
-    /// First level of every alarm topic: events on "<topic_prefix>/<gateway_id>/events", retained state on "<topic_prefix>/<gateway_id>/state/<series>", acknowledgements read from "<topic_prefix>/<gateway_id>/ack/<series>" (default "alarms").
+    /// First level of every alarm topic: events on `"<topic_prefix>/<gateway_id>/events"`, retained state on `"<topic_prefix>/<gateway_id>/state/<series>"`, acknowledgements read from `"<topic_prefix>/<gateway_id>/ack/<series>"` (default "alarms").
     pub topic_prefix: Option<String>,
     /// MQTT client id of the publisher (default "<gateway_id>-alarms").
     pub client_id: Option<String>,

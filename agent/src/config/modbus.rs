@@ -32,13 +32,13 @@ use super::{check_name, ms};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModbusDevice {
-    /// Device name; series are named "<device>.<point>".
+    /// Device name; series are named `"<device>.<point>"`.
     pub name: String,
     /// Modbus TCP: host:port of the device or gateway, with a numeric IP (for example "192.168.1.20:502"). Give either address or serial.
     pub address: Option<String>,
     /// Modbus RTU: the name of the `[serial.<name>]` line the device hangs on (for example serial = "rs485-1"). Give either address or serial.
     pub serial: Option<String>,
-    /// Device profile to take points and defaults from: the file "<profiles_dir>/<name>.toml", for example profile = "energy-meter-sdm630". The section's own keys override the profile's; its points are added to the profile's, and an inline point with the same name as a profile point replaces it.
+    /// Device profile to take points and defaults from: the file `"<profiles_dir>/<name>.toml"`, for example profile = "energy-meter-sdm630". The section's own keys override the profile's; its points are added to the profile's, and an inline point with the same name as a profile point replaces it.
     pub profile: Option<String>,
     /// Modbus unit id (slave id), 0..=247 (default 1).
     pub unit: Option<u8>,

@@ -2,7 +2,7 @@
 //! and how each subscription's messages become readings.
 //!
 //! Same two steps as the rest of [`crate::config`]: [`RawMqttBroker`]
-//! mirrors the file, [`validate_broker`] turns it into [`MqttBroker`] and
+//! mirrors the file, `validate_broker` turns it into [`MqttBroker`] and
 //! pushes every problem with its key path, for example
 //! `mqtt[0].subscriptions[1].qos: 2 is not supported (0 or 1)`.
 //!
@@ -33,7 +33,7 @@ pub struct RawMqttBroker {
     pub port: Option<u16>,
     /// MQTT protocol version: "3.1.1" or "5" (default "3.1.1").
     pub protocol: Option<String>,
-    /// Client identifier presented to the broker; unique per broker (default "<gateway_id>-mqtt-<index>").
+    /// Client identifier presented to the broker; unique per broker (default `"<gateway_id>-mqtt-<index>"`).
     pub client_id: Option<String>,
     /// User name, when the broker requires a login.
     pub username: Option<String>,
@@ -60,7 +60,7 @@ pub struct RawSubscription {
     pub qos: Option<u8>,
     /// Payload format: "number" (plain text number), "json" (values picked by `values`) or "json-object" (every numeric top-level field) (default "number").
     pub format: Option<String>,
-    /// Series name; `{1}`, `{2}`… are replaced by the topic's levels, for example "{2}.temp" for topic "plant/+/temp". With "json" and "json-object" the value's name is appended as ".<name>".
+    /// Series name; `{1}`, `{2}`… are replaced by the topic's levels, for example "{2}.temp" for topic "plant/+/temp". With "json" and "json-object" the value's name is appended as `".<name>"`.
     pub series: String,
     /// Engineering unit of "number" and "json-object" readings, for example "degC".
     #[serde(default)]
@@ -83,7 +83,7 @@ pub struct RawSubscription {
 pub struct RawJsonValue {
     /// JSON pointer (RFC 6901) of the number, for example "/sensors/0/temp".
     pub pointer: String,
-    /// Name appended to the subscription's series: "<series>.<name>".
+    /// Name appended to the subscription's series: `"<series>.<name>"`.
     pub name: String,
     /// Engineering unit, for example "degC".
     #[serde(default)]
@@ -439,7 +439,7 @@ fn check_pointer(p: &mut Vec<String>, at: &str, pointer: &str) {
     }
 }
 
-/// The rule of [`super::check_name`], as a yes/no for names made at run time.
+/// The rule of `check_name`, as a yes/no for names made at run time.
 pub fn is_plain_name(name: &str) -> bool {
     let mut problems = Vec::new();
     super::check_name(&mut problems, "", name);

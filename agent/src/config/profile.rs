@@ -72,7 +72,7 @@ impl Profiles {
     }
 
     /// Read the profiles called `names` from `dir`. Lists `dir` only if
-    /// some name is given; problems are kept for [`Profiles::get`].
+    /// some name is given; problems are kept for `Profiles::get`.
     pub fn read<'a>(dir: &Path, names: impl IntoIterator<Item = &'a str>) -> Profiles {
         let mut names = names.into_iter().peekable();
         if names.peek().is_none() {

@@ -44,7 +44,7 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUplink {
-    /// URL of the relay's batch endpoint, for example "https://relay.example.com/v1/batches".
+    /// URL of the relay's batch endpoint, for example `"https://relay.example.com/v1/batches"`.
     pub url: String,
     /// Bearer token that identifies this gateway to the relay, written here; or use `token_file` or `token_env` (exactly one of the three).
     pub token: Option<Secret>,

@@ -9,7 +9,7 @@
 //!
 //! Every [`Counter`] field of [`AgentStats`] is rendered as
 //! `edge_agent_<field>_total` with its `///` comment as HELP; a unit test
-//! fails when a new counter is added to `stats.rs` but not to [`COUNTERS`],
+//! fails when a new counter is added to `stats.rs` but not to `COUNTERS`,
 //! the one line to add.
 
 use std::fmt::{Display, Write};

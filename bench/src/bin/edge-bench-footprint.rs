@@ -3,14 +3,14 @@
 //! polls 50 Modbus TCP devices of 100 registers each (50 values per device,
 //! one coalesced request) once a second and forwards to the relay, for
 //! `--seconds` (default 60); the peak resident set (VmHWM in
-//! /proc/<pid>/status) is read at the end, before the agent is stopped.
+//! `/proc/<pid>/status`) is read at the end, before the agent is stopped.
 //!
 //! The devices and the relay (file sink, in a temporary directory) run in
 //! this process over loopback, so only the agent's own memory is measured.
 //! The readings that reached the relay are counted and set against those
 //! the polls should have produced, so a figure from an agent that fell
 //! behind does not pass unnoticed; the agent's CPU time (user + system,
-//! /proc/<pid>/stat) is the cost of the job.
+//! `/proc/<pid>/stat`) is the cost of the job.
 //!
 //! `scripts/bench --only footprint` runs it (with the binary sizes); the
 //! figures are recorded in `docs/BENCHMARKS.md`.
@@ -50,7 +50,7 @@ fn device_points() -> (String, usize) {
     (out, n)
 }
 
-/// A field of /proc/<pid>/status in kB, for example "VmHWM".
+/// A field of `/proc/<pid>/status` in kB, for example "VmHWM".
 fn status_kb(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("cannot read /proc/{pid}/status"))?;
@@ -66,7 +66,7 @@ fn status_kb(pid: u32, field: &str) -> Result<u64> {
 }
 
 /// CPU time (user + system) the process has used so far, from
-/// /proc/<pid>/stat (fields 14 and 15, in clock ticks).
+/// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks).
 fn cpu_time(pid: u32) -> Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("cannot read /proc/{pid}/stat"))?;

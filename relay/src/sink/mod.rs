@@ -11,7 +11,7 @@
 //! An enum rather than a trait object: the kinds are known, and an enum
 //! keeps `deliver` an ordinary `async fn`.
 //!
-//! Reading order: [`file`] (the default, simplest), [`kafka`],
+//! Reading order: [`mod@file`] (the default, simplest), [`kafka`],
 //! [`timeseries`] with its pure [`line_protocol`] renderer, [`postgres`].
 
 pub mod file;

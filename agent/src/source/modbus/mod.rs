@@ -4,7 +4,7 @@
 //! The pure parts are tested without sockets: [`plan`] turns a point list
 //! into requests, [`decode`] turns registers and bits into numbers,
 //! [`schedule`] decides whose turn it is on a link. The I/O part, [`poll`],
-//! runs one link's poll loop ([`ModbusLink`]), and [`line`] guards a serial
+//! runs one link's poll loop ([`ModbusLink`]), and [`mod@line`] guards a serial
 //! line between transactions.
 //!
 //! A link is one TCP connection to one `[[modbus]]` section (several unit

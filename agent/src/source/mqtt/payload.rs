@@ -22,7 +22,7 @@ use crate::reading::Quality;
 /// One value read from a message, before it is given a series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    /// Appended to the subscription's series as ".<field>"; `None` for "number".
+    /// Appended to the subscription's series as `".<field>"`; `None` for "number".
     pub field: Option<String>,
     pub unit: String,
     pub value: f64,

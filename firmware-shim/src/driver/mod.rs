@@ -1,0 +1,2 @@
+//! Sensor drivers on `embedded-hal` 1.0 traits.
+pub mod sht4x;
