@@ -22,6 +22,13 @@
 //!   removed when they succeed, and never leaves the spool without its own
 //!   2xx.
 //!
+//! - a 2xx whose batch cannot then be deleted from the spool (a full disk,
+//!   a locked database): the batch is kept in memory as confirmed
+//!   ([`unremoved`]), never sent again by this process, and the forwarder
+//!   backs off as for an upload failure; after the backoff it retries the
+//!   deletes before starting any new upload. The failure is logged
+//!   rate-limited and counted in `spool_remove_failures`.
+//!
 //! Invariant: a sequence number is in flight at most once, so a batch is
 //! never sent twice at the same time; it may be sent again after a failure
 //! or a restart, and the relay answers such a repeat as a duplicate.
@@ -31,6 +38,7 @@
 //! empty are logged every `progress_interval` ([`progress`]).
 
 pub mod progress;
+pub mod unremoved;
 pub mod upload;
 
 use std::collections::{HashMap, HashSet};
@@ -45,9 +53,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::UplinkConfig;
 use crate::reading::now_us;
-use crate::spool::{SharedSpool, StoredBatch};
+use crate::spool::{SharedSpool, SpoolError, StoredBatch};
 use crate::stats::AgentStats;
 
+use self::unremoved::{LogLine, Unremoved};
 pub use self::upload::{Outcome, Uploader, BATCH_CONTENT_TYPE};
 
 pub struct Forwarder {
@@ -88,6 +97,7 @@ impl Forwarder {
             paused_until: None,
             failing_since: None,
         };
+        let mut unremoved = Unremoved::default();
         let mut window = progress::Window::new(Instant::now());
         let mut report = tokio::time::interval(self.uplink.progress_interval);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,10 +110,14 @@ impl Forwarder {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return;
             }
-            let paused = backoff.paused_until.is_some_and(|t| Instant::now() < t);
+            if !unremoved.is_empty() && !is_paused(&backoff) {
+                self.retry_removals(&mut unremoved, &mut backoff).await;
+            }
+            let paused = is_paused(&backoff);
             if !paused && in_flight.len() < max {
                 let free = max - in_flight.len();
-                let skip = in_flight.clone();
+                let mut skip = in_flight.clone();
+                skip.extend(unremoved.seqs());
                 match self.spool.call(move |s| s.next_unsent(free, &skip)).await {
                     Ok(batches) => {
                         if batches.is_empty() && in_flight.is_empty() && deadline.is_some() {
@@ -131,7 +145,8 @@ impl Forwarder {
                 done = uploads.join_next_with_id(), if !uploads.is_empty() => match done {
                     Some(Ok((id, (batch, outcome)))) => {
                         seq_of.remove(&id);
-                        self.apply(&batch, outcome, &mut backoff, &mut window).await;
+                        self.apply(&batch, outcome, &mut backoff, &mut unremoved, &mut window)
+                            .await;
                         in_flight.remove(&batch.seq);
                     }
                     Some(Err(e)) => {
@@ -160,6 +175,7 @@ impl Forwarder {
         batch: &StoredBatch,
         outcome: Outcome,
         backoff: &mut Backoff,
+        unremoved: &mut Unremoved,
         window: &mut progress::Window,
     ) {
         let seq = batch.seq;
@@ -187,9 +203,9 @@ impl Forwarder {
                     self.stats.batches_acked_as_conflict.inc();
                 }
                 if let Err(error) = self.spool.call(move |s| s.remove(seq)).await {
-                    // The relay has it; if the row survives, it is sent
-                    // again and answered as a duplicate with the same seq.
-                    error!(%error, seq, "delivered batch could not be removed from the spool");
+                    // The relay has it: not sent again by this process; a
+                    // restart sends it once more, answered as a duplicate.
+                    self.removal_failed(unremoved, [seq], &error, backoff);
                 }
                 self.stats.batches_forwarded.inc();
                 self.stats.readings_forwarded.add(batch.readings);
@@ -224,6 +240,57 @@ impl Forwarder {
                 self.pause(backoff, after);
             }
         }
+    }
+
+    /// Delete the confirmed batches still in the spool; on failure, back off.
+    async fn retry_removals(&self, unremoved: &mut Unremoved, backoff: &mut Backoff) {
+        let seqs = unremoved.seqs();
+        let result = self
+            .spool
+            .call(move |s| {
+                let mut gone = Vec::with_capacity(seqs.len());
+                for seq in seqs {
+                    if let Err(e) = s.remove(seq) {
+                        return Ok((gone, Some(e)));
+                    }
+                    gone.push(seq);
+                }
+                Ok((gone, None))
+            })
+            .await;
+        let (gone, error) = match result {
+            Ok(r) => r,
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        if unremoved.removed(&gone) {
+            info!("delivered batches are removed from the spool again");
+            backoff.next = self.uplink.retry_initial;
+        }
+        if let Some(error) = error {
+            self.removal_failed(unremoved, [], &error, backoff);
+        }
+    }
+
+    /// Deleting confirmed batches failed: keep `seqs` as confirmed, count,
+    /// log rate-limited, and back off as for an upload failure.
+    fn removal_failed(
+        &self,
+        unremoved: &mut Unremoved,
+        seqs: impl IntoIterator<Item = u64>,
+        error: &SpoolError,
+        backoff: &mut Backoff,
+    ) {
+        self.stats.spool_remove_failures.inc();
+        match unremoved.failed(seqs, Instant::now()) {
+            LogLine::Due { failures } => error!(
+                %error,
+                failures,
+                confirmed_not_removed = unremoved.len(),
+                "delivered batches could not be removed from the spool; they are not sent again and the delete is retried after the backoff"
+            ),
+            LogLine::Quiet => debug!(%error, "delete of delivered batches failed again"),
+        }
+        self.pause(backoff, None);
     }
 
     /// Start no new upload for the backoff (or `after`, as the relay asked),
@@ -263,6 +330,10 @@ impl Forwarder {
 fn batch_instance(body: &[u8]) -> Option<String> {
     let batch = edge_wire::decode(body, &edge_wire::Limits::default()).ok()?;
     batch.instance.map(|i| format!("{:016x}", i.get()))
+}
+
+fn is_paused(backoff: &Backoff) -> bool {
+    backoff.paused_until.is_some_and(|t| Instant::now() < t)
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -37,6 +37,9 @@ pub struct AgentStats {
     pub batches_forwarded: Counter,
     /// Upload attempts that failed (network error, timeout or non-2xx).
     pub upload_failures: Counter,
+    /// Deletes of batches the relay confirmed that failed (full disk, locked
+    /// database); such batches are not sent again, the delete is retried.
+    pub spool_remove_failures: Counter,
     /// Batches the relay rejected as invalid, moved to quarantine.
     pub batches_quarantined: Counter,
     /// Alarm raise events detected.

@@ -27,6 +27,7 @@ const COUNTERS: &[(&str, Field)] = &[
     ("readings_forwarded", |s| &s.readings_forwarded),
     ("batches_forwarded", |s| &s.batches_forwarded),
     ("upload_failures", |s| &s.upload_failures),
+    ("spool_remove_failures", |s| &s.spool_remove_failures),
     ("batches_quarantined", |s| &s.batches_quarantined),
     ("alarms_raised", |s| &s.alarms_raised),
     ("alarms_cleared", |s| &s.alarms_cleared),

@@ -320,3 +320,53 @@ async fn a_backlog_drains_with_up_to_max_in_flight_requests_at_once() -> anyhow:
     }
     Ok(())
 }
+
+/// Every delete of a delivered batch fails (a trigger in the spool aborts
+/// it, as a full disk would): the relay still receives each batch exactly
+/// once, the forwarder backs off instead of resending them in a loop, and
+/// once deletes work again the spool empties without a resend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_delete_backs_off_and_never_resends_a_confirmed_batch() -> anyhow::Result<()> {
+    const BATCHES: u64 = 4;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("spool.db");
+    let spool = SharedSpool::new(fill_spool(&path, BATCHES as usize)?);
+    let db = rusqlite::Connection::open(&path)?;
+    db.execute_batch(
+        "CREATE TRIGGER no_delete BEFORE DELETE ON batches
+         BEGIN SELECT RAISE(ABORT, 'test: the delete fails'); END;",
+    )?;
+    let relay = Arc::new(TestRelay::new(|_| Duration::ZERO));
+    let url = serve(relay.clone()).await?;
+    let stats = Arc::new(AgentStats::default());
+    let (stop, task) = start(&spool, uplink(&url, 4), &stats);
+
+    let all: BTreeSet<u64> = (1..=BATCHES).collect();
+    eventually("every batch confirmed", Duration::from_secs(30), || {
+        let relay = relay.clone();
+        let all = all.clone();
+        async move { Ok(relay.acked().into_iter().collect::<BTreeSet<_>>() == all) }
+    })
+    .await?;
+    // A few backoff rounds (20 ms doubling to 200 ms) pass while the
+    // deletes keep failing.
+    eventually("deletes retried", Duration::from_secs(30), || {
+        let stats = stats.clone();
+        async move { Ok(stats.spool_remove_failures.get() >= 8) }
+    })
+    .await?;
+    assert_eq!(seqs_left(&spool).await?, all, "nothing could be removed");
+    let received = relay.received.lock().unwrap().len();
+    assert_eq!(
+        received, BATCHES as usize,
+        "batches the relay confirmed were sent again"
+    );
+    let failures = stats.spool_remove_failures.get();
+    println!("delete failures while blocked: {failures}, requests: {received}");
+
+    db.execute_batch("DROP TRIGGER no_delete")?;
+    until_empty_then_stop(&spool, stop, task).await?;
+    assert_eq!(relay.received.lock().unwrap().len(), BATCHES as usize);
+    assert_eq!(stats.batches_forwarded.get(), BATCHES);
+    Ok(())
+}
