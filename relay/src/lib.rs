@@ -8,6 +8,8 @@
 //! - [`auth`]: gateway token hashes and their constant-time lookup.
 //! - [`relay`]: [`Relay`], the state behind the routes (tokens, limits,
 //!   sinks, counters) and delivery to all sinks.
+//! - [`admission`]: the shared decode budget a batch reserves before it is
+//!   decoded, and bounded decoding.
 //! - [`server`]: [`serve`], the HTTP routes and status codes.
 //! - [`validation`]: readings that decode but must not be published (422).
 //! - [`tls`]: HTTPS with rustls, and mutual TLS naming the gateway.
@@ -22,6 +24,7 @@
 //! Not here: Modbus, SQLite, the agent's spool. `main.rs` only parses
 //! arguments, loads the config and calls [`serve`].
 
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod ledger;
