@@ -65,6 +65,8 @@ pub struct RelayConfig {
     pub postgres: Option<PostgresConfig>,
     /// Recognise a batch delivered before and answer it 200 without publishing it again.
     pub dedup: DedupConfig,
+    /// What a request must get before the relay spends memory on it: the shared decode budget.
+    pub admission: crate::admission::AdmissionConfig,
     /// Serve HTTPS instead of plain HTTP; optionally require client certificates.
     pub tls: Option<TlsConfig>,
     /// Things that work but should not be in production (plaintext tokens);
@@ -340,6 +342,7 @@ impl RelayConfig {
             timeseries: None,
             postgres: None,
             dedup: DedupConfig::new(),
+            admission: Default::default(),
             tls: None,
             warnings: Vec::new(),
         }
@@ -535,6 +538,9 @@ impl RelayConfig {
         }
         if d.window.is_zero() {
             issues.add("dedup.window_hours", "must be greater than 0");
+        }
+        if self.admission.decode_budget_bytes == 0 {
+            issues.add("admission.decode_budget_bytes", "must be greater than 0");
         }
         if d.max_rows == 0 {
             issues.add("dedup.max_rows", "must be greater than 0");

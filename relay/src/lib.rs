@@ -8,6 +8,8 @@
 //! - [`auth`]: gateway token hashes and their constant-time lookup.
 //! - [`relay`]: [`Relay`], the state behind the routes (tokens, limits,
 //!   sinks, counters) and delivery to all sinks.
+//! - [`admission`]: the shared decode budget a batch reserves before it is
+//!   decoded, and bounded decoding.
 //! - [`server`]: [`serve`], the HTTP routes and status codes.
 //! - [`connections`]: the accept loop, connection limits and timeouts, the
 //!   shutdown drain.
@@ -24,6 +26,7 @@
 //! Not here: Modbus, SQLite, the agent's spool. `main.rs` only parses
 //! arguments, loads the config and calls [`serve`].
 
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod connections;

@@ -41,6 +41,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    edge_relay::admission::tune_allocator();
     let cli = Cli::parse();
     // Print the error chain ourselves: `main` returning `Result` would use
     // `Debug`, which adds a backtrace when RUST_BACKTRACE is set.

@@ -51,6 +51,8 @@ struct Inner {
     prune_interval: std::time::Duration,
     /// Conflicts are logged at most once per interval, with a count.
     conflict_log: LogLimit,
+    /// Bytes all requests together may hold while decoding.
+    budget: Arc<crate::admission::DecodeBudget>,
 }
 
 /// At most one log line per [`LogLimit::INTERVAL`]; the calls in between
@@ -189,6 +191,10 @@ impl Relay {
                 ledger,
                 prune_interval: config.dedup.prune_interval,
                 conflict_log: LogLimit::default(),
+                budget: crate::admission::DecodeBudget::new(
+                    config.admission.decode_budget_bytes,
+                    config.admission.decode_wait,
+                ),
             }),
         })
     }
@@ -213,6 +219,21 @@ impl Relay {
     /// The decode limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Decode a body within the shared decode budget
+    /// ([`crate::admission::decode`]); hold the reservation while the
+    /// batch is in memory.
+    pub async fn decode(
+        &self,
+        body: axum::body::Bytes,
+    ) -> Result<(Delivery, crate::admission::Reservation), crate::admission::DecodeError> {
+        crate::admission::decode(&self.inner.budget, &self.inner.limits, body).await
+    }
+
+    /// The shared decode budget.
+    pub fn decode_budget(&self) -> &crate::admission::DecodeBudget {
+        &self.inner.budget
     }
 
     /// The accepted window of reading timestamps.

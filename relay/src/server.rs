@@ -8,8 +8,12 @@
 //!    else 403;
 //! 2. the body fits `limits.max_compressed_bytes`, else 413 (checked on
 //!    `Content-Length` before reading, and again while reading);
-//! 3. the body decodes (on a blocking thread), else 413 for a limit and 400
-//!    for anything else, with the decoder's message;
+//! 3. the envelope and the declared sizes fit the limits, else 413 before
+//!    anything is inflated; the batch gets its share of the shared decode
+//!    budget within `admission.decode_wait_ms`, else 503 with `Retry-After`
+//!    (reason `busy`); it decodes (on a blocking thread), else 413 for a
+//!    limit and 400 for anything else, with the decoder's message
+//!    ([`crate::admission`]);
 //! 4. the batch's `gateway_id` is the authenticated gateway, else 403;
 //! 5. every reading and alarm passes [`crate::validation`], else 422 for the
 //!    whole batch, naming the first invalid item;
@@ -40,7 +44,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::connections::{ConnectionLimits, ConnectionStats};
-use crate::message::Delivery;
 use crate::metrics::Outcome;
 use crate::relay::{Relay, RelayError, Stored};
 use crate::tls::Peer;
@@ -310,27 +313,20 @@ async fn accept_batch(
     })?;
 
     let body_bytes = body.len();
-    let limits = relay.limits().clone();
-    let decoded = tokio::task::spawn_blocking(move || {
-        let batch = edge_wire::decode(&body, &limits).map_err(|e| (e.reason(), e.to_string()))?;
-        Delivery::new(batch).map_err(|e| ("invalid", e.to_string()))
-    })
-    .await
-    .map_err(|e| {
-        warn!(%peer, gateway = ?gateway, error = %e, "batch decoder task failed");
-        Rejection::new(Outcome::Internal, "decoder task failed")
-    })?;
-    let delivery = decoded.map_err(|(reason, message)| {
-        let outcome = if reason == "too_large" {
-            Outcome::TooLarge
-        } else {
-            Outcome::Malformed
+    let (delivery, _budget) = relay.decode(body).await.map_err(|e| {
+        use crate::admission::DecodeError;
+        let (outcome, reason) = match &e {
+            DecodeError::Wire(w) if w.is_too_large() => (Outcome::TooLarge, Some(w.reason())),
+            DecodeError::Wire(w) => (Outcome::Malformed, Some(w.reason())),
+            DecodeError::Series(_) => (Outcome::Malformed, Some("invalid")),
+            DecodeError::Busy(_) => (Outcome::Unavailable, Some("busy")),
+            DecodeError::Task(_) => (Outcome::Internal, None),
         };
-        warn!(%peer, gateway = ?gateway, body_bytes, reason, error = ?message, "batch rejected: not decodable");
+        warn!(%peer, gateway = ?gateway, body_bytes, reason, error = %e, "batch rejected: not decoded");
         Rejection {
             outcome,
-            message,
-            reason: Some(reason),
+            message: e.to_string(),
+            reason,
         }
     })?;
 

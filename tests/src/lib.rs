@@ -94,6 +94,11 @@ impl Service {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// The process id, for reading `/proc/PID/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The service's whole output so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

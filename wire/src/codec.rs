@@ -29,6 +29,7 @@ mod write;
 pub mod xor;
 
 pub use error::WireError;
+pub use read::decoded_bound;
 
 use crate::{Batch, Limits};
 
@@ -49,6 +50,20 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Batch, WireError> {
     let (version, frame) = envelope::open(bytes, limits)?;
     let doc = envelope::decompress(frame, limits)?;
     read::read_document(&doc, version, limits)
+}
+
+/// Most bytes decoding `bytes` may hold at once, known before anything is
+/// inflated: the compressed input, the decompressed document and decoder
+/// buffers ([`envelope::inflate_bound`]) and the decoded batch
+/// ([`decoded_bound`]). Fails as [`decode`] would on a bad prefix, a
+/// compressed size or a declared decompressed size over `limits`, so a
+/// caller can refuse those without spending anything. Exact for nothing,
+/// an upper bound for everything the decoder allocates.
+pub fn decode_bound(bytes: &[u8], limits: &Limits) -> Result<usize, WireError> {
+    let (_, frame) = envelope::open(bytes, limits)?;
+    let inflate = envelope::inflate_bound(frame, limits)?;
+    let doc = envelope::declared_size(frame).map_or(limits.max_decompressed_bytes, |s| s as usize);
+    Ok(bytes.len() + inflate + read::decoded_bound(doc, limits))
 }
 
 /// The format version a batch claims, read from its prefix without

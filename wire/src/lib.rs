@@ -14,7 +14,7 @@ pub mod limits;
 pub mod model;
 pub mod validate;
 
-pub use codec::{decode, encode, encoded_version, WireError};
+pub use codec::{decode, decode_bound, encode, encoded_version, WireError};
 pub use limits::Limits;
 pub use model::{
     AlarmEvent, AlarmState, Batch, Gap, GapReason, Point, Quality, Series, Severity,

@@ -26,9 +26,9 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_compressed_bytes: 16 << 20,
-            max_decompressed_bytes: 64 << 20,
+            max_decompressed_bytes: 16 << 20,
             max_series: 100_000,
-            max_readings: 2_000_000,
+            max_readings: 1_000_000,
             max_alarms: 100_000,
             max_gaps: 10_000,
             max_tags: 32,

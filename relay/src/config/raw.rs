@@ -51,6 +51,9 @@ pub(super) struct RawConfig {
     /// Recognise a batch delivered before (same gateway, spool instance and sequence number, for example a retry after a lost response) and answer it 200 without publishing it again.
     #[serde(default)]
     dedup: RawDedup,
+    /// What a request must get before the relay spends memory on it: the shared decode budget.
+    #[serde(default)]
+    admission: RawAdmission,
     /// Serve HTTPS instead of plain HTTP; optionally require client certificates.
     tls: Option<RawTls>,
 }
@@ -87,6 +90,35 @@ struct RawDedup {
     prune_interval_secs: Option<i64>,
     /// How long a claim on a batch being delivered holds when its relay never releases it (killed mid-delivery), in seconds (default 60); must exceed every sink's timeout. Meanwhile retries of that batch get 503.
     claim_lease_secs: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmission {
+    /// Most bytes all requests together may hold while decoding (input, decompressed document, decoder buffers, decoded batch); default 134217728 (128 MiB).
+    decode_budget_bytes: Option<i64>,
+    /// Longest a request waits for decode budget before it gets 503 with Retry-After, in milliseconds (default 100).
+    decode_wait_ms: Option<i64>,
+}
+
+impl RawAdmission {
+    fn check(self, issues: &mut Issues) -> crate::admission::AdmissionConfig {
+        use crate::admission::*;
+        AdmissionConfig {
+            decode_budget_bytes: count(
+                issues,
+                "admission.decode_budget_bytes",
+                self.decode_budget_bytes,
+                DEFAULT_DECODE_BUDGET_BYTES,
+            ),
+            decode_wait: Duration::from_millis(count(
+                issues,
+                "admission.decode_wait_ms",
+                self.decode_wait_ms,
+                DEFAULT_DECODE_WAIT_MS as usize,
+            ) as u64),
+        }
+    }
 }
 
 impl RawDedup {
@@ -324,6 +356,7 @@ impl RawConfig {
         RelayConfig {
             listen,
             dedup,
+            admission: self.admission.check(issues),
             data_dir: self.data_dir,
             gateways,
             time_window: TimeWindow {

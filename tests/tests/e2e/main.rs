@@ -19,6 +19,8 @@
 //! - [`sinks`]: the relay's InfluxDB, VictoriaMetrics and PostgreSQL sinks, and several sinks at once.
 //! - [`ledger`]: a reinstalled agent loses nothing; two relays on one PostgreSQL
 //!   ledger behind a round-robin proxy publish each batch once, relays killed.
+//! - [`relay_memory`]: decompression bombs against the relay binary, alone and
+//!   fifty at once: peak RSS and answer time bounded, another gateway served.
 //! - [`relay_kafka`]: the relay binary to tansu: granularities, enrichment, SIGTERM.
 
 mod alarms;
@@ -34,6 +36,7 @@ mod mqtt_crash;
 mod mqtt_tls;
 mod pipeline;
 mod relay_kafka;
+mod relay_memory;
 mod rtu;
 mod sinks;
 mod status;

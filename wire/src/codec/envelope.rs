@@ -6,8 +6,10 @@
 //! anything on decompression. Decompression is bounded: the frame's declared
 //! content size, when present, is checked first; the streaming decoder runs
 //! with a window-log cap and reads at most `max_decompressed_bytes + 1`
-//! bytes, so a decompression bomb costs at most the limit in memory and the
-//! time to produce it.
+//! bytes (at most the declared size when the frame declares one), so a
+//! decompression bomb costs at most the limit in memory and the time to
+//! produce it; [`inflate_bound`] says that bound before anything is
+//! inflated, for a caller that budgets memory across requests.
 
 use std::cell::RefCell;
 use std::io::{Cursor, Read};
@@ -110,24 +112,56 @@ pub fn open<'b>(bytes: &'b [u8], limits: &Limits) -> Result<(u16, &'b [u8]), Wir
     Ok((found, &bytes[PREFIX_LEN..]))
 }
 
-/// Decompress the single zstd frame `frame`, refusing to produce more than
-/// `limits.max_decompressed_bytes`.
-pub fn decompress(frame: &[u8], limits: &Limits) -> Result<Vec<u8>, WireError> {
+/// The decompressed size the zstd frame `frame` declares in its header, if
+/// it declares one (the agent's encoder always does).
+pub fn declared_size(frame: &[u8]) -> Option<u64> {
+    zstd::zstd_safe::get_frame_content_size(frame)
+        .ok()
+        .flatten()
+}
+
+/// Most bytes [`decompress`] may hold at once for `frame`: the document
+/// buffer (the declared size, else `max_decompressed_bytes`) and the
+/// decoder's window and block buffers (at most 2^[`WINDOW_LOG_MAX`], less
+/// when the declared size is smaller). Fails, before anything is inflated,
+/// on a declared size over the limit. For a caller that budgets memory.
+pub fn inflate_bound(frame: &[u8], limits: &Limits) -> Result<usize, WireError> {
     let max = limits.max_decompressed_bytes;
-    let too_large = |what: String| WireError::too_large(what, max, "max_decompressed_bytes");
+    let doc = match declared_size(frame) {
+        Some(size) if size > max as u64 => {
+            return Err(WireError::too_large(
+                format!("zstd frame declares {size} decompressed bytes"),
+                max,
+                "max_decompressed_bytes",
+            ))
+        }
+        Some(size) => size as usize,
+        None => max,
+    };
+    const BLOCK_MAX: usize = 128 << 10;
+    let window = doc.min(1 << WINDOW_LOG_MAX);
+    Ok(doc + window + 2 * BLOCK_MAX)
+}
+
+/// Decompress the single zstd frame `frame`, refusing to produce more than
+/// `limits.max_decompressed_bytes`, or more than the frame declares.
+pub fn decompress(frame: &[u8], limits: &Limits) -> Result<Vec<u8>, WireError> {
+    let limit = limits.max_decompressed_bytes;
+    let too_large = |what: String| WireError::too_large(what, limit, "max_decompressed_bytes");
     let decompress_error = |e: std::io::Error| WireError::Decompress(e.to_string());
 
     // A frame that announces its size lets a bomb be refused for free.
-    let declared = zstd::zstd_safe::get_frame_content_size(frame)
-        .ok()
-        .flatten();
+    let declared = declared_size(frame);
     if let Some(size) = declared {
-        if size > max as u64 {
+        if size > limit as u64 {
             return Err(too_large(format!(
                 "zstd frame declares {size} decompressed bytes"
             )));
         }
     }
+    // A frame that produces more than it declared is corrupt; never hold
+    // more than it declared (what a caller budgeted, see [`inflate_bound`]).
+    let max = declared.map_or(limit, |size| size as usize);
 
     let mut decoder = zstd::stream::read::Decoder::with_buffer(frame)
         .map_err(decompress_error)?
@@ -141,6 +175,11 @@ pub fn decompress(frame: &[u8], limits: &Limits) -> Result<Vec<u8>, WireError> {
     let hint = declared.map_or(0, |size| size as usize);
     let doc = read_bounded(&mut bounded, hint, max.saturating_add(1)).map_err(decompress_error)?;
     if doc.len() > max {
+        if declared.is_some() {
+            return Err(WireError::Decompress(format!(
+                "zstd frame produces more than the {max} bytes it declares"
+            )));
+        }
         return Err(too_large(format!(
             "decompressed document is over {max} bytes"
         )));

@@ -22,6 +22,26 @@ const MIN_SERIES_ENTRY: usize = 5;
 const MIN_ALARM_ENTRY: usize = 7;
 const MIN_GAP_ENTRY: usize = 7;
 
+/// Most heap bytes [`read_document`] can build from a document of
+/// `doc_len` bytes under `limits`: every count is bounded by its limit and
+/// by the smallest encoding of one item (a reading costs at least one byte
+/// of timestamp column), strings are copies of document bytes, and each
+/// series gets a generous allowance for its allocations and tag map nodes.
+/// An upper estimate for a caller that budgets memory, not an exact figure.
+pub fn decoded_bound(doc_len: usize, limits: &Limits) -> usize {
+    use std::mem::size_of;
+    const PER_SERIES_OVERHEAD: usize = 256;
+    let readings = doc_len.min(limits.max_readings);
+    let series = (doc_len / MIN_SERIES_ENTRY).min(limits.max_series);
+    let alarms = (doc_len / MIN_ALARM_ENTRY).min(limits.max_alarms);
+    let gaps = (doc_len / MIN_GAP_ENTRY).min(limits.max_gaps);
+    readings * size_of::<crate::Point>()
+        + series * (size_of::<Series>() + PER_SERIES_OVERHEAD)
+        + alarms * size_of::<AlarmEvent>()
+        + gaps * size_of::<Gap>()
+        + doc_len
+}
+
 struct Reader<'b, 'l> {
     d: Decoder<'b>,
     limits: &'l Limits,

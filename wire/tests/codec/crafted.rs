@@ -55,7 +55,7 @@ fn declared_counts_over_limits_are_too_large() {
                 e.array(4)?;
                 header(e, 5_000_000)
             }),
-            "batch declares 5000000 readings, limit is 2000000 (max_readings)",
+            "batch declares 5000000 readings, limit is 1000000 (max_readings)",
         ),
         (
             sealed_doc(|e| {
@@ -115,17 +115,17 @@ fn declared_counts_beyond_the_input_allocate_nothing_large() {
             "series 0",
         ),
         (
-            // Two million readings declared, a three-byte timestamp column.
+            // A million readings declared, a three-byte timestamp column.
             sealed_doc(|e| {
                 e.array(4)?;
-                header(e, 2_000_000)?;
+                header(e, 1_000_000)?;
                 e.array(1)?;
                 series_entry(e, 1, "press.temp")?;
-                e.array(1)?.array(6)?.u64(2_000_000)?.bytes(&[0, 2, 0])?;
+                e.array(1)?.array(6)?.u64(1_000_000)?.bytes(&[0, 2, 0])?;
                 e.u8(0)?.u8(0)?.bytes(&[])?.bytes(&[])?;
                 Ok(())
             }),
-            "series 0 (\"press.temp\") timestamps column: 2000000 values declared, column ends after 3",
+            "series 0 (\"press.temp\") timestamps column: 1000000 values declared, column ends after 3",
         ),
         (
             // A 200-byte string declared, 2 present.

@@ -121,7 +121,7 @@ fn unannounced_bomb(size: usize) -> Vec<u8> {
 
 #[test]
 fn announced_bomb_is_refused_before_decompressing() {
-    let bomb = seal(&vec![0u8; (64 << 20) + 1]).unwrap();
+    let bomb = seal(&vec![0u8; (16 << 20) + 1]).unwrap();
     assert!(bomb.len() < 4096, "bomb is {} bytes", bomb.len());
     let started = Instant::now();
     let (err, peak) = decode_err_measured(&bomb);
@@ -133,16 +133,16 @@ fn announced_bomb_is_refused_before_decompressing() {
 
 #[test]
 fn unannounced_bomb_costs_at_most_the_limit() {
-    let bomb = unannounced_bomb((64 << 20) + 4096);
+    let bomb = unannounced_bomb((16 << 20) + 4096);
     assert!(bomb.len() < 4096, "bomb is {} bytes", bomb.len());
     let started = Instant::now();
     let (err, peak) = decode_err_measured(&bomb);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
         err.to_string(),
-        "decompressed document is over 67108864 bytes, limit is 67108864 (max_decompressed_bytes)"
+        "decompressed document is over 16777216 bytes, limit is 16777216 (max_decompressed_bytes)"
     );
-    assert!(peak <= (64 << 20) + 4096, "peak allocation {peak} bytes");
+    assert!(peak <= (16 << 20) + 4096, "peak allocation {peak} bytes");
 
     // A smaller limit bounds memory accordingly.
     let limits = Limits {
