@@ -22,7 +22,7 @@ const MIN_SERIES_ENTRY: usize = 5;
 const MIN_ALARM_ENTRY: usize = 7;
 const MIN_GAP_ENTRY: usize = 7;
 
-/// Most heap bytes [`read_document`] can build from a document of
+/// Most heap bytes `read_document` can build from a document of
 /// `doc_len` bytes under `limits`: every count is bounded by its limit and
 /// by the smallest encoding of one item (a reading costs at least one byte
 /// of timestamp column), strings are copies of document bytes, and each
