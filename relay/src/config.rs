@@ -24,6 +24,8 @@ use reqwest::Url;
 
 /// Default address of the HTTP server.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default of `ops.listen`: loopback, so `/metrics` is not on the internet.
+pub const DEFAULT_OPS_LISTEN: &str = "127.0.0.1:9181";
 /// Default Kafka topic for readings.
 pub const DEFAULT_READINGS_TOPIC: &str = "edge.readings.v1";
 /// Default Kafka topic for alarm events.
@@ -69,6 +71,12 @@ pub struct RelayConfig {
     pub admission: crate::admission::AdmissionConfig,
     /// Serve HTTPS instead of plain HTTP; optionally require client certificates.
     pub tls: Option<TlsConfig>,
+    /// Bounds on connections: how many, how long each may take (`[server]`).
+    pub server: crate::connections::ConnectionLimits,
+    /// Address of the operations listener (`/metrics`, `/readyz`, `/healthz`), apart from the upload port.
+    pub ops_listen: SocketAddr,
+    /// What each gateway may send per second (`[fairness]`).
+    pub fairness: crate::fairness::FairnessConfig,
     /// Things that work but should not be in production (plaintext tokens);
     /// `main` logs each one loudly at start.
     pub warnings: Vec<ConfigIssue>,
@@ -344,6 +352,11 @@ impl RelayConfig {
             dedup: DedupConfig::new(),
             admission: Default::default(),
             tls: None,
+            server: Default::default(),
+            ops_listen: DEFAULT_OPS_LISTEN
+                .parse()
+                .expect("DEFAULT_OPS_LISTEN is a valid socket address"),
+            fairness: Default::default(),
             warnings: Vec::new(),
         }
     }
@@ -445,6 +458,7 @@ impl RelayConfig {
                 issues.add(format!("limits.{key}"), "must be greater than 0");
             }
         }
+        self.server_problems(&mut issues);
         if let Some(k) = &self.kafka {
             if k.brokers.is_empty() {
                 issues.add("kafka.brokers", "at least one broker is required");
@@ -513,6 +527,50 @@ impl RelayConfig {
 }
 
 impl RelayConfig {
+    fn server_problems(&self, issues: &mut Issues) {
+        let s = &self.server;
+        if s.max_connections == 0 {
+            issues.add("server.max_connections", "must be greater than 0");
+        }
+        for (key, value) in [
+            ("header_timeout_ms", s.header_timeout),
+            ("body_timeout_ms", s.body_timeout),
+            ("tls_handshake_timeout_ms", s.tls_handshake_timeout),
+        ] {
+            if value.is_zero() {
+                issues.add(format!("server.{key}"), "must be greater than 0");
+            }
+        }
+        if self.ops_listen == self.listen {
+            issues.add(
+                "ops.listen",
+                format!(
+                    "{} is the upload listener's address; the operations endpoints need their own",
+                    self.ops_listen
+                ),
+            );
+        }
+        let f = &self.fairness;
+        for (key, value) in [
+            ("requests_per_sec", f.requests_per_sec),
+            ("request_burst", f.request_burst),
+            ("bytes_per_sec", f.bytes_per_sec),
+        ] {
+            if value == 0 {
+                issues.add(format!("fairness.{key}"), "must be greater than 0");
+            }
+        }
+        if f.byte_burst < self.limits.max_compressed_bytes as u64 {
+            issues.add(
+                "fairness.byte_burst",
+                format!(
+                    "{} is below limits.max_compressed_bytes ({}): the largest allowed batch would never pass",
+                    f.byte_burst, self.limits.max_compressed_bytes
+                ),
+            );
+        }
+    }
+
     fn dedup_problems(&self, issues: &mut Issues) {
         let d = &self.dedup;
         match d.store {

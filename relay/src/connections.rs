@@ -289,6 +289,23 @@ pub async fn run(
     }
 }
 
+/// Marks a connection busy while a request is answered; unmarks on drop,
+/// whether the request finished or its future was dropped.
+struct Busy(Arc<AtomicBool>);
+
+impl Busy {
+    fn mark(flag: Arc<AtomicBool>) -> Busy {
+        flag.store(true, Ordering::Release);
+        Busy(flag)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// What one connection task needs.
 struct Conn {
     app: Router,
@@ -355,10 +372,10 @@ impl Conn {
                 let mut app = app.clone();
                 let busy = busy.clone();
                 async move {
-                    busy.store(true, Ordering::Release);
-                    let response = app.call(request.map(axum::body::Body::new)).await;
-                    busy.store(false, Ordering::Release);
-                    response
+                    // Cleared on drop too: a request whose client vanished
+                    // must not keep its connection from being evicted.
+                    let _busy = Busy::mark(busy);
+                    app.call(request.map(axum::body::Body::new)).await
                 }
             },
         );

@@ -13,6 +13,7 @@
 //! - [`server`]: [`serve`], the HTTP routes and status codes.
 //! - [`connections`]: the accept loop, connection limits and timeouts, the
 //!   shutdown drain.
+//! - [`fairness`]: per-gateway token buckets for requests and bytes (429).
 //! - [`validation`]: readings that decode but must not be published (422).
 //! - [`tls`]: HTTPS with rustls, and mutual TLS naming the gateway.
 //! - [`message`]: the JSON published per reading and alarm
@@ -30,6 +31,7 @@ pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod connections;
+pub mod fairness;
 pub mod ledger;
 pub mod message;
 pub mod metrics;
@@ -45,4 +47,4 @@ pub use config::{
 };
 pub use connections::ConnectionLimits;
 pub use relay::{Relay, RelayError};
-pub use server::{serve, serve_tls, serve_with};
+pub use server::{ops_router, serve, serve_tls, serve_with, Listeners};

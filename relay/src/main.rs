@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use edge_relay::auth::{check_token, TokenHash, MIN_TOKEN_BYTES};
 use edge_relay::tls::server_config;
-use edge_relay::{serve, serve_tls, Relay, RelayConfig};
+use edge_relay::{serve_with, Listeners, Relay, RelayConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -76,9 +76,10 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             let config = RelayConfig::load(&file)?;
             let sinks = config.sink_names().join(", ");
             println!(
-                "{}: ok (listen {}, {} gateway(s), sinks: {sinks})",
+                "{}: ok (listen {}, ops {}, {} gateway(s), sinks: {sinks})",
                 file.display(),
                 config.listen,
+                config.ops_listen,
                 config.gateways.len()
             );
             Ok(())
@@ -116,19 +117,24 @@ fn hash_token() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn run(config: RelayConfig) -> anyhow::Result<()> {
-    let listen = config.listen;
+    let (listen, ops_listen) = (config.listen, config.ops_listen);
+    let limits = config.server.clone();
     // Before binding: a bad certificate should stop the start, naming the file.
     let tls = config.tls.as_ref().map(server_config).transpose()?;
     let relay = Relay::from_config(config)?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listeners = Listeners {
+        data: tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?,
+        ops: Some(
+            tokio::net::TcpListener::bind(ops_listen)
+                .await
+                .with_context(|| format!("cannot listen on {ops_listen} (ops.listen)"))?,
+        ),
+    };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    match tls {
-        Some(tls) => serve_tls(listener, tls, relay, shutdown).await?,
-        None => serve(listener, relay, shutdown).await?,
-    }
+    serve_with(listeners, tls, relay, limits, shutdown).await?;
     Ok(())
 }
 

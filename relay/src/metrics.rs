@@ -33,12 +33,14 @@ pub enum Outcome {
     Invalid,
     /// 503: a sink failed; the gateway should retry.
     Unavailable,
+    /// 429: the gateway sent more than `[fairness]` allows; retry later.
+    Throttled,
     /// 500: a bug in the relay (a task panicked).
     Internal,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 8] = [
+    const ALL: [Outcome; 9] = [
         Outcome::Accepted,
         Outcome::Unauthorized,
         Outcome::Forbidden,
@@ -46,6 +48,7 @@ impl Outcome {
         Outcome::TooLarge,
         Outcome::Invalid,
         Outcome::Unavailable,
+        Outcome::Throttled,
         Outcome::Internal,
     ];
 
@@ -59,6 +62,7 @@ impl Outcome {
             Outcome::TooLarge => "too_large",
             Outcome::Invalid => "invalid",
             Outcome::Unavailable => "unavailable",
+            Outcome::Throttled => "throttled",
             Outcome::Internal => "internal",
         }
     }

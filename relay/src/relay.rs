@@ -53,12 +53,19 @@ struct Inner {
     conflict_log: LogLimit,
     /// Bytes all requests together may hold while decoding.
     budget: Arc<crate::admission::DecodeBudget>,
+    /// Per-gateway token buckets for requests and bytes.
+    fairness: crate::fairness::Fairness,
+    /// Requests refused before authentication (no or unknown token) are
+    /// logged at most once per interval, with a count.
+    unauthorized_log: LogLimit,
+    /// Throttled requests are logged at most once per interval.
+    throttled_log: LogLimit,
 }
 
 /// At most one log line per [`LogLimit::INTERVAL`]; the calls in between
 /// are counted and reported with the next line.
 #[derive(Debug, Default)]
-struct LogLimit {
+pub(crate) struct LogLimit {
     state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
 }
 
@@ -66,7 +73,7 @@ impl LogLimit {
     const INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
     /// `Some(suppressed since the last line)` when a line may be logged now.
-    fn allow(&self) -> Option<u64> {
+    pub(crate) fn allow(&self) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::time::Instant::now();
         match state.0 {
@@ -191,12 +198,42 @@ impl Relay {
                 ledger,
                 prune_interval: config.dedup.prune_interval,
                 conflict_log: LogLimit::default(),
+                fairness: crate::fairness::Fairness::new(config.fairness),
+                unauthorized_log: LogLimit::default(),
+                throttled_log: LogLimit::default(),
                 budget: crate::admission::DecodeBudget::new(
                     config.admission.decode_budget_bytes,
                     config.admission.decode_wait,
                 ),
             }),
         })
+    }
+
+    /// Admit one request of `gateway` declaring `bytes` of body now, or say
+    /// how long it must wait ([`crate::fairness`]).
+    pub fn admit(&self, gateway: &str, bytes: u64) -> crate::fairness::Admission {
+        self.inner
+            .fairness
+            .admit(gateway, bytes, std::time::Instant::now())
+    }
+
+    /// Charge body bytes read beyond what the request declared.
+    pub fn charge_bytes(&self, gateway: &str, bytes: u64) {
+        self.inner
+            .fairness
+            .charge_bytes(gateway, bytes, std::time::Instant::now());
+    }
+
+    /// `Some(lines suppressed since the last one)` when a refusal before
+    /// authentication may be logged now.
+    pub(crate) fn unauthorized_log(&self) -> Option<u64> {
+        self.inner.unauthorized_log.allow()
+    }
+
+    /// `Some(lines suppressed since the last one)` when a throttled request
+    /// may be logged now.
+    pub(crate) fn throttled_log(&self) -> Option<u64> {
+        self.inner.throttled_log.allow()
     }
 
     /// The gateway id a bearer token belongs to.

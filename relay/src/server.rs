@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::connections::{ConnectionLimits, ConnectionStats};
+use crate::fairness::Admission;
 use crate::metrics::Outcome;
 use crate::relay::{Relay, RelayError, Stored};
 use crate::tls::Peer;
@@ -51,15 +52,54 @@ use crate::tls::Peer;
 /// Seconds a gateway should wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u32 = 5;
 
-/// Serve the relay on `listener` until `shutdown` is cancelled, then finish
-/// the requests in flight and wait for their sink deliveries. Connection
-/// limits are the defaults ([`ConnectionLimits::default`]).
+/// Connections the operations listener keeps open at once (scrapers and
+/// probes: a handful).
+pub const OPS_MAX_CONNECTIONS: usize = 32;
+
+/// The sockets the relay serves: uploads, and the operations endpoints
+/// (`/metrics`, `/readyz`, `/healthz`) apart from them, so they need not be
+/// reachable from where gateways upload.
+#[derive(Debug)]
+pub struct Listeners {
+    /// `POST /v1/batches`.
+    pub data: TcpListener,
+    /// `GET /metrics`, `/readyz`, `/healthz`; not served when `None`.
+    pub ops: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Uploads only, no operations endpoints.
+    pub fn data_only(data: TcpListener) -> Listeners {
+        Listeners { data, ops: None }
+    }
+
+    /// Both on 127.0.0.1 with free ports (tests, the demo).
+    pub async fn loopback() -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            data: TcpListener::bind("127.0.0.1:0").await?,
+            ops: Some(TcpListener::bind("127.0.0.1:0").await?),
+        })
+    }
+}
+
+/// Serve uploads on `listener` until `shutdown` is cancelled, then finish
+/// the requests in flight and wait for their sink deliveries. No operations
+/// endpoints (see [`serve_with`]); connection limits are the defaults
+/// ([`ConnectionLimits::default`]).
 pub async fn serve(
     listener: TcpListener,
     relay: Relay,
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
-    serve_with(listener, None, relay, ConnectionLimits::default(), shutdown).await
+    let listeners = Listeners::data_only(listener);
+    serve_with(
+        listeners,
+        None,
+        relay,
+        ConnectionLimits::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// Like [`serve`], over TLS with `tls` (see [`crate::tls::server_config`]).
@@ -70,7 +110,7 @@ pub async fn serve_tls(
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
     serve_with(
-        listener,
+        Listeners::data_only(listener),
         Some(tls),
         relay,
         ConnectionLimits::default(),
@@ -79,36 +119,53 @@ pub async fn serve_tls(
     .await
 }
 
-/// Serve the relay on `listener`, over TLS when `tls` is given, with the
-/// connection bounds `limits` (see [`crate::connections`]), until
+/// Serve the relay on `listeners`, uploads over TLS when `tls` is given
+/// (the operations listener stays plain HTTP), with the connection bounds
+/// `limits` (see [`crate::connections`]), until
 /// `shutdown`; then drain and wait for the sink deliveries.
 pub async fn serve_with(
-    listener: TcpListener,
+    listeners: Listeners,
     tls: Option<Arc<rustls::ServerConfig>>,
     relay: Relay,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+    let name = |l: &TcpListener| {
+        l.local_addr()
+            .map_or_else(|_| "unknown".to_owned(), |a| a.to_string())
+    };
+    let addr = name(&listeners.data);
+    let ops_addr = listeners
+        .ops
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), name);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    info!(%addr, scheme, sinks = ?relay.sink_names(), max_connections = limits.max_connections, "relay listening");
+    info!(%addr, ops = %ops_addr, scheme, sinks = ?relay.sink_names(), max_connections = limits.max_connections, "relay listening");
     relay.spawn_pruner(shutdown.clone());
     let stats = Arc::new(ConnectionStats::default());
     let app = router(relay.clone()).layer(Extension(ServerState {
-        stats: stats.clone(),
         body_timeout: limits.body_timeout,
     }));
-    crate::connections::run(
-        listener,
+    let ops_app = ops_router(relay.clone(), stats.clone());
+    let ops_limits = ConnectionLimits {
+        max_connections: OPS_MAX_CONNECTIONS,
+        ..limits.clone()
+    };
+    let data = crate::connections::run(
+        listeners.data,
         tls.map(tokio_rustls::TlsAcceptor::from),
         app,
         limits,
         stats,
-        shutdown,
-    )
-    .await;
+        shutdown.clone(),
+    );
+    let ops = async move {
+        if let Some(listener) = listeners.ops {
+            let stats = Arc::new(ConnectionStats::default());
+            crate::connections::run(listener, None, ops_app, ops_limits, stats, shutdown).await;
+        }
+    };
+    tokio::join!(data, ops);
     relay.drain().await;
     info!(%addr, "relay stopped");
     Ok(())
@@ -117,20 +174,29 @@ pub async fn serve_with(
 /// What the connection layer lends the handlers.
 #[derive(Clone)]
 struct ServerState {
-    stats: Arc<ConnectionStats>,
     body_timeout: Duration,
 }
 
-/// The routes, for embedding the relay in another axum app. Handlers need
-/// `ConnectInfo<Peer>`: serve with `into_make_service_with_connect_info::<Peer>`.
+/// The upload route, for embedding the relay in another axum app. Handlers
+/// need `ConnectInfo<Peer>`: serve with
+/// `into_make_service_with_connect_info::<Peer>`.
 pub fn router(relay: Relay) -> Router {
     let body_limit = relay.limits().max_compressed_bytes;
     Router::new()
         .route("/v1/batches", post(post_batch))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(relay)
+}
+
+/// The operations routes: `/healthz` (the process is up), `/readyz` (every
+/// sink answers), `/metrics` (Prometheus text, with the upload listener's
+/// connection counters from `stats`).
+pub fn ops_router(relay: Relay, stats: Arc<ConnectionStats>) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(Extension(stats))
         .with_state(relay)
 }
 
@@ -154,12 +220,10 @@ async fn readyz(State(relay): State<Relay>) -> Response {
 
 async fn metrics(
     State(relay): State<Relay>,
-    server: Option<Extension<ServerState>>,
+    Extension(stats): Extension<Arc<ConnectionStats>>,
 ) -> impl IntoResponse {
     let mut page = relay.render_metrics();
-    if let Some(Extension(server)) = server {
-        server.stats.render(&mut page);
-    }
+    stats.render(&mut page);
     (
         [(
             header::CONTENT_TYPE,
@@ -174,6 +238,8 @@ struct Rejection {
     outcome: Outcome,
     message: String,
     reason: Option<&'static str>,
+    /// `Retry-After` seconds, for 429 and 503.
+    retry_after: Option<u64>,
 }
 
 impl Rejection {
@@ -182,6 +248,7 @@ impl Rejection {
             outcome,
             message: message.into(),
             reason: None,
+            retry_after: (outcome == Outcome::Unavailable).then_some(u64::from(RETRY_AFTER_SECS)),
         }
     }
 
@@ -194,6 +261,7 @@ impl Rejection {
             Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Outcome::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
             Outcome::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Outcome::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -205,14 +273,11 @@ impl Rejection {
         }
         let mut response = (self.status(), Json(body)).into_response();
         let headers = response.headers_mut();
-        match self.outcome {
-            Outcome::Unauthorized => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            Outcome::Unavailable => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-            }
-            _ => {}
+        if self.outcome == Outcome::Unauthorized {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -250,9 +315,15 @@ async fn accept_batch(
 ) -> Result<Json<serde_json::Value>, Rejection> {
     let names = peer.certificate_names;
     let peer = peer.addr;
-    let gateway = authenticate(relay, headers).map_err(|message| {
-        warn!(%peer, reason = message, "batch rejected: unauthorized");
-        Rejection::new(Outcome::Unauthorized, message)
+    let gateway = authenticate(relay, headers).map_err(|failure| {
+        // Anyone can send these: logged at most once per interval.
+        if let Some(suppressed) = relay.unauthorized_log() {
+            warn!(%peer, reason = failure.label(), suppressed, "batch rejected: unauthorized (one line per 10 s; `suppressed` counts the others)");
+        }
+        Rejection {
+            reason: Some(failure.label()),
+            ..Rejection::new(Outcome::Unauthorized, failure.to_string())
+        }
     })?;
     let gateway = gateway.to_owned();
     relay.metrics().gateway_seen(
@@ -282,6 +353,26 @@ async fn accept_batch(
                 "body of {len} bytes exceeds the limit of {limit} bytes (max_compressed_bytes)"
             ),
         ));
+    }
+    if let Admission::Throttle { retry_after, bytes } = relay.admit(&gateway, declared.unwrap_or(0))
+    {
+        let secs = crate::fairness::retry_after_secs(retry_after);
+        let (reason, what) = if bytes {
+            ("bytes", "bytes (fairness.bytes_per_sec)")
+        } else {
+            ("requests", "requests (fairness.requests_per_sec)")
+        };
+        if let Some(suppressed) = relay.throttled_log() {
+            warn!(%peer, gateway = ?gateway, reason, retry_after_s = secs, suppressed, "batch throttled: gateway over its share (one line per 10 s)");
+        }
+        return Err(Rejection {
+            reason: Some(reason),
+            retry_after: Some(secs),
+            ..Rejection::new(
+                Outcome::Throttled,
+                format!("gateway {gateway:?} sends more {what} than the relay allows; retry after {secs} s"),
+            )
+        });
     }
     let read = Bytes::from_request(request, &());
     let read = match body_timeout {
@@ -313,6 +404,9 @@ async fn accept_batch(
     })?;
 
     let body_bytes = body.len();
+    if let Some(extra) = (body_bytes as u64).checked_sub(declared.unwrap_or(0)) {
+        relay.charge_bytes(&gateway, extra);
+    }
     let (delivery, _budget) = relay.decode(body).await.map_err(|e| {
         use crate::admission::DecodeError;
         let (outcome, reason) = match &e {
@@ -324,6 +418,7 @@ async fn accept_batch(
         };
         warn!(%peer, gateway = ?gateway, body_bytes, reason, error = %e, "batch rejected: not decoded");
         Rejection {
+            retry_after: (outcome == Outcome::Unavailable).then_some(u64::from(RETRY_AFTER_SECS)),
             outcome,
             message: e.to_string(),
             reason,
@@ -387,19 +482,41 @@ async fn accept_batch(
     }
 }
 
+/// Why a request names no gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum AuthFailure {
+    #[error("missing Authorization header")]
+    Missing,
+    #[error("Authorization is not \"Bearer <token>\"")]
+    NotBearer,
+    #[error("unknown token")]
+    UnknownToken,
+}
+
+impl AuthFailure {
+    /// The `reason` label of `edge_relay_rejected_total`.
+    fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing_token",
+            AuthFailure::NotBearer => "not_bearer",
+            AuthFailure::UnknownToken => "unknown_token",
+        }
+    }
+}
+
 /// The gateway of the request's bearer token, or why there is none.
-fn authenticate<'r>(relay: &'r Relay, headers: &HeaderMap) -> Result<&'r str, &'static str> {
+fn authenticate<'r>(relay: &'r Relay, headers: &HeaderMap) -> Result<&'r str, AuthFailure> {
     let value = headers
         .get(header::AUTHORIZATION)
-        .ok_or("missing Authorization header")?
+        .ok_or(AuthFailure::Missing)?
         .as_bytes();
     let (scheme, token) = value
         .iter()
         .position(|&b| b == b' ')
         .map(|i| (&value[..i], value[i + 1..].trim_ascii()))
-        .ok_or("Authorization is not \"Bearer <token>\"")?;
+        .ok_or(AuthFailure::NotBearer)?;
     if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
-        return Err("Authorization is not \"Bearer <token>\"");
+        return Err(AuthFailure::NotBearer);
     }
-    relay.authenticate(token).ok_or("unknown token")
+    relay.authenticate(token).ok_or(AuthFailure::UnknownToken)
 }

@@ -169,7 +169,7 @@ async fn accepts_a_valid_batch_and_writes_every_reading_and_alarm() {
 
     let metrics = relay
         .client
-        .get(relay.url("/metrics"))
+        .get(relay.ops_url("/metrics"))
         .send()
         .await
         .unwrap();
@@ -219,7 +219,7 @@ async fn healthz_answers_and_shutdown_returns() {
     let relay = start(cfg, dir).await;
     let response = relay
         .client
-        .get(relay.url("/healthz"))
+        .get(relay.ops_url("/healthz"))
         .send()
         .await
         .unwrap();

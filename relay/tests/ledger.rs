@@ -332,7 +332,12 @@ async fn a_shared_ledger_out_of_reach_makes_the_relay_unready_and_batches_wait()
             .unwrap(),
     );
     let relay = start(cfg, dir).await;
-    let response = relay.client.get(relay.url("/readyz")).send().await.unwrap();
+    let response = relay
+        .client
+        .get(relay.ops_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["unready"][0]["sink"], "ledger", "{body}");
@@ -358,7 +363,12 @@ async fn a_shared_ledger_out_of_reach_makes_the_relay_unready_and_batches_wait()
     );
     cfg.dedup.table = format!("{}.ledger", schema.name);
     let relay = start(cfg, dir).await;
-    let response = relay.client.get(relay.url("/readyz")).send().await.unwrap();
+    let response = relay
+        .client
+        .get(relay.ops_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let body = encoded(&batch("gw-1", 1));
     assert_eq!(relay.post(Some(TOKEN_1), body.clone()).await.status(), 200);

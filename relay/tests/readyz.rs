@@ -61,7 +61,12 @@ async fn ready_when_every_sink_answers_its_probe() {
         &schema.table(),
     ));
     let relay = start(cfg, dir).await;
-    let response = relay.client.get(relay.url("/readyz")).send().await.unwrap();
+    let response = relay
+        .client
+        .get(relay.ops_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(
@@ -85,7 +90,12 @@ async fn not_ready_names_every_unreachable_sink_and_healthz_stays_up() {
         "edge_readings",
     ));
     let relay = start(cfg, dir).await;
-    let response = relay.client.get(relay.url("/readyz")).send().await.unwrap();
+    let response = relay
+        .client
+        .get(relay.ops_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["ready"], false);
@@ -108,7 +118,7 @@ async fn not_ready_names_every_unreachable_sink_and_healthz_stays_up() {
 
     let health = relay
         .client
-        .get(relay.url("/healthz"))
+        .get(relay.ops_url("/healthz"))
         .send()
         .await
         .unwrap();
@@ -120,7 +130,12 @@ async fn not_ready_names_every_unreachable_sink_and_healthz_stays_up() {
 async fn the_file_sink_alone_is_always_ready() {
     let (cfg, dir) = config();
     let relay = start(cfg, dir).await;
-    let response = relay.client.get(relay.url("/readyz")).send().await.unwrap();
+    let response = relay
+        .client
+        .get(relay.ops_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     relay.stop().await;
 }

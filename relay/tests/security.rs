@@ -27,7 +27,7 @@ async fn status_and_error(response: reqwest::Response) -> (u16, Value) {
 async fn assert_healthy(relay: &Running) {
     let r = relay
         .client
-        .get(relay.url("/healthz"))
+        .get(relay.ops_url("/healthz"))
         .send()
         .await
         .unwrap();
@@ -437,12 +437,14 @@ impl HttpsClient {
         Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
     }
 
-    async fn healthz(&self, base: &str) -> std::io::Result<u16> {
-        Ok(self.send(base, "GET", "/healthz", None, b"").await?.0)
+    /// An upload without a token: 401 once the TLS relay answers.
+    async fn probe(&self, base: &str) -> std::io::Result<u16> {
+        Ok(self.send(base, "POST", "/v1/batches", None, b"").await?.0)
     }
 }
 
-/// The relay over TLS on 127.0.0.1:0; ready when `/healthz` answers `probe`.
+/// The relay over TLS on 127.0.0.1:0; ready when an upload without a token
+/// gets 401 through `probe`.
 async fn start_tls(
     tls: &TlsConfig,
     probe: &HttpsClient,
@@ -464,7 +466,7 @@ async fn start_tls(
     let task = tokio::spawn(serve_tls(listener, server, relay, shutdown.clone()));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if probe.healthz(&base).await.is_ok_and(|status| status == 200) {
+        if probe.probe(&base).await.is_ok_and(|status| status == 401) {
             return (base, shutdown, task, dir);
         }
         assert!(Instant::now() < deadline, "TLS relay did not become ready");
@@ -495,7 +497,11 @@ async fn https_without_client_certificates() {
     );
     // Plain HTTP to the TLS port gets no answer.
     let plain = base.replace("https://", "http://");
-    assert!(reqwest::get(format!("{plain}/healthz")).await.is_err());
+    assert!(reqwest::Client::new()
+        .post(format!("{plain}/v1/batches"))
+        .send()
+        .await
+        .is_err());
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
@@ -519,7 +525,7 @@ async fn mutual_tls_certificate_must_name_the_tokens_gateway() {
     );
     // No client certificate: the handshake is refused.
     let anonymous = pki.client(None);
-    let refused = anonymous.healthz(&base).await;
+    let refused = anonymous.probe(&base).await;
     assert!(refused.is_err(), "{refused:?}");
     // A certificate from another CA is refused too.
     let stranger = Pki::new();
@@ -528,9 +534,9 @@ async fn mutual_tls_certificate_must_name_the_tokens_gateway() {
         ..stranger
     }
     .client(Some("gw-1"));
-    assert!(foreign.healthz(&base).await.is_err());
-    // Still healthy for the rightful gateway.
-    assert_eq!(gw1.healthz(&base).await.unwrap(), 200);
+    assert!(foreign.probe(&base).await.is_err());
+    // Still answering the rightful gateway (401: the probe has no token).
+    assert_eq!(gw1.probe(&base).await.unwrap(), 401);
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }

@@ -1,10 +1,10 @@
-//! Test harness: a relay on 127.0.0.1:0 with the file sink in a temp dir,
-//! ready when `/healthz` answers (polled with a deadline, never a sleep).
+//! Test harness: a relay on 127.0.0.1:0 (uploads and operations on two
+//! ports) with the file sink in a temp dir, ready when `/healthz` answers (polled with a deadline, never a sleep).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use edge_relay::{serve, GatewayConfig, Relay, RelayConfig, RelayError};
+use edge_relay::{serve_with, GatewayConfig, Listeners, Relay, RelayConfig, RelayError};
 use edge_wire::{AlarmEvent, AlarmState, Batch, Point, Quality, Series};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,8 @@ pub const TOKEN_2: &str = "token-of-gateway-two";
 /// A relay running in this process.
 pub struct Running {
     pub base: String,
+    /// The operations listener (`/metrics`, `/readyz`, `/healthz`).
+    pub ops_base: String,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
     shutdown: CancellationToken,
@@ -36,13 +38,16 @@ pub fn config() -> (RelayConfig, tempfile::TempDir) {
 }
 
 pub async fn start(config: RelayConfig, dir: tempfile::TempDir) -> Running {
+    let limits = config.server.clone();
     let relay = Relay::from_config(config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
+    let listeners = Listeners::loopback().await.unwrap();
+    let addr: SocketAddr = listeners.data.local_addr().unwrap();
+    let ops: SocketAddr = listeners.ops.as_ref().unwrap().local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve(listener, relay, shutdown.clone()));
+    let task = tokio::spawn(serve_with(listeners, None, relay, limits, shutdown.clone()));
     let running = Running {
         base: format!("http://{addr}"),
+        ops_base: format!("http://{ops}"),
         client: reqwest::Client::new(),
         dir,
         shutdown,
@@ -50,7 +55,7 @@ pub async fn start(config: RelayConfig, dir: tempfile::TempDir) -> Running {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ready = running.client.get(running.url("/healthz")).send().await;
+        let ready = running.client.get(running.ops_url("/healthz")).send().await;
         if ready.is_ok_and(|r| r.status() == 200) {
             return running;
         }
@@ -60,8 +65,14 @@ pub async fn start(config: RelayConfig, dir: tempfile::TempDir) -> Running {
 }
 
 impl Running {
+    /// A path on the upload listener.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A path on the operations listener.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("{}{path}", self.ops_base)
     }
 
     pub async fn post(&self, token: Option<&str>, body: Vec<u8>) -> reqwest::Response {
@@ -75,7 +86,7 @@ impl Running {
     /// The relay's `/metrics` page.
     pub async fn metrics(&self) -> String {
         self.client
-            .get(self.url("/metrics"))
+            .get(self.ops_url("/metrics"))
             .send()
             .await
             .unwrap()

@@ -8,12 +8,15 @@
 //! - `timeseries`: the line-protocol sink against a fake write endpoint.
 //! - `postgres`: the PostgreSQL sink against the real server on 127.0.0.1:5432.
 //! - `readyz`: `GET /readyz` with reachable and unreachable sinks.
+//! - `fairness`: per-gateway token buckets (429), the operations listener,
+//!   unauthenticated refusals counted by reason.
 //! - `ledger`: claims released on every path, pruning while running, conflicts.
 //! - `kafka_faults`: produce errors and a broker outage against librdkafka's
 //!   mock cluster, and the metrics they move.
 
 mod batches;
 mod bodies;
+mod fairness;
 mod kafka_faults;
 mod ledger;
 mod postgres;

@@ -519,6 +519,22 @@ pub fn http_get(url: &str) -> anyhow::Result<String> {
     Ok(resp.text()?)
 }
 
+/// True once an `edge-relay` answers uploads on `port`: a POST without a
+/// token gets 401 (the relay's `/healthz` is on its operations listener).
+pub fn relay_answers(port: u16) -> bool {
+    let Ok(client) = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+    else {
+        return false;
+    };
+    client
+        .post(format!("http://127.0.0.1:{port}/v1/batches"))
+        .send()
+        .is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
+}
+
 /// InfluxDB 1.x (`influxd` from Debian's `influxdb` package), storing in a
 /// temporary directory, with its HTTP API and its RPC port on free loopback
 /// ports and usage reporting off.

@@ -136,6 +136,8 @@ granularity = "{granularity}"
 delivery_timeout_ms = 120000
 [dedup]
 path = "{}"
+[ops]
+listen = "127.0.0.1:0"
 "#,
             dir.join(format!("delivered-{granularity}.db")).display()
         ),
@@ -158,10 +160,11 @@ path = "{}"
         .stderr(log)
         .spawn()
         .context("cannot start edge-relay")?;
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    edge_tests::wait_until("edge-relay /healthz", Duration::from_secs(30), || {
-        edge_tests::http_get(&url).is_ok()
-    })?;
+    edge_tests::wait_until(
+        "edge-relay answers uploads",
+        Duration::from_secs(30),
+        || edge_tests::relay_answers(port),
+    )?;
     Ok(child)
 }
 

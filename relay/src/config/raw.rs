@@ -26,7 +26,8 @@ use super::{
     RelayConfig, TimeseriesConfig, DEFAULT_ALARMS_TOPIC, DEFAULT_DEDUP_CLAIM_LEASE_SECS,
     DEFAULT_DEDUP_MAX_ROWS, DEFAULT_DEDUP_PRUNE_INTERVAL_SECS, DEFAULT_DEDUP_TIMEOUT_MS,
     DEFAULT_DEDUP_WINDOW_HOURS, DEFAULT_DELIVERY_TIMEOUT_MS, DEFAULT_EVENTS_TOPIC, DEFAULT_LISTEN,
-    DEFAULT_POSTGRES_TIMEOUT_MS, DEFAULT_READINGS_TOPIC, DEFAULT_TIMESERIES_TIMEOUT_MS,
+    DEFAULT_OPS_LISTEN, DEFAULT_POSTGRES_TIMEOUT_MS, DEFAULT_READINGS_TOPIC,
+    DEFAULT_TIMESERIES_TIMEOUT_MS,
 };
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +57,108 @@ pub(super) struct RawConfig {
     admission: RawAdmission,
     /// Serve HTTPS instead of plain HTTP; optionally require client certificates.
     tls: Option<RawTls>,
+    /// Bounds on connections: how many may be open, how long each may take to send its request.
+    #[serde(default)]
+    server: RawServer,
+    /// The operations endpoints (/metrics, /readyz, /healthz), on a listener of their own.
+    #[serde(default)]
+    ops: RawOps,
+    /// What each gateway may send: a token bucket for requests and one for bytes; past them 429 with Retry-After.
+    #[serde(default)]
+    fairness: RawFairness,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    /// Most connections open at once (default 512, well below the unit's LimitNOFILE of 8192); when full, a new connection evicts the oldest idle or half-open one.
+    max_connections: Option<i64>,
+    /// Longest wait for a complete request head, and for the next request on an idle keep-alive connection, in milliseconds (default 10000); then the connection is closed.
+    header_timeout_ms: Option<i64>,
+    /// Longest a request body may take to arrive, in milliseconds (default 30000); then 400.
+    body_timeout_ms: Option<i64>,
+    /// Longest a TLS handshake may take, in milliseconds (default 10000).
+    tls_handshake_timeout_ms: Option<i64>,
+    /// After SIGTERM, longest wait for requests in flight, in milliseconds (default 15000); idle connections are closed at once.
+    shutdown_grace_ms: Option<i64>,
+}
+
+impl RawServer {
+    fn check(self, issues: &mut Issues) -> crate::connections::ConnectionLimits {
+        use crate::connections::*;
+        let mut ms = |key: &str, value: Option<i64>, default: u64| {
+            Duration::from_millis(
+                count(issues, &format!("server.{key}"), value, default as usize) as u64,
+            )
+        };
+        ConnectionLimits {
+            header_timeout: ms(
+                "header_timeout_ms",
+                self.header_timeout_ms,
+                DEFAULT_HEADER_TIMEOUT_MS,
+            ),
+            body_timeout: ms(
+                "body_timeout_ms",
+                self.body_timeout_ms,
+                DEFAULT_BODY_TIMEOUT_MS,
+            ),
+            tls_handshake_timeout: ms(
+                "tls_handshake_timeout_ms",
+                self.tls_handshake_timeout_ms,
+                DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+            ),
+            shutdown_grace: ms(
+                "shutdown_grace_ms",
+                self.shutdown_grace_ms,
+                DEFAULT_SHUTDOWN_GRACE_MS,
+            ),
+            max_connections: count(
+                issues,
+                "server.max_connections",
+                self.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOps {
+    /// Address and port of the operations listener (default "127.0.0.1:9181", loopback only); must differ from listen.
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFairness {
+    /// Requests one gateway may make per second, sustained (default 50).
+    requests_per_sec: Option<i64>,
+    /// Requests one gateway may make at once after a quiet spell (default 100).
+    request_burst: Option<i64>,
+    /// Body bytes one gateway may send per second, sustained (default 16777216, 16 MiB).
+    bytes_per_sec: Option<i64>,
+    /// Body bytes one gateway may send at once after a quiet spell (default 67108864, 64 MiB); at least limits.max_compressed_bytes.
+    byte_burst: Option<i64>,
+}
+
+impl RawFairness {
+    fn check(self, issues: &mut Issues) -> crate::fairness::FairnessConfig {
+        use crate::fairness::*;
+        let mut n = |key: &str, value: Option<i64>, default: u64| {
+            count(issues, &format!("fairness.{key}"), value, default as usize) as u64
+        };
+        FairnessConfig {
+            requests_per_sec: n(
+                "requests_per_sec",
+                self.requests_per_sec,
+                DEFAULT_REQUESTS_PER_SEC,
+            ),
+            request_burst: n("request_burst", self.request_burst, DEFAULT_REQUEST_BURST),
+            bytes_per_sec: n("bytes_per_sec", self.bytes_per_sec, DEFAULT_BYTES_PER_SEC),
+            byte_burst: n("byte_burst", self.byte_burst, DEFAULT_BYTE_BURST),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -315,6 +418,16 @@ impl RawConfig {
                 .parse()
                 .expect("DEFAULT_LISTEN is a valid socket address")
         });
+        let ops_text = self.ops.listen.as_deref().unwrap_or(DEFAULT_OPS_LISTEN);
+        let ops_listen = ops_text.parse().unwrap_or_else(|e| {
+            issues.add(
+                "ops.listen",
+                format!("{ops_text:?} is not an address:port: {e}"),
+            );
+            DEFAULT_OPS_LISTEN
+                .parse()
+                .expect("DEFAULT_OPS_LISTEN is a valid socket address")
+        });
         let mut warnings = Vec::new();
         let gateways = self
             .gateways
@@ -355,6 +468,9 @@ impl RawConfig {
         let dedup = self.dedup.check(issues);
         RelayConfig {
             listen,
+            ops_listen,
+            server: self.server.check(issues),
+            fairness: self.fairness.check(issues),
             dedup,
             admission: self.admission.check(issues),
             data_dir: self.data_dir,

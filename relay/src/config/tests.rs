@@ -427,3 +427,56 @@ fn dedup_keys_choose_the_store_and_bound_the_ledger() {
         .to_string();
     assert!(err.contains("dedup.store: \"redis\" is not"), "{err}");
 }
+
+#[test]
+fn server_ops_and_fairness_are_read_and_checked() {
+    let c = RelayConfig::from_toml(MINIMAL).unwrap();
+    assert_eq!(c.server, crate::connections::ConnectionLimits::default());
+    assert_eq!(c.ops_listen, "127.0.0.1:9181".parse().unwrap());
+    assert_eq!(c.fairness, crate::fairness::FairnessConfig::default());
+
+    let text = format!(
+        "{MINIMAL}\n[server]\nmax_connections = 64\nheader_timeout_ms = 2000\nbody_timeout_ms = 3000\n\
+         tls_handshake_timeout_ms = 4000\nshutdown_grace_ms = 5000\n\
+         [ops]\nlisten = \"10.0.0.5:9000\"\n\
+         [fairness]\nrequests_per_sec = 5\nrequest_burst = 6\nbytes_per_sec = 7000000\nbyte_burst = 20000000\n"
+    );
+    let c = RelayConfig::from_toml(&text).unwrap();
+    assert_eq!(c.server.max_connections, 64);
+    assert_eq!(c.server.header_timeout, Duration::from_secs(2));
+    assert_eq!(c.server.body_timeout, Duration::from_secs(3));
+    assert_eq!(c.server.tls_handshake_timeout, Duration::from_secs(4));
+    assert_eq!(c.server.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(c.ops_listen, "10.0.0.5:9000".parse().unwrap());
+    assert_eq!(
+        c.fairness,
+        crate::fairness::FairnessConfig {
+            requests_per_sec: 5,
+            request_burst: 6,
+            bytes_per_sec: 7_000_000,
+            byte_burst: 20_000_000,
+        }
+    );
+
+    let text = format!(
+        "listen = \"127.0.0.1:9181\"\n{MINIMAL}\n[server]\nmax_connections = 0\nheader_timeout_ms = 0\n\
+         [fairness]\nrequests_per_sec = 0\nbyte_burst = 10\n[limits]\nmax_compressed_bytes = 11\n"
+    );
+    let err = RelayConfig::from_toml(&text).unwrap_err().to_string();
+    for key in [
+        "server.max_connections",
+        "server.header_timeout_ms",
+        "ops.listen",
+        "fairness.requests_per_sec",
+        "fairness.byte_burst",
+    ] {
+        assert!(err.contains(key), "{key} missing from: {err}");
+    }
+    let err = RelayConfig::from_toml(&format!("{MINIMAL}\n[ops]\nlisten = \"nowhere\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ops.listen") && err.contains("nowhere"),
+        "{err}"
+    );
+}

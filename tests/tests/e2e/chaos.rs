@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use edge_tests::{
-    agent_binary, free_port, http_get, relay_binary, spawn, wait_until, Mosquitto, Service, Tansu,
-    Victoria,
+    agent_binary, free_port, relay_answers, relay_binary, spawn, wait_until, Mosquitto, Service,
+    Tansu, Victoria,
 };
 
 const GATEWAY: &str = "chaos-gw";
@@ -113,10 +113,11 @@ impl Plant<'_> {
     fn start_relay(&self) -> anyhow::Result<Service> {
         let args = ["--config", &self.relay_config].map(String::from);
         let relay = spawn("edge-relay", &relay_binary()?, &args, self.logs)?;
-        let url = format!("http://127.0.0.1:{}/healthz", self.relay_port);
-        wait_until("edge-relay /healthz", Duration::from_secs(30), || {
-            http_get(&url).is_ok()
-        })
+        wait_until(
+            "edge-relay answers uploads",
+            Duration::from_secs(30),
+            || relay_answers(self.relay_port),
+        )
         .with_context(|| relay.log_tail())?;
         Ok(relay)
     }
@@ -163,6 +164,8 @@ alarms_topic = "{ALARMS}"
 delivery_timeout_ms = 5000
 [timeseries]
 url = "{}"
+[ops]
+listen = "127.0.0.1:0"
 "#,
             work.path().join("relay"),
             tansu.bootstrap(),

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use edge_tests::proxy::RoundRobin;
 use edge_tests::{
-    agent_binary, free_port, http_get, relay_binary, spawn, wait_until, Mosquitto, Service, Tansu,
+    agent_binary, free_port, relay_answers, relay_binary, spawn, wait_until, Mosquitto, Service,
+    Tansu,
 };
 
 const TOKEN: &str = "ledger-token-0123456789abcdef";
@@ -139,6 +140,8 @@ readings_topic = "{READINGS}"
 alarms_topic = "{ALARMS}"
 delivery_timeout_ms = 5000
 {dedup}
+[ops]
+listen = "127.0.0.1:0"
 "#
     )
 }
@@ -146,10 +149,11 @@ delivery_timeout_ms = 5000
 fn start_relay(config: &Path, port: u16, logs: &Path) -> anyhow::Result<Service> {
     let args = ["--config".to_string(), config.display().to_string()];
     let relay = spawn("edge-relay", &relay_binary()?, &args, logs)?;
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    wait_until("edge-relay /healthz", Duration::from_secs(30), || {
-        http_get(&url).is_ok()
-    })
+    wait_until(
+        "edge-relay answers uploads",
+        Duration::from_secs(30),
+        || relay_answers(port),
+    )
     .with_context(|| relay.log_tail())?;
     Ok(relay)
 }

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use edge_tests::{free_port, http_get, relay_binary, spawn, wait_until, Service, Tansu};
+use edge_tests::{
+    free_port, http_get, relay_answers, relay_binary, spawn, wait_until, Service, Tansu,
+};
 use edge_wire::{Batch, Point, Quality, Series};
 
 const TOKEN: &str = "relay-kafka-test-token-0123";
@@ -47,14 +49,15 @@ fn batch(seq: u64, series: u32, points: i64) -> Batch {
     }
 }
 
-/// Start the relay binary publishing to `topic` with `granularity`.
+/// Start the relay binary publishing to `topic` with `granularity`: the
+/// relay, its upload port and its operations port.
 fn start_relay(
     dir: &Path,
     tansu: &Tansu,
     topic: &str,
     granularity: &str,
-) -> anyhow::Result<(Service, u16)> {
-    let port = free_port()?;
+) -> anyhow::Result<(Service, u16, u16)> {
+    let (port, ops_port) = (free_port()?, free_port()?);
     let config = dir.join(format!("relay-{granularity}.toml"));
     std::fs::write(
         &config,
@@ -76,6 +79,8 @@ delivery_timeout_ms = 30000
 "linger.ms" = 5
 [dedup]
 path = "{}"
+[ops]
+listen = "127.0.0.1:{ops_port}"
 "#,
             tansu.bootstrap(),
             dir.join(format!("delivered-{granularity}.db")).display(),
@@ -83,12 +88,12 @@ path = "{}"
     )?;
     let args = ["--config".to_string(), config.display().to_string()];
     let relay = spawn("edge-relay", &relay_binary()?, &args, dir)?;
-    let url = format!("http://127.0.0.1:{port}/healthz");
+    let url = format!("http://127.0.0.1:{ops_port}/healthz");
     wait_until("edge-relay /healthz", Duration::from_secs(30), || {
-        http_get(&url).is_ok()
+        http_get(&url).is_ok() && relay_answers(port)
     })
     .with_context(|| relay.log_tail())?;
-    Ok((relay, port))
+    Ok((relay, port, ops_port))
 }
 
 fn post(port: u16, batch: &Batch) -> anyhow::Result<(u16, String)> {
@@ -140,8 +145,9 @@ fn both_granularities_publish_enriched_messages_with_series_keys_and_headers() -
     let (series_count, points) = (3, 40);
     let sent = batch(1, series_count, points);
     let sent_us = now_us();
-    let (mut by_reading, reading_port) = start_relay(dir.path(), &tansu, "g.readings", "reading")?;
-    let (mut by_series, series_port) = start_relay(dir.path(), &tansu, "g.series", "series")?;
+    let (mut by_reading, reading_port, _) =
+        start_relay(dir.path(), &tansu, "g.readings", "reading")?;
+    let (mut by_series, series_port, _) = start_relay(dir.path(), &tansu, "g.series", "series")?;
     for port in [reading_port, series_port] {
         let (status, body) = post(port, &sent)?;
         assert_eq!(status, 200, "{body}");
@@ -188,12 +194,12 @@ fn sigterm_while_a_batch_is_in_flight_answers_it_publishes_it_and_exits_0() -> a
     let tansu = Tansu::start(dir.path())?;
     tansu.create_topic("s.readings")?;
     tansu.create_topic("s.readings.alarms")?;
-    let (mut relay, port) = start_relay(dir.path(), &tansu, "s.readings", "reading")?;
+    let (mut relay, port, ops_port) = start_relay(dir.path(), &tansu, "s.readings", "reading")?;
     let sent = batch(1, 10, 3_000);
     let upload = std::thread::spawn(move || post(port, &sent));
     // The batch is in flight once it decoded: it is counted before the
     // sinks get it.
-    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let metrics = format!("http://127.0.0.1:{ops_port}/metrics");
     wait_until("batch decoded", Duration::from_secs(30), || {
         http_get(&metrics).is_ok_and(|m| m.contains("edge_relay_batches_received_total 1\n"))
     })

@@ -21,7 +21,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use edge_tests::{free_port, http_get, relay_binary, spawn, wait_until};
+use edge_tests::{free_port, relay_answers, relay_binary, spawn, wait_until};
 use edge_wire::{Batch, Point, Quality, Series};
 
 const ATTACKER: &str = "gw-leaked";
@@ -158,6 +158,8 @@ token = "{ATTACKER_TOKEN}"
 [[gateways]]
 id = "{HONEST}"
 token = "{HONEST_TOKEN}"
+[ops]
+listen = "127.0.0.1:0"
 "#,
             work.path().join("relay"),
         ),
@@ -169,9 +171,7 @@ token = "{HONEST_TOKEN}"
     let args = ["--config", &config.display().to_string()].map(String::from);
     let relay = spawn("edge-relay", &binary, &args, logs.path())?;
     let base = format!("http://127.0.0.1:{port}");
-    wait_until("relay", Duration::from_secs(30), || {
-        http_get(&format!("{base}/healthz")).is_ok()
-    })?;
+    wait_until("relay", Duration::from_secs(30), || relay_answers(port))?;
     let pid = relay.pid();
     let url = format!("{base}/v1/batches");
     let time_bound = if release {
