@@ -104,6 +104,11 @@ impl Service {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// `Some(status)` once the process has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     fn ensure_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!(
@@ -517,6 +522,25 @@ pub fn http_get(url: &str) -> anyhow::Result<String> {
         .send()?
         .error_for_status()?;
     Ok(resp.text()?)
+}
+
+/// A decompression bomb as an attacker with a leaked token would send it:
+/// a valid batch prefix, then a zstd frame without a content size (window
+/// 128 KiB) of `blocks` RLE blocks of 128 KiB of zeros, 4 bytes each on the
+/// wire (8,192 blocks: 32 KiB that would inflate to 1 GiB).
+pub fn zstd_bomb(blocks: u32) -> Vec<u8> {
+    let mut out = b"EDGB".to_vec();
+    out.extend_from_slice(&edge_wire::FORMAT_VERSION.to_be_bytes());
+    out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+    out.push(0); // no content size, no checksum, not single-segment
+    out.push(7 << 3); // window 2^17
+    for i in 0..blocks {
+        let last = u32::from(i + 1 == blocks);
+        let header = last | (1 << 1) | (131_072 << 3);
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.push(0);
+    }
+    out
 }
 
 /// True once an `edge-relay` answers uploads on `port`: a POST without a

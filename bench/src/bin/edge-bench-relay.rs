@@ -18,6 +18,12 @@
 //! and librdkafka can do; the ratio is the relay's own cost (HTTP, decode,
 //! validation, JSON, ledger, one batch per request).
 //!
+//! Then the relay's cost under attack: decompression bombs (32 KiB bodies
+//! that would inflate to 1 GiB, `edge_tests::zstd_bomb`) sent with the
+//! gateway's token, one alone and fifty at once: the relay's peak RSS growth
+//! (`VmHWM` reset through `/proc/PID/clear_refs`) and the slowest answer,
+//! beside its RSS before and after.
+//!
 //! `scripts/bench --only relay` runs it; the figures are recorded in
 //! `docs/BENCHMARKS.md`.
 
@@ -177,6 +183,107 @@ fn peak_rss_mib(pid: u32) -> Result<f64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmHWM in /proc/<pid>/status")?;
     Ok(kib / 1024.0)
+}
+
+/// `VmRSS` and `VmHWM` of `pid`, in MiB.
+fn rss_mib(pid: u32) -> Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<f64> {
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
+        Ok(kib / 1024.0)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// One row of the bomb table: `n` bombs at once.
+struct BombRun {
+    n: usize,
+    statuses: Vec<u16>,
+    slowest: Duration,
+    growth_mib: f64,
+}
+
+/// `n` bombs at once against the relay `pid` on `port`.
+fn bombs(pid: u32, port: u16, n: usize) -> Result<BombRun> {
+    let body = edge_tests::zstd_bomb(8_192);
+    let url = format!("http://127.0.0.1:{port}/v1/batches");
+    let (before, _) = rss_mib(pid)?;
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").context("resetting VmHWM")?;
+    let barrier = std::sync::Barrier::new(n);
+    let answers: Vec<Result<(u16, Duration)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| -> Result<(u16, Duration)> {
+                    let client = reqwest::blocking::Client::builder()
+                        .no_proxy()
+                        .timeout(Duration::from_secs(60))
+                        .build()?;
+                    barrier.wait();
+                    let started = Instant::now();
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(TOKEN)
+                        .body(body.clone())
+                        .send()?;
+                    Ok((r.status().as_u16(), started.elapsed()))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bomb thread panicked"))
+            .collect()
+    });
+    let (_, peak) = rss_mib(pid)?;
+    let mut run = BombRun {
+        n,
+        statuses: Vec::new(),
+        slowest: Duration::ZERO,
+        growth_mib: (peak - before).max(0.0),
+    };
+    for a in answers {
+        let (status, took) = a?;
+        run.statuses.push(status);
+        run.slowest = run.slowest.max(took);
+    }
+    Ok(run)
+}
+
+/// The bomb table: one bomb, then fifty at once, against a fresh relay.
+fn bomb_table(dir: &std::path::Path, bootstrap: &str) -> Result<()> {
+    let port = edge_tests::free_port()?;
+    let mut relay = start_relay(dir, port, bootstrap, "reading")?;
+    let pid = relay.id();
+    let (start_rss, _) = rss_mib(pid)?;
+    println!("\nDecompression bombs (32 KiB each, would inflate to 1 GiB) with the gateway's token, release build, default limits:\n");
+    println!("| Bombs at once | Answers | Slowest answer | Peak RSS growth |");
+    println!("|---:|---|---:|---:|");
+    for n in [1, 50] {
+        let run = bombs(pid, port, n)?;
+        let mut counts = std::collections::BTreeMap::new();
+        for s in &run.statuses {
+            *counts.entry(*s).or_insert(0) += 1;
+        }
+        let answers: Vec<String> = counts.iter().map(|(s, k)| format!("{k}x {s}")).collect();
+        println!(
+            "| {} | {} | {:.0} ms | {:.1} MiB |",
+            run.n,
+            answers.join(", "),
+            run.slowest.as_secs_f64() * 1000.0,
+            run.growth_mib
+        );
+    }
+    let (end_rss, _) = rss_mib(pid)?;
+    println!("\nRelay RSS {start_rss:.1} MiB before the bombs, {end_rss:.1} MiB after.");
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    relay.wait()?;
+    Ok(())
 }
 
 /// Upload every batch with `clients` threads; readings per second and the
@@ -365,5 +472,6 @@ fn main() -> Result<()> {
             relay / plain
         );
     }
+    bomb_table(work.path(), &bootstrap)?;
     Ok(())
 }

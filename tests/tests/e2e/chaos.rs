@@ -288,10 +288,46 @@ series = "chaos.{{2}}"
         chaos_started.elapsed().as_secs_f64()
     );
 
-    // Everything arrives in Kafka.
+    // Everything arrives in Kafka. tansu itself is not under test: if it
+    // dies or stops answering on its own (seen once in CI after its
+    // restart), it is restarted on the same storage, which is one more Kafka
+    // restart of the kind the plant must survive, and said so.
     let mut counts = BTreeMap::new();
-    let drained = wait_until("every number in Kafka", Duration::from_secs(180), || {
-        counts = kafka_counts(&tansu).unwrap_or_default();
+    let mut read_error = None;
+    let mut unreachable_since: Option<Instant> = None;
+    let mut tansu_restarts = Vec::new();
+    let drained = wait_until("every number in Kafka", Duration::from_secs(240), || {
+        match kafka_counts(&tansu) {
+            Ok(c) => {
+                counts = c;
+                read_error = None;
+                unreachable_since = None;
+            }
+            Err(e) => {
+                read_error = Some(format!("{e:#}"));
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                let exited = tansu.service.exit_status();
+                if (exited.is_some() || since.elapsed() > Duration::from_secs(30))
+                    && tansu_restarts.len() < 2
+                {
+                    let why = format!(
+                        "tansu {} ({e:#}); its log:\n{}",
+                        exited.map_or("stopped answering for 30 s".into(), |s| format!(
+                            "exited by itself ({s})"
+                        )),
+                        tansu.service.log_tail()
+                    );
+                    println!("chaos: restarting tansu: {why}");
+                    let _ = tansu.service.kill();
+                    match Tansu::start_with(logs.path(), kafka_port, &storage) {
+                        Ok(t) => tansu = t,
+                        Err(e) => println!("chaos: tansu did not start again: {e:#}"),
+                    }
+                    tansu_restarts.push(why);
+                    unreachable_since = None;
+                }
+            }
+        }
         SERIES
             .iter()
             .all(|s| missing(counts.get(&format!("chaos.{s}")), p.messages).is_empty())
@@ -316,10 +352,13 @@ series = "chaos.{{2}}"
     }
     ensure!(
         drained.is_ok() && report.is_empty(),
-        "readings lost:\n{}\nagent:\n{}\nrelay:\n{}",
+        "readings lost:\n{}\nlast Kafka read error: {}\ntansu restarted by the test: {:?}\nagent:\n{}\nrelay:\n{}\ntansu:\n{}",
         report.join("\n"),
+        read_error.as_deref().unwrap_or("none"),
+        tansu_restarts,
         agent.log_tail(),
-        relay.log_tail()
+        relay.log_tail(),
+        tansu.service.log_tail()
     );
 
     // Duplicates stay within the windows the module doc names.

@@ -22,6 +22,8 @@
 //! - [`relay_memory`]: decompression bombs against the relay binary, alone and
 //!   fifty at once: peak RSS and answer time bounded, another gateway served.
 //! - [`relay_kafka`]: the relay binary to tansu: granularities, enrichment, SIGTERM.
+//! - [`relay_flood`]: half-sent heads, 2,000 idle and half-open connections
+//!   under the unit's descriptor limit, SIGTERM with them open.
 
 mod alarms;
 mod arm;
@@ -35,6 +37,7 @@ mod mqtt;
 mod mqtt_crash;
 mod mqtt_tls;
 mod pipeline;
+mod relay_flood;
 mod relay_kafka;
 mod relay_memory;
 mod rtu;

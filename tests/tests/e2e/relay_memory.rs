@@ -30,22 +30,9 @@ const HONEST: &str = "gw-honest";
 const HONEST_TOKEN: &str = "token-of-the-honest-gateway-0123";
 const MIB: u64 = 1 << 20;
 
-/// The bomb: the batch prefix, then a zstd frame without a content
-/// size (window 128 KiB) of `blocks` RLE blocks of 128 KiB of zeros, 4 bytes
-/// each on the wire.
+/// The bomb (see [`edge_tests::zstd_bomb`]).
 fn bomb(blocks: u32) -> Vec<u8> {
-    let mut out = b"EDGB".to_vec();
-    out.extend_from_slice(&edge_wire::FORMAT_VERSION.to_be_bytes());
-    out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
-    out.push(0); // no content size, no checksum, not single-segment
-    out.push(7 << 3); // window 2^17
-    for i in 0..blocks {
-        let last = u32::from(i + 1 == blocks);
-        let header = last | (1 << 1) | (131_072 << 3);
-        out.extend_from_slice(&header.to_le_bytes()[..3]);
-        out.push(0);
-    }
-    out
+    edge_tests::zstd_bomb(blocks)
 }
 
 fn valid_batch(seq: u64) -> Vec<u8> {
