@@ -524,6 +524,38 @@ pub fn http_get(url: &str) -> anyhow::Result<String> {
     Ok(resp.text()?)
 }
 
+/// An encoded batch of `gateway` with one series (`press-1.oil_temp`) of
+/// `points` good readings a second apart, ending a second ago, so the
+/// relay's time window accepts it.
+pub fn recent_batch(gateway: &str, seq: u64, points: i64) -> Vec<u8> {
+    use edge_wire::{Batch, Point, Quality, Series};
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    let batch = Batch {
+        gateway_id: gateway.into(),
+        instance: None,
+        seq,
+        created_us: now_us,
+        series: vec![Series {
+            id: 1,
+            name: "press-1.oil_temp".into(),
+            unit: "degC".into(),
+            tags: Default::default(),
+            points: (0..points)
+                .map(|i| Point {
+                    ts_us: now_us - (points - i) * 1_000_000,
+                    value: 70.0 + i as f64,
+                    quality: Quality::Good,
+                })
+                .collect(),
+        }],
+        alarms: Vec::new(),
+        gaps: Vec::new(),
+    };
+    edge_wire::encode(&batch).expect("a small batch encodes")
+}
+
 /// A decompression bomb as an attacker with a leaked token would send it:
 /// a valid batch prefix, then a zstd frame without a content size (window
 /// 128 KiB) of `blocks` RLE blocks of 128 KiB of zeros, 4 bytes each on the

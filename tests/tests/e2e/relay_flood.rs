@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use edge_tests::{free_port, http_get, relay_answers, relay_binary, spawn, wait_until, Service};
-use edge_wire::{Batch, Point, Quality, Series};
 
 const GATEWAY: &str = "gw-flood";
 const TOKEN: &str = "token-of-the-flooded-gateway-01";
@@ -30,32 +29,7 @@ const FLOOD: usize = 2000;
 const MAX_CONNECTIONS: usize = 512;
 
 fn batch(seq: u64) -> Vec<u8> {
-    let now_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64;
-    edge_wire::encode(&Batch {
-        gateway_id: GATEWAY.into(),
-        instance: None,
-        seq,
-        created_us: now_us,
-        series: vec![Series {
-            id: 1,
-            name: "press-1.oil_temp".into(),
-            unit: "degC".into(),
-            tags: Default::default(),
-            points: (0..5)
-                .map(|i| Point {
-                    ts_us: now_us - 5_000_000 + i * 1_000_000,
-                    value: 60.0 + i as f64,
-                    quality: Quality::Good,
-                })
-                .collect(),
-        }],
-        alarms: Vec::new(),
-        gaps: Vec::new(),
-    })
-    .unwrap()
+    edge_tests::recent_batch(GATEWAY, seq, 5)
 }
 
 /// The relay binary under the unit's descriptor limit, its upload port and

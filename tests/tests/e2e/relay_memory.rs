@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use edge_tests::{free_port, relay_answers, relay_binary, spawn, wait_until};
-use edge_wire::{Batch, Point, Quality, Series};
 
 const ATTACKER: &str = "gw-leaked";
 const ATTACKER_TOKEN: &str = "token-that-leaked-0123456789";
@@ -36,32 +35,7 @@ fn bomb(blocks: u32) -> Vec<u8> {
 }
 
 fn valid_batch(seq: u64) -> Vec<u8> {
-    let now_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64;
-    let batch = Batch {
-        gateway_id: HONEST.into(),
-        instance: None,
-        seq,
-        created_us: now_us,
-        series: vec![Series {
-            id: 1,
-            name: "press-1.oil_temp".into(),
-            unit: "degC".into(),
-            tags: Default::default(),
-            points: (0..10)
-                .map(|i| Point {
-                    ts_us: now_us - 10_000_000 + i * 1_000_000,
-                    value: 70.0 + i as f64,
-                    quality: Quality::Good,
-                })
-                .collect(),
-        }],
-        alarms: Vec::new(),
-        gaps: Vec::new(),
-    };
-    edge_wire::encode(&batch).unwrap()
+    edge_tests::recent_batch(HONEST, seq, 10)
 }
 
 /// `VmRSS` and `VmHWM` of `pid`, in bytes.
