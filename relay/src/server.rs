@@ -1,6 +1,9 @@
 //! The HTTP face of the relay (axum): routes, status codes, JSON error
-//! bodies. The service is a function of a listener and a shutdown token
-//! ([`serve`]), so tests and the demo run the real thing on port 0.
+//! bodies. The service is a function of its listeners and a shutdown token
+//! ([`serve_with`]), so tests and the demo run the real thing on port 0.
+//! Uploads and the operations endpoints (`/metrics`, `/readyz`,
+//! `/healthz`) are on separate listeners ([`Listeners`]), so the latter
+//! need not face the internet.
 //!
 //! `POST /v1/batches`, in order:
 //! 1. `Authorization: Bearer <token>` names a configured gateway, else 401;
@@ -8,6 +11,9 @@
 //!    else 403;
 //! 2. the body fits `limits.max_compressed_bytes`, else 413 (checked on
 //!    `Content-Length` before reading, and again while reading);
+//!    the gateway has requests and bytes left in its buckets
+//!    ([`crate::fairness`]), else 429 with `Retry-After`, before the body
+//!    is read;
 //! 3. the envelope and the declared sizes fit the limits, else 413 before
 //!    anything is inflated; the batch gets its share of the shared decode
 //!    budget within `admission.decode_wait_ms`, else 503 with `Retry-After`
@@ -23,9 +29,10 @@
 //!    `"conflict":true` when it knew the batch's key with other content
 //!    (published anyway, flagged; see [`crate::ledger`]).
 //!
-//! Error bodies are `{"error":"<outcome>","message":"..."}` (plus `reason`,
-//! the decoder's label, for 400/413 from decoding). Every rejection is
-//! logged; strings from the network (gateway ids, decoder and sink messages,
+//! Error bodies are `{"error":"<outcome>","message":"..."}` (plus `reason`:
+//! the decoder's label for 400/413 from decoding, why for 401 and 429).
+//! Every rejection is counted and logged, 401 and 429 at most once per 10 s
+//! (anyone can send those); strings from the network (gateway ids, decoder and sink messages,
 //! certificate names) are logged with `?` (escaped), so a crafted value
 //! cannot forge log lines. Tokens are never logged.
 
