@@ -142,6 +142,8 @@ granularity = "{granularity}"
 delivery_timeout_ms = 120000
 [dedup]
 path = "{}"
+# Above delivery_timeout_ms, as the config check requires.
+claim_lease_secs = 300
 [ops]
 listen = "127.0.0.1:0"
 "#,

@@ -361,6 +361,15 @@ series = "chaos.{{2}}"
         tansu.service.log_tail()
     );
 
+    // Written to a file, not a terminal: the logs carry no colour codes.
+    for (name, log) in [("agent", agent.log()), ("relay", relay.log())] {
+        ensure!(
+            !log.contains('\x1b'),
+            "{name} log to a file holds ANSI escape codes:\n{}",
+            &log[..log.len().min(2000)]
+        );
+    }
+
     // Duplicates stay within the windows the module doc names.
     let bound =
         u64::from(p.agent_kills) * RECEIVE_MAXIMUM + u64::from(p.relay_kills + 1) * MAX_READINGS;
