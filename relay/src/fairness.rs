@@ -25,11 +25,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Default of `fairness.requests_per_sec`.
-pub const DEFAULT_REQUESTS_PER_SEC: u64 = 50;
+pub const DEFAULT_REQUESTS_PER_SEC: u64 = 500;
 /// Default of `fairness.request_burst`.
-pub const DEFAULT_REQUEST_BURST: u64 = 100;
-/// Default of `fairness.bytes_per_sec`: 16 MiB/s.
-pub const DEFAULT_BYTES_PER_SEC: u64 = 16 << 20;
+pub const DEFAULT_REQUEST_BURST: u64 = 1000;
+/// Default of `fairness.bytes_per_sec`: 32 MiB/s.
+pub const DEFAULT_BYTES_PER_SEC: u64 = 32 << 20;
 /// Default of `fairness.byte_burst`: 64 MiB.
 pub const DEFAULT_BYTE_BURST: u64 = 64 << 20;
 

@@ -132,11 +132,11 @@ struct RawOps {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFairness {
-    /// Requests one gateway may make per second, sustained (default 50).
+    /// Requests one gateway may make per second, sustained (default 500).
     requests_per_sec: Option<i64>,
-    /// Requests one gateway may make at once after a quiet spell (default 100).
+    /// Requests one gateway may make at once after a quiet spell (default 1000).
     request_burst: Option<i64>,
-    /// Body bytes one gateway may send per second, sustained (default 16777216, 16 MiB).
+    /// Body bytes one gateway may send per second, sustained (default 33554432, 32 MiB).
     bytes_per_sec: Option<i64>,
     /// Body bytes one gateway may send at once after a quiet spell (default 67108864, 64 MiB); at least limits.max_compressed_bytes.
     byte_burst: Option<i64>,
