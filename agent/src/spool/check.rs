@@ -9,8 +9,10 @@
 //! technician, never sent) and is counted.
 //!
 //! A database that cannot be opened as one (not a database, corrupt) or
-//! that fails the quick check is renamed to `<path>.corrupt-<unix time>`
-//! (with its `-wal`), logged as an error, and a fresh spool is started.
+//! that fails the quick check is renamed to
+//! `<path>.corrupt-<unix seconds>.<microseconds>` (with `-<n>` added if
+//! that name is taken, so two move-asides never overwrite each other; with
+//! its `-wal`), logged as an error, and a fresh spool is started.
 //! The fresh spool starts its sequence counter at the current time in µs,
 //! above every seq the old one can have handed out, so the relay's ledger
 //! does not take new batches for duplicates.
@@ -156,15 +158,41 @@ fn is_bad_database(e: &SpoolError) -> bool {
     }
 }
 
-/// Rename the database (and its WAL) to `<path>.corrupt-<unix seconds>`;
-/// the shared-memory file is removed, it is rebuilt from the WAL.
+/// The name a bad database at `path` is moved to at `now_us`: the first of
+/// `<path>.corrupt-<s>.<µs>`, then `...-1`, `...-2`, for which `taken` is
+/// false.
+pub(crate) fn aside_name(path: &Path, now_us: i64, taken: impl Fn(&Path) -> bool) -> PathBuf {
+    let base = format!(
+        ".corrupt-{}.{:06}",
+        now_us.div_euclid(1_000_000),
+        now_us.rem_euclid(1_000_000)
+    );
+    (0u32..)
+        .map(|n| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(&base);
+            if n > 0 {
+                p.push(format!("-{n}"));
+            }
+            PathBuf::from(p)
+        })
+        .find(|p| !taken(p))
+        .expect("some name is free")
+}
+
+/// Rename the database (and its WAL) to [`aside_name`]; the shared-memory
+/// file is removed, it is rebuilt from the WAL.
 fn move_aside(path: &Path, now_us: i64) -> Result<PathBuf, SpoolError> {
     let with = |suffix: &str| {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
         PathBuf::from(p)
     };
-    let aside = with(&format!(".corrupt-{}", now_us / 1_000_000));
+    let aside = aside_name(path, now_us, |p| {
+        let mut wal = p.as_os_str().to_owned();
+        wal.push("-wal");
+        p.exists() || Path::new(&wal).exists()
+    });
     let io = |source| SpoolError::MoveAside {
         path: path.to_owned(),
         to: aside.clone(),

@@ -68,7 +68,7 @@ fn garbage_database_is_moved_aside_and_seq_keeps_growing() {
     std::fs::write(&path, &garbage).unwrap();
     let (mut s, report) = Spool::open_checked(&path, SpoolOptions::default(), NOW).unwrap();
     let (aside, why) = report.moved_aside.expect("moved aside");
-    assert_eq!(aside, dir.path().join("spool.db.corrupt-1700000000"));
+    assert_eq!(aside, dir.path().join("spool.db.corrupt-1700000000.000000"));
     assert_eq!(std::fs::read(&aside).unwrap(), garbage);
     assert!(why.contains("not a database"), "{why}");
     assert_eq!(s.stats().unwrap().batches, 0);
@@ -119,4 +119,64 @@ fn rows_from_before_checksums_get_one_and_are_checked_next_time() {
         .unwrap();
     assert_eq!(stored, checksum(&body));
     assert_eq!(s.oldest().unwrap().unwrap().body, body);
+}
+
+#[test]
+fn two_move_asides_at_the_same_instant_get_different_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    let garbage = vec![0x5a_u8; 20_000];
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        std::fs::write(&path, &garbage).unwrap();
+        let (_s, report) = Spool::open_checked(&path, SpoolOptions::default(), NOW).unwrap();
+        let (aside, _) = report.moved_aside.expect("moved aside");
+        assert!(!seen.contains(&aside), "round {round} reused {aside:?}");
+        assert_eq!(std::fs::read(&aside).unwrap(), garbage, "round {round}");
+        seen.push(aside);
+        std::fs::remove_file(&path).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("spool.db-wal"));
+    }
+    // Every earlier file is still there, untouched.
+    for aside in &seen {
+        assert_eq!(std::fs::read(aside).unwrap(), garbage);
+    }
+}
+
+#[test]
+fn aside_names_carry_microseconds_and_a_counter_when_taken() {
+    let path = std::path::Path::new("/var/lib/edge-agent/spool.db");
+    let taken = |names: &'static [&'static str]| {
+        move |p: &std::path::Path| names.iter().any(|n| p.ends_with(n))
+    };
+    // (now_us, names taken, expected file name)
+    let table: &[(i64, &'static [&'static str], &str)] = &[
+        (
+            1_700_000_000_123_456,
+            &[],
+            "spool.db.corrupt-1700000000.123456",
+        ),
+        (
+            1_700_000_000_000_001,
+            &[],
+            "spool.db.corrupt-1700000000.000001",
+        ),
+        (
+            1_700_000_000_123_456,
+            &["spool.db.corrupt-1700000000.123456"],
+            "spool.db.corrupt-1700000000.123456-1",
+        ),
+        (
+            1_700_000_000_123_456,
+            &[
+                "spool.db.corrupt-1700000000.123456",
+                "spool.db.corrupt-1700000000.123456-1",
+            ],
+            "spool.db.corrupt-1700000000.123456-2",
+        ),
+    ];
+    for &(now, names, want) in table {
+        let got = super::aside_name(path, now, taken(names));
+        assert_eq!(got, path.with_file_name(want), "{now} with {names:?} taken");
+    }
 }
