@@ -111,7 +111,7 @@ pub struct RawSpool {
     pub path: PathBuf,
     /// How a commit reaches the disk: "full" (default) syncs every commit, so a power failure loses nothing committed; "normal" syncs only at checkpoints, so a power failure may lose the last few seconds of commits (the database stays consistent; an agent crash alone loses nothing).
     pub synchronous: Option<String>,
-    /// Largest size of the spool on disk (database plus WAL) in bytes; when a batch does not fit, `on_full` applies (default: no limit; at least 65536).
+    /// Largest size of the spool on disk (database plus WAL) in bytes; when a batch does not fit, `on_full` applies. Default: the spool's files plus half the free space of its filesystem at start-up. The disk is a bound too: the spool never takes the last 256 KiB of its filesystem (docs/spool-sizing.md). At least 65536.
     pub max_bytes: Option<u64>,
     /// Reading batches older than this many seconds are dropped and reported to the relay as a gap, in runs (once the oldest is a tenth past the bound) so a long outage makes a few gaps (default: kept until forwarded).
     pub max_age_s: Option<u64>,
@@ -494,7 +494,10 @@ scale = 0.1
     fn spool_section_of_the_example_is_what_it_says() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/agent.example.toml");
         let c = AgentConfig::load(std::path::Path::new(path)).unwrap();
-        assert_eq!(c.spool.max_bytes, Some(2 << 30));
+        assert_eq!(
+            c.spool.max_bytes, None,
+            "the example leaves the size to the disk"
+        );
         assert_eq!(c.spool.max_age, None);
         let example = std::fs::read_to_string(path).unwrap();
         let source = include_str!("config.rs");

@@ -94,7 +94,19 @@ impl Agent {
     /// draining the backlog for at most `uplink.shutdown_drain`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
         let path = self.config.spool_path.clone();
-        let options = self.config.spool;
+        let mut options = self.config.spool;
+        if options.max_bytes.is_none() {
+            match spool::room::DiskRoom::read(&path) {
+                Ok(room) => {
+                    let max = spool::room::default_max_bytes(room);
+                    info!(spool = %path.display(), max_bytes = max, free_bytes = room.available, "spool.max_bytes not set: bounding the spool to its files plus half the free space of its filesystem");
+                    options.max_bytes = Some(max);
+                }
+                Err(error) => {
+                    warn!(spool = %path.display(), %error, "cannot read the free space of the spool's filesystem; the spool has no size bound")
+                }
+            }
+        }
         let (spool, report, active, acks) = tokio::task::spawn_blocking(move || {
             let (spool, report) = Spool::open_checked(&path, options, now_us())?;
             let active = spool.active_alarms()?;
@@ -182,6 +194,7 @@ impl Agent {
                     spool: spool.clone(),
                     wake: wake.clone(),
                     stats: self.stats.clone(),
+                    stop: shutdown.clone(),
                 };
                 let (tx, rx) = mpsc::channel::<Alarm>(1024);
                 // It stops when the pipeline drops `tx`, not at the shutdown
@@ -199,6 +212,7 @@ impl Agent {
             stats: &self.stats,
             gateway_id: &self.config.gateway_id,
             local: local_tx.as_ref(),
+            stop: &shutdown,
         };
         pipeline(&self.config, active, rx, outlets).await;
         drop(local_tx);
@@ -249,6 +263,9 @@ struct AlarmOutlets<'a> {
     gateway_id: &'a str,
     /// The local MQTT publisher, when `[alarm_publish]` is configured.
     local: Option<&'a mpsc::Sender<Alarm>>,
+    /// The agent's shutdown: from then on a batch the spool refuses is
+    /// recorded as a gap instead of waited on ([`store`]).
+    stop: &'a CancellationToken,
 }
 
 /// Detect, batch and spool every reading until all sources have stopped.
@@ -259,7 +276,6 @@ async fn pipeline(
     mut rx: mpsc::Receiver<Reading>,
     outlets: AlarmOutlets<'_>,
 ) {
-    let (spool, wake, stats) = (outlets.spool, outlets.wake, outlets.stats);
     let mut detector = Detector::new(&config.rules);
     let seeded = active.len();
     for a in detector.seed(active) {
@@ -292,10 +308,10 @@ async fn pipeline(
             raise(alarms, &outlets).await;
         }
         if seal_now {
-            commit(&mut batcher, spool, wake, stats).await;
+            commit(&mut batcher, &outlets).await;
         }
     }
-    commit(&mut batcher, spool, wake, stats).await;
+    commit(&mut batcher, &outlets).await;
 }
 
 /// Count and log alarm transitions, hand them to the local publisher
@@ -318,7 +334,15 @@ async fn raise(alarms: Vec<Alarm>, outlets: &AlarmOutlets<'_>) {
         }
     }
     let batch = batch::alarm_batch(outlets.gateway_id, &alarms, now_us());
-    store(batch, alarms, Lane::Alarms, outlets.spool, stats).await;
+    store(
+        batch,
+        alarms,
+        Lane::Alarms,
+        outlets.spool,
+        stats,
+        outlets.stop,
+    )
+    .await;
     outlets.wake.notify_one();
 }
 
@@ -329,14 +353,15 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Seal the open reading batch and commit it to the spool.
-async fn commit(batcher: &mut Batcher, spool: &SharedSpool, wake: &Notify, stats: &AgentStats) {
+async fn commit(batcher: &mut Batcher, outlets: &AlarmOutlets<'_>) {
     let Some((batch, alarms)) = batcher.seal_with_alarms(now_us()) else {
         return;
     };
+    let (spool, stats) = (outlets.spool, outlets.stats);
     let readings = batch.reading_count() as u64;
-    if store(batch, alarms, Lane::Readings, spool, stats).await {
+    if store(batch, alarms, Lane::Readings, spool, stats, outlets.stop).await {
         stats.readings_spooled.add(readings);
-        wake.notify_one();
+        outlets.wake.notify_one();
     }
 }
 
@@ -349,16 +374,22 @@ pub(crate) enum Lane {
 }
 
 /// Commit `batch` (carrying `alarms`) to the spool; true once committed.
-/// A failing or full spool is retried rather than the batch dropped: the
-/// bounded channel then pushes back on the sources (this is how
-/// `on_full = "block"` reaches them). Batches the bound policy dropped to
-/// make room are counted here.
+/// A failing or full spool is retried rather than the batch dropped, and
+/// while a full spool refuses it the sources are held back
+/// ([`AgentStats::held_back`]: Modbus and simulated sources skip their
+/// polls, MQTT messages wait unacknowledged behind the bounded channel);
+/// this is how `on_full = "block"` reaches them. Once `stop` is cancelled
+/// (SIGTERM) a full spool is not waited on: the batch's readings are
+/// recorded as a gap ([`Spool::record_unstored`]), so the agent stops in
+/// time and every reading it took is spooled or in a gap. Batches the bound
+/// policy dropped to make room are counted here.
 pub(crate) async fn store(
     batch: edge_wire::Batch,
     alarms: Vec<Alarm>,
     lane: Lane,
     spool: &SharedSpool,
     stats: &AgentStats,
+    stop: &CancellationToken,
 ) -> bool {
     let alarms = Arc::new(alarms);
     let readings = batch.reading_count() as u64;
@@ -382,9 +413,22 @@ pub(crate) async fn store(
             Ok((result, b, gaps)) => {
                 count_gaps(&gaps, stats);
                 match result {
-                    Ok(_seq) => return true,
+                    Ok(_seq) => {
+                        stats.held_back.set(false);
+                        return true;
+                    }
+                    Err(error) if stop.is_cancelled() => {
+                        if error.is_full() {
+                            stats.spool_full.inc();
+                        } else {
+                            stats.spool_errors.inc();
+                        }
+                        warn!(%error, readings, ?lane, "shutting down and the spool refuses the batch");
+                        return record_unstored(b, spool, stats).await;
+                    }
                     Err(error) if error.is_full() => {
                         stats.spool_full.inc();
+                        stats.held_back.set(true);
                         if let Some(times) = spool_log_tick() {
                             warn!(%error, readings, ?lane, times, "spool is full; the commit waits and the sources are held back");
                         }
@@ -404,9 +448,40 @@ pub(crate) async fn store(
                 return false;
             }
         }
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            // Try once more at once, then give up on a full spool.
+            _ = stop.cancelled() => {}
+        }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// At shutdown, a batch the full spool refused: record its readings as a
+/// gap. False: the batch is not spooled; if even the gap cannot be written,
+/// its readings are counted as dropped and logged.
+async fn record_unstored(batch: edge_wire::Batch, spool: &SharedSpool, stats: &AgentStats) -> bool {
+    let readings = batch.reading_count() as u64;
+    let recorded = spool
+        .call(move |s| {
+            let r = s.record_unstored(&batch, now_us());
+            Ok((r, s.take_gaps()))
+        })
+        .await;
+    match recorded {
+        Ok((Ok(()), gaps)) => {
+            count_gaps(&gaps, stats);
+            warn!(
+                readings,
+                "shutting down with the spool full: the batch that waited is recorded as a gap"
+            );
+        }
+        Ok((Err(error), _)) | Err(error) => {
+            stats.readings_dropped.add(readings);
+            error!(%error, readings, "shutting down with the spool full: the batch that waited is lost, and not even a gap could be recorded");
+        }
+    }
+    false
 }
 
 /// One log line per 30 s for a spool that keeps refusing commits, across

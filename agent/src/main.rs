@@ -130,6 +130,35 @@ struct ProbeTable {
     discrete: Option<u16>,
 }
 
+/// `check-config`'s word on the spool's size against its filesystem: a
+/// warning when `max_bytes` is more than it can hold, or the bound the agent
+/// will take when `max_bytes` is not set.
+fn spool_size_note(c: &AgentConfig) {
+    use edge_agent::spool::room::{default_max_bytes, oversized, DiskRoom};
+    let room = match DiskRoom::read(&c.spool_path) {
+        Ok(room) => room,
+        Err(e) => {
+            println!(
+                "warning: spool.path: cannot read the free space of {}'s filesystem: {e}",
+                c.spool_path.display()
+            );
+            return;
+        }
+    };
+    match c.spool.max_bytes {
+        Some(max) => {
+            if let Some(w) = oversized(max, room) {
+                println!("warning: {w}");
+            }
+        }
+        None => println!(
+            "note: spool.max_bytes is not set: the agent will bound the spool to {} bytes (its files plus half the {} bytes free now)",
+            default_max_bytes(room),
+            room.available
+        ),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -148,6 +177,7 @@ fn main() -> ExitCode {
                 for refusal in c.refusals() {
                     println!("warning: {refusal} (`edge-agent run` refuses to start until this is fixed)");
                 }
+                spool_size_note(&c);
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -51,7 +51,8 @@
 //!
 //! Modules: [`check`] (start-up check, quarantine of corrupt batches,
 //! moving a broken database aside), [`bounds`] (size and age bounds, the
-//! `on_full` policy and gap records), [`inspect`] (backlog figures and
+//! `on_full` policy and gap records), [`room`] (the disk as a bound, the
+//! reserve file, the default `max_bytes`), [`inspect`] (backlog figures and
 //! export for `edge-agent spool`), [`alarms`].
 //!
 //! The spool is synchronous (rusqlite); async callers go through
@@ -73,10 +74,12 @@ pub mod check;
 pub mod inspect;
 mod options;
 mod pending;
+pub mod room;
 
 pub use self::bounds::{DropReason, Gap, OnFull};
 pub use self::check::StartupReport;
 pub use self::options::{SpoolOptions, Synchronous};
+pub use self::room::Pressure;
 
 /// Why the spool failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +93,17 @@ pub enum SpoolError {
     Encode(#[from] edge_wire::WireError),
     #[error("spool: background task failed: {0}")]
     Join(String),
-    /// The spool cannot take the batch now: the `max_bytes` bound with
-    /// `on_full = "block"`, or the disk (SQLITE_FULL) when dropping the
-    /// oldest batches did not make room. Transient: retry after the
-    /// forwarder has removed batches.
-    #[error("spool {path}: full ({why}); the batch waits")]
-    Full { path: PathBuf, why: String },
+    /// The spool cannot take the batch now: its bound (`max_bytes` or the
+    /// disk's, see [`room`]) with `on_full = "block"`, or the disk
+    /// (SQLITE_FULL) when the reserve and dropping the oldest batches did
+    /// not make room. Transient: retry after the forwarder has removed
+    /// batches.
+    #[error("spool {path}: full ({cause}: {why}); the batch waits")]
+    Full {
+        path: PathBuf,
+        cause: FullCause,
+        why: String,
+    },
     /// Writing the export failed.
     #[error("spool export: cannot write: {0}")]
     Export(String),
@@ -109,6 +117,28 @@ pub enum SpoolError {
         to: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// What filled the spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullCause {
+    /// `max_bytes` reached with `on_full = "block"`.
+    MaxBytes,
+    /// The disk bound (free space less the headroom) reached with
+    /// `on_full = "block"`.
+    DiskBound,
+    /// SQLite could not write: the filesystem is full.
+    DiskFull,
+}
+
+impl std::fmt::Display for FullCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FullCause::MaxBytes => "max_bytes reached",
+            FullCause::DiskBound => "the disk is nearly full",
+            FullCause::DiskFull => "disk full",
+        })
+    }
 }
 
 impl SpoolError {
@@ -150,6 +180,12 @@ pub struct Spool {
     /// Gaps recorded since the last [`Spool::take_gaps`], for the caller's
     /// counters; the `gaps` table keeps them durably.
     gaps: Vec<Gap>,
+    /// The reserve file released when SQLite finds the disk full ([`room`]).
+    reserve: room::Reserve,
+    /// SQLite reported the disk full since the last commit that fitted.
+    hit_disk_end: bool,
+    /// The last commit was refused ([`SpoolError::Full`]).
+    refused: bool,
 }
 
 const SCHEMA: &str = "
@@ -305,19 +341,28 @@ impl Spool {
             .map_err(err)?;
         // After a checkpoint the WAL file is cut back, so that the bytes a
         // bound counts are the bytes the spool needs.
-        conn.pragma_update(None, "journal_size_limit", 1 << 20)
+        conn.pragma_update(None, "journal_size_limit", room::HEADROOM as i64)
+            .map_err(err)?;
+        // Checkpoint every 64 pages (256 KiB) rather than SQLite's 4 MiB, so
+        // that the WAL stays within the headroom a small disk leaves it.
+        conn.pragma_update(None, "wal_autocheckpoint", 64)
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         migrate(&conn).map_err(err)?;
         let instance = Some(instance(&conn).map_err(err)?);
+        let reserve = room::Reserve::new(path);
+        reserve.restore();
         Ok(Spool {
             conn,
             instance,
             path: path.to_owned(),
             options,
             gaps: Vec::new(),
+            reserve,
+            hit_disk_end: false,
+            refused: false,
         })
     }
 
@@ -371,23 +416,68 @@ impl Spool {
         self.append_in_lane(batch, alarms, true)
     }
 
-    /// Apply the bounds, then insert. On SQLITE_FULL with `drop-oldest`,
-    /// make room once more by dropping and try again; otherwise the error
-    /// is [`SpoolError::Full`] and the caller waits.
+    /// Apply the bounds, then insert. On SQLITE_FULL, release the reserve
+    /// and fold the WAL back into the database, then try once more (with
+    /// `drop-oldest`, dropping a tenth of the batches first); otherwise the
+    /// error is [`SpoolError::Full`] and the caller waits.
     fn append_in_lane(
         &mut self,
         batch: &mut Batch,
         alarms: &[Alarm],
         priority: bool,
     ) -> Result<u64, SpoolError> {
-        match self.try_append(batch, alarms, priority, false) {
-            Err(SpoolError::Full { why, .. })
-                if self.options.on_full == OnFull::DropOldest && why.starts_with("disk full") =>
-            {
-                self.try_append(batch, alarms, priority, true)
+        let result = match self.try_append(batch, alarms, priority, false) {
+            Err(SpoolError::Full {
+                cause: FullCause::DiskFull,
+                ..
+            }) => {
+                self.hit_disk_end = true;
+                self.use_reserve();
+                let drop = self.options.on_full == OnFull::DropOldest;
+                self.try_append(batch, alarms, priority, drop)
             }
             other => other,
+        };
+        self.refused = matches!(&result, Err(e) if e.is_full());
+        if result.is_ok() {
+            self.hit_disk_end = false;
+            self.reserve.restore();
         }
+        result
+    }
+
+    /// SQLite found the disk full: give it the reserve's room and cut the
+    /// WAL back, which a drop or delete then has room to write into.
+    fn use_reserve(&mut self) {
+        if self.reserve.release() {
+            tracing::warn!(spool = %self.path.display(), reserve = %self.reserve.path().display(), "disk full: reserve file released to let the spool drop and delete");
+        }
+        if let Err(error) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::debug!(spool = %self.path.display(), %error, "checkpoint on a full disk failed");
+        }
+    }
+
+    /// The bound in force now: the tighter of `max_bytes` and what the disk
+    /// can hold ([`room::bound`]), and the room it was read from.
+    fn bound(&self) -> (Option<room::Bound>, Option<room::DiskRoom>) {
+        let disk = room::DiskRoom::read(&self.path).ok();
+        (room::bound(self.options.max_bytes, disk), disk)
+    }
+
+    /// How full the spool is, for `/healthz` and the metrics.
+    pub fn pressure(&self) -> Result<room::Pressure, SpoolError> {
+        let used = self.disk_bytes()?;
+        let (bound, disk) = self.bound();
+        Ok(room::pressure(
+            used,
+            bound,
+            disk,
+            self.hit_disk_end,
+            self.refused,
+        ))
     }
 
     fn try_append(
@@ -398,8 +488,9 @@ impl Spool {
         disk_full: bool,
     ) -> Result<u64, SpoolError> {
         let options = self.options;
-        if let Some(max) = options.max_bytes {
-            self.checkpoint_if_over(max - max / 10)
+        let (bound, _) = self.bound();
+        if let Some(b) = bound {
+            self.checkpoint_if_over(b.bytes - b.bytes / 10)
                 .map_err(|e| self.err(e))?;
         }
         let tx = self.conn.transaction().map_err(|e| SpoolError::Sqlite {
@@ -424,6 +515,7 @@ impl Spool {
             &tx,
             &self.path,
             &options,
+            bound,
             batch.created_us,
             body.len() as u64,
             disk_full,
@@ -432,13 +524,16 @@ impl Spool {
         match made_room {
             Ok(true) => {}
             Ok(false) => {
+                let b = bound.expect("make_room refuses only under a bound");
                 return Err(SpoolError::Full {
                     path: self.path.clone(),
-                    why: format!(
-                        "max_bytes {} reached and on_full is \"block\"",
-                        options.max_bytes.unwrap_or(0)
-                    ),
-                })
+                    cause: if b.by_disk {
+                        FullCause::DiskBound
+                    } else {
+                        FullCause::MaxBytes
+                    },
+                    why: format!("bound {} bytes and on_full is \"block\"", b.bytes),
+                });
             }
             Err(e) => return Err(sqlite_error(&self.path, e)),
         }
@@ -498,14 +593,76 @@ impl Spool {
         if let Some(gap_seq) = gap_seq {
             tracing::debug!(spool = %self.path.display(), gap_seq, "gap batch committed");
         }
-        if let Some(max) = options.max_bytes {
+        if let Some(b) = bound {
             // The batch is committed: a failed checkpoint must not make the
             // caller store it again.
-            if let Err(error) = self.checkpoint_if_over(max + 1) {
+            if let Err(error) = self.checkpoint_if_over(b.bytes + 1) {
                 tracing::warn!(spool = %self.path.display(), %error, "WAL checkpoint after a commit failed; the spool may stay above max_bytes until the next one");
             }
         }
         Ok(batch.seq)
+    }
+
+    /// Record `batch`, which the spool refused until the agent had to stop,
+    /// as a gap (reason `full`): a row in `gaps`, the drop counters, and a
+    /// gap batch in the priority lane telling the relay which interval is
+    /// missing. Uses the reserve if the disk is full. The alarm events the
+    /// batch carried are not applied (they are logged by the caller).
+    pub fn record_unstored(&mut self, batch: &Batch, now_us: i64) -> Result<(), SpoolError> {
+        let (first_us, last_us) = interval(batch);
+        let gap = Gap {
+            reason: DropReason::Full,
+            first_us,
+            last_us,
+            readings: batch.reading_count() as u64,
+            batches: 1,
+        };
+        let attempt = |s: &mut Spool| -> Result<(), SpoolError> {
+            let path = s.path.clone();
+            let e = |e| sqlite_error(&path, e);
+            let tx = s.conn.transaction().map_err(e)?;
+            let next: Option<i64> = tx
+                .query_row("SELECT value FROM meta WHERE key = 'next_seq'", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(e)?;
+            let mut carrier = gap_batch(batch, &[gap]);
+            carrier.seq = next.unwrap_or(1) as u64;
+            carrier.instance = s.instance;
+            carrier.created_us = now_us;
+            let body = edge_wire::encode(&carrier)?;
+            let mut recorded = Vec::new();
+            bounds::record(&tx, Some(gap), now_us, &mut recorded).map_err(e)?;
+            tx.execute(
+                "INSERT INTO batches (seq, created_us, readings, alarms, body, priority,
+                                      checksum, first_us, last_us)
+                 VALUES (?1, ?2, 0, 0, ?3, 1, ?4, ?2, ?2)",
+                params![carrier.seq as i64, now_us, body, checksum(&body)],
+            )
+            .and_then(|_| {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('next_seq', ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    params![carrier.seq as i64 + 1],
+                )
+            })
+            .and_then(|_| tx.commit())
+            .map_err(e)?;
+            s.gaps.extend(recorded);
+            Ok(())
+        };
+        match attempt(self) {
+            Err(SpoolError::Full {
+                cause: FullCause::DiskFull,
+                ..
+            }) => {
+                self.hit_disk_end = true;
+                self.use_reserve();
+                attempt(self)
+            }
+            other => other,
+        }
     }
 
     /// Bytes the spool takes on disk: used pages of the database plus the
@@ -559,12 +716,27 @@ impl Spool {
             .map_err(|e| self.err(e))
     }
 
-    /// Remove a batch the relay acknowledged.
-    pub fn remove(&self, seq: u64) -> Result<(), SpoolError> {
-        self.conn
-            .execute("DELETE FROM batches WHERE seq = ?1", params![seq as i64])
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+    /// Remove a batch the relay acknowledged. On a full disk the reserve
+    /// is released and the delete tried once more: a delete needs room for
+    /// its WAL frames, and a spool that cannot delete cannot drain.
+    pub fn remove(&mut self, seq: u64) -> Result<(), SpoolError> {
+        let delete = |s: &Spool| {
+            s.conn
+                .execute("DELETE FROM batches WHERE seq = ?1", params![seq as i64])
+                .map(|_| ())
+                .map_err(|e| s.err(e))
+        };
+        match delete(self) {
+            Err(SpoolError::Full {
+                cause: FullCause::DiskFull,
+                ..
+            }) => {
+                self.hit_disk_end = true;
+                self.use_reserve();
+                delete(self)
+            }
+            other => other,
+        }
     }
 
     /// Move a batch the relay will never accept out of the send queue,
@@ -643,7 +815,8 @@ fn sqlite_error(path: &Path, source: rusqlite::Error) -> SpoolError {
     if is_disk_full(&source) {
         return SpoolError::Full {
             path: path.to_owned(),
-            why: format!("disk full: {source}"),
+            cause: FullCause::DiskFull,
+            why: source.to_string(),
         };
     }
     SpoolError::Sqlite {

@@ -21,6 +21,19 @@ impl Counter {
     }
 }
 
+/// A condition that is on or off, readable from any task.
+#[derive(Debug, Default)]
+pub struct Flag(std::sync::atomic::AtomicBool);
+
+impl Flag {
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Everything the agent counts.
 #[derive(Debug, Default)]
 pub struct AgentStats {
@@ -93,6 +106,12 @@ pub struct AgentStats {
     /// Commits refused because the spool was full (`on_full = "block"` or
     /// the disk); the batch waited and was tried again.
     pub spool_full: Counter,
+    /// On while the spool refuses commits (`on_full = "block"` at its bound,
+    /// or a disk full even after the reserve): the sources hold back.
+    pub held_back: Flag,
+    /// Polls (Modbus groups, simulated ticks) skipped while the sources
+    /// were held back: readings not taken, rather than taken and lost.
+    pub polls_held_back: Counter,
     /// Commits that failed for another reason (I/O error) and were retried.
     pub spool_errors: Counter,
     /// Unsent batches whose checksum did not match at start-up, quarantined.

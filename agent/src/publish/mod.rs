@@ -54,6 +54,9 @@ pub struct LocalPublisher {
     pub spool: SharedSpool,
     pub wake: Arc<Notify>,
     pub stats: Arc<AgentStats>,
+    /// The agent's shutdown: an acknowledgement the full spool refuses is
+    /// not waited on past it.
+    pub stop: CancellationToken,
 }
 
 impl LocalPublisher {
@@ -163,7 +166,16 @@ impl LocalPublisher {
             }
         };
         let b = batch::alarm_batch(&self.gateway_id, std::slice::from_ref(&ack), ack.ts_us);
-        if !store(b, vec![ack.clone()], Lane::Alarms, &self.spool, &self.stats).await {
+        let stored = store(
+            b,
+            vec![ack.clone()],
+            Lane::Alarms,
+            &self.spool,
+            &self.stats,
+            &self.stop,
+        )
+        .await;
+        if !stored {
             self.stats.alarm_acks_rejected.inc();
             return;
         }

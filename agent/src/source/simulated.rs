@@ -31,6 +31,12 @@ impl SimulatedSource {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tick.tick() => {}
             }
+            if self.stats.held_back.get() {
+                // The spool refuses commits: no reading is taken that
+                // could not be stored.
+                self.stats.polls_held_back.inc();
+                continue;
+            }
             let ts_us = now_us();
             let phase = (ts_us as f64 / 1e6) / self.signal.period_s * std::f64::consts::TAU;
             let value = self.signal.mean + self.signal.amplitude * phase.sin();

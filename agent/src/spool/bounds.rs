@@ -24,6 +24,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::room::Bound;
 use super::SpoolOptions;
 
 /// What to do with a batch that does not fit under `max_bytes`
@@ -98,13 +99,16 @@ pub(super) fn used_bytes(conn: &Connection, path: &Path) -> rusqlite::Result<u64
 }
 
 /// Make room for a batch of `incoming` bytes inside the caller's
-/// transaction. `disk_full`: the last insert failed with SQLITE_FULL, drop
-/// about a tenth of the batches whatever the bound says. False when the
-/// batch does not fit and the policy is `block`.
+/// transaction, under `bound` (the tighter of `max_bytes` and the disk, see
+/// [`super::room::bound`]). `disk_full`: the last insert failed with
+/// SQLITE_FULL, drop about a tenth of the batches whatever the bound says.
+/// False when the batch does not fit and the policy is `block`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn make_room(
     conn: &Connection,
     path: &Path,
     options: &SpoolOptions,
+    bound: Option<Bound>,
     now_us: i64,
     incoming: u64,
     disk_full: bool,
@@ -150,7 +154,7 @@ pub(super) fn make_room(
         record(conn, gap, now_us, gaps)?;
         return Ok(true);
     }
-    let Some(max) = options.max_bytes else {
+    let Some(max) = bound.map(|b| b.bytes) else {
         return Ok(true);
     };
     if used_bytes(conn, path)? + incoming <= max {
@@ -213,7 +217,7 @@ fn drop_batch(
 
 /// Store `gap` (if any batch was dropped) and add it to the per-reason
 /// totals.
-fn record(
+pub(super) fn record(
     conn: &Connection,
     gap: Option<Gap>,
     now_us: i64,

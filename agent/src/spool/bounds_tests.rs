@@ -25,7 +25,7 @@ fn noisy(n: usize, created_us: i64, ts0: i64) -> Batch {
 
 /// Everything the forwarder would send, in order, removing it as if the
 /// relay had acknowledged each batch.
-fn drain(s: &Spool) -> Vec<StoredBatch> {
+fn drain(s: &mut Spool) -> Vec<StoredBatch> {
     let mut sent = Vec::new();
     while let Some(b) = s.oldest().unwrap() {
         s.remove(b.seq).unwrap();
@@ -80,7 +80,7 @@ fn drop_oldest_keeps_the_bound_drops_readings_first_and_records_the_gap() {
     assert_eq!(gaps.iter().map(|g| g.readings).sum::<u64>(), dropped * 500);
     // What is left: the alarm batch, one gap batch per drop (priority lane,
     // carrying exactly the recorded gaps), then the newest reading batches.
-    let sent = drain(&s);
+    let sent = drain(&mut s);
     assert_eq!(sent[0].seq, alarm);
     let gap_batches = &sent[1..=gaps.len()];
     let carried: Vec<edge_wire::Gap> = gap_batches.iter().flat_map(wire_gaps).collect();
@@ -166,7 +166,7 @@ fn batches_older_than_max_age_are_dropped_as_a_gap_but_alarms_stay() {
     );
     // The gap batch took the seq the new batch would have had and travels
     // in the priority lane, right after the older alarm batch.
-    let sent = drain(&s);
+    let sent = drain(&mut s);
     let seqs: Vec<u64> = sent.iter().map(|b| b.seq).collect();
     assert_eq!(seqs, [alarm, now - 1, young, now]);
     assert_eq!(
@@ -252,7 +252,7 @@ fn the_age_bound_drops_in_runs_during_a_long_outage() {
     assert!(gaps.len() <= 540 / 6 + 1, "{} gaps", gaps.len());
     assert!(gaps.len() >= 540 / 7, "{} gaps", gaps.len());
     // Each run is reported once to the relay.
-    let sent = drain(&s);
+    let sent = drain(&mut s);
     let carried: Vec<edge_wire::Gap> = sent.iter().flat_map(wire_gaps).collect();
     assert_eq!(carried.len(), gaps.len());
     assert_eq!(carried.iter().map(|g| g.batches).sum::<u64>(), dropped);

@@ -76,6 +76,11 @@ impl Spool {
             path: path.to_owned(),
             options: SpoolOptions::default(),
             gaps: Vec::new(),
+            // Read-only: it never writes, so it neither holds nor restores
+            // a reserve.
+            reserve: super::room::Reserve::new(path),
+            hit_disk_end: false,
+            refused: false,
         })
     }
 

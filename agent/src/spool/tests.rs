@@ -223,7 +223,16 @@ async fn store_waits_on_a_blocked_spool_and_commits_when_room_is_made() {
     let task = {
         let (spool, stats) = (spool.clone(), stats.clone());
         tokio::spawn(async move {
-            crate::store(noisy(k), vec![], crate::Lane::Readings, &spool, &stats).await
+            let stop = tokio_util::sync::CancellationToken::new();
+            crate::store(
+                noisy(k),
+                vec![],
+                crate::Lane::Readings,
+                &spool,
+                &stats,
+                &stop,
+            )
+            .await
         })
     };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

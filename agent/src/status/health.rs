@@ -9,13 +9,20 @@
 //!   the spool is stuck;
 //! - `not_forwarding`: the spool holds an unsent reading older than the
 //!   window, and no upload succeeded recently: nothing is leaving the
-//!   gateway, whether the relay is unreachable or the forwarder is stuck.
+//!   gateway, whether the relay is unreachable or the forwarder is stuck;
+//! - `disk_full`: the spool's filesystem is its bound and the spool is at
+//!   it, or SQLite found the disk full ([`crate::spool::room`]): with
+//!   `drop-oldest` the oldest readings are being dropped into gaps;
+//! - `spool_full`: the spool refuses commits (`on_full = "block"` at its
+//!   bound): the sources are held back and readings are not being taken.
 //!
 //! The agent's start counts as the last commit and the last upload, so an
 //! agent is not unhealthy during its first window. An idle agent (no
 //! source producing, empty spool) is healthy.
 
 use std::time::Duration;
+
+use crate::spool::Pressure;
 
 /// Counter values the tracker compares between two looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,6 +105,14 @@ pub enum Problem {
         oldest_age_s: f64,
         forwarded_ago_s: f64,
     },
+    /// The disk bounds the spool and it is full (see [`Pressure`]).
+    DiskFull {
+        used: u64,
+        bound: u64,
+        available: u64,
+    },
+    /// The spool refuses commits; the sources are held back.
+    SpoolFull { used: u64, bound: u64 },
 }
 
 impl Problem {
@@ -106,6 +121,8 @@ impl Problem {
         match self {
             Problem::NotSpooling { .. } => "not_spooling",
             Problem::NotForwarding { .. } => "not_forwarding",
+            Problem::DiskFull { .. } => "disk_full",
+            Problem::SpoolFull { .. } => "spool_full",
         }
     }
 
@@ -123,6 +140,16 @@ impl Problem {
                 forwarded_ago_s,
             } => format!(
                 "the spool holds a reading {oldest_age_s:.1} s old, and no upload to the relay succeeded for {forwarded_ago_s:.1} s"
+            ),
+            Problem::DiskFull {
+                used,
+                bound,
+                available,
+            } => format!(
+                "the spool's disk is full: the spool uses {used} of the {bound} bytes the disk leaves it ({available} bytes free); the oldest readings are dropped into gaps (drop-oldest) or the sources wait (block)"
+            ),
+            Problem::SpoolFull { used, bound } => format!(
+                "the spool is full ({used} of {bound} bytes) and refuses commits: the sources are held back until the relay takes the backlog"
             ),
         }
     }
@@ -162,6 +189,25 @@ pub fn check(
     problems
 }
 
+/// What the spool's fill state fails: `disk_full`, `spool_full`, or both.
+pub fn spool_problems(p: &Pressure) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if p.disk_full {
+        problems.push(Problem::DiskFull {
+            used: p.used,
+            bound: p.bound,
+            available: p.available,
+        });
+    }
+    if p.refused {
+        problems.push(Problem::SpoolFull {
+            used: p.used,
+            bound: p.bound,
+        });
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +222,40 @@ mod tests {
             last_forwarded_us: forwarded.map(|t| t * S),
             uplink_up: None,
         }
+    }
+
+    #[test]
+    fn spool_conditions_table() {
+        // (disk_full, refused, expected conditions)
+        let cases: &[(bool, bool, &[&str])] = &[
+            (false, false, &[]),
+            (true, false, &["disk_full"]),
+            (false, true, &["spool_full"]),
+            (true, true, &["disk_full", "spool_full"]),
+        ];
+        for (disk_full, refused, expected) in cases {
+            let p = Pressure {
+                used: 900,
+                bound: 1000,
+                disk_full: *disk_full,
+                refused: *refused,
+                available: 10,
+            };
+            let got: Vec<_> = spool_problems(&p).iter().map(Problem::condition).collect();
+            assert_eq!(&got, expected, "disk_full {disk_full}, refused {refused}");
+        }
+        let m = spool_problems(&Pressure {
+            used: 900,
+            bound: 1000,
+            disk_full: true,
+            refused: false,
+            available: 10,
+        })[0]
+            .message();
+        assert!(
+            m.contains("900 of the 1000 bytes") && m.contains("10 bytes free"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::reading::now_us;
-use crate::spool::{SharedSpool, SpoolStats};
+use crate::spool::{Pressure, SharedSpool, SpoolStats};
 use crate::stats::AgentStats;
 
 pub mod health;
@@ -59,6 +59,8 @@ pub struct SpoolFigures {
     /// (`Spool::backlog`); `None` when the spool is empty.
     pub oldest_unsent_us: Option<i64>,
     pub active_alarms: u64,
+    /// How full the spool and its disk are.
+    pub pressure: Pressure,
 }
 
 /// Everything one page shows besides the counters.
@@ -117,14 +119,16 @@ impl StatusPage {
                 let stats = s.stats()?;
                 let oldest = s.backlog()?.oldest_us;
                 let active_alarms = s.active_alarms()?.len() as u64;
-                Ok((stats, oldest, active_alarms))
+                let pressure = s.pressure()?;
+                Ok((stats, oldest, active_alarms, pressure))
             })
             .await;
         let spool = match figures {
-            Ok((stats, oldest_unsent_us, active_alarms)) => Some(SpoolFigures {
+            Ok((stats, oldest_unsent_us, active_alarms, pressure)) => Some(SpoolFigures {
                 stats,
                 oldest_unsent_us,
                 active_alarms,
+                pressure,
             }),
             Err(error) => {
                 warn!(%error, "status page cannot read the spool");
@@ -133,7 +137,10 @@ impl StatusPage {
         };
         let (now_us, activity) = self.observe();
         let oldest = spool.as_ref().and_then(|s| s.oldest_unsent_us);
-        let problems = health::check(now_us, self.stuck_after, &activity, oldest);
+        let mut problems = health::check(now_us, self.stuck_after, &activity, oldest);
+        if let Some(s) = &spool {
+            problems.extend(health::spool_problems(&s.pressure));
+        }
         Snapshot {
             now_us,
             activity,

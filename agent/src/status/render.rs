@@ -51,6 +51,7 @@ const COUNTERS: &[(&str, Field)] = &[
     ("spool_gaps", |s| &s.spool_gaps),
     ("spool_full", |s| &s.spool_full),
     ("spool_errors", |s| &s.spool_errors),
+    ("polls_held_back", |s| &s.polls_held_back),
     ("spool_corrupt_batches", |s| &s.spool_corrupt_batches),
     ("spool_moved_aside", |s| &s.spool_moved_aside),
     ("batches_acked_as_duplicate", |s| {
@@ -162,7 +163,7 @@ pub fn render(stats: &AgentStats, snap: &Snapshot) -> String {
         "gauge",
         "1 when the /healthz condition fails (see the status module), else 0.",
     );
-    for condition in ["not_spooling", "not_forwarding"] {
+    for condition in ["not_spooling", "not_forwarding", "disk_full", "spool_full"] {
         let failed = snap.problems.iter().any(|p| p.condition() == condition);
         t.sample(
             "edge_agent_health_condition_failed",
@@ -324,6 +325,37 @@ fn spool(t: &mut Text, snap: &Snapshot) {
     for (what, help, value) in figures {
         t.single(&format!("edge_agent_spool_{what}"), "gauge", help, value);
     }
+    let p = &s.pressure;
+    let room = [
+        (
+            "used_bytes",
+            "Bytes the spool uses on disk (live database pages plus the WAL).",
+            p.used,
+        ),
+        (
+            "bound_bytes",
+            "The bound in force: max_bytes, or what the disk leaves the spool when that is less (0 when none).",
+            p.bound,
+        ),
+        (
+            "disk_available_bytes",
+            "Free bytes on the spool's filesystem.",
+            p.available,
+        ),
+        (
+            "disk_full",
+            "1 while the disk bounds the spool and the spool is at that bound, or SQLite found the disk full.",
+            u64::from(p.disk_full),
+        ),
+        (
+            "refusing",
+            "1 while the spool refuses commits (on_full = block at its bound) and the sources are held back.",
+            u64::from(p.refused),
+        ),
+    ];
+    for (what, help, value) in room {
+        t.single(&format!("edge_agent_spool_{what}"), "gauge", help, value);
+    }
     let age = s
         .oldest_unsent_us
         .map_or(0.0, |us| ((snap.now_us - us) as f64 / 1e6).max(0.0));
@@ -361,6 +393,13 @@ mod tests {
                 },
                 oldest_unsent_us: Some(90_000_000),
                 active_alarms: 1,
+                pressure: crate::spool::Pressure {
+                    used: 8192,
+                    bound: 65536,
+                    disk_full: true,
+                    refused: false,
+                    available: 1000,
+                },
             }),
             problems: vec![Problem::NotForwarding {
                 oldest_age_s: 10.0,
@@ -412,6 +451,12 @@ mod tests {
             "edge_agent_uplink_up 0",
             "edge_agent_health_condition_failed{condition=\"not_forwarding\"} 1",
             "edge_agent_health_condition_failed{condition=\"not_spooling\"} 0",
+            "edge_agent_health_condition_failed{condition=\"disk_full\"} 0",
+            "edge_agent_spool_disk_full 1",
+            "edge_agent_spool_bound_bytes 65536",
+            "edge_agent_spool_used_bytes 8192",
+            "edge_agent_spool_disk_available_bytes 1000",
+            "edge_agent_spool_refusing 0",
         ] {
             assert!(page.lines().any(|l| l == line), "missing {line:?} in:\n{page}");
         }

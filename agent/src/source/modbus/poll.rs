@@ -192,6 +192,14 @@ impl ModbusLink {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep_until(at) => {}
             }
+            // The spool refuses commits (`on_full = "block"`): take no
+            // readings that could not be stored; the poll is skipped and
+            // counted, and the slot comes round again next interval.
+            if self.stats.held_back.get() {
+                self.stats.polls_held_back.inc();
+                schedule.served(slot, Instant::now());
+                continue;
+            }
             let Slot { device, group, .. } = schedule.slots()[slot];
             let c = match conn.as_mut() {
                 Some(c) => c,
