@@ -319,7 +319,7 @@ async fn alarms_are_published_and_acknowledged_locally_while_the_uplink_is_down(
 /// Every alarm state in the spool's unsent batches, in the order they
 /// would be sent. Takes the batches out: call it after the agent stopped.
 fn spooled_alarm_states(path: &Path) -> anyhow::Result<Vec<String>> {
-    let spool = Spool::open(path)?;
+    let mut spool = Spool::open(path)?;
     let mut states = Vec::new();
     while let Some(b) = spool.oldest()? {
         let batch = edge_wire::decode(&b.body, &Default::default())?;
