@@ -116,6 +116,9 @@ impl Agent {
         .await
         .map_err(|e| SpoolError::Join(e.to_string()))??;
         self.stats.spool_corrupt_batches.add(report.corrupt_batches);
+        self.stats
+            .spool_salvaged_batches
+            .add(report.salvaged.batches);
         if report.moved_aside.is_some() {
             self.stats.spool_moved_aside.inc();
         }

@@ -75,6 +75,7 @@ pub mod inspect;
 mod options;
 mod pending;
 pub mod room;
+pub mod salvage;
 
 pub use self::bounds::{DropReason, Gap, OnFull};
 pub use self::check::StartupReport;

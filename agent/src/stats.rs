@@ -116,6 +116,9 @@ pub struct AgentStats {
     pub spool_errors: Counter,
     /// Unsent batches whose checksum did not match at start-up, quarantined.
     pub spool_corrupt_batches: Counter,
+    /// Batches copied out of an unusable spool into the fresh one at
+    /// start-up (checksums verified).
+    pub spool_salvaged_batches: Counter,
     /// Spool databases moved aside at start-up because they were unusable.
     pub spool_moved_aside: Counter,
     /// Batches the relay answered 200 with `"duplicate": true`: it had

@@ -9,7 +9,9 @@
 //! technician, never sent) and is counted.
 //!
 //! A database that cannot be opened as one (not a database, corrupt) or
-//! that fails the quick check is renamed to
+//! that fails the quick check is salvaged (its readable batches, alarms
+//! and drop totals copied into a fresh spool, see [`super::salvage`]), then
+//! renamed to
 //! `<path>.corrupt-<unix seconds>.<microseconds>` (with `-<n>` added if
 //! that name is taken, so two move-asides never overwrite each other; with
 //! its `-wal`), logged as an error, and a fresh spool is started.
@@ -26,6 +28,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, ErrorCode};
 use tracing::{error, warn};
 
+use super::salvage::Salvaged;
 use super::{checksum, Spool, SpoolError, SpoolOptions};
 
 /// (seq, stored checksum if any, body) of a batch row.
@@ -41,6 +44,8 @@ pub struct StartupReport {
     /// Where the previous database was moved, and why, when it could not be
     /// used.
     pub moved_aside: Option<(PathBuf, String)>,
+    /// What was copied out of that database into the fresh spool.
+    pub salvaged: Salvaged,
 }
 
 impl Spool {
@@ -60,14 +65,48 @@ impl Spool {
             Err(e) if is_bad_database(&e) => e.to_string(),
             Err(e) => return Err(e),
         };
+        // The fresh spool is built beside the bad one, the readable rows
+        // salvaged into it, and only then is the bad one set aside and the
+        // fresh one put in its place: a crash midway leaves the bad file
+        // where it was, to be salvaged again.
+        let fresh = with_suffix(path, ".fresh");
+        for leftover in ["", "-wal", "-shm", "-reserve"] {
+            let _ = std::fs::remove_file(with_suffix(&fresh, leftover));
+        }
+        let salvaged = {
+            let mut spool = Spool::open_with(&fresh, options)?;
+            spool.start_seq_at(now_us)?;
+            match spool.salvage_from(path, now_us) {
+                Ok(s) => s,
+                Err(e) => {
+                    error!(spool = %path.display(), error = %e, "salvaging the unusable spool failed; nothing of it is kept");
+                    Salvaged::default()
+                }
+            }
+            // Closed here: the last connection folds its WAL back in.
+        };
+        let _ = std::fs::remove_file(with_suffix(&fresh, "-reserve"));
         let aside = move_aside(path, now_us)?;
-        error!(spool = %path.display(), moved_to = %aside.display(), reason = %why, "SPOOL DATABASE IS UNUSABLE: moved aside, starting a fresh spool; batches in the old file are not forwarded");
+        let put = |from: &Path, to: &Path| {
+            std::fs::rename(from, to).map_err(|source| SpoolError::MoveAside {
+                path: from.to_owned(),
+                to: to.to_owned(),
+                source,
+            })
+        };
+        put(&fresh, path)?;
+        if with_suffix(&fresh, "-wal").exists() {
+            put(&with_suffix(&fresh, "-wal"), &with_suffix(path, "-wal"))?;
+        }
+        let _ = std::fs::remove_file(with_suffix(&fresh, "-shm"));
+        error!(spool = %path.display(), moved_to = %aside.display(), reason = %why, salvaged_batches = salvaged.batches, salvaged_readings = salvaged.readings, salvaged_alarms = salvaged.alarms, corrupt_batches = salvaged.corrupt, "SPOOL DATABASE IS UNUSABLE: its readable batches and alarms were copied into a fresh spool and the old file moved aside");
         let spool = Spool::open_with(path, options)?;
-        spool.start_seq_at(now_us)?;
         Ok((
             spool,
             StartupReport {
                 moved_aside: Some((aside, why)),
+                corrupt_batches: salvaged.corrupt,
+                salvaged,
                 ..StartupReport::default()
             },
         ))
@@ -178,6 +217,12 @@ pub(crate) fn aside_name(path: &Path, now_us: i64, taken: impl Fn(&Path) -> bool
         })
         .find(|p| !taken(p))
         .expect("some name is free")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
 }
 
 /// Rename the database (and its WAL) to [`aside_name`]; the shared-memory

@@ -180,3 +180,120 @@ fn aside_names_carry_microseconds_and_a_counter_when_taken() {
         assert_eq!(got, path.with_file_name(want), "{now} with {names:?} taken");
     }
 }
+
+/// Overwrite page `page` (1-based) of the database at `path` with garbage.
+fn smash_page(path: &Path, page: i64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(((page - 1) * 4096) as u64)).unwrap();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| i.wrapping_mul(2_654_435_761) as u8)
+        .collect();
+    f.write_all(&garbage).unwrap();
+}
+
+#[test]
+fn an_unusable_spool_is_salvaged_into_the_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    let (bodies, instance) = {
+        let mut s = Spool::open(&path).unwrap();
+        for n in 1..=6 {
+            s.append(&mut batch(n)).unwrap();
+        }
+        s.append_alarms(&mut batch(0), &[]).unwrap();
+        s.conn
+            .execute_batch(
+                "INSERT INTO alarms (rule, series, raised_us, limit_value, severity, acked_us)
+                 VALUES ('oil_temp.high', 'press-3.oil_temp', 10000000, 80.0, 'critical', 15000000);
+                 INSERT INTO meta (key, value) VALUES ('dropped_readings_full', 42);",
+            )
+            .unwrap();
+        // Batch 3's bytes rot on disk (its stored checksum stays).
+        s.conn
+            .execute(
+                "UPDATE batches SET body = CAST(substr(body, 1, 10) || x'ff' || substr(body, 12) AS BLOB) WHERE seq = 3",
+                [],
+            )
+            .unwrap();
+        s.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let mut bodies = std::collections::BTreeMap::new();
+        let mut stmt = s.conn.prepare("SELECT seq, body FROM batches").unwrap();
+        for row in stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .unwrap()
+        {
+            let (seq, body) = row.unwrap();
+            bodies.insert(seq as u64, body);
+        }
+        (bodies, s.instance())
+    };
+    // A damaged page in a table the batches do not live in: the quick
+    // check fails the whole database.
+    let root: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'quarantine'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    smash_page(&path, root);
+
+    let (mut s, report) = Spool::open_checked(&path, SpoolOptions::default(), NOW).unwrap();
+    let (aside, why) = report.moved_aside.clone().expect("moved aside");
+    assert!(
+        aside.exists(),
+        "the bad file is kept at {}",
+        aside.display()
+    );
+    assert!(!why.is_empty());
+    assert_eq!(
+        (
+            report.salvaged.batches,
+            report.salvaged.alarms,
+            report.salvaged.corrupt
+        ),
+        (6, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(report.corrupt_batches, 1);
+    assert_ne!(
+        s.instance(),
+        instance,
+        "the fresh spool has its own instance id"
+    );
+    // The alarm state and the drop totals came back.
+    let active = s.active_alarms().unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].rule, "oil_temp.high");
+    assert_eq!(s.backlog().unwrap().dropped_readings_full, 42);
+    // The rotten batch is in quarantine, the others go out with their own
+    // seq and bytes, the alarm lane first.
+    let quarantined: i64 = s
+        .conn
+        .query_row("SELECT seq FROM quarantine", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(quarantined, 3);
+    let mut sent = Vec::new();
+    while let Some(b) = s.oldest().unwrap() {
+        assert_eq!(Some(&b.body), bodies.get(&b.seq), "seq {}", b.seq);
+        sent.push(b.seq);
+        s.remove(b.seq).unwrap();
+    }
+    assert_eq!(sent, [7, 1, 2, 4, 5, 6]);
+    // New batches continue above every old seq.
+    assert!(s.append(&mut batch(1)).unwrap() >= NOW as u64);
+    // No leftovers of the rebuild beside the spool.
+    for leftover in [".fresh", ".fresh-wal", ".fresh-reserve"] {
+        assert!(
+            !with_suffix(&path, leftover).exists(),
+            "{leftover} left behind"
+        );
+    }
+    drop(s);
+    let (_, report) = Spool::open_checked(&path, SpoolOptions::default(), NOW + 1).unwrap();
+    assert_eq!(report.moved_aside, None, "the salvaged spool is a good one");
+}

@@ -54,6 +54,7 @@ const COUNTERS: &[(&str, Field)] = &[
     ("polls_held_back", |s| &s.polls_held_back),
     ("spool_corrupt_batches", |s| &s.spool_corrupt_batches),
     ("spool_moved_aside", |s| &s.spool_moved_aside),
+    ("spool_salvaged_batches", |s| &s.spool_salvaged_batches),
     ("batches_acked_as_duplicate", |s| {
         &s.batches_acked_as_duplicate
     }),
