@@ -232,6 +232,17 @@ fn run(on_full: &str) -> anyhow::Result<()> {
         return Ok(());
     };
     let s = configs(work.path(), &disk.dir, on_full)?;
+    // The example's 2 GiB on a 2 MiB disk: check-config says so.
+    let out = Command::new(agent_binary()?)
+        .arg("check-config")
+        .arg(&s.agent_config)
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && said.contains("warning: spool.max_bytes: 2147483648 bytes"),
+        "check-config on a 2 MiB disk:\n{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // First life: relay down until the disk is full.
     let mut agent = start_agent(&s, logs.path())?;
