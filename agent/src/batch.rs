@@ -1,6 +1,8 @@
-//! The batcher: collects readings and alarms and seals them into an
+//! The batcher: collects readings and seals them into an
 //! [`edge_wire::Batch`] once it holds `max_readings` readings or its first
-//! entry is `max_age` old. Pure state: the caller supplies the clock.
+//! reading is `max_age` old. Pure state: the caller supplies the clock.
+//! Alarm events do not go through it: they travel in their own batches
+//! ([`alarm_batch`]) in the spool's alarm lane.
 //!
 //! The batch it seals has `seq` 0; the spool assigns the sequence number in
 //! the same transaction that stores the batch.
@@ -19,9 +21,8 @@ pub struct Batcher {
     gateway_id: String,
     series: Vec<(Arc<SeriesInfo>, Vec<Point>)>,
     index: HashMap<String, usize>,
-    alarms: Vec<(usize, Alarm)>,
     readings: usize,
-    /// When the first reading or alarm of the open batch arrived.
+    /// When the first reading of the open batch arrived.
     opened_at: Option<Instant>,
 }
 
@@ -32,7 +33,6 @@ impl Batcher {
             gateway_id: gateway_id.to_owned(),
             series: Vec::new(),
             index: HashMap::new(),
-            alarms: Vec::new(),
             readings: 0,
             opened_at: None,
         }
@@ -61,14 +61,6 @@ impl Batcher {
         self.readings >= self.config.max_readings
     }
 
-    /// Add an alarm event; alarms never wait for a batch to fill, so this
-    /// returns true: seal now.
-    pub fn push_alarm(&mut self, a: Alarm, now: Instant) -> bool {
-        let i = self.slot(&a.series, now);
-        self.alarms.push((i, a));
-        true
-    }
-
     /// When the open batch must be sealed at the latest, if one is open.
     pub fn deadline(&self) -> Option<Instant> {
         self.opened_at.map(|t| t + self.config.max_age)
@@ -80,13 +72,6 @@ impl Batcher {
 
     /// Seal what is held into a batch (None when empty) and start afresh.
     pub fn seal(&mut self, created_us: i64) -> Option<Batch> {
-        self.seal_with_alarms(created_us).map(|(b, _)| b)
-    }
-
-    /// Like [`Batcher::seal`], and also return the alarm transitions the
-    /// batch carries, in order, with what the wire drops (severity): the
-    /// spool persists alarm state from them in the batch's transaction.
-    pub fn seal_with_alarms(&mut self, created_us: i64) -> Option<(Batch, Vec<Alarm>)> {
         self.opened_at.take()?;
         self.index.clear();
         self.readings = 0;
@@ -101,18 +86,15 @@ impl Batcher {
                 points,
             })
             .collect();
-        let held = std::mem::take(&mut self.alarms);
-        let events = held.iter().map(|(i, a)| event(a, *i as u32)).collect();
-        let batch = Batch {
+        Some(Batch {
             gateway_id: self.gateway_id.clone(),
             instance: None,
             seq: 0,
             created_us,
             series,
-            alarms: events,
+            alarms: Vec::new(),
             gaps: Vec::new(),
-        };
-        Some((batch, held.into_iter().map(|(_, a)| a).collect()))
+        })
     }
 }
 
@@ -222,32 +204,6 @@ mod tests {
         b.push(&reading(&info("x"), 1), t);
         b.push(&reading(&info("x"), 2), t + Duration::from_millis(100));
         assert_eq!(b.deadline(), Some(t + Duration::from_millis(250)));
-    }
-
-    #[test]
-    fn alarm_refers_to_its_series_even_without_readings() {
-        let cfg = BatchConfig {
-            max_readings: 100,
-            max_age: Duration::from_secs(1),
-        };
-        let mut b = Batcher::new("gw", cfg);
-        let (x, y) = (info("x"), info("y"));
-        b.push(&reading(&x, 1), Instant::now());
-        let alarm = Alarm {
-            series: y.clone(),
-            rule: "y.high".into(),
-            severity: crate::reading::Severity::Major,
-            state: AlarmState::Raised,
-            value: 5.0,
-            limit: 4.0,
-            ts_us: 7,
-            duration_us: None,
-        };
-        assert!(b.push_alarm(alarm, Instant::now()));
-        let batch = b.seal(1).unwrap();
-        let a = &batch.alarms[0];
-        assert_eq!(batch.series_by_id(a.series_id).unwrap().name, "y");
-        assert!(batch.series_by_id(a.series_id).unwrap().points.is_empty());
     }
 
     #[test]

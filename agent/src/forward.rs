@@ -48,6 +48,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+use crate::timing::{jittered, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -163,7 +165,7 @@ impl Forwarder {
                 _ = sleep_until(backoff.paused_until), if paused => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)), if can_start && !paused => {}
                 _ = drain.cancelled(), if deadline.is_none() => {}
-                _ = until(deadline) => return,
+                _ = sleep_until(deadline) => return,
                 _ = report.tick() => self.report(&mut window).await,
             }
         }
@@ -297,8 +299,7 @@ impl Forwarder {
     /// jittered and capped, and double the backoff.
     fn pause(&self, backoff: &mut Backoff, after: Option<Duration>) {
         let wait = after.unwrap_or(backoff.next).min(self.uplink.retry_max);
-        let jittered = wait.mul_f64(0.5 + fastrand::f64() * 0.5);
-        let until = Instant::now() + jittered;
+        let until = Instant::now() + jittered(wait, fastrand::f64());
         backoff.paused_until = Some(backoff.paused_until.map_or(until, |t| t.max(until)));
         backoff.next = (backoff.next * 2).min(self.uplink.retry_max);
     }
@@ -334,16 +335,4 @@ fn batch_instance(body: &[u8]) -> Option<String> {
 
 fn is_paused(backoff: &Backoff) -> bool {
     backoff.paused_until.is_some_and(|t| Instant::now() < t)
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Completes at `deadline`, or never when there is none.
-async fn until(deadline: Option<Instant>) {
-    sleep_until(deadline).await
 }

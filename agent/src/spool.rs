@@ -35,7 +35,7 @@
 //!   and acknowledge events, so it never disagrees with what was spooled
 //!   (see [`alarms`]).
 //!
-//! Two lanes: alarm-only batches ([`Spool::append_alarms`]) and gap batches
+//! Two lanes: alarm-only batches ([`Spool::append`] with [`Lane::Alarms`]) and gap batches
 //! are stored with `priority` 1 and [`Spool::oldest`] hands them out before
 //! any reading batch, so after an outage alarms reach the relay ahead of the reading
 //! backlog. Sequence numbers still come from the one counter, so they grow
@@ -148,6 +148,16 @@ impl SpoolError {
     pub fn is_full(&self) -> bool {
         matches!(self, SpoolError::Full { .. })
     }
+}
+
+/// Which lane of the spool a batch goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Reading batches, forwarded oldest first.
+    Readings,
+    /// Alarm-only batches (see [`crate::batch::alarm_batch`]) and gap
+    /// batches, forwarded before the reading backlog.
+    Alarms,
 }
 
 /// A stored batch, as it will be sent.
@@ -388,46 +398,24 @@ impl Spool {
         std::mem::take(&mut self.gaps)
     }
 
-    /// Assign the next sequence number to `batch`, encode it and commit it.
-    /// Returns the sequence number. For a batch without alarm events; see
-    /// [`Spool::append_with_alarms`].
-    pub fn append(&mut self, batch: &mut Batch) -> Result<u64, SpoolError> {
-        self.append_with_alarms(batch, &[])
-    }
-
-    /// Like [`Spool::append`], and apply `alarms` (the raise and clear
-    /// events `batch` carries, in order) to the `alarms` table in the same
-    /// transaction.
-    pub fn append_with_alarms(
+    /// Assign the next sequence number to `batch`, encode it and commit it
+    /// to `lane`, applying `alarms` (the raise, acknowledge and clear events
+    /// it carries, in order) to the `alarms` table in the same transaction.
+    /// Returns the sequence number. The alarm lane is forwarded before every
+    /// reading batch.
+    ///
+    /// The bounds are applied first. On SQLITE_FULL the reserve is released
+    /// and the WAL folded back into the database, then the commit is tried
+    /// once more (with `drop-oldest`, dropping a tenth of the batches
+    /// first); otherwise the error is [`SpoolError::Full`] and the caller
+    /// waits.
+    pub fn append(
         &mut self,
         batch: &mut Batch,
         alarms: &[Alarm],
+        lane: Lane,
     ) -> Result<u64, SpoolError> {
-        self.append_in_lane(batch, alarms, false)
-    }
-
-    /// Commit an alarm-only batch (see [`crate::batch::alarm_batch`]) to the
-    /// priority lane, applying its events to the `alarms` table in the same
-    /// transaction. It is forwarded before every reading batch.
-    pub fn append_alarms(
-        &mut self,
-        batch: &mut Batch,
-        alarms: &[Alarm],
-    ) -> Result<u64, SpoolError> {
-        self.append_in_lane(batch, alarms, true)
-    }
-
-    /// Apply the bounds, then insert. On SQLITE_FULL, release the reserve
-    /// and fold the WAL back into the database, then try once more (with
-    /// `drop-oldest`, dropping a tenth of the batches first); otherwise the
-    /// error is [`SpoolError::Full`] and the caller waits.
-    fn append_in_lane(
-        &mut self,
-        batch: &mut Batch,
-        alarms: &[Alarm],
-        priority: bool,
-    ) -> Result<u64, SpoolError> {
-        let result = match self.try_append(batch, alarms, priority, false) {
+        let result = match self.try_append(batch, alarms, lane, false) {
             Err(SpoolError::Full {
                 cause: FullCause::DiskFull,
                 ..
@@ -435,7 +423,7 @@ impl Spool {
                 self.hit_disk_end = true;
                 self.use_reserve();
                 let drop = self.options.on_full == OnFull::DropOldest;
-                self.try_append(batch, alarms, priority, drop)
+                self.try_append(batch, alarms, lane, drop)
             }
             other => other,
         };
@@ -485,7 +473,7 @@ impl Spool {
         &mut self,
         batch: &mut Batch,
         alarms: &[Alarm],
-        priority: bool,
+        lane: Lane,
         disk_full: bool,
     ) -> Result<u64, SpoolError> {
         let options = self.options;
@@ -574,7 +562,7 @@ impl Spool {
                     batch.reading_count() as i64,
                     batch.alarms.len() as i64,
                     body,
-                    i64::from(priority),
+                    i64::from(lane == Lane::Alarms),
                     checksum(&body),
                     first_us,
                     last_us

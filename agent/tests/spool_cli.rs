@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use edge_agent::spool::Spool;
+use edge_agent::spool::{Lane, Spool};
 use edge_wire::{AlarmEvent, AlarmState, Batch, Point, Quality, Series, Severity};
 
 fn series(name: &str, points: Vec<Point>) -> Series {
@@ -64,7 +64,7 @@ fn spool_with_backlog(path: &Path, oldest_us: i64) {
         alarms: vec![],
         gaps: Vec::new(),
     };
-    s.append(&mut b1).unwrap();
+    s.append(&mut b1, &[], Lane::Readings).unwrap();
     let mut b2 = Batch {
         created_us: oldest_us + 2_000_000,
         series: vec![series(
@@ -73,7 +73,7 @@ fn spool_with_backlog(path: &Path, oldest_us: i64) {
         )],
         ..b1.clone()
     };
-    s.append(&mut b2).unwrap();
+    s.append(&mut b2, &[], Lane::Readings).unwrap();
     let mut alarm = Batch {
         created_us: oldest_us + 3_000_000,
         series: vec![series("press-3.oil_temp", vec![])],
@@ -89,7 +89,7 @@ fn spool_with_backlog(path: &Path, oldest_us: i64) {
         }],
         ..b1.clone()
     };
-    s.append_alarms(&mut alarm, &[]).unwrap();
+    s.append(&mut alarm, &[], Lane::Alarms).unwrap();
 }
 
 #[test]

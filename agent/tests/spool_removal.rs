@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use edge_agent::config::UplinkConfig;
 use edge_agent::forward::Forwarder;
-use edge_agent::spool::{SharedSpool, Spool};
+use edge_agent::spool::{Lane, SharedSpool, Spool};
 use edge_agent::stats::AgentStats;
 use edge_wire::{Batch, Point, Quality, Series};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -97,7 +97,7 @@ async fn a_batch_leaves_the_spool_only_after_a_2xx() {
         alarms: vec![],
         gaps: Vec::new(),
     };
-    let seq = spool.append(&mut batch).unwrap();
+    let seq = spool.append(&mut batch, &[], Lane::Readings).unwrap();
     let spool = SharedSpool::new(spool);
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

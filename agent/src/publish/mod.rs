@@ -36,11 +36,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::board::{parse_ack, AlarmBoard};
+use crate::batch;
 use crate::config::AlarmPublishConfig;
+use crate::pipeline::store;
 use crate::reading::{now_us, Alarm};
+use crate::spool::Lane;
 use crate::spool::SharedSpool;
 use crate::stats::AgentStats;
-use crate::{batch, store, Lane};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);

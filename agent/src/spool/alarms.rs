@@ -5,7 +5,7 @@
 //! One row per raised alarm, keyed by (event name, series name): a raise
 //! event inserts (or replaces) it, an acknowledge event sets `acked_us` (the
 //! first acknowledgement wins), a clear event deletes it. The rows change
-//! only inside the transaction of [`super::Spool::append_with_alarms`], with
+//! only inside the transaction of [`super::Spool::append`], with
 //! the batch carrying those events, so after a crash the table agrees with
 //! the spooled (and hence forwarded) events. A batch that never reached the
 //! spool changed neither.
@@ -90,7 +90,7 @@ mod tests {
     use crate::config::BatchConfig;
     use crate::detect::{Detector, Level, Limit, Rule, Selector};
     use crate::reading::{Alarm, AlarmState, Quality, Reading, SeriesInfo, Severity};
-    use crate::spool::Spool;
+    use crate::spool::{Lane, Spool};
 
     fn series() -> Arc<SeriesInfo> {
         Arc::new(SeriesInfo {
@@ -119,8 +119,13 @@ mod tests {
         vec![r]
     }
 
-    /// Batch `alarms` with a reading and commit both, as the agent does.
+    /// Commit `alarms` in an alarm batch and `r` in a reading batch, as the
+    /// agent does.
     fn commit(spool: &mut Spool, r: &Reading, alarms: Vec<Alarm>) {
+        if !alarms.is_empty() {
+            let mut batch = crate::batch::alarm_batch("gw", &alarms, 0);
+            spool.append(&mut batch, &alarms, Lane::Alarms).unwrap();
+        }
         let mut b = Batcher::new(
             "gw",
             BatchConfig {
@@ -128,13 +133,9 @@ mod tests {
                 max_age: Duration::from_secs(1),
             },
         );
-        let now = Instant::now();
-        for a in alarms {
-            b.push_alarm(a, now);
-        }
-        b.push(r, now);
-        let (mut batch, alarms) = b.seal_with_alarms(0).unwrap();
-        spool.append_with_alarms(&mut batch, &alarms).unwrap();
+        b.push(r, Instant::now());
+        let mut batch = b.seal(0).unwrap();
+        spool.append(&mut batch, &[], Lane::Readings).unwrap();
     }
 
     #[test]
@@ -180,9 +181,9 @@ mod tests {
         };
         commit(&mut s, &reading(10, 90.0), raise.clone());
         let mut b = crate::batch::alarm_batch("gw", &[ack(15_000_000)], 0);
-        s.append_alarms(&mut b, &[ack(15_000_000)]).unwrap();
+        s.append(&mut b, &[ack(15_000_000)], Lane::Alarms).unwrap();
         let mut b = crate::batch::alarm_batch("gw", &[ack(16_000_000)], 0);
-        s.append_alarms(&mut b, &[ack(16_000_000)]).unwrap();
+        s.append(&mut b, &[ack(16_000_000)], Lane::Alarms).unwrap();
         drop(s);
         let mut s = Spool::open(&path).unwrap();
         assert_eq!(
@@ -225,7 +226,17 @@ mod tests {
         drop(s);
         let s = Spool::open(&path).unwrap();
         assert!(s.active_alarms().unwrap().is_empty());
-        // Both events reached the spool, once each.
-        assert_eq!(s.stats().unwrap().batches, 2);
+        // Both events reached the spool, once each, in the alarm lane
+        // (beside the two reading batches).
+        let (alarm_batches, events): (i64, i64) = s
+            .conn
+            .query_row(
+                "SELECT COUNT(*), SUM(alarms) FROM batches WHERE priority = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((alarm_batches, events), (2, 2));
+        assert_eq!(s.stats().unwrap().batches, 4);
     }
 }

@@ -249,38 +249,6 @@ pub(super) fn record(
     Ok(())
 }
 
-/// Lets a repeating condition be logged once per interval, with how many
-/// times it happened since the last line.
-#[derive(Debug)]
-pub struct LogLimiter {
-    every: std::time::Duration,
-    last: Option<std::time::Instant>,
-    since: u64,
-}
-
-impl LogLimiter {
-    pub const fn new(every: std::time::Duration) -> LogLimiter {
-        LogLimiter {
-            every,
-            last: None,
-            since: 0,
-        }
-    }
-
-    /// Count one occurrence; `Some(count)` when it should be logged now.
-    pub fn tick(&mut self) -> Option<u64> {
-        self.since += 1;
-        let now = std::time::Instant::now();
-        match self.last {
-            Some(t) if now.duration_since(t) < self.every => None,
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.since))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 #[path = "bounds_tests.rs"]
 mod tests;

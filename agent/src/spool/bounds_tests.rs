@@ -58,10 +58,13 @@ fn drop_oldest_keeps_the_bound_drops_readings_first_and_records_the_gap() {
         bounded(max, OnFull::DropOldest),
     )
     .unwrap();
-    let alarm = s.append_alarms(&mut batch(0), &[]).unwrap();
+    let alarm = s.append(&mut batch(0), &[], Lane::Alarms).unwrap();
     let mut seqs = Vec::new();
     for k in 0..60i64 {
-        seqs.push(s.append(&mut noisy(500, k, k * 1000)).unwrap());
+        seqs.push(
+            s.append(&mut noisy(500, k, k * 1000), &[], Lane::Readings)
+                .unwrap(),
+        );
         assert!(
             s.disk_bytes().unwrap() <= max,
             "{} bytes after batch {k}",
@@ -114,7 +117,11 @@ fn block_refuses_without_losing_anything_until_room_is_made() {
         Spool::open_with(&dir.path().join("spool.db"), bounded(max, OnFull::Block)).unwrap();
     let mut stored = Vec::new();
     let err = loop {
-        match s.append(&mut noisy(500, 1, stored.len() as i64 * 1000)) {
+        match s.append(
+            &mut noisy(500, 1, stored.len() as i64 * 1000),
+            &[],
+            Lane::Readings,
+        ) {
             Ok(seq) => stored.push(seq),
             Err(e) => break e,
         }
@@ -123,7 +130,10 @@ fn block_refuses_without_losing_anything_until_room_is_made() {
     assert!(err.is_full(), "{err}");
     assert!(err.to_string().contains("on_full is \"block\""), "{err}");
     // Refused again, and nothing was dropped or half-stored.
-    assert!(s.append(&mut noisy(500, 1, 0)).unwrap_err().is_full());
+    assert!(s
+        .append(&mut noisy(500, 1, 0), &[], Lane::Readings)
+        .unwrap_err()
+        .is_full());
     assert!(s.take_gaps().is_empty());
     assert_eq!(s.stats().unwrap().batches, stored.len() as u64);
     assert_eq!(s.oldest().unwrap().unwrap().seq, stored[0]);
@@ -132,7 +142,9 @@ fn block_refuses_without_losing_anything_until_room_is_made() {
     for seq in &stored[..stored.len() / 2] {
         s.remove(*seq).unwrap();
     }
-    let next = s.append(&mut noisy(500, 1, 0)).unwrap();
+    let next = s
+        .append(&mut noisy(500, 1, 0), &[], Lane::Readings)
+        .unwrap();
     assert_eq!(next, stored.last().unwrap() + 1);
     assert_eq!(s.backlog().unwrap().dropped_batches_full, 0);
 }
@@ -148,12 +160,17 @@ fn batches_older_than_max_age_are_dropped_as_a_gap_but_alarms_stay() {
     let sec = 1_000_000;
     let mut old_alarm = batch(0);
     old_alarm.created_us = 0;
-    let alarm = s.append_alarms(&mut old_alarm, &[]).unwrap();
-    s.append(&mut noisy(10, 0, 0)).unwrap();
-    s.append(&mut noisy(10, 30 * sec, 30 * sec)).unwrap();
-    let young = s.append(&mut noisy(10, 50 * sec, 50 * sec)).unwrap();
+    let alarm = s.append(&mut old_alarm, &[], Lane::Alarms).unwrap();
+    s.append(&mut noisy(10, 0, 0), &[], Lane::Readings).unwrap();
+    s.append(&mut noisy(10, 30 * sec, 30 * sec), &[], Lane::Readings)
+        .unwrap();
+    let young = s
+        .append(&mut noisy(10, 50 * sec, 50 * sec), &[], Lane::Readings)
+        .unwrap();
     assert!(s.take_gaps().is_empty());
-    let now = s.append(&mut noisy(10, 100 * sec, 100 * sec)).unwrap();
+    let now = s
+        .append(&mut noisy(10, 100 * sec, 100 * sec), &[], Lane::Readings)
+        .unwrap();
     assert_eq!(
         s.take_gaps(),
         [Gap {
@@ -201,7 +218,7 @@ fn disk_full_applies_the_policy() {
             .unwrap();
         let mut outcome = Vec::new();
         for k in 0..40i64 {
-            outcome.push(s.append(&mut noisy(500, k, k * 1000)));
+            outcome.push(s.append(&mut noisy(500, k, k * 1000), &[], Lane::Readings));
         }
         match on_full {
             OnFull::DropOldest => {
@@ -234,7 +251,8 @@ fn the_age_bound_drops_in_runs_during_a_long_outage() {
     let mut s = Spool::open_with(&dir.path().join("spool.db"), options).unwrap();
     let sec = 1_000_000;
     for k in 0..600i64 {
-        s.append(&mut noisy(10, k * sec, k * sec)).unwrap();
+        s.append(&mut noisy(10, k * sec, k * sec), &[], Lane::Readings)
+            .unwrap();
         let oldest: i64 = s
             .conn
             .query_row(

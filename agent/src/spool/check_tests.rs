@@ -3,6 +3,7 @@
 
 use super::super::tests::batch;
 use super::*;
+use crate::spool::Lane;
 use rusqlite::Connection;
 
 const NOW: i64 = 1_700_000_000_000_000;
@@ -14,7 +15,7 @@ fn batch_with_changed_bytes_is_quarantined_and_the_rest_stays() {
     {
         let mut s = Spool::open(&path).unwrap();
         for n in [1, 2, 3] {
-            s.append(&mut batch(n)).unwrap();
+            s.append(&mut batch(n), &[], Lane::Readings).unwrap();
         }
     }
     {
@@ -45,7 +46,7 @@ fn batch_with_changed_bytes_is_quarantined_and_the_rest_stays() {
         s.remove(b.seq).unwrap();
     }
     assert_eq!(sent, [1, 3]);
-    assert_eq!(s.append(&mut batch(1)).unwrap(), 4);
+    assert_eq!(s.append(&mut batch(1), &[], Lane::Readings).unwrap(), 4);
     // A second start finds nothing more.
     drop(s);
     let (_, report) = Spool::open_checked(&path, SpoolOptions::default(), NOW).unwrap();
@@ -59,7 +60,7 @@ fn garbage_database_is_moved_aside_and_seq_keeps_growing() {
     {
         let mut s = Spool::open(&path).unwrap();
         for n in [1, 2, 3] {
-            s.append(&mut batch(n)).unwrap();
+            s.append(&mut batch(n), &[], Lane::Readings).unwrap();
         }
     }
     let garbage: Vec<u8> = (0..50_000u32)
@@ -72,13 +73,16 @@ fn garbage_database_is_moved_aside_and_seq_keeps_growing() {
     assert_eq!(std::fs::read(&aside).unwrap(), garbage);
     assert!(why.contains("not a database"), "{why}");
     assert_eq!(s.stats().unwrap().batches, 0);
-    let seq = s.append(&mut batch(1)).unwrap();
+    let seq = s.append(&mut batch(1), &[], Lane::Readings).unwrap();
     assert!(seq >= NOW as u64, "fresh spool restarted seq at {seq}");
     drop(s);
     // The fresh spool is a good one: the next start keeps it.
     let (mut s, report) = Spool::open_checked(&path, SpoolOptions::default(), NOW + 1).unwrap();
     assert_eq!(report.moved_aside, None);
-    assert_eq!(s.append(&mut batch(1)).unwrap(), seq + 1);
+    assert_eq!(
+        s.append(&mut batch(1), &[], Lane::Readings).unwrap(),
+        seq + 1
+    );
 }
 
 #[test]
@@ -199,9 +203,9 @@ fn an_unusable_spool_is_salvaged_into_the_fresh_one() {
     let (bodies, instance) = {
         let mut s = Spool::open(&path).unwrap();
         for n in 1..=6 {
-            s.append(&mut batch(n)).unwrap();
+            s.append(&mut batch(n), &[], Lane::Readings).unwrap();
         }
-        s.append_alarms(&mut batch(0), &[]).unwrap();
+        s.append(&mut batch(0), &[], Lane::Alarms).unwrap();
         s.conn
             .execute_batch(
                 "INSERT INTO alarms (rule, series, raised_us, limit_value, severity, acked_us)
@@ -285,7 +289,7 @@ fn an_unusable_spool_is_salvaged_into_the_fresh_one() {
     }
     assert_eq!(sent, [7, 1, 2, 4, 5, 6]);
     // New batches continue above every old seq.
-    assert!(s.append(&mut batch(1)).unwrap() >= NOW as u64);
+    assert!(s.append(&mut batch(1), &[], Lane::Readings).unwrap() >= NOW as u64);
     // No leftovers of the rebuild beside the spool.
     for leftover in [".fresh", ".fresh-wal", ".fresh-reserve"] {
         assert!(

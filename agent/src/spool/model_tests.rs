@@ -67,9 +67,9 @@ proptest! {
                 Op::Append { readings, alarm } => {
                     let mut b = batch(readings);
                     let seq = if alarm {
-                        s.append_alarms(&mut b, &[]).unwrap()
+                        s.append(&mut b, &[], Lane::Alarms).unwrap()
                     } else {
-                        s.append(&mut b).unwrap()
+                        s.append(&mut b, &[], Lane::Readings).unwrap()
                     };
                     prop_assert!(seq > last_seq, "seq {seq} after {last_seq}");
                     last_seq = seq;

@@ -60,7 +60,7 @@ mod tests {
 
     use edge_wire::Batch;
 
-    use crate::spool::Spool;
+    use crate::spool::{Lane, Spool};
 
     fn batch() -> Batch {
         Batch {
@@ -79,9 +79,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spool::open(&dir.path().join("spool.db")).unwrap();
         for _ in 0..4 {
-            s.append(&mut batch()).unwrap(); // seq 1..=4
+            s.append(&mut batch(), &[], Lane::Readings).unwrap(); // seq 1..=4
         }
-        s.append_alarms(&mut batch(), &[]).unwrap(); // seq 5
+        s.append(&mut batch(), &[], Lane::Alarms).unwrap(); // seq 5
         let seqs = |v: Vec<crate::spool::StoredBatch>| v.iter().map(|b| b.seq).collect::<Vec<_>>();
         assert_eq!(seqs(s.next_unsent(3, &HashSet::new()).unwrap()), [5, 1, 2]);
         let in_flight = HashSet::from([5, 2]);

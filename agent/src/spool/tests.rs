@@ -34,13 +34,17 @@ fn sequence_grows_across_reopen_and_bytes_are_the_encoding() {
     let path = dir.path().join("spool.db");
     let mut s = Spool::open(&path).unwrap();
     let mut b1 = batch(3);
-    assert_eq!(s.append(&mut b1).unwrap(), 1);
-    assert_eq!(s.append(&mut batch(2)).unwrap(), 2);
+    assert_eq!(s.append(&mut b1, &[], Lane::Readings).unwrap(), 1);
+    assert_eq!(s.append(&mut batch(2), &[], Lane::Readings).unwrap(), 2);
     s.remove(1).unwrap();
     s.remove(2).unwrap();
     drop(s);
     let mut s = Spool::open(&path).unwrap();
-    assert_eq!(s.append(&mut batch(1)).unwrap(), 3, "seq must not restart");
+    assert_eq!(
+        s.append(&mut batch(1), &[], Lane::Readings).unwrap(),
+        3,
+        "seq must not restart"
+    );
     let oldest = s.oldest().unwrap().unwrap();
     assert_eq!(oldest.seq, 3);
     let decoded = edge_wire::decode(&oldest.body, &Default::default()).unwrap();
@@ -54,7 +58,7 @@ fn a_spool_keeps_its_instance_id_and_a_fresh_spool_draws_another() {
     let path = dir.path().join("spool.db");
     let mut s = Spool::open(&path).unwrap();
     let instance = s.instance();
-    s.append(&mut batch(1)).unwrap();
+    s.append(&mut batch(1), &[], Lane::Readings).unwrap();
     drop(s);
     let s = Spool::open(&path).unwrap();
     assert_eq!(s.instance(), instance, "kept across a reopen");
@@ -71,7 +75,7 @@ fn a_spool_keeps_its_instance_id_and_a_fresh_spool_draws_another() {
     let _ = std::fs::remove_file(dir.path().join("spool.db-wal"));
     let mut s = Spool::open(&path).unwrap();
     assert_ne!(s.instance(), instance);
-    assert_eq!(s.append(&mut batch(1)).unwrap(), 1);
+    assert_eq!(s.append(&mut batch(1), &[], Lane::Readings).unwrap(), 1);
     // A spool from before instance ids gets one at its first open.
     let old = dir.path().join("old.db");
     rusqlite::Connection::open(&old)
@@ -80,7 +84,7 @@ fn a_spool_keeps_its_instance_id_and_a_fresh_spool_draws_another() {
         .unwrap();
     let mut s = Spool::open(&old).unwrap();
     let id = s.instance();
-    assert_eq!(s.append(&mut batch(1)).unwrap(), 8);
+    assert_eq!(s.append(&mut batch(1), &[], Lane::Readings).unwrap(), 8);
     drop(s);
     assert_eq!(Spool::open(&old).unwrap().instance(), id);
 }
@@ -90,7 +94,7 @@ fn oldest_first_and_quarantine_moves_out_of_queue() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Spool::open(&dir.path().join("spool.db")).unwrap();
     for n in [1, 2, 3] {
-        s.append(&mut batch(n)).unwrap();
+        s.append(&mut batch(n), &[], Lane::Readings).unwrap();
     }
     assert_eq!(
         s.stats().unwrap(),
@@ -114,11 +118,11 @@ fn alarm_lane_is_drained_before_the_reading_backlog() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Spool::open(&dir.path().join("spool.db")).unwrap();
     for n in [1, 2, 3] {
-        s.append(&mut batch(n)).unwrap();
+        s.append(&mut batch(n), &[], Lane::Readings).unwrap();
     }
-    let a1 = s.append_alarms(&mut batch(0), &[]).unwrap();
-    s.append(&mut batch(4)).unwrap();
-    let a2 = s.append_alarms(&mut batch(0), &[]).unwrap();
+    let a1 = s.append(&mut batch(0), &[], Lane::Alarms).unwrap();
+    s.append(&mut batch(4), &[], Lane::Readings).unwrap();
+    let a2 = s.append(&mut batch(0), &[], Lane::Alarms).unwrap();
     assert_eq!((a1, a2), (4, 6));
     let mut order = Vec::new();
     while let Some(b) = s.oldest().unwrap() {
@@ -149,7 +153,7 @@ fn spool_from_before_the_priority_lane_is_migrated() {
         .unwrap();
     }
     let mut s = Spool::open(&path).unwrap();
-    let a = s.append_alarms(&mut batch(0), &[]).unwrap();
+    let a = s.append(&mut batch(0), &[], Lane::Alarms).unwrap();
     assert_eq!(a, 8);
     assert_eq!(s.oldest().unwrap().unwrap().seq, 8);
     s.remove(8).unwrap();
@@ -171,7 +175,7 @@ fn appended_batch_is_readable_only_after_commit() {
         ..SpoolOptions::default()
     };
     let mut s = Spool::open_with(&path, options).unwrap();
-    let seq = s.append(&mut batch(3)).unwrap();
+    let seq = s.append(&mut batch(3), &[], Lane::Readings).unwrap();
     let reader = Spool::open_read_only(&path).unwrap();
     assert_eq!(reader.oldest().unwrap().unwrap().seq, seq);
     // Fill the spool until the bound refuses a batch.
@@ -181,7 +185,7 @@ fn appended_batch_is_readable_only_after_commit() {
         for (i, p) in big.series[0].points.iter_mut().enumerate() {
             p.value = f64::from_bits((i as u64 + last).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1);
         }
-        match s.append(&mut big) {
+        match s.append(&mut big, &[], Lane::Readings) {
             Ok(seq) => last = seq,
             Err(e) => break e,
         }
@@ -189,7 +193,10 @@ fn appended_batch_is_readable_only_after_commit() {
     assert!(refused.is_full(), "{refused}");
     assert_eq!(reader.backlog().unwrap().batches, last);
     s.remove(seq).unwrap();
-    assert_eq!(s.append(&mut batch(1)).unwrap(), last + 1);
+    assert_eq!(
+        s.append(&mut batch(1), &[], Lane::Readings).unwrap(),
+        last + 1
+    );
 }
 
 /// Guards the `block` policy end to end in the commit path: the store
@@ -214,7 +221,7 @@ async fn store_waits_on_a_blocked_spool_and_commits_when_room_is_made() {
         b
     };
     let mut k = 0;
-    while s.append(&mut noisy(k)).is_ok() {
+    while s.append(&mut noisy(k), &[], Lane::Readings).is_ok() {
         k += 1;
     }
     let before = s.stats().unwrap().batches;
@@ -224,15 +231,7 @@ async fn store_waits_on_a_blocked_spool_and_commits_when_room_is_made() {
         let (spool, stats) = (spool.clone(), stats.clone());
         tokio::spawn(async move {
             let stop = tokio_util::sync::CancellationToken::new();
-            crate::store(
-                noisy(k),
-                vec![],
-                crate::Lane::Readings,
-                &spool,
-                &stats,
-                &stop,
-            )
-            .await
+            crate::pipeline::store(noisy(k), vec![], Lane::Readings, &spool, &stats, &stop).await
         })
     };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use edge_agent::config::{UplinkConfig, DEFAULT_MAX_IN_FLIGHT};
 use edge_agent::forward::Forwarder;
-use edge_agent::spool::{SharedSpool, Spool};
+use edge_agent::spool::{Lane, SharedSpool, Spool};
 use edge_agent::stats::AgentStats;
 use edge_relay::config::{GatewayConfig, KafkaConfig, RelayConfig};
 use edge_wire::{Batch, Point, Quality, Series};
@@ -87,7 +87,7 @@ async fn drain(
     let span_us = (batches * readings.div_ceil(10)) as i64 * 1_000_000;
     let t0_us = now_us() - span_us - 3_600_000_000;
     for n in 0..batches {
-        spool.append(&mut batch(gateway, n, readings, t0_us))?;
+        spool.append(&mut batch(gateway, n, readings, t0_us), &[], Lane::Readings)?;
     }
     eprintln!(
         "drain {gateway}: {batches} batches spooled, forwarding with max_in_flight {max_in_flight}"

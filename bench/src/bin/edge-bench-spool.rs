@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use edge_agent::spool::{Spool, SpoolOptions, Synchronous};
+use edge_agent::spool::{Lane, Spool, SpoolOptions, Synchronous};
 use edge_wire::{Batch, Point, Quality, Series};
 
 const USAGE: &str = "usage: edge-bench-spool [--reps N] [--dir DIR]
@@ -99,7 +99,7 @@ fn append_rate(path: &Path, synchronous: Synchronous, batches: &[Batch]) -> Resu
     let mut spool = Spool::open_with(path, options)?;
     let start = Instant::now();
     for b in batches {
-        spool.append(&mut b.clone())?;
+        spool.append(&mut b.clone(), &[], Lane::Readings)?;
     }
     let secs = start.elapsed().as_secs_f64();
     Ok((batches.len() * BATCH) as f64 / secs)
@@ -174,7 +174,7 @@ fn main() -> Result<()> {
         };
         let mut spool = Spool::open_with(&path, options)?;
         for k in 0..1_000_000 / BATCH {
-            spool.append(&mut batch(k))?;
+            spool.append(&mut batch(k), &[], Lane::Readings)?;
         }
     }
     let full_bytes = std::fs::metadata(&path)?.len();

@@ -24,7 +24,7 @@ use axum::routing::post;
 use axum::Router;
 use edge_agent::config::UplinkConfig;
 use edge_agent::forward::Forwarder;
-use edge_agent::spool::{SharedSpool, Spool};
+use edge_agent::spool::{Lane, SharedSpool, Spool};
 use edge_agent::stats::AgentStats;
 use edge_wire::{Batch, Point, Quality, Series};
 use tokio::sync::Notify;
@@ -106,7 +106,7 @@ async fn serve(relay: Arc<TestRelay>) -> anyhow::Result<String> {
 pub(crate) fn fill_spool(path: &Path, batches: usize) -> anyhow::Result<Spool> {
     let mut spool = Spool::open(path)?;
     for n in 0..batches {
-        spool.append(&mut reading_batch(n))?;
+        spool.append(&mut reading_batch(n), &[], Lane::Readings)?;
     }
     Ok(spool)
 }
@@ -221,7 +221,7 @@ async fn out_of_order_acks_and_failures_lose_nothing_and_delete_only_after_2xx(
     let dir = tempfile::tempdir()?;
     let mut spool = fill_spool(&dir.path().join("spool.db"), BATCHES as usize)?;
     // An alarm-only batch committed last goes out among the first.
-    let alarm_seq = spool.append_alarms(&mut reading_batch(99), &[])?;
+    let alarm_seq = spool.append(&mut reading_batch(99), &[], Lane::Alarms)?;
     let spool = SharedSpool::new(spool);
 
     let mut relay = TestRelay::new(|seq| Duration::from_millis(if seq % 2 == 0 { 120 } else { 5 }));

@@ -20,4 +20,4 @@ pub mod schedule;
 
 pub use decode::{apply_scale, decode_bits, decode_registers};
 pub use plan::{plan_group, plan_reads, ReadBlock, ReadLimits};
-pub use poll::{backoff_delay, LinkDevice, ModbusLink, ModbusSource};
+pub use poll::{LinkDevice, ModbusLink, ModbusSource};

@@ -7,7 +7,7 @@
 //! - every request has the device's timeout; a failed request (timeout,
 //!   I/O error, CRC error) is repeated at once up to `retries` times, then
 //!   the device counts as down and is retried with exponential backoff and
-//!   jitter ([`backoff_delay`]), logged once when it goes down and once
+//!   jitter ([`backoff_delay`](crate::timing::backoff_delay)), logged once when it goes down and once
 //!   when it comes back. A device that is down holds only its own slots:
 //!   on a shared serial line the other slaves keep their rate, and the dead
 //!   one costs one timeout per backoff period;
@@ -27,6 +27,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
+
+use crate::timing::backoff_delay;
 use tokio_modbus::client::{rtu, tcp, Context, Reader};
 use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::Slave;
@@ -91,15 +93,6 @@ pub struct ModbusLink {
 
 /// Longest wait between attempts to reach a device or open a link.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// The wait before the next connection attempt after `failures` (>= 1)
-/// failed ones: `base * 2^failures`, at most `max`, then scaled into
-/// [50 %, 100 %) by `unit_random` (in [0, 1)) so that gateways that lost
-/// the same device do not all reconnect in the same instant.
-pub fn backoff_delay(base: Duration, failures: u32, max: Duration, unit_random: f64) -> Duration {
-    let full = base.saturating_mul(1u32 << failures.min(20)).min(max);
-    full.mul_f64(0.5 + 0.5 * unit_random.clamp(0.0, 1.0))
-}
 
 /// What a read brought back.
 pub enum Data {
@@ -505,39 +498,4 @@ pub async fn read_table(
             .await?
             .map(Data::Registers),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_and_jitters_within_half() {
-        let base = Duration::from_millis(1000);
-        let max = Duration::from_secs(30);
-        // (failures, full delay before jitter)
-        let cases = [
-            (1, 2_000),
-            (2, 4_000),
-            (4, 16_000),
-            (5, 30_000),
-            (40, 30_000),
-        ];
-        for (failures, full_ms) in cases {
-            let full = Duration::from_millis(full_ms);
-            assert_eq!(
-                backoff_delay(base, failures, max, 0.0),
-                full / 2,
-                "{failures}"
-            );
-            let high = backoff_delay(base, failures, max, 0.999_999);
-            assert!(
-                high < full && high > full.mul_f64(0.99),
-                "{failures}: {high:?}"
-            );
-            let r = fastrand::f64();
-            let d = backoff_delay(base, failures, max, r);
-            assert!(d >= full / 2 && d < full, "{failures}, {r}: {d:?}");
-        }
-    }
 }

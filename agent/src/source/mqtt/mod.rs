@@ -36,7 +36,9 @@ pub mod payload;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +51,7 @@ use super::SourceError;
 use crate::config::mqtt::{is_plain_name, MqttBroker, Subscription};
 use crate::reading::{now_us, Reading, SeriesInfo};
 use crate::stats::AgentStats;
+use crate::timing::LogLimiter;
 
 /// A malformed message is logged at most this often per subscription.
 pub const MALFORMED_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -71,35 +74,6 @@ pub struct MqttSource {
 
 /// How often pending acknowledgements are checked against the spool.
 const ACK_CHECK_INTERVAL: Duration = Duration::from_millis(20);
-
-/// Lets a repeating condition be logged once per interval, counting the rest.
-#[derive(Debug)]
-pub struct LogLimiter {
-    interval: Duration,
-    next: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    pub fn new(interval: Duration) -> LogLimiter {
-        LogLimiter {
-            interval,
-            next: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(n)` when the event at `now` should be logged, `n` being how
-    /// many were suppressed since the last one; `None` when it should not.
-    pub fn allow(&mut self, now: Instant) -> Option<u64> {
-        if self.next.is_some_and(|next| now < next) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.next = Some(now + self.interval);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
 
 /// Whether `topic` matches the MQTT filter `filter` (`+` one level, `#` the
 /// rest, including none). Topics starting with '$' are not matched by a
@@ -347,17 +321,5 @@ mod tests {
         for (filter, topic, want) in rows {
             assert_eq!(topic_matches(filter, topic), want, "{filter} vs {topic}");
         }
-    }
-
-    #[test]
-    fn malformed_messages_are_logged_once_per_interval_with_a_count() {
-        let mut l = LogLimiter::new(Duration::from_secs(10));
-        let t0 = Instant::now();
-        assert_eq!(l.allow(t0), Some(0));
-        assert_eq!(l.allow(t0 + Duration::from_secs(1)), None);
-        assert_eq!(l.allow(t0 + Duration::from_secs(9)), None);
-        assert_eq!(l.allow(t0 + Duration::from_secs(10)), Some(2));
-        assert_eq!(l.allow(t0 + Duration::from_secs(11)), None);
-        assert_eq!(l.allow(t0 + Duration::from_secs(60)), Some(1));
     }
 }

@@ -1,0 +1,281 @@
+//! The pipeline between the sources and the spool: every reading goes
+//! through the detector and the batcher; sealed batches and alarm events are
+//! committed to the spool ([`store`]), alarm events also handed to the
+//! local publisher.
+//!
+//! Guarantees: a batch is committed before anything downstream (the
+//! forwarder, an MQTT acknowledgement) learns of it; a batch the spool
+//! refuses is retried, holding the sources back, and never dropped, except
+//! after shutdown, when it is recorded as a gap so the agent stops in time
+//! (see [`store`]); every drop the spool's bounds make is counted and
+//! logged ([`count_gaps`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::batch::{self, Batcher};
+use crate::config::AgentConfig;
+use crate::detect::{ActiveAlarm, Detector};
+use crate::reading::{now_us, Alarm, AlarmState, Reading};
+use crate::spool::{self, Lane, SharedSpool};
+use crate::stats::AgentStats;
+use crate::timing::{sleep_until, LogLimiter};
+
+/// Where the pipeline sends alarm events besides the spool.
+pub(crate) struct AlarmOutlets<'a> {
+    pub(crate) spool: &'a SharedSpool,
+    pub(crate) wake: &'a Notify,
+    pub(crate) stats: &'a AgentStats,
+    pub(crate) gateway_id: &'a str,
+    /// The local MQTT publisher, when `[alarm_publish]` is configured.
+    pub(crate) local: Option<&'a mpsc::Sender<Alarm>>,
+    /// The agent's shutdown: from then on a batch the spool refuses is
+    /// recorded as a gap instead of waited on ([`store`]).
+    pub(crate) stop: &'a CancellationToken,
+}
+
+/// Detect, batch and spool every reading until all sources have stopped.
+/// `active` are the alarms raised before a restart, from the spool.
+pub(crate) async fn pipeline(
+    config: &AgentConfig,
+    active: Vec<ActiveAlarm>,
+    mut rx: mpsc::Receiver<Reading>,
+    outlets: AlarmOutlets<'_>,
+) {
+    let mut detector = Detector::new(&config.rules);
+    let seeded = active.len();
+    for a in detector.seed(active) {
+        warn!(series = %a.series, rule = %a.rule, raised_us = a.raised_us, "alarm raised before the restart belongs to no configured rule; it stays raised");
+    }
+    if seeded > 0 {
+        info!(
+            alarms = seeded,
+            "alarms still raised from before the restart"
+        );
+    }
+    let mut batcher = Batcher::new(&config.gateway_id, config.batch);
+    // Stale rules see silence only when time passes, not when readings do.
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let deadline = batcher.deadline();
+        let (alarms, seal_now) = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => {
+                    let alarms = detector.observe(&r);
+                    (alarms, batcher.push(&r, Instant::now()))
+                }
+                None => break,
+            },
+            _ = clock.tick() => (detector.tick(now_us()), false),
+            _ = sleep_until(deadline), if deadline.is_some() => (Vec::new(), true),
+        };
+        if !alarms.is_empty() {
+            raise(alarms, &outlets).await;
+        }
+        if seal_now {
+            commit(&mut batcher, &outlets).await;
+        }
+    }
+    commit(&mut batcher, &outlets).await;
+}
+
+/// Count and log alarm transitions, hand them to the local publisher
+/// (without waiting for it) and commit them to the spool's priority lane:
+/// alarms never wait for a reading batch to fill, nor behind its backlog.
+async fn raise(alarms: Vec<Alarm>, outlets: &AlarmOutlets<'_>) {
+    let stats = outlets.stats;
+    for alarm in &alarms {
+        match alarm.state {
+            AlarmState::Raised => stats.alarms_raised.inc(),
+            AlarmState::Cleared => stats.alarms_cleared.inc(),
+            AlarmState::Acknowledged => {}
+        }
+        warn!(series = %alarm.series.name, rule = %alarm.rule, severity = alarm.severity.as_str(), state = alarm.state.as_str(), value = alarm.value, limit = alarm.limit, "alarm");
+        if let Some(local) = outlets.local {
+            if local.try_send(alarm.clone()).is_err() {
+                stats.alarms_not_published.inc();
+                warn!(series = %alarm.series.name, rule = %alarm.rule, "local alarm publisher is behind or stopped; event not published on MQTT (it is still spooled)");
+            }
+        }
+    }
+    let batch = batch::alarm_batch(outlets.gateway_id, &alarms, now_us());
+    store(
+        batch,
+        alarms,
+        Lane::Alarms,
+        outlets.spool,
+        stats,
+        outlets.stop,
+    )
+    .await;
+    outlets.wake.notify_one();
+}
+
+/// Seal the open reading batch and commit it to the spool.
+async fn commit(batcher: &mut Batcher, outlets: &AlarmOutlets<'_>) {
+    let Some(batch) = batcher.seal(now_us()) else {
+        return;
+    };
+    let (spool, stats) = (outlets.spool, outlets.stats);
+    let readings = batch.reading_count() as u64;
+    if store(
+        batch,
+        Vec::new(),
+        Lane::Readings,
+        spool,
+        stats,
+        outlets.stop,
+    )
+    .await
+    {
+        stats.readings_spooled.add(readings);
+        outlets.wake.notify_one();
+    }
+}
+
+/// Commit `batch` (carrying `alarms`) to the spool; true once committed.
+/// A failing or full spool is retried rather than the batch dropped, and
+/// while a full spool refuses it the sources are held back
+/// ([`AgentStats::held_back`]: Modbus and simulated sources skip their
+/// polls, MQTT messages wait unacknowledged behind the bounded channel);
+/// this is how `on_full = "block"` reaches them. Once `stop` is cancelled
+/// (SIGTERM) a full spool is not waited on: the batch's readings are
+/// recorded as a gap ([`Spool::record_unstored`]), so the agent stops in
+/// time and every reading it took is spooled or in a gap. Batches the bound
+/// policy dropped to make room are counted here.
+pub(crate) async fn store(
+    batch: edge_wire::Batch,
+    alarms: Vec<Alarm>,
+    lane: Lane,
+    spool: &SharedSpool,
+    stats: &AgentStats,
+    stop: &CancellationToken,
+) -> bool {
+    let alarms = Arc::new(alarms);
+    let readings = batch.reading_count() as u64;
+    let mut delay = Duration::from_millis(100);
+    let mut batch = Some(batch);
+    loop {
+        let mut b = batch
+            .take()
+            .expect("batch is put back after every failed attempt");
+        let alarms = alarms.clone();
+        match spool
+            .call(move |s| {
+                let r = s.append(&mut b, &alarms, lane);
+                Ok((r, b, s.take_gaps()))
+            })
+            .await
+        {
+            Ok((result, b, gaps)) => {
+                count_gaps(&gaps, stats);
+                match result {
+                    Ok(_seq) => {
+                        stats.held_back.set(false);
+                        return true;
+                    }
+                    Err(error) if stop.is_cancelled() => {
+                        if error.is_full() {
+                            stats.spool_full.inc();
+                        } else {
+                            stats.spool_errors.inc();
+                        }
+                        warn!(%error, readings, ?lane, "shutting down and the spool refuses the batch");
+                        return record_unstored(b, spool, stats).await;
+                    }
+                    Err(error) if error.is_full() => {
+                        stats.spool_full.inc();
+                        stats.held_back.set(true);
+                        if let Some(suppressed) = spool_log_tick() {
+                            warn!(%error, readings, ?lane, suppressed, "spool is full; the commit waits and the sources are held back");
+                        }
+                    }
+                    Err(error) => {
+                        stats.spool_errors.inc();
+                        if let Some(suppressed) = spool_log_tick() {
+                            error!(%error, readings, ?lane, suppressed, "cannot commit batch to the spool; retrying");
+                        }
+                    }
+                }
+                batch = Some(b);
+            }
+            Err(error) => {
+                stats.readings_dropped.add(readings);
+                error!(%error, readings, ?lane, "spool task failed; batch dropped");
+                return false;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            // Try once more at once, then give up on a full spool.
+            _ = stop.cancelled() => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// At shutdown, a batch the full spool refused: record its readings as a
+/// gap. False: the batch is not spooled; if even the gap cannot be written,
+/// its readings are counted as dropped and logged.
+async fn record_unstored(batch: edge_wire::Batch, spool: &SharedSpool, stats: &AgentStats) -> bool {
+    let readings = batch.reading_count() as u64;
+    let recorded = spool
+        .call(move |s| {
+            let r = s.record_unstored(&batch, now_us());
+            Ok((r, s.take_gaps()))
+        })
+        .await;
+    match recorded {
+        Ok((Ok(()), gaps)) => {
+            count_gaps(&gaps, stats);
+            warn!(
+                readings,
+                "shutting down with the spool full: the batch that waited is recorded as a gap"
+            );
+        }
+        Ok((Err(error), _)) | Err(error) => {
+            stats.readings_dropped.add(readings);
+            error!(%error, readings, "shutting down with the spool full: the batch that waited is lost, and not even a gap could be recorded");
+        }
+    }
+    false
+}
+
+/// One log line per 30 s for a spool that keeps refusing commits, across
+/// every batch that waits.
+static SPOOL_LOG: std::sync::Mutex<LogLimiter> =
+    std::sync::Mutex::new(LogLimiter::new(Duration::from_secs(30)));
+
+fn spool_log_tick() -> Option<u64> {
+    SPOOL_LOG
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .allow(Instant::now())
+}
+
+/// Count and log the batches the spool's bound policy dropped.
+fn count_gaps(gaps: &[spool::Gap], stats: &AgentStats) {
+    for g in gaps {
+        let (readings, batches) = match g.reason {
+            spool::DropReason::Full => (&stats.readings_dropped_full, &stats.batches_dropped_full),
+            spool::DropReason::Age => (&stats.readings_dropped_age, &stats.batches_dropped_age),
+        };
+        readings.add(g.readings);
+        batches.add(g.batches);
+        stats.spool_gaps.inc();
+        warn!(
+            reason = g.reason.as_str(),
+            readings = g.readings,
+            batches = g.batches,
+            first_us = g.first_us,
+            last_us = g.last_us,
+            "spool dropped the oldest batches; gap recorded"
+        );
+    }
+}
