@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod alarm_publish;
+pub mod frames;
 mod modbus;
 mod profile;
 mod refusal;
@@ -94,6 +95,9 @@ pub struct RawConfig {
     /// MQTT brokers to subscribe to.
     #[serde(default)]
     pub mqtt: Vec<mqtt::RawMqttBroker>,
+    /// Microcontrollers running firmware-shim, on a serial line or behind a serial server.
+    #[serde(default)]
+    pub frames: Vec<frames::RawFrames>,
     /// Threshold rules evaluated on the gateway.
     #[serde(default)]
     pub rules: Vec<RawRule>,
@@ -165,6 +169,7 @@ pub struct AgentConfig {
     pub modbus: Vec<ModbusDevice>,
     pub simulated: Vec<SimulatedSignal>,
     pub mqtt: Vec<mqtt::MqttBroker>,
+    pub frames: Vec<frames::FramesDevice>,
     pub rules: Vec<crate::detect::Rule>,
     pub alarm_publish: Option<AlarmPublishConfig>,
     pub status: Option<StatusConfig>,
@@ -310,8 +315,17 @@ impl AgentConfig {
                 p.push(format!("series {:?} is defined twice", w[0]));
             }
         }
-        // MQTT series are named by templates: checked by the mqtt module.
-        let known = mqtt.is_empty().then_some(&series_names[..]);
+        let modbus_lines: std::collections::HashSet<String> = modbus
+            .iter()
+            .filter_map(|d| match &d.link {
+                Link::Serial(l) => Some(l.name.clone()),
+                Link::Tcp(_) => None,
+            })
+            .collect();
+        let frames = frames::validate(&mut p, &raw.frames, &lines, &modbus_lines);
+        // MQTT series are named by templates (checked by the mqtt module),
+        // frames series by the device's birth: not known before.
+        let known = (mqtt.is_empty() && frames.is_empty()).then_some(&series_names[..]);
         let rules = rules::validate(&mut p, &raw.rules, known);
         if !mqtt.is_empty() {
             mqtt::check_rule_series(&mut p, &raw.rules, &series_names, &mqtt);
@@ -321,9 +335,10 @@ impl AgentConfig {
             .as_ref()
             .map(|a| alarm_publish::validate(&mut p, a, &raw.gateway_id));
         let status = raw.status.as_ref().map(|s| status::validate(&mut p, s));
-        if modbus.is_empty() && simulated.is_empty() && mqtt.is_empty() {
+        if modbus.is_empty() && simulated.is_empty() && mqtt.is_empty() && raw.frames.is_empty() {
             p.push(
-                "no sources: add at least one [[modbus]], [[simulated]] or [[mqtt]] section".into(),
+                "no sources: add at least one [[modbus]], [[simulated]], [[mqtt]] or [[frames]] section"
+                    .into(),
             );
         }
         if !p.is_empty() {
@@ -342,6 +357,7 @@ impl AgentConfig {
             modbus,
             simulated,
             mqtt,
+            frames,
             rules,
             alarm_publish,
             status,

@@ -139,7 +139,7 @@ fn spool_size_note(c: &AgentConfig) {
         Ok(room) => room,
         Err(e) => {
             println!(
-                "warning: spool.path: cannot read the free space of {}'s filesystem: {e}",
+                "note: spool.path: cannot read the free space of {}'s filesystem ({e}); the spool's size is checked when the agent starts",
                 c.spool_path.display()
             );
             return;

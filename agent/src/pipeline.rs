@@ -1,14 +1,14 @@
 //! The pipeline between the sources and the spool: every reading goes
 //! through the detector and the batcher; sealed batches and alarm events are
-//! committed to the spool ([`store`]), alarm events also handed to the
+//! committed to the spool (`store`), alarm events also handed to the
 //! local publisher.
 //!
 //! Guarantees: a batch is committed before anything downstream (the
 //! forwarder, an MQTT acknowledgement) learns of it; a batch the spool
 //! refuses is retried, holding the sources back, and never dropped, except
 //! after shutdown, when it is recorded as a gap so the agent stops in time
-//! (see [`store`]); every drop the spool's bounds make is counted and
-//! logged ([`count_gaps`]).
+//! (see `store`); every drop the spool's bounds make is counted and
+//! logged (`count_gaps`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! [`Agent::run`]: opens the spool, starts the status page, the sources,
-//! the forwarder and the local publisher, runs the [`pipeline`] until the
+//! the forwarder and the local publisher, runs the [`crate::pipeline`] until the
 //! shutdown signal, then stops everything in order (sources, pipeline,
 //! publisher, forwarder with its drain deadline, status page).
 
@@ -18,6 +18,7 @@ use crate::pipeline::{pipeline, AlarmOutlets};
 use crate::publish::board::AlarmBoard;
 use crate::publish::LocalPublisher;
 use crate::reading::{now_us, Alarm, Reading, SeriesInfo};
+use crate::source::frames::FramesSource;
 use crate::source::mqtt::MqttSource;
 use crate::source::simulated::SimulatedSource;
 use crate::source::SourceError;
@@ -119,6 +120,14 @@ impl Agent {
             };
             spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
         }
+        for device in &self.config.frames {
+            let source = FramesSource {
+                device: device.clone(),
+                tags: self.config.tags.clone(),
+                stats: self.stats.clone(),
+            };
+            spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
+        }
         for broker in &self.config.mqtt {
             let source = MqttSource {
                 broker: broker.clone(),
@@ -171,7 +180,7 @@ impl Agent {
             }
             None => (None, None),
         };
-        info!(gateway = %self.config.gateway_id, modbus_devices = self.config.modbus.len(), simulated = self.config.simulated.len(), mqtt_brokers = self.config.mqtt.len(), rules = self.config.rules.len(), "agent started");
+        info!(gateway = %self.config.gateway_id, modbus_devices = self.config.modbus.len(), simulated = self.config.simulated.len(), mqtt_brokers = self.config.mqtt.len(), frames_devices = self.config.frames.len(), rules = self.config.rules.len(), "agent started");
 
         let outlets = AlarmOutlets {
             spool: &spool,

@@ -112,6 +112,25 @@ pub struct AgentStats {
     /// Polls (Modbus groups, simulated ticks) skipped while the sources
     /// were held back: readings not taken, rather than taken and lost.
     pub polls_held_back: Counter,
+    /// Frames received from microcontrollers and decoded (`[[frames]]`).
+    pub frames_received: Counter,
+    /// Frames dropped because their CRC did not match: line noise, never
+    /// decoded into values.
+    pub frames_crc_errors: Counter,
+    /// Frames dropped for another reason: bad stuffing, too long, too
+    /// short, unknown version, or a body that is not a message.
+    pub frames_bad_frames: Counter,
+    /// Births (boot announcements) from microcontrollers.
+    pub frames_births: Counter,
+    /// Samples a microcontroller resent that the agent had taken already.
+    pub frames_duplicates: Counter,
+    /// Samples refused (no birth yet, unknown channel).
+    pub frames_nacks: Counter,
+    /// Samples a microcontroller dropped (its ring was full) that never
+    /// reached the agent.
+    pub frames_device_dropped: Counter,
+    /// Frames links that could not be opened or were lost.
+    pub frames_link_errors: Counter,
     /// Commits that failed for another reason (I/O error) and were retried.
     pub spool_errors: Counter,
     /// Unsent batches whose checksum did not match at start-up, quarantined.

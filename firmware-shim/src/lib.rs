@@ -25,5 +25,8 @@ pub mod outbox;
 pub mod transport;
 
 pub use frame::{Decoder, FrameError, FRAME_VERSION, MAX_ENCODED, MAX_FRAME};
+/// The fixed-capacity collections the messages are made of, so a user
+/// builds them without naming the same `heapless` version.
+pub use heapless;
 pub use message::{Ack, Birth, Channel, ChannelKind, Message, Nack, NackReason, Reading, Samples};
 pub use outbox::Outbox;

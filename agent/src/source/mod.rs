@@ -2,6 +2,7 @@
 //! a shutdown token and runs until told to stop; a fault in one device never
 //! stops the source or the others (it is logged, counted and retried).
 
+pub mod frames;
 pub mod modbus;
 pub mod mqtt;
 pub mod simulated;

@@ -14,6 +14,8 @@
 //! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
 //! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
 //! - [`status`]: the agent's `/metrics` and `/healthz` over HTTP, with the uplink down.
+//! - [`frames`]: a simulated microcontroller on a pty pair, the cable pulled, the
+//!   agent killed, line noise: every sample reaches Kafka.
 //! - [`full_disk`]: the spool on a full 2 MiB tmpfs, drop-oldest and block:
 //!   gaps, the reserve, held-back sources, SIGTERM, the drain, exact accounting.
 //! - [`gaps`]: readings dropped by the spool's age bound arrive as gap events.
@@ -32,6 +34,7 @@ mod arm;
 mod chaos;
 mod forward;
 mod forward_tls;
+mod frames;
 mod full_disk;
 mod gaps;
 mod ledger;

@@ -7,7 +7,7 @@
 //! - every request has the device's timeout; a failed request (timeout,
 //!   I/O error, CRC error) is repeated at once up to `retries` times, then
 //!   the device counts as down and is retried with exponential backoff and
-//!   jitter ([`backoff_delay`](crate::timing::backoff_delay)), logged once when it goes down and once
+//!   jitter ([`backoff_delay`]), logged once when it goes down and once
 //!   when it comes back. A device that is down holds only its own slots:
 //!   on a shared serial line the other slaves keep their rate, and the dead
 //!   one costs one timeout per backoff period;

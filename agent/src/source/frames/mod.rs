@@ -1,0 +1,282 @@
+//! The frames source: a microcontroller running `firmware-shim` on a serial
+//! line or behind a serial server (`[[frames]]`), decoded with the shim's
+//! own decoder.
+//!
+//! Thin I/O around the pure [`session::Session`], which decides what each
+//! message means. What this module guarantees:
+//! - a samples message is acknowledged to the device only once its readings
+//!   are committed to the spool (the rule MQTT QoS 1 follows, with the same
+//!   [`AckQueue`]); until then the device keeps it in its ring and resends
+//!   it, so a pulled cable or a killed agent loses nothing the ring held;
+//! - a resend of a sample already taken in this process is not taken again
+//!   (counted in `frames_duplicates_total`) and is acknowledged again once
+//!   committed;
+//! - corrupt frames (CRC, stuffing, length, version, body) are counted
+//!   (`frames_crc_errors_total`, `frames_bad_frames_total`) and never
+//!   decoded into values; the decoder resynchronises at the next delimiter;
+//! - a lost link (the device unplugged, the serial server gone) is retried
+//!   with the jittered backoff and logged once while it lasts;
+//! - samples the device reports as dropped (its ring overflowed) are
+//!   counted (`frames_device_dropped_total`) and logged.
+//!
+//! Not here: dropped samples do not yet become gap records in the spool.
+//! Acknowledgements are at least once across an agent restart: the session
+//! state lives in memory, so an agent killed after a commit and before the
+//! acknowledgement went out (one ack interval, 20 ms, or the
+//! [`session::SETTLE_AFTER`] after a birth during which nothing is
+//! acknowledged) takes the resent samples again.
+
+pub mod session;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use firmware_shim::frame::{encode, Decoder, FrameError, MAX_ENCODED};
+use firmware_shim::{Ack, Message, Nack};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use self::session::{Decision, Session};
+use crate::config::frames::{FramesDevice, FramesLink};
+use crate::reading::{now_us, Quality, Reading, SeriesInfo};
+use crate::source::mqtt::ack::AckQueue;
+use crate::source::SourceError;
+use crate::stats::AgentStats;
+use crate::timing::{backoff_delay, LogLimiter};
+
+/// How often committed samples are checked for acknowledgement.
+const ACK_CHECK: Duration = Duration::from_millis(20);
+/// The first wait after a lost link; doubled up to [`BACKOFF_MAX`].
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A byte stream to a device.
+trait Link: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link for T {}
+
+/// One `[[frames]]` device.
+pub struct FramesSource {
+    pub device: FramesDevice,
+    /// The gateway's tags, under the device's.
+    pub tags: BTreeMap<String, String>,
+    pub stats: Arc<AgentStats>,
+}
+
+/// Why a served link ended.
+enum End {
+    Shutdown,
+    Lost(String),
+}
+
+impl FramesSource {
+    /// Read the device until `shutdown`, reconnecting when the link is lost.
+    pub async fn run(
+        self,
+        out: mpsc::Sender<Reading>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let mut session = Session::new(self.device.name.clone());
+        let mut failures = 0u32;
+        loop {
+            let link = match self.open().await {
+                Ok(link) => {
+                    if failures > 0 {
+                        info!(device = %self.device.link, failed_attempts = failures, "frames link open again");
+                    }
+                    link
+                }
+                Err(error) => {
+                    self.stats.frames_link_errors.inc();
+                    if failures == 0 {
+                        warn!(device = %self.device.link, %error, "cannot open the frames link; retrying with backoff");
+                    }
+                    failures = failures.saturating_add(1);
+                    let wait = backoff_delay(BACKOFF_BASE, failures, BACKOFF_MAX, fastrand::f64());
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            };
+            match self.serve(link, &mut session, &out, &shutdown).await? {
+                End::Shutdown => return Ok(()),
+                End::Lost(why) => {
+                    self.stats.frames_link_errors.inc();
+                    warn!(device = %self.device.link, reason = %why, "frames link lost; reconnecting");
+                    failures = 1;
+                }
+            }
+        }
+    }
+
+    async fn open(&self) -> std::io::Result<Box<dyn Link>> {
+        match &self.device.link {
+            FramesLink::Serial(line) => Ok(Box::new(crate::source::modbus::line::open(line)?)),
+            FramesLink::Tcp(addr) => {
+                let s = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    tokio::net::TcpStream::connect(addr),
+                )
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
+                s.set_nodelay(true)?;
+                Ok(Box::new(s))
+            }
+        }
+    }
+
+    /// Serve one open link until it ends.
+    async fn serve(
+        &self,
+        mut link: Box<dyn Link>,
+        session: &mut Session,
+        out: &mpsc::Sender<Reading>,
+        shutdown: &CancellationToken,
+    ) -> Result<End, SourceError> {
+        let mut decoder = Decoder::new();
+        let mut acks: AckQueue<u32> = AckQueue::default();
+        // Taken, not yet committed: an ack must stay below the first.
+        let mut uncommitted: std::collections::BTreeSet<u32> = Default::default();
+        let mut last_acked: Option<u32> = None;
+        let mut series: BTreeMap<u8, Arc<SeriesInfo>> = self.series(session);
+        let mut bad_log = LogLimiter::new(Duration::from_secs(10));
+        let mut tick = tokio::time::interval(ACK_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut buf = [0u8; 512];
+        // A leading delimiter flushes whatever half frame the device holds.
+        if let Err(e) = link.write_all(&[0]).await {
+            return Ok(End::Lost(e.to_string()));
+        }
+        loop {
+            let n = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(End::Shutdown),
+                r = link.read(&mut buf) => match r {
+                    Ok(0) => return Ok(End::Lost("end of stream".into())),
+                    Ok(n) => n,
+                    Err(e) => return Ok(End::Lost(e.to_string())),
+                },
+                _ = tick.tick() => {
+                    let done = self.stats.readings_spooled.get() + self.stats.readings_dropped.get();
+                    for seq in acks.committed(done) {
+                        uncommitted.remove(&seq);
+                    }
+                    let ack = match (session.settled_through(now_us()), uncommitted.first()) {
+                        (Some(s), Some(&u)) if u <= s => u.checked_sub(1),
+                        (settled, _) => settled,
+                    };
+                    if let Some(seq) = ack.filter(|&a| last_acked.is_none_or(|l| a > l)) {
+                        last_acked = Some(seq);
+                        session.acked(seq);
+                        if let Err(e) = send(&mut link, &Message::Ack(Ack { seq })).await {
+                            return Ok(End::Lost(e.to_string()));
+                        }
+                    }
+                    continue;
+                }
+            };
+            let mut replies = Vec::new();
+            for &byte in &buf[..n] {
+                let Some(frame) = decoder.push(byte) else {
+                    continue;
+                };
+                let msg = match frame {
+                    Ok(msg) => msg,
+                    Err(error) => {
+                        match error {
+                            FrameError::Crc => self.stats.frames_crc_errors.inc(),
+                            _ => self.stats.frames_bad_frames.inc(),
+                        }
+                        if let Some(suppressed) = bad_log.allow(tokio::time::Instant::now()) {
+                            warn!(device = %self.device.link, %error, suppressed, "frame dropped");
+                        }
+                        continue;
+                    }
+                };
+                self.stats.frames_received.inc();
+                match session.on_message(msg, now_us()) {
+                    Decision::Birth { new_boot } => {
+                        self.stats.frames_births.inc();
+                        series = self.series(session);
+                        info!(device = %self.device.link, device_id = session.device_id().unwrap_or(""), channels = series.len(), new_boot, "microcontroller birth");
+                        replies.push(Message::TimeSync {
+                            unix_ms: (now_us() / 1000) as u64,
+                            device_ticks: 0,
+                        });
+                    }
+                    Decision::Take { seq, values, lost } => {
+                        if lost > 0 {
+                            self.stats.frames_device_dropped.add(u64::from(lost));
+                            warn!(device = %self.device.link, lost, seq, "the microcontroller dropped samples before they reached the agent (its ring was full)");
+                        }
+                        for v in values {
+                            let reading = Reading {
+                                series: series[&v.channel].clone(),
+                                ts_us: v.ts_us,
+                                value: v.value,
+                                quality: Quality::Good,
+                            };
+                            self.stats.readings_produced.inc();
+                            if out.send(reading).await.is_err() {
+                                return Err(SourceError::OutputClosed {
+                                    source_name: self.device.link.to_string(),
+                                });
+                            }
+                        }
+                        uncommitted.insert(seq);
+                        acks.sent(seq, self.stats.readings_produced.get());
+                    }
+                    Decision::Duplicate { seq } => {
+                        self.stats.frames_duplicates.inc();
+                        if let Some(acked) = last_acked.filter(|&a| a >= seq) {
+                            replies.push(Message::Ack(Ack { seq: acked }));
+                        }
+                    }
+                    Decision::Refuse { seq, reason } => {
+                        self.stats.frames_nacks.inc();
+                        replies.push(Message::Nack(Nack { seq, reason }));
+                    }
+                    Decision::Alive | Decision::Ignore => {}
+                }
+            }
+            for reply in replies {
+                if let Err(e) = send(&mut link, &reply).await {
+                    return Ok(End::Lost(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// The series of the session's channels, with the configured tags.
+    fn series(&self, session: &Session) -> BTreeMap<u8, Arc<SeriesInfo>> {
+        session
+            .channels()
+            .map(|(&i, c)| {
+                let mut tags = self.tags.clone();
+                tags.extend(self.device.tags.clone());
+                tags.insert("protocol".into(), "frames".into());
+                if let Some(id) = session.device_id() {
+                    tags.insert("device".into(), id.to_owned());
+                }
+                let info = SeriesInfo {
+                    name: c.series.clone(),
+                    unit: c.unit.clone(),
+                    tags,
+                };
+                (i, Arc::new(info))
+            })
+            .collect()
+    }
+}
+
+/// Write `msg` as one frame.
+async fn send(link: &mut Box<dyn Link>, msg: &Message) -> std::io::Result<()> {
+    let mut out = [0u8; MAX_ENCODED];
+    let n = encode(msg, &mut out).map_err(|e| std::io::Error::other(e.to_string()))?;
+    link.write_all(&out[..n]).await?;
+    link.flush().await
+}

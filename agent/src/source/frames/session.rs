@@ -1,0 +1,489 @@
+//! One microcontroller's session, as a pure state machine: messages in
+//! (with the time they arrived), decisions out. No I/O, no clock.
+//!
+//! Rules, each decided here once:
+//! - **Birth.** Samples are accepted only after a birth. A birth with a new
+//!   `boot_id` (a reboot, or the first) starts a new session: the sequence
+//!   starts over and the channel table is replaced. A repeated birth of the
+//!   same boot (the device was asked for it, or the cable was pulled) keeps
+//!   the sequence, so resent samples are still recognised. Every birth is
+//!   answered with a time sync.
+//! - **Samples before a birth** (the agent restarted under a running
+//!   device; the first samples of a session are never counted as a gap)
+//!   are refused with `Nack(NoBirth)`: the device sends its birth
+//!   again and resends.
+//! - **Sequence.** Within a boot, every `seq` is taken once: a resend of
+//!   one already taken is a duplicate (acknowledged again once committed,
+//!   never taken again). Samples may arrive out of order (one was corrupted
+//!   on the wire and is resent after later ones): they are taken as they
+//!   come, and [`Session::settled_through`] (what a cumulative `Ack` may
+//!   cover) only advances over an unbroken run, so the device keeps and
+//!   resends the one that is missing. Where a session starts is learnt, not
+//!   guessed: for [`SETTLE_AFTER`] after a birth nothing is settled (the
+//!   device resends everything it holds within its resend timeout, which
+//!   must be shorter), then everything below the oldest seq seen is taken
+//!   as acknowledged by an earlier agent process.
+//! - **Device drops.** `dropped = k` in a samples message means the device's
+//!   ring overflowed and it gave up its `k` oldest unacknowledged samples:
+//!   the `k` seqs after the settled run. Those not taken are lost, reported
+//!   as `lost` with the message that brought the count.
+//! - **Unknown channel.** A reading of a channel the birth did not announce
+//!   makes the whole message refused (`Nack(UnknownChannel)`), never guessed.
+//! - **Time.** Device ticks become time through the smallest
+//!   `arrival - ticks / tick_hz` seen this boot: a frame can only arrive
+//!   after it was taken, so the smallest offset is the closest to the
+//!   device's real clock, and a resend of an old sample keeps its own time.
+//!
+//! Series are named `<name>.<channel>`, `<name>` being the configured name
+//! or, without one, the device id from the birth.
+
+use std::collections::BTreeMap;
+
+use firmware_shim::{Birth, ChannelKind, Message, NackReason};
+
+/// How long after a birth the agent waits for the device's resends before
+/// it settles the start of the session (and sends its first ack).
+pub const SETTLE_AFTER_US: i64 = 2_000_000;
+/// [`SETTLE_AFTER_US`] for the docs.
+pub const SETTLE_AFTER: std::time::Duration =
+    std::time::Duration::from_micros(SETTLE_AFTER_US as u64);
+
+/// A channel of the birth's table, as the agent uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelInfo {
+    /// Full series name, `<name>.<channel>`.
+    pub series: String,
+    pub unit: String,
+    pub scale: f64,
+    pub kind: ChannelKind,
+}
+
+/// One value to hand to the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    pub channel: u8,
+    pub ts_us: i64,
+    pub value: f64,
+}
+
+/// What to do after a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// A birth: answer with a time sync. `new_boot`: the channel table
+    /// (see [`Session::channel`]) is new.
+    Birth { new_boot: bool },
+    /// Take these values; `seq` may be acknowledged once they are committed
+    /// and it is settled. `lost`: samples messages the device dropped that
+    /// were never taken.
+    Take {
+        seq: u32,
+        values: Vec<Value>,
+        lost: u32,
+    },
+    /// A resend of `seq`, taken before: nothing to take.
+    Duplicate { seq: u32 },
+    /// Refuse `seq` with this reason.
+    Refuse { seq: u32, reason: NackReason },
+    /// A heartbeat: nothing to take, the device is alive.
+    Alive,
+    /// A message only the agent sends (time sync, ack, nack): ignored.
+    Ignore,
+}
+
+/// The state of one device link.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// The configured series prefix, if any.
+    name: Option<String>,
+    boot: Option<Boot>,
+}
+
+#[derive(Debug)]
+struct Boot {
+    device_id: String,
+    boot_id: u32,
+    tick_hz: u32,
+    channels: BTreeMap<u8, ChannelInfo>,
+    /// Every seq up to this one is taken or given up by the device (-1:
+    /// none before 0); `None` until the session's start is settled.
+    settled: Option<i64>,
+    /// When the birth arrived.
+    born_us: i64,
+    /// Seqs above `settled` taken (or known dropped) out of order.
+    ahead: std::collections::BTreeSet<u32>,
+    /// The last cumulative ack sent.
+    acked: Option<u32>,
+    /// Smallest arrival minus device time seen, µs.
+    offset_us: Option<i64>,
+}
+
+impl Session {
+    pub fn new(name: Option<String>) -> Session {
+        Session { name, boot: None }
+    }
+
+    /// The device id of the last birth.
+    pub fn device_id(&self) -> Option<&str> {
+        self.boot.as_ref().map(|b| b.device_id.as_str())
+    }
+
+    /// The series prefix: the configured name, else the device id.
+    pub fn prefix(&self) -> Option<&str> {
+        self.name.as_deref().or(self.device_id())
+    }
+
+    /// A channel of the current birth.
+    pub fn channel(&self, index: u8) -> Option<&ChannelInfo> {
+        self.boot.as_ref()?.channels.get(&index)
+    }
+
+    /// Every channel of the current birth, by index.
+    pub fn channels(&self) -> impl Iterator<Item = (&u8, &ChannelInfo)> {
+        self.boot.iter().flat_map(|b| b.channels.iter())
+    }
+
+    /// Decide what to do with `msg`, which arrived at `now_us`.
+    pub fn on_message(&mut self, msg: Message, now_us: i64) -> Decision {
+        match msg {
+            Message::Birth(b) => self.birth(b, now_us),
+            Message::Samples(s) => {
+                let Some(boot) = self.boot.as_mut() else {
+                    return Decision::Refuse {
+                        seq: s.seq,
+                        reason: NackReason::NoBirth,
+                    };
+                };
+                if s.readings
+                    .iter()
+                    .any(|r| !boot.channels.contains_key(&r.channel))
+                {
+                    return Decision::Refuse {
+                        seq: s.seq,
+                        reason: NackReason::UnknownChannel,
+                    };
+                }
+                boot.settle(now_us);
+                if boot.is_taken(s.seq) {
+                    return Decision::Duplicate { seq: s.seq };
+                }
+                // The device's ring starts after what it was acknowledged.
+                let front = boot
+                    .acked
+                    .map(i64::from)
+                    .or(boot.settled)
+                    .or(boot.ahead.first().map(|&a| i64::from(a) - 1))
+                    .unwrap_or(i64::from(s.seq) - 1);
+                let mut lost = 0;
+                for d in (1..=i64::from(s.dropped)).map(|k| front + k) {
+                    let Ok(d) = u32::try_from(d) else { continue };
+                    if d != s.seq && !boot.is_taken(d) {
+                        boot.ahead.insert(d);
+                        lost += 1;
+                    }
+                }
+                boot.ahead.insert(s.seq);
+                boot.settle(now_us);
+                let ts_us = boot.time_of(s.ticks, now_us);
+                let values = s
+                    .readings
+                    .iter()
+                    .map(|r| Value {
+                        channel: r.channel,
+                        ts_us,
+                        value: f64::from(r.value) * boot.channels[&r.channel].scale,
+                    })
+                    .collect();
+                Decision::Take {
+                    seq: s.seq,
+                    values,
+                    lost,
+                }
+            }
+            Message::Heartbeat { ticks } => {
+                if let Some(boot) = self.boot.as_mut() {
+                    boot.time_of(ticks, now_us);
+                }
+                Decision::Alive
+            }
+            Message::TimeSync { .. } | Message::Ack(_) | Message::Nack(_) => Decision::Ignore,
+        }
+    }
+
+    fn birth(&mut self, b: Birth, now_us: i64) -> Decision {
+        let same_boot = self
+            .boot
+            .as_ref()
+            .is_some_and(|o| o.boot_id == b.boot_id && o.device_id == b.device_id.as_str());
+        let prefix = self.name.clone().unwrap_or_else(|| b.device_id.to_string());
+        let channels = b
+            .channels
+            .iter()
+            .map(|c| {
+                (
+                    c.index,
+                    ChannelInfo {
+                        series: format!("{prefix}.{}", c.name),
+                        unit: c.unit.to_string(),
+                        scale: c.scale.map_or(1.0, f64::from),
+                        kind: c.kind,
+                    },
+                )
+            })
+            .collect();
+        let (settled, ahead, acked, offset_us, born_us) = match (self.boot.take(), same_boot) {
+            (Some(o), true) => (o.settled, o.ahead, o.acked, o.offset_us, o.born_us),
+            _ => (None, Default::default(), None, None, now_us),
+        };
+        self.boot = Some(Boot {
+            device_id: b.device_id.to_string(),
+            boot_id: b.boot_id,
+            tick_hz: b.tick_hz.max(1),
+            channels,
+            settled,
+            born_us,
+            ahead,
+            acked,
+            offset_us,
+        });
+        Decision::Birth {
+            new_boot: !same_boot,
+        }
+    }
+}
+
+impl Session {
+    /// Every seq of this boot up to the returned one is taken or given up
+    /// by the device: what a cumulative `Ack` may cover once the taken ones
+    /// are committed.
+    pub fn settled_through(&mut self, now_us: i64) -> Option<u32> {
+        let boot = self.boot.as_mut()?;
+        boot.settle(now_us);
+        boot.settled.and_then(|s| u32::try_from(s).ok())
+    }
+
+    /// A cumulative `Ack` of `seq` was sent to the device.
+    pub fn acked(&mut self, seq: u32) {
+        if let Some(b) = self.boot.as_mut() {
+            b.acked = Some(seq);
+        }
+    }
+}
+
+impl Boot {
+    fn is_taken(&self, seq: u32) -> bool {
+        self.settled.is_some_and(|l| i64::from(seq) <= l) || self.ahead.contains(&seq)
+    }
+
+    /// Once [`SETTLE_AFTER_US`] has passed since the birth, settle the
+    /// start below the oldest seq seen; then move `settled` over the run of
+    /// seqs taken out of order.
+    fn settle(&mut self, now_us: i64) {
+        if self.settled.is_none() && now_us - self.born_us >= SETTLE_AFTER_US {
+            self.settled = self.ahead.first().map(|&a| i64::from(a) - 1);
+        }
+        while let Some(s) = self.settled {
+            let Ok(next) = u32::try_from(s + 1) else {
+                break;
+            };
+            if !self.ahead.remove(&next) {
+                break;
+            }
+            self.settled = Some(i64::from(next));
+        }
+    }
+
+    /// The time of device `ticks`, learning the offset from this arrival.
+    fn time_of(&mut self, ticks: u64, now_us: i64) -> i64 {
+        let device_us = (ticks as i128 * 1_000_000 / i128::from(self.tick_hz)) as i64;
+        let offset = now_us - device_us;
+        let best = self.offset_us.map_or(offset, |o| o.min(offset));
+        self.offset_us = Some(best);
+        device_us + best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firmware_shim::heapless;
+    use firmware_shim::{Channel, Reading, Samples};
+
+    fn birth(boot_id: u32) -> Message {
+        let mut channels = heapless::Vec::new();
+        channels
+            .push(Channel {
+                index: 0,
+                name: heapless::String::try_from("temperature").unwrap(),
+                unit: heapless::String::try_from("degC").unwrap(),
+                kind: ChannelKind::Analog,
+                scale: None,
+            })
+            .unwrap();
+        channels
+            .push(Channel {
+                index: 3,
+                name: heapless::String::try_from("current").unwrap(),
+                unit: heapless::String::try_from("A").unwrap(),
+                kind: ChannelKind::Analog,
+                scale: Some(0.5),
+            })
+            .unwrap();
+        Message::Birth(Birth {
+            device_id: heapless::String::try_from("mcu-7").unwrap(),
+            fw_version: [1, 2, 3],
+            boot_id,
+            tick_hz: 1000,
+            channels,
+        })
+    }
+
+    fn samples(seq: u32, ticks: u64, dropped: u32, channels: &[(u8, f32)]) -> Message {
+        Message::Samples(Samples {
+            seq,
+            ticks,
+            dropped,
+            readings: channels
+                .iter()
+                .map(|&(channel, value)| Reading { channel, value })
+                .collect(),
+        })
+    }
+
+    const S: i64 = 1_000_000;
+
+    #[test]
+    fn a_session_table() {
+        // (message, arrival s, expected decision) in order, one session.
+        let mut s = Session::new(None);
+        let take = |seq, ts_s: i64, values: &[(u8, f64)], lost| Decision::Take {
+            seq,
+            values: values
+                .iter()
+                .map(|&(channel, value)| Value {
+                    channel,
+                    ts_us: ts_s * S,
+                    value,
+                })
+                .collect(),
+            lost,
+        };
+        let steps: Vec<(Message, i64, Decision)> = vec![
+            // The agent started under a running device.
+            (
+                samples(5, 1000, 0, &[(0, 20.0)]),
+                100,
+                Decision::Refuse {
+                    seq: 5,
+                    reason: NackReason::NoBirth,
+                },
+            ),
+            (birth(1), 100, Decision::Birth { new_boot: true }),
+            // Device tick 1000 ms arrives at 101 s: offset 100 s. Scale 0.5.
+            (
+                samples(5, 1000, 0, &[(0, 20.0), (3, 4.0)]),
+                101,
+                take(5, 101, &[(0, 20.0), (3, 2.0)], 0),
+            ),
+            // A resend of 5 (its ack was lost).
+            (
+                samples(5, 1000, 0, &[(0, 20.0)]),
+                103,
+                Decision::Duplicate { seq: 5 },
+            ),
+            // 6 and 7 dropped by the full ring; 8 says so. It arrives late
+            // (offset 101 s): the smaller offset stays.
+            (
+                samples(8, 4000, 2, &[(0, 21.0)]),
+                105,
+                take(8, 104, &[(0, 21.0)], 2),
+            ),
+            // A channel the birth did not announce.
+            (
+                samples(9, 5000, 0, &[(1, 1.0)]),
+                106,
+                Decision::Refuse {
+                    seq: 9,
+                    reason: NackReason::UnknownChannel,
+                },
+            ),
+            // The same boot's birth again (cable pulled): the sequence stays.
+            (birth(1), 107, Decision::Birth { new_boot: false }),
+            (
+                samples(8, 4000, 0, &[(0, 21.0)]),
+                107,
+                Decision::Duplicate { seq: 8 },
+            ),
+            (Message::Heartbeat { ticks: 6000 }, 107, Decision::Alive),
+            // A reboot: a new boot id, the sequence starts over, a new clock.
+            (birth(2), 200, Decision::Birth { new_boot: true }),
+            (
+                samples(0, 10, 0, &[(0, 19.0)]),
+                200,
+                Decision::Take {
+                    seq: 0,
+                    values: vec![Value {
+                        channel: 0,
+                        ts_us: 200 * S,
+                        value: 19.0,
+                    }],
+                    lost: 0,
+                },
+            ),
+            (
+                Message::Ack(firmware_shim::Ack { seq: 1 }),
+                201,
+                Decision::Ignore,
+            ),
+        ];
+        for (i, (msg, at, want)) in steps.into_iter().enumerate() {
+            let got = s.on_message(msg, at * S);
+            assert_eq!(got, want, "step {i}");
+        }
+        assert_eq!(s.device_id(), Some("mcu-7"));
+        assert_eq!(s.channel(3).unwrap().series, "mcu-7.current");
+        assert_eq!(s.channel(3).unwrap().unit, "A");
+    }
+
+    #[test]
+    fn out_of_order_samples_settle_only_an_unbroken_run() {
+        let mut s = Session::new(None);
+        s.on_message(birth(1), 0);
+        let mut take = |seq, dropped| match s.on_message(samples(seq, 0, dropped, &[(0, 1.0)]), S) {
+            Decision::Take { lost, .. } => Some(lost),
+            _ => None,
+        };
+        assert_eq!(take(0, 0), Some(0));
+        // 1 corrupted on the wire; 2 and 3 come first.
+        assert_eq!(take(2, 0), Some(0));
+        assert_eq!(take(3, 0), Some(0));
+        assert_eq!(s.settled_through(10 * S), Some(0), "1 is still missing");
+        assert_eq!(
+            s.on_message(samples(2, 0, 0, &[(0, 1.0)]), S),
+            Decision::Duplicate { seq: 2 }
+        );
+        let mut take = |seq, dropped| match s.on_message(samples(seq, 0, dropped, &[(0, 1.0)]), S) {
+            Decision::Take { lost, .. } => Some(lost),
+            _ => None,
+        };
+        assert_eq!(take(1, 0), Some(0));
+        assert_eq!(s.settled_through(10 * S), Some(3));
+        // Acked through 3; the ring then gave up 4 and 5 (6 was taken out of
+        // order before): 7 reports 3 dropped, of which 4 and 5 are lost.
+        s.acked(3);
+        let mut take = |seq, dropped| match s.on_message(samples(seq, 0, dropped, &[(0, 1.0)]), S) {
+            Decision::Take { lost, .. } => Some(lost),
+            _ => None,
+        };
+        assert_eq!(take(6, 0), Some(0));
+        assert_eq!(take(7, 3), Some(2));
+        assert_eq!(s.settled_through(10 * S), Some(7));
+    }
+
+    #[test]
+    fn a_configured_name_prefixes_the_series() {
+        let mut s = Session::new(Some("vib-1".into()));
+        s.on_message(birth(9), 0);
+        assert_eq!(s.channel(0).unwrap().series, "vib-1.temperature");
+        assert_eq!(s.prefix(), Some("vib-1"));
+    }
+}
