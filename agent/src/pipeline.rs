@@ -259,12 +259,18 @@ fn spool_log_tick() -> Option<u64> {
         .allow(Instant::now())
 }
 
-/// Count and log the batches the spool's bound policy dropped.
+/// Count and log the batches the spool's bound policy dropped. Gaps a
+/// device reported (recorded by its source, which counts them) are only
+/// counted as gaps here.
 fn count_gaps(gaps: &[spool::Gap], stats: &AgentStats) {
     for g in gaps {
         let (readings, batches) = match g.reason {
             spool::DropReason::Full => (&stats.readings_dropped_full, &stats.batches_dropped_full),
             spool::DropReason::Age => (&stats.readings_dropped_age, &stats.batches_dropped_age),
+            spool::DropReason::Device => {
+                stats.spool_gaps.inc();
+                continue;
+            }
         };
         readings.add(g.readings);
         batches.add(g.batches);

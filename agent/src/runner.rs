@@ -125,6 +125,8 @@ impl Agent {
                 device: device.clone(),
                 tags: self.config.tags.clone(),
                 stats: self.stats.clone(),
+                spool: spool.clone(),
+                gateway_id: self.config.gateway_id.clone(),
             };
             spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
         }

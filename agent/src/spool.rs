@@ -606,6 +606,28 @@ impl Spool {
             readings: batch.reading_count() as u64,
             batches: 1,
         };
+        self.record_gap(&batch.gateway_id, gap, now_us)
+    }
+
+    /// Record `gap` of `gateway_id` (readings lost before they reached the
+    /// spool, or refused by it): a row in `gaps`, the drop counters, and a
+    /// gap batch in the priority lane for the relay. Uses the reserve if the
+    /// disk is full.
+    pub fn record_gap(
+        &mut self,
+        gateway_id: &str,
+        gap: Gap,
+        now_us: i64,
+    ) -> Result<(), SpoolError> {
+        let batch = &Batch {
+            gateway_id: gateway_id.to_owned(),
+            instance: None,
+            seq: 0,
+            created_us: now_us,
+            series: Vec::new(),
+            alarms: Vec::new(),
+            gaps: Vec::new(),
+        };
         let attempt = |s: &mut Spool| -> Result<(), SpoolError> {
             let path = s.path.clone();
             let e = |e| sqlite_error(&path, e);

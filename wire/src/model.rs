@@ -56,14 +56,19 @@ pub enum GapReason {
     SpoolFull,
     /// The readings were older than the spool's `max_age_s` bound.
     MaxAge,
+    /// A device in front of the gateway (a microcontroller's sample ring)
+    /// dropped them before the gateway got them (format code 3; a relay
+    /// older than this code refuses such a batch, so update relays first).
+    DeviceDropped,
 }
 
 impl GapReason {
-    /// The wire code (1 spool full, 2 max age).
+    /// The wire code (1 spool full, 2 max age, 3 dropped by the device).
     pub fn code(self) -> u8 {
         match self {
             GapReason::SpoolFull => 1,
             GapReason::MaxAge => 2,
+            GapReason::DeviceDropped => 3,
         }
     }
 
@@ -72,15 +77,18 @@ impl GapReason {
         match code {
             1 => Some(GapReason::SpoolFull),
             2 => Some(GapReason::MaxAge),
+            3 => Some(GapReason::DeviceDropped),
             _ => None,
         }
     }
 
-    /// The name used in logs and JSON messages: `spool_full`, `max_age`.
+    /// The name used in logs and JSON messages: `spool_full`, `max_age`,
+    /// `device_dropped`.
     pub fn as_str(self) -> &'static str {
         match self {
             GapReason::SpoolFull => "spool_full",
             GapReason::MaxAge => "max_age",
+            GapReason::DeviceDropped => "device_dropped",
         }
     }
 }

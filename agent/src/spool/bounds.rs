@@ -47,6 +47,9 @@ pub enum DropReason {
     Full,
     /// Older than `max_age_s`.
     Age,
+    /// Dropped by a device before the agent got them (a microcontroller's
+    /// sample ring was full).
+    Device,
 }
 
 impl DropReason {
@@ -54,6 +57,7 @@ impl DropReason {
         match self {
             DropReason::Full => "full",
             DropReason::Age => "age",
+            DropReason::Device => "device",
         }
     }
 }
@@ -77,6 +81,7 @@ impl Gap {
             reason: match self.reason {
                 DropReason::Full => edge_wire::GapReason::SpoolFull,
                 DropReason::Age => edge_wire::GapReason::MaxAge,
+                DropReason::Device => edge_wire::GapReason::DeviceDropped,
             },
             first_us: self.first_us,
             last_us: self.last_us,

@@ -67,9 +67,9 @@ fn birth(boot_id: u32) -> Message {
 /// The device: samples its counter every 10 ms into the outbox, sends
 /// and resends what it holds, applies acks and nacks, and reopens the
 /// serial port when the cable comes back. Ends once every sample is acked.
-fn device(port: PathBuf, counts: Arc<DeviceCounts>) {
+fn device<const RING: usize>(port: PathBuf, counts: Arc<DeviceCounts>) {
     let start = Instant::now();
-    let mut outbox: Outbox<1024> = Outbox::new(500);
+    let mut outbox: Outbox<RING> = Outbox::new(500);
     let mut taken = 0u32;
     let mut frame_no = 0u32;
     let boot_id = fastrand::u32(..);
@@ -176,6 +176,18 @@ fn start_agent(config: &Path, status: &str, logs: &Path) -> anyhow::Result<Servi
 #[test]
 fn samples_from_a_microcontroller_survive_a_pulled_cable_a_killed_agent_and_line_noise(
 ) -> anyhow::Result<()> {
+    run::<1024>(true)
+}
+
+#[test]
+fn samples_a_small_ring_drops_during_a_pulled_cable_arrive_as_gap_events() -> anyhow::Result<()> {
+    run::<16>(false)
+}
+
+/// One run with a device ring of `RING` samples; `kill`: the agent is
+/// killed two thirds in. A ring that holds every sample across the outages
+/// loses none; a small one drops some, and each is counted by a gap event.
+fn run<const RING: usize>(kill: bool) -> anyhow::Result<()> {
     let logs = tempfile::tempdir()?;
     let work = tempfile::tempdir()?;
     let tansu = Tansu::start(logs.path())?;
@@ -249,7 +261,7 @@ bench = "e2e"
     let counts = Arc::new(DeviceCounts::default());
     let sim = {
         let (port, counts) = (pty.b.clone(), counts.clone());
-        std::thread::spawn(move || device(port, counts))
+        std::thread::spawn(move || device::<RING>(port, counts))
     };
     let sent = |n| {
         let counts = counts.clone();
@@ -271,10 +283,12 @@ bench = "e2e"
         Duration::from_secs(60),
         sent(2 * SAMPLES / 3),
     )?;
-    agent.kill()?;
     let first_life = agent.log_tail();
     let acks_first = counts.acks.load(Ordering::Relaxed);
-    let mut agent = start_agent(&agent_config, &status, logs.path())?;
+    if kill {
+        agent.kill()?;
+        agent = start_agent(&agent_config, &status, logs.path())?;
+    }
 
     wait_until(
         "every sample acknowledged",
@@ -307,6 +321,15 @@ bench = "e2e"
         );
         *seen.entry(x as i64).or_default() += 1;
     }
+    let mut gap_readings = 0;
+    for e in tansu.read_topic("frames.events")? {
+        let v = &e["value"];
+        ensure!(
+            v["event"] == "gap" && v["reason"] == "device_dropped",
+            "{v}"
+        );
+        gap_readings += v["readings"].as_u64().context("gap readings")?;
+    }
     let missing: Vec<i64> = (0..i64::from(SAMPLES))
         .filter(|n| !seen.contains_key(n))
         .collect();
@@ -329,6 +352,20 @@ bench = "e2e"
     .iter()
     .map(|n| format!("{n} {}", metric(&m, n)))
     .collect();
+    println!("frames: ring {RING}: {gap_readings} readings in device_dropped gap events");
+    if RING < SAMPLES as usize {
+        ensure!(gap_readings > 0, "a ring of {RING} dropped nothing");
+        ensure!(
+            missing.len() as u64 == gap_readings,
+            "{} samples missing, {gap_readings} counted by gap events",
+            missing.len()
+        );
+        ensure!(
+            doubled == 0,
+            "{doubled} samples doubled without an agent restart"
+        );
+        return Ok(());
+    }
     ensure!(
         missing.is_empty(),
         "samples lost: {missing:?}\nlast agent life: {figures:?}\nagent log:\n{}\nrelay log:\n{}",

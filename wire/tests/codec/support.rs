@@ -301,7 +301,11 @@ fn series(id: u32) -> impl Strategy<Value = Series> {
 /// Any valid gap record: `last_us` not before `first_us`.
 pub fn gap() -> impl Strategy<Value = Gap> {
     (
-        prop::sample::select(vec![GapReason::SpoolFull, GapReason::MaxAge]),
+        prop::sample::select(vec![
+            GapReason::SpoolFull,
+            GapReason::MaxAge,
+            GapReason::DeviceDropped,
+        ]),
         any::<i64>(),
         any::<i64>(),
         any::<u64>(),

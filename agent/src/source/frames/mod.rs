@@ -17,9 +17,11 @@
 //! - a lost link (the device unplugged, the serial server gone) is retried
 //!   with the jittered backoff and logged once while it lasts;
 //! - samples the device reports as dropped (its ring overflowed) are
-//!   counted (`frames_device_dropped_total`) and logged.
+//!   counted (`frames_device_dropped_total`), logged, and recorded as a gap
+//!   (reason `device_dropped`) in the spool, which reaches the relay like
+//!   the spool's own gaps; its interval is bounded by the samples around
+//!   the loss.
 //!
-//! Not here: dropped samples do not yet become gap records in the spool.
 //! Acknowledgements are at least once across an agent restart: the session
 //! state lives in memory, so an agent killed after a commit and before the
 //! acknowledgement went out (one ack interval, 20 ms, or the
@@ -44,6 +46,7 @@ use crate::config::frames::{FramesDevice, FramesLink};
 use crate::reading::{now_us, Quality, Reading, SeriesInfo};
 use crate::source::mqtt::ack::AckQueue;
 use crate::source::SourceError;
+use crate::spool::{DropReason, Gap, SharedSpool};
 use crate::stats::AgentStats;
 use crate::timing::{backoff_delay, LogLimiter};
 
@@ -63,6 +66,9 @@ pub struct FramesSource {
     /// The gateway's tags, under the device's.
     pub tags: BTreeMap<String, String>,
     pub stats: Arc<AgentStats>,
+    /// Where gaps of samples the device dropped are recorded.
+    pub spool: SharedSpool,
+    pub gateway_id: String,
 }
 
 /// Why a served link ended.
@@ -79,6 +85,7 @@ impl FramesSource {
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let mut session = Session::new(self.device.name.clone());
+        let mut last_ts: Option<i64> = None;
         let mut failures = 0u32;
         loop {
             let link = match self.open().await {
@@ -101,7 +108,10 @@ impl FramesSource {
                     }
                 }
             };
-            match self.serve(link, &mut session, &out, &shutdown).await? {
+            match self
+                .serve(link, &mut session, &mut last_ts, &out, &shutdown)
+                .await?
+            {
                 End::Shutdown => return Ok(()),
                 End::Lost(why) => {
                     self.stats.frames_link_errors.inc();
@@ -135,6 +145,7 @@ impl FramesSource {
         &self,
         mut link: Box<dyn Link>,
         session: &mut Session,
+        last_ts: &mut Option<i64>,
         out: &mpsc::Sender<Reading>,
         shutdown: &CancellationToken,
     ) -> Result<End, SourceError> {
@@ -209,10 +220,27 @@ impl FramesSource {
                         });
                     }
                     Decision::Take { seq, values, lost } => {
+                        let ts = values.first().map_or(now_us(), |v| v.ts_us);
                         if lost > 0 {
                             self.stats.frames_device_dropped.add(u64::from(lost));
-                            warn!(device = %self.device.link, lost, seq, "the microcontroller dropped samples before they reached the agent (its ring was full)");
+                            warn!(device = %self.device.link, lost, seq, "the microcontroller dropped samples before they reached the agent (its ring was full); gap recorded");
+                            let gap = Gap {
+                                reason: DropReason::Device,
+                                first_us: last_ts.unwrap_or(ts).min(ts),
+                                last_us: ts,
+                                readings: u64::from(lost) * values.len().max(1) as u64,
+                                batches: 0,
+                            };
+                            let gw = self.gateway_id.clone();
+                            let recorded = self
+                                .spool
+                                .call(move |s| s.record_gap(&gw, gap, now_us()))
+                                .await;
+                            if let Err(error) = recorded {
+                                warn!(device = %self.device.link, %error, "the gap of dropped samples could not be recorded");
+                            }
                         }
+                        *last_ts = Some(last_ts.map_or(ts, |t| t.max(ts)));
                         for v in values {
                             let reading = Reading {
                                 series: series[&v.channel].clone(),
