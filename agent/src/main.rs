@@ -69,6 +69,35 @@ enum SpoolCommand {
 enum Probe {
     /// Read one range over Modbus TCP or RTU; print every decoding and a config snippet.
     Modbus(ModbusProbe),
+    /// Listen to a microcontroller running firmware-shim: its birth and live samples.
+    Frames(FramesProbe),
+}
+
+#[derive(Args)]
+struct FramesProbe {
+    #[command(flatten)]
+    link: FramesProbeLink,
+    /// Serial: baud rate [default: 115200].
+    #[arg(long, value_name = "BAUD")]
+    baud: Option<u32>,
+    /// Serial: parity, none, even or odd [default: none].
+    #[arg(long, value_name = "P")]
+    parity: Option<String>,
+    /// How long to listen, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    seconds: u64,
+}
+
+/// Where the microcontroller is: on a serial line, or behind a serial server.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct FramesProbeLink {
+    /// The serial device, for example /dev/ttyACM0.
+    #[arg(long, value_name = "DEVICE")]
+    rtu: Option<String>,
+    /// host:port of a serial server.
+    #[arg(long, value_name = "HOST:PORT")]
+    tcp: Option<String>,
 }
 
 #[derive(Args)]
@@ -186,6 +215,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Probe(Probe::Modbus(args)) => probe_modbus(args),
+        Command::Probe(Probe::Frames(args)) => probe_frames(args),
         Command::Spool(command) => match spool_command(command) {
             Ok(code) => code,
             Err(e) => {
@@ -226,6 +256,61 @@ fn probe_line(device: &str, args: &ModbusProbe) -> Result<SerialLine, String> {
             .replace("data_bits", "data-bits")
             .replace("stop_bits", "stop-bits")
     })
+}
+
+fn probe_frames(args: FramesProbe) -> ExitCode {
+    use edge_agent::config::frames::FramesLink;
+    let link = match (&args.link.rtu, &args.link.tcp) {
+        (Some(device), _) => {
+            let raw = RawSerialLine {
+                device: device.clone(),
+                baud: Some(args.baud.unwrap_or(115_200)),
+                parity: Some(args.parity.clone().unwrap_or_else(|| "none".into())),
+                data_bits: None,
+                stop_bits: None,
+                frame_gap_us: None,
+            };
+            match AgentConfig::serial_line("probe", &raw) {
+                Ok(line) => FramesLink::Serial(line),
+                Err(p) => {
+                    eprintln!(
+                        "edge-agent probe: {}",
+                        p.join("; ").replace("serial.probe.", "--")
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        (None, Some(tcp)) => match tcp.parse() {
+            Ok(addr) => FramesLink::Tcp(addr),
+            Err(_) => {
+                eprintln!("edge-agent probe: --tcp {tcp:?} is not host:port like 10.0.0.7:4001");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => unreachable!("clap requires --rtu or --tcp"),
+    };
+    let heard = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(edge_agent::probe::frames::listen(&link, args.seconds)),
+        Err(e) => Err(e),
+    };
+    match heard {
+        Ok(h) => {
+            println!(
+                "heard {} frames: {} births, {} samples, {} CRC errors, {} other bad frames",
+                h.frames, h.births, h.samples, h.crc_errors, h.bad_frames
+            );
+            if h.frames == 0 {
+                println!("nothing decoded: check the wiring, the baud rate and that the firmware frames with firmware-shim");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edge-agent probe: {link}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn probe_modbus(args: ModbusProbe) -> ExitCode {

@@ -1,5 +1,6 @@
 //! `edge-agent probe modbus`: read one range of a device once, for a
 //! technician commissioning it, and show what the values could mean.
+//! (`edge-agent probe frames`, for microcontrollers, is in [`frames`].)
 //!
 //! Registers are printed as a table with one row per starting address and
 //! every candidate decoding side by side (u16, i16; u32, i32 and f32 in the
@@ -14,6 +15,8 @@
 //! functions are pure and tested without sockets; only [`probe`] does I/O.
 //! An exception code is the device's answer ([`Answer::Exception`]), not a
 //! [`ProbeError`].
+
+pub mod frames;
 
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -44,6 +44,8 @@ struct DeviceCounts {
     reopened: AtomicU32,
     acks: AtomicU32,
     done: AtomicBool,
+    /// Set by the test to end the device early.
+    stop: AtomicBool,
 }
 
 fn birth(boot_id: u32) -> Message {
@@ -87,7 +89,7 @@ fn device<const RING: usize>(port: PathBuf, counts: Arc<DeviceCounts>) {
             }
         }
     };
-    while start.elapsed() < Duration::from_secs(240) {
+    while start.elapsed() < Duration::from_secs(240) && !counts.stop.load(Ordering::Relaxed) {
         let now = start.elapsed().as_millis() as u64;
         if link.is_none() {
             if let Ok(f) = std::fs::OpenOptions::new()
@@ -392,6 +394,51 @@ bench = "e2e"
     ensure!(
         counts.reopened.load(Ordering::Relaxed) >= 2,
         "the cable was never pulled"
+    );
+    Ok(())
+}
+
+/// `edge-agent probe frames` shows a technician the birth and live samples.
+#[test]
+fn probe_frames_shows_the_birth_and_live_samples() -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let agent = agent_binary()?;
+    let pty = PtyPair::start(work.path())?;
+    let counts = Arc::new(DeviceCounts::default());
+    let sim = {
+        let (port, counts) = (pty.b.clone(), counts.clone());
+        std::thread::spawn(move || device::<64>(port, counts))
+    };
+    let out = std::process::Command::new(agent)
+        .args(["probe", "frames", "--rtu"])
+        .arg(&pty.a)
+        .args(["--seconds", "2"])
+        .output()?;
+    counts.stop.store(true, Ordering::Relaxed);
+    sim.join().expect("device thread");
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "probe failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Whether the probe caught the birth or asked for it again, it shows it.
+    ensure!(
+        text.contains("birth: device \"mcu-e2e\", firmware 0.1.0"),
+        "{text}"
+    );
+    ensure!(
+        text.contains("0      seq               n         counter  1"),
+        "{text}"
+    );
+    let samples = text
+        .lines()
+        .filter(|l| l.starts_with("sample ") && l.contains("mcu-e2e.seq="))
+        .count();
+    ensure!(samples >= 50, "{samples} samples shown in 2 s:\n{text}");
+    ensure!(
+        text.contains("CRC errors") && text.contains("heard "),
+        "{text}"
     );
     Ok(())
 }
