@@ -189,7 +189,19 @@ fn samples_a_small_ring_drops_during_a_pulled_cable_arrive_as_gap_events() -> an
 /// One run with a device ring of `RING` samples; `kill`: the agent is
 /// killed two thirds in. A ring that holds every sample across the outages
 /// loses none; a small one drops some, and each is counted by a gap event.
-fn run<const RING: usize>(kill: bool) -> anyhow::Result<()> {
+/// What every frames run needs: tansu with the topics, the relay, a pty
+/// pair, and the agent's config with a `[[frames]]` section on the pty.
+struct Rig {
+    logs: tempfile::TempDir,
+    work: tempfile::TempDir,
+    tansu: Tansu,
+    relay: Service,
+    pty: PtyPair,
+    agent_config: PathBuf,
+    status: String,
+}
+
+fn rig() -> anyhow::Result<Rig> {
     let logs = tempfile::tempdir()?;
     let work = tempfile::tempdir()?;
     let tansu = Tansu::start(logs.path())?;
@@ -259,6 +271,27 @@ bench = "e2e"
             pty.a,
         ),
     )?;
+    Ok(Rig {
+        logs,
+        work,
+        tansu,
+        relay,
+        pty,
+        agent_config,
+        status,
+    })
+}
+
+fn run<const RING: usize>(kill: bool) -> anyhow::Result<()> {
+    let Rig {
+        logs,
+        work,
+        tansu,
+        relay,
+        pty,
+        agent_config,
+        status,
+    } = rig()?;
     let mut agent = start_agent(&agent_config, &status, logs.path())?;
     let counts = Arc::new(DeviceCounts::default());
     let sim = {
@@ -440,5 +473,52 @@ fn probe_frames_shows_the_birth_and_live_samples() -> anyhow::Result<()> {
         text.contains("CRC errors") && text.contains("heard "),
         "{text}"
     );
+    Ok(())
+}
+
+/// A device written in Python from docs/firmware-frames.md alone
+/// (tests/py/mcu_device.py): the agent takes every sample, once, and the
+/// device gets every acknowledgement: the document is enough.
+#[test]
+fn a_device_written_from_the_format_document_alone_is_understood() -> anyhow::Result<()> {
+    const N: u32 = 300;
+    let r = rig()?;
+    let agent = start_agent(&r.agent_config, &r.status, r.logs.path())?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/mcu_device.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&r.pty.b)
+        .arg(N.to_string())
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "the Python device did not get every ack: {said}{}\nagent:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        agent.log_tail()
+    );
+    wait_until("the spool to drain", Duration::from_secs(60), || {
+        http_get(&r.status).is_ok_and(|m| {
+            metric(&m, "edge_agent_readings_spooled_total") >= u64::from(N)
+                && metric(&m, "edge_agent_spool_batches") == 0
+        })
+    })
+    .with_context(|| agent.log_tail())?;
+    let mut seen: BTreeMap<i64, u32> = BTreeMap::new();
+    for m in r.tansu.read_topic(READINGS)? {
+        let v = &m["value"];
+        ensure!(v["series"] == "py-mcu.count" && v["unit"] == "n", "{v}");
+        *seen
+            .entry(v["value"].as_f64().context("value")? as i64)
+            .or_default() += 1;
+    }
+    println!("frames from Python: {said}");
+    ensure!(
+        seen.len() as u32 == N && seen.values().all(|&c| c == 1),
+        "{} distinct of {N}, doubled: {:?}",
+        seen.len(),
+        seen.iter().filter(|(_, c)| **c > 1).collect::<Vec<_>>()
+    );
+    let _ = (&r.work, &r.relay);
     Ok(())
 }

@@ -19,10 +19,12 @@
 //!   come, and [`Session::settled_through`] (what a cumulative `Ack` may
 //!   cover) only advances over an unbroken run, so the device keeps and
 //!   resends the one that is missing. Where a session starts is learnt, not
-//!   guessed: for [`SETTLE_AFTER`] after a birth nothing is settled (the
-//!   device resends everything it holds within its resend timeout, which
-//!   must be shorter), then everything below the oldest seq seen is taken
-//!   as acknowledged by an earlier agent process.
+//!   guessed: a boot whose seq 0 has arrived settles from 0 at once;
+//!   otherwise (the agent started under a running device) nothing is
+//!   settled for [`SETTLE_AFTER`] after the birth (the device resends
+//!   everything it holds within its resend timeout, which must be shorter),
+//!   then everything below the oldest seq seen is taken as acknowledged by
+//!   an earlier agent process.
 //! - **Device drops.** `dropped = k` in a samples message means the device's
 //!   ring overflowed and it gave up its `k` oldest unacknowledged samples:
 //!   the `k` seqs after the settled run. Those not taken are lost, reported
@@ -278,7 +280,9 @@ impl Boot {
     /// start below the oldest seq seen; then move `settled` over the run of
     /// seqs taken out of order.
     fn settle(&mut self, now_us: i64) {
-        if self.settled.is_none() && now_us - self.born_us >= SETTLE_AFTER_US {
+        // Nothing is below seq 0: a fresh boot settles at once.
+        let fresh = self.ahead.first() == Some(&0);
+        if self.settled.is_none() && (fresh || now_us - self.born_us >= SETTLE_AFTER_US) {
             self.settled = self.ahead.first().map(|&a| i64::from(a) - 1);
         }
         while let Some(s) = self.settled {
@@ -444,39 +448,51 @@ mod tests {
         assert_eq!(s.channel(3).unwrap().unit, "A");
     }
 
+    /// Send samples `seq` with `dropped` at 1 s; `Some(lost)` when taken.
+    fn take(s: &mut Session, seq: u32, dropped: u32) -> Option<u32> {
+        match s.on_message(samples(seq, 0, dropped, &[(0, 1.0)]), S) {
+            Decision::Take { lost, .. } => Some(lost),
+            _ => None,
+        }
+    }
+
     #[test]
     fn out_of_order_samples_settle_only_an_unbroken_run() {
         let mut s = Session::new(None);
         s.on_message(birth(1), 0);
-        let mut take = |seq, dropped| match s.on_message(samples(seq, 0, dropped, &[(0, 1.0)]), S) {
-            Decision::Take { lost, .. } => Some(lost),
-            _ => None,
-        };
-        assert_eq!(take(0, 0), Some(0));
+        assert_eq!(take(&mut s, 0, 0), Some(0));
+        // A fresh boot (its seq 0 is here) settles at once, in the grace.
+        assert_eq!(s.settled_through(S), Some(0));
         // 1 corrupted on the wire; 2 and 3 come first.
-        assert_eq!(take(2, 0), Some(0));
-        assert_eq!(take(3, 0), Some(0));
+        assert_eq!(take(&mut s, 2, 0), Some(0));
+        assert_eq!(take(&mut s, 3, 0), Some(0));
         assert_eq!(s.settled_through(10 * S), Some(0), "1 is still missing");
         assert_eq!(
             s.on_message(samples(2, 0, 0, &[(0, 1.0)]), S),
             Decision::Duplicate { seq: 2 }
         );
-        let mut take = |seq, dropped| match s.on_message(samples(seq, 0, dropped, &[(0, 1.0)]), S) {
-            Decision::Take { lost, .. } => Some(lost),
-            _ => None,
-        };
-        assert_eq!(take(1, 0), Some(0));
+        assert_eq!(take(&mut s, 1, 0), Some(0));
         assert_eq!(s.settled_through(10 * S), Some(3));
         // Acked through 3; the ring then gave up 4 and 5 (6 was taken out of
         // order before): 7 reports 3 dropped, of which 4 and 5 are lost.
         s.acked(3);
-        let mut take = |seq, dropped| match s.on_message(samples(seq, 0, dropped, &[(0, 1.0)]), S) {
-            Decision::Take { lost, .. } => Some(lost),
-            _ => None,
-        };
-        assert_eq!(take(6, 0), Some(0));
-        assert_eq!(take(7, 3), Some(2));
+        assert_eq!(take(&mut s, 6, 0), Some(0));
+        assert_eq!(take(&mut s, 7, 3), Some(2));
         assert_eq!(s.settled_through(10 * S), Some(7));
+    }
+
+    #[test]
+    fn an_agent_started_under_a_running_device_waits_for_its_resends() {
+        let mut s = Session::new(None);
+        s.on_message(birth(1), 0);
+        // The newest sample comes before the resends of older ones.
+        assert_eq!(take(&mut s, 40, 0), Some(0));
+        assert_eq!(s.settled_through(S), None, "within the grace: no ack");
+        assert_eq!(take(&mut s, 38, 0), Some(0));
+        assert_eq!(take(&mut s, 39, 0), Some(0));
+        // After the grace, everything below the oldest seen is settled.
+        assert_eq!(s.settled_through(SETTLE_AFTER_US), Some(40));
+        assert_eq!(take(&mut s, 39, 0), None, "a duplicate");
     }
 
     #[test]
