@@ -17,7 +17,8 @@
 //! - network errors, timeouts, 5xx, 401/403 and 429 are transient: the batch
 //!   stays, no new upload starts until the backoff (exponential with
 //!   jitter, or the relay's `Retry-After`, capped at `retry_max`) has
-//!   passed, and then it is sent again. Uploads already on their way finish
+//!   passed, and then it is sent again (the window and the backoff are a
+//!   pure state machine, [`window`], with table tests). Uploads already on their way finish
 //!   and are applied. A failed batch never stops the others from being
 //!   removed when they succeed, and never leaves the spool without its own
 //!   2xx.
@@ -40,6 +41,7 @@
 pub mod progress;
 pub mod unremoved;
 pub mod upload;
+pub mod window;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -49,7 +51,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::timing::{jittered, sleep_until};
+use crate::timing::sleep_until;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -60,6 +62,7 @@ use crate::stats::AgentStats;
 
 use self::unremoved::{LogLine, Unremoved};
 pub use self::upload::{Outcome, Uploader, BATCH_CONTENT_TYPE};
+use self::window::{Action, Uplink, Window};
 
 pub struct Forwarder {
     pub spool: SharedSpool,
@@ -68,15 +71,6 @@ pub struct Forwarder {
     pub stats: Arc<AgentStats>,
     /// Signalled when a batch is appended, so an idle forwarder wakes at once.
     pub wake: Arc<Notify>,
-}
-
-/// The retry state shared by all uploads: one relay, one backoff.
-struct Backoff {
-    next: Duration,
-    /// No new upload starts before this.
-    paused_until: Option<Instant>,
-    /// Since when uploads fail, and how many failed; None while they succeed.
-    failing_since: Option<(Instant, u64)>,
 }
 
 impl Forwarder {
@@ -90,15 +84,13 @@ impl Forwarder {
                 return;
             }
         };
-        let max = self.uplink.max_in_flight.max(1);
-        let mut in_flight: HashSet<u64> = HashSet::new();
         let mut uploads: JoinSet<(StoredBatch, Outcome)> = JoinSet::new();
         let mut seq_of: HashMap<tokio::task::Id, u64> = HashMap::new();
-        let mut backoff = Backoff {
-            next: self.uplink.retry_initial,
-            paused_until: None,
-            failing_since: None,
-        };
+        let mut backoff = Window::new(
+            self.uplink.max_in_flight,
+            self.uplink.retry_initial,
+            self.uplink.retry_max,
+        );
         let mut unremoved = Unremoved::default();
         let mut window = progress::Window::new(Instant::now());
         let mut report = tokio::time::interval(self.uplink.progress_interval);
@@ -112,21 +104,26 @@ impl Forwarder {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return;
             }
-            if !unremoved.is_empty() && !is_paused(&backoff) {
+            if !unremoved.is_empty() && !backoff.is_paused(Instant::now()) {
                 self.retry_removals(&mut unremoved, &mut backoff).await;
             }
-            let paused = is_paused(&backoff);
-            if !paused && in_flight.len() < max {
-                let free = max - in_flight.len();
-                let mut skip = in_flight.clone();
+            let paused = backoff.is_paused(Instant::now());
+            let free = backoff.free(Instant::now());
+            if free > 0 {
+                let mut skip: HashSet<u64> = backoff.in_flight().iter().copied().collect();
                 skip.extend(unremoved.seqs());
                 match self.spool.call(move |s| s.next_unsent(free, &skip)).await {
                     Ok(batches) => {
-                        if batches.is_empty() && in_flight.is_empty() && deadline.is_some() {
+                        if batches.is_empty()
+                            && backoff.in_flight().is_empty()
+                            && deadline.is_some()
+                        {
                             return;
                         }
                         for batch in batches {
-                            in_flight.insert(batch.seq);
+                            if !backoff.started(batch.seq) {
+                                continue;
+                            }
                             let uploader = uploader.clone();
                             let seq = batch.seq;
                             let handle = uploads.spawn(async move {
@@ -138,31 +135,30 @@ impl Forwarder {
                     }
                     Err(error) => {
                         error!(%error, "cannot read the spool; retrying");
-                        backoff.paused_until = Some(Instant::now() + backoff.next);
+                        backoff.pause(Instant::now(), None, fastrand::f64());
                     }
                 }
             }
-            let can_start = in_flight.len() < max;
+            let can_start = backoff.in_flight().len() < self.uplink.max_in_flight.max(1);
             tokio::select! {
                 done = uploads.join_next_with_id(), if !uploads.is_empty() => match done {
                     Some(Ok((id, (batch, outcome)))) => {
                         seq_of.remove(&id);
                         self.apply(&batch, outcome, &mut backoff, &mut unremoved, &mut window)
                             .await;
-                        in_flight.remove(&batch.seq);
                     }
                     Some(Err(e)) => {
                         // The batch stays in the spool and goes out again.
                         let seq = seq_of.remove(&e.id());
                         error!(error = %e, ?seq, "upload task failed");
                         if let Some(seq) = seq {
-                            in_flight.remove(&seq);
+                            backoff.abandoned(seq);
                         }
                     }
                     None => {}
                 },
                 _ = self.wake.notified(), if can_start && !paused => {}
-                _ = sleep_until(backoff.paused_until), if paused => {}
+                _ = sleep_until(backoff.paused_until()), if paused => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)), if can_start && !paused => {}
                 _ = drain.cancelled(), if deadline.is_none() => {}
                 _ = sleep_until(deadline) => return,
@@ -171,38 +167,57 @@ impl Forwarder {
         }
     }
 
-    /// Apply one upload's outcome to its batch and to the shared backoff.
+    /// Apply one upload's outcome to its batch and to the shared backoff:
+    /// the window decides ([`Window::on_outcome`]), this logs and touches
+    /// the spool.
     async fn apply(
         &self,
         batch: &StoredBatch,
         outcome: Outcome,
-        backoff: &mut Backoff,
+        backoff: &mut Window,
         unremoved: &mut Unremoved,
         window: &mut progress::Window,
     ) {
         let seq = batch.seq;
-        match outcome {
-            Outcome::Delivered {
-                duplicate,
-                conflict,
-            } => {
-                if let Some((since, tries)) = backoff.failing_since.take() {
-                    info!(
-                        failed_attempts = tries,
-                        down_for_s = since.elapsed().as_secs(),
-                        "uplink to relay restored"
-                    );
+        let decision = backoff.on_outcome(seq, &outcome, Instant::now(), fastrand::f64());
+        match decision.uplink {
+            Some(Uplink::Restored {
+                failed_attempts,
+                down_for,
+            }) => info!(
+                failed_attempts,
+                down_for_s = down_for.as_secs(),
+                "uplink to relay restored"
+            ),
+            Some(Uplink::Failing) => {
+                if let Outcome::Retry { reason, .. } = &outcome {
+                    warn!(url = %self.uplink.url, seq, %reason, "uplink to relay failing; batches stay in the spool and are retried");
                 }
-                backoff.next = self.uplink.retry_initial;
-                if duplicate {
-                    debug!(seq, "relay had this batch already (duplicate)");
-                    self.stats.batches_acked_as_duplicate.inc();
+            }
+            Some(Uplink::FailingAgain) => {
+                if let Outcome::Retry { reason, .. } = &outcome {
+                    debug!(seq, %reason, "upload failed again");
                 }
-                if conflict {
-                    // Each batch once; only a misconfigured fleet (two boxes
-                    // on one gateway id and one cloned spool) repeats it.
-                    warn!(seq, instance = ?batch_instance(&batch.body), "relay knew this gateway, spool instance and seq with other content; it published the batch flagged as a conflict. Is another gateway using this gateway_id and a copy of this spool?");
-                    self.stats.batches_acked_as_conflict.inc();
+            }
+            None => {}
+        }
+        match decision.action {
+            Action::Remove => {
+                if let Outcome::Delivered {
+                    duplicate,
+                    conflict,
+                } = outcome
+                {
+                    if duplicate {
+                        debug!(seq, "relay had this batch already (duplicate)");
+                        self.stats.batches_acked_as_duplicate.inc();
+                    }
+                    if conflict {
+                        // Each batch once; only a misconfigured fleet (two boxes
+                        // on one gateway id and one cloned spool) repeats it.
+                        warn!(seq, instance = ?batch_instance(&batch.body), "relay knew this gateway, spool instance and seq with other content; it published the batch flagged as a conflict. Is another gateway using this gateway_id and a copy of this spool?");
+                        self.stats.batches_acked_as_conflict.inc();
+                    }
                 }
                 if let Err(error) = self.spool.call(move |s| s.remove(seq)).await {
                     // The relay has it: not sent again by this process; a
@@ -213,39 +228,25 @@ impl Forwarder {
                 self.stats.readings_forwarded.add(batch.readings);
                 window.add(batch.readings);
             }
-            Outcome::Rejected(reason) => {
+            Action::Quarantine(reason) => {
                 error!(seq, readings = batch.readings, %reason, "relay rejected batch; moved to quarantine");
-                let why = reason.clone();
                 if let Err(error) = self
                     .spool
-                    .call(move |s| s.quarantine(seq, &why, now_us()))
+                    .call(move |s| s.quarantine(seq, &reason, now_us()))
                     .await
                 {
                     error!(%error, seq, "cannot quarantine rejected batch; will retry");
-                    self.pause(backoff, None);
+                    backoff.pause(Instant::now(), None, fastrand::f64());
                 } else {
                     self.stats.batches_quarantined.inc();
                 }
             }
-            Outcome::Retry { reason, after } => {
-                self.stats.upload_failures.inc();
-                match &mut backoff.failing_since {
-                    None => {
-                        warn!(url = %self.uplink.url, seq, %reason, "uplink to relay failing; batches stay in the spool and are retried");
-                        backoff.failing_since = Some((Instant::now(), 1));
-                    }
-                    Some((_, tries)) => {
-                        *tries += 1;
-                        debug!(seq, %reason, "upload failed again");
-                    }
-                }
-                self.pause(backoff, after);
-            }
+            Action::Keep => self.stats.upload_failures.inc(),
         }
     }
 
     /// Delete the confirmed batches still in the spool; on failure, back off.
-    async fn retry_removals(&self, unremoved: &mut Unremoved, backoff: &mut Backoff) {
+    async fn retry_removals(&self, unremoved: &mut Unremoved, backoff: &mut Window) {
         let seqs = unremoved.seqs();
         let result = self
             .spool
@@ -266,7 +267,7 @@ impl Forwarder {
         };
         if unremoved.removed(&gone) {
             info!("delivered batches are removed from the spool again");
-            backoff.next = self.uplink.retry_initial;
+            backoff.recovered();
         }
         if let Some(error) = error {
             self.removal_failed(unremoved, [], &error, backoff);
@@ -280,7 +281,7 @@ impl Forwarder {
         unremoved: &mut Unremoved,
         seqs: impl IntoIterator<Item = u64>,
         error: &SpoolError,
-        backoff: &mut Backoff,
+        backoff: &mut Window,
     ) {
         self.stats.spool_remove_failures.inc();
         match unremoved.failed(seqs, Instant::now()) {
@@ -292,16 +293,7 @@ impl Forwarder {
             ),
             LogLine::Quiet => debug!(%error, "delete of delivered batches failed again"),
         }
-        self.pause(backoff, None);
-    }
-
-    /// Start no new upload for the backoff (or `after`, as the relay asked),
-    /// jittered and capped, and double the backoff.
-    fn pause(&self, backoff: &mut Backoff, after: Option<Duration>) {
-        let wait = after.unwrap_or(backoff.next).min(self.uplink.retry_max);
-        let until = Instant::now() + jittered(wait, fastrand::f64());
-        backoff.paused_until = Some(backoff.paused_until.map_or(until, |t| t.max(until)));
-        backoff.next = (backoff.next * 2).min(self.uplink.retry_max);
+        backoff.pause(Instant::now(), None, fastrand::f64());
     }
 
     /// Log what is left of a draining backlog, the rate and the time to empty.
@@ -331,8 +323,4 @@ impl Forwarder {
 fn batch_instance(body: &[u8]) -> Option<String> {
     let batch = edge_wire::decode(body, &edge_wire::Limits::default()).ok()?;
     batch.instance.map(|i| format!("{:016x}", i.get()))
-}
-
-fn is_paused(backoff: &Backoff) -> bool {
-    backoff.paused_until.is_some_and(|t| Instant::now() < t)
 }
