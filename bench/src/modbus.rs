@@ -193,10 +193,15 @@ fn measure(duration: Duration, max_read: Option<u16>) -> Result<Rate> {
     let points = device_points();
     for (i, port) in ports.iter().enumerate() {
         text.push_str(&format!(
-            "[[modbus]]\nname = \"d{i}\"\naddress = \"127.0.0.1:{port}\"\npoll_interval_ms = 1\n{limits}{points}"
+            "[[modbus]]\nname = \"d{i}\"\naddress = \"127.0.0.1:{port}\"\npoll_interval_ms = 20\n{limits}{points}"
         ));
     }
-    let config = AgentConfig::parse(&text, "bench").context("bench config")?;
+    let mut config = AgentConfig::parse(&text, "bench").context("bench config")?;
+    // As fast as the devices answer: the config refuses such an interval
+    // (a typo would flood a PLC), the benchmark wants exactly that.
+    for d in &mut config.modbus {
+        d.groups[0].interval = Duration::from_millis(1);
+    }
     let stats = Arc::new(AgentStats::default());
     let readings = Arc::new(AtomicU64::new(0));
     let requests = || sims.iter().map(SimDevice::requests).sum::<u64>();

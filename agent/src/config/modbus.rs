@@ -29,6 +29,10 @@ use super::{check_name, ms};
 /// opens its own TCP connection, so check how many connections the gateway
 /// accepts. Several sections may name the same serial line: they share it,
 /// one request at a time.
+/// The shortest poll interval accepted, in milliseconds: below it a typo
+/// (`poll_interval_ms = 0`) would poll a device as fast as it answers.
+pub const MIN_POLL_MS: u64 = 20;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModbusDevice {
@@ -42,7 +46,7 @@ pub struct RawModbusDevice {
     pub profile: Option<String>,
     /// Modbus unit id (slave id), 0..=247 (default 1).
     pub unit: Option<u8>,
-    /// Time between polls in milliseconds, for points without a `group` (default 1000).
+    /// Time between polls in milliseconds, for points without a `group` (default 1000; at least 20, so a typo cannot flood a PLC).
     pub poll_interval_ms: Option<u64>,
     /// Poll groups: name = interval in milliseconds, for points polled faster or slower than poll_interval_ms, for example poll_groups = { fast = 200, slow = 60000 }. A point joins one with `group`; the section's groups are added to the profile's and override one of the same name.
     #[serde(default)]
@@ -539,9 +543,16 @@ pub(super) fn validate_device(
         (None, None) => None,
     }
     .unwrap_or_default();
+    let default_ms = d.poll_interval_ms.unwrap_or(1000);
+    if default_ms < MIN_POLL_MS {
+        p.push(format!(
+            "{}: {default_ms} ms would poll the device as fast as it answers; use at least {MIN_POLL_MS}",
+            own("poll_interval_ms")
+        ));
+    }
     let mut groups = vec![PollGroup {
         name: "default".into(),
-        interval: ms(d.poll_interval_ms.unwrap_or(1000).max(1)),
+        interval: ms(default_ms.max(MIN_POLL_MS)),
     }];
     let profile_groups = profile.map(|pr| (pr, &pr.raw.poll_groups));
     let mut named: BTreeMap<&str, (String, u64)> = BTreeMap::new();
@@ -560,14 +571,14 @@ pub(super) fn validate_device(
                 "{key}: \"default\" is the group of points without a group; use poll_interval_ms"
             ));
         }
-        if interval == 0 {
+        if interval < MIN_POLL_MS {
             p.push(format!(
-                "{key}: 0 is not an interval (milliseconds, at least 1)"
+                "{key}: {interval} ms would poll the device as fast as it answers; use at least {MIN_POLL_MS}"
             ));
         }
         groups.push(PollGroup {
             name: name.to_string(),
-            interval: ms(interval.max(1)),
+            interval: ms(interval.max(MIN_POLL_MS)),
         });
     }
     let points = profile::merged_points(&at, d, profile);

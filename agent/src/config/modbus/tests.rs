@@ -18,6 +18,9 @@ address = "127.0.0.1:502"
     )
 }
 
+/// One u16 point, for tests about the device's own keys.
+const POINT: &str = "[[modbus.points]]\nname = \"a\"\nregister = 0\ntype = \"u16\"\n";
+
 fn problems(text: &str) -> String {
     match AgentConfig::parse(text, "t.toml") {
         Err(ConfigError::Invalid { problems, .. }) => problems.join("\n"),
@@ -384,10 +387,35 @@ group = "fats"
     let got = problems(&text);
     for want in [
         "modbus[0].retries: 11 is out of range (0..=10)",
-        "modbus[0].poll_groups.fast: 0 is not an interval",
+        "modbus[0].poll_groups.fast: 0 ms would poll the device as fast as it answers; use at least 20",
         "modbus[0].poll_groups.default: \"default\" is the group of points without a group",
         "modbus[0].points[0].group: no poll group \"fats\" (the device's poll_groups: default, fast)",
     ] {
         assert!(got.contains(want), "missing {want:?} in:\n{got}");
     }
+}
+
+#[test]
+fn a_poll_interval_that_would_flood_a_plc_is_refused_with_its_key() {
+    for (keys, want) in [
+        (
+            "poll_interval_ms = 0",
+            "modbus[0].poll_interval_ms: 0 ms would poll the device as fast as it answers; use at least 20",
+        ),
+        (
+            "poll_interval_ms = 19",
+            "modbus[0].poll_interval_ms: 19 ms would poll",
+        ),
+        (
+            "poll_groups = { fast = 5 }",
+            "modbus[0].poll_groups.fast: 5 ms would poll",
+        ),
+    ] {
+        let got = problems(&config(keys, POINT));
+        assert!(got.contains(want), "{keys}: missing {want:?} in:\n{got}");
+    }
+    // 20 ms, the minimum, is accepted.
+    let text = config("poll_interval_ms = 20", POINT);
+    let c = AgentConfig::parse(&text, "t.toml").unwrap();
+    assert_eq!(c.modbus[0].poll_interval(), Duration::from_millis(20));
 }
