@@ -263,7 +263,14 @@ impl AgentConfig {
         let lines = modbus::validate_serial_lines(&mut p, &raw.serial);
         let mut modbus = Vec::new();
         let mut indexed = Vec::new();
+        let mut device_names: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, d) in raw.modbus.iter().enumerate() {
+            if let Some(first) = device_names.insert(&d.name, i) {
+                p.push(format!(
+                    "modbus[{i}].name: {:?} is already the name of modbus[{first}]; device names name series and metrics, so each must be unique",
+                    d.name
+                ));
+            }
             if let Some(dev) = modbus::validate_device(&mut p, i, d, profiles, &lines) {
                 indexed.push(i);
                 modbus.push(dev);
@@ -300,21 +307,37 @@ impl AgentConfig {
             .enumerate()
             .map(|(i, b)| mqtt::validate_broker(&mut p, i, b, &raw.gateway_id))
             .collect();
-        let mut series_names: Vec<String> = modbus
+        // Every series with the key that defines it, to name the second.
+        let defined: Vec<(String, String)> = indexed
             .iter()
-            .flat_map(|d| {
-                d.points
-                    .iter()
-                    .map(move |pt| format!("{}.{}", d.name, pt.name))
+            .zip(&modbus)
+            .flat_map(|(&i, d)| {
+                d.points.iter().map(move |pt| {
+                    (
+                        format!("{}.{}", d.name, pt.name),
+                        format!("modbus[{i}] point {:?}", pt.name),
+                    )
+                })
             })
-            .chain(simulated.iter().map(|s| s.name.clone()))
+            .chain(
+                simulated
+                    .iter()
+                    .enumerate()
+                    .map(|(k, s)| (s.name.clone(), format!("simulated[{k}].name"))),
+            )
             .collect();
-        series_names.sort();
-        for w in series_names.windows(2) {
-            if w[0] == w[1] {
-                p.push(format!("series {:?} is defined twice", w[0]));
+        let mut first_at: BTreeMap<&str, &str> = BTreeMap::new();
+        for (series, at) in &defined {
+            if let Some(first) = first_at.insert(series, at) {
+                p.push(format!(
+                    "{at}: series {series:?} is defined twice (first by {first})"
+                ));
+                first_at.insert(series, first);
             }
         }
+        let mut series_names: Vec<String> = defined.into_iter().map(|(s, _)| s).collect();
+        series_names.sort();
+        series_names.dedup();
         let modbus_lines: std::collections::HashSet<String> = modbus
             .iter()
             .filter_map(|d| match &d.link {
@@ -335,7 +358,10 @@ impl AgentConfig {
             .as_ref()
             .map(|a| alarm_publish::validate(&mut p, a, &raw.gateway_id));
         let status = raw.status.as_ref().map(|s| status::validate(&mut p, s));
-        if modbus.is_empty() && simulated.is_empty() && mqtt.is_empty() && raw.frames.is_empty() {
+        // Counted as written: a section that failed validation is reported
+        // already, not again as a missing source.
+        if raw.modbus.is_empty() && simulated.is_empty() && mqtt.is_empty() && raw.frames.is_empty()
+        {
             p.push(
                 "no sources: add at least one [[modbus]], [[simulated]], [[mqtt]] or [[frames]] section"
                     .into(),
@@ -362,6 +388,14 @@ impl AgentConfig {
             alarm_publish,
             status,
         })
+    }
+}
+
+impl AgentConfig {
+    /// What `check-config` prints as warnings and `run` logs: likely
+    /// mistakes the config may still mean (see [`modbus::notation_warnings`]).
+    pub fn warnings(&self) -> Vec<String> {
+        modbus::notation_warnings(&self.modbus)
     }
 }
 

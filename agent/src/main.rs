@@ -206,6 +206,9 @@ fn main() -> ExitCode {
                 for refusal in c.refusals() {
                     println!("warning: {refusal} (`edge-agent run` refuses to start until this is fixed)");
                 }
+                for warning in c.warnings() {
+                    println!("warning: {warning}");
+                }
                 spool_size_note(&c);
                 ExitCode::SUCCESS
             }

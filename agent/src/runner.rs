@@ -182,6 +182,9 @@ impl Agent {
             }
             None => (None, None),
         };
+        for warning in self.config.warnings() {
+            warn!("config: {warning}");
+        }
         info!(gateway = %self.config.gateway_id, modbus_devices = self.config.modbus.len(), simulated = self.config.simulated.len(), mqtt_brokers = self.config.mqtt.len(), frames_devices = self.config.frames.len(), rules = self.config.rules.len(), "agent started");
 
         let outlets = AlarmOutlets {

@@ -673,10 +673,17 @@ fn validate_point(
         }
     }
     let width = data_type.map_or(1, |t| t.width());
-    if pt.register + u32::from(width) - 1 > 65535 {
+    if pt.register > 65535 {
         p.push(format!(
             "{at}.register: {} is not a register address (0..=65535)",
             pt.register
+        ));
+    } else if pt.register + u32::from(width) - 1 > 65535 {
+        p.push(format!(
+            "{at}.register: a {}-register value at {} would end at {}, past the last address (65535)",
+            width,
+            pt.register,
+            pt.register + u32::from(width) - 1
         ));
     }
     if let Some(max) = max_read.filter(|&m| m >= 1 && width > m) {
@@ -731,3 +738,32 @@ fn validate_point(
 
 #[cfg(test)]
 mod tests;
+
+/// Points whose register looks like the 1-based 4xxxx (holding) or 3xxxx
+/// (input) notation of device manuals, where the agent wants the 0-based
+/// protocol address: one warning each. Warnings, not errors: such an
+/// address can be real.
+pub fn notation_warnings(devices: &[ModbusDevice]) -> Vec<String> {
+    let mut w = Vec::new();
+    for d in devices {
+        for pt in &d.points {
+            let base = match pt.table {
+                Table::Holding if (40001..=49999).contains(&pt.register) => 40001,
+                Table::Input if (30001..=39999).contains(&pt.register) => 30001,
+                _ => continue,
+            };
+            w.push(format!(
+                "modbus device {:?}, point {:?}: register {} looks like the {}xxxx notation of device manuals; \
+                 the agent wants the protocol address, {} here (`edge-agent probe modbus` shows what is there). \
+                 If {} is the real address, ignore this",
+                d.name,
+                pt.name,
+                pt.register,
+                base / 10000,
+                pt.register - base,
+                pt.register
+            ));
+        }
+    }
+    w
+}

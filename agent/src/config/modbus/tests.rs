@@ -143,7 +143,7 @@ register = 6
         "modbus[0].points[4].type: \"bool\" is for coil and discrete tables",
         "modbus[0].points[5].type: needs 4 registers but the device's max_read is 2",
         "modbus[0].points[5].byte_order: \"XYZW\" is not a byte order",
-        "modbus[0].points[6].register: 65535 is not a register address (0..=65535)",
+        "modbus[0].points[6].register: a 2-register value at 65535 would end at 65536, past the last address (65535)",
         "modbus[0].points[6].bit: only for type \"bit\"",
         "modbus[0].points[7].type: missing",
     ] {
@@ -418,4 +418,54 @@ fn a_poll_interval_that_would_flood_a_plc_is_refused_with_its_key() {
     let text = config("poll_interval_ms = 20", POINT);
     let c = AgentConfig::parse(&text, "t.toml").unwrap();
     assert_eq!(c.modbus[0].poll_interval(), Duration::from_millis(20));
+}
+
+#[test]
+fn two_devices_of_one_name_and_a_series_defined_twice_are_named_by_key() {
+    let text = format!(
+        "{TEST_BASE}[[modbus]]\nname = \"press\"\naddress = \"127.0.0.1:502\"\n{POINT}{POINT}\
+         [[modbus]]\nname = \"press\"\naddress = \"127.0.0.1:503\"\n{POINT}"
+    );
+    let got = problems(&text);
+    for want in [
+        "modbus[1].name: \"press\" is already the name of modbus[0]",
+        "modbus[0] point \"a\": series \"press.a\" is defined twice (first by modbus[0] point \"a\")",
+        "modbus[1] point \"a\": series \"press.a\" is defined twice (first by modbus[0] point \"a\")",
+    ] {
+        assert!(got.contains(want), "missing {want:?} in:\n{got}");
+    }
+}
+
+#[test]
+fn a_broken_only_device_is_not_also_a_missing_source() {
+    let text = format!("{TEST_BASE}[[modbus]]\nname = \"press\"\naddress = \"nowhere\"\n{POINT}");
+    let got = problems(&text);
+    assert!(got.contains("modbus[0].address"), "{got}");
+    assert!(!got.contains("no sources"), "{got}");
+}
+
+#[test]
+fn a_register_in_4xxxx_notation_is_warned_about_not_refused() {
+    let point = |table: &str, register: u32, ty: &str| {
+        format!("[[modbus.points]]\nname = \"{table}{register}\"\ntable = \"{table}\"\nregister = {register}\ntype = \"{ty}\"\n")
+    };
+    let points = [
+        point("holding", 40001, "u16"),
+        point("input", 30010, "u16"),
+        point("holding", 100, "u16"),
+        point("coil", 40001, "bool"),
+    ]
+    .concat();
+    let c = AgentConfig::parse(&config("", &points), "t.toml").unwrap();
+    let w = c.warnings();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].contains("point \"holding40001\": register 40001 looks like the 4xxxx notation")
+            && w[0].contains("the protocol address, 0 here"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].contains("3xxxx notation") && w[1].contains("9 here"),
+        "{w:?}"
+    );
 }
