@@ -75,6 +75,8 @@ pub struct RawSubscription {
     pub timestamp_pointer: Option<String>,
     /// Unit of `timestamp_pointer`: "s", "ms", "us" (numbers since the Unix epoch) or "rfc3339" (text).
     pub timestamp_format: Option<String>,
+    /// For "json" and "json-object": also read numbers sent as text ({"v": "26.5"}) and booleans (true = 1, false = 0), as much plant firmware sends them (default true; false counts such fields as malformed).
+    pub lenient_values: Option<bool>,
 }
 
 /// `values = [{ pointer = "/temp", name = "temp", unit = "degC" }]`
@@ -121,6 +123,8 @@ pub struct Subscription {
     pub series: Template,
     pub unit: String,
     pub tags: BTreeMap<String, Template>,
+    /// JSON values as text or booleans are read (`lenient_values`).
+    pub lenient: bool,
 }
 
 /// The MQTT quality of service levels the agent subscribes with.
@@ -428,6 +432,7 @@ fn validate_subscription(
         series,
         unit: s.unit.clone(),
         tags,
+        lenient: s.lenient_values.unwrap_or(true),
     })
 }
 

@@ -9,6 +9,10 @@
 //!   (a partial message would silently leave gaps); `null` gives `Bad`.
 //! - "json-object": every numeric top-level field becomes a sample named
 //!   after the field; other fields and the timestamp field are skipped.
+//! - With `lenient_values` (the default) a JSON value that is a number
+//!   written as text (`"26.5"`, surrounding whitespace allowed) or a
+//!   boolean (1 or 0) counts as a number, in both JSON formats; text that
+//!   is not a number stays malformed ("json") or skipped ("json-object").
 //!
 //! The sample time is read from `timestamp_pointer` when configured and
 //! present; when the payload has none the arrival time is used. A timestamp
@@ -107,6 +111,9 @@ fn decode_inner(
                         }
                         Some(Value::Null) => f64::NAN,
                         Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+                        Some(other) if lenient(other, sub.lenient).is_some() => {
+                            lenient(other, sub.lenient).unwrap_or(f64::NAN)
+                        }
                         Some(other) => {
                             return Err(Malformed::FieldNotANumber {
                                 pointer: v.pointer.clone(),
@@ -129,7 +136,7 @@ fn decode_inner(
                 .iter()
                 .filter(|(name, _)| Some(name.as_str()) != ts_field.as_deref())
                 .filter_map(|(name, v)| {
-                    let value = v.as_f64()?;
+                    let value = v.as_f64().or_else(|| lenient(v, sub.lenient))?;
                     Some(sample(Some(name.clone()), &sub.unit, value, ts_us))
                 })
                 .collect();
@@ -138,6 +145,15 @@ fn decode_inner(
             }
             Ok(samples)
         }
+    }
+}
+
+/// A number written as text, or a boolean as 1 or 0, when `on`.
+fn lenient(v: &Value, on: bool) -> Option<f64> {
+    match v {
+        Value::String(s) if on => s.trim().parse().ok(),
+        Value::Bool(b) if on => Some(f64::from(u8::from(*b))),
+        _ => None,
     }
 }
 

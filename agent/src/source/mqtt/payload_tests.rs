@@ -18,6 +18,7 @@ fn sub(format: PayloadFormat) -> Subscription {
         series: Template::parse("{2}").unwrap(),
         unit: "degC".into(),
         tags: BTreeMap::new(),
+        lenient: true,
     }
 }
 
@@ -131,10 +132,10 @@ fn json_values_by_pointer() {
             },
         ),
         (
-            r#"{"temp": true, "motor": {"rpm": 1}}"#,
+            r#"{"temp": [21.5], "motor": {"rpm": 1}}"#,
             Malformed::FieldNotANumber {
                 pointer: "/temp".into(),
-                found: "a boolean",
+                found: "an array",
             },
         ),
         (
@@ -254,4 +255,48 @@ fn rfc3339_agrees_with_day_counting_across_leap_years() {
     assert!(parse_rfc3339("2024-13-01T00:00:00Z").is_err());
     assert!(parse_rfc3339("2024-01-01T24:00:00Z").is_err());
     assert!(parse_rfc3339("2024-01-01T00:00:00.Z").is_err());
+}
+
+#[test]
+fn numbers_as_text_and_booleans_are_read_unless_lenient_values_is_off() {
+    let mut s = sub(json(None));
+    let text = br#"{"temp": " 26.5 ", "motor": {"rpm": true}}"#;
+    let got = decode(&s, "plant/a/temp", text, T0).unwrap();
+    assert_eq!(
+        got,
+        [
+            good(Some("temp"), "degC", 26.5, T0),
+            good(Some("rpm"), "rpm", 1.0, T0)
+        ]
+    );
+    // Text that is not a number is still malformed.
+    let err = decode(&s, "t", br#"{"temp": "warm", "motor": {"rpm": 1}}"#, T0).unwrap_err();
+    assert_eq!(
+        err.reason,
+        Malformed::FieldNotANumber {
+            pointer: "/temp".into(),
+            found: "text"
+        }
+    );
+    // json-object: a boolean field is a sample, a text field that is no
+    // number is skipped.
+    let mut o = sub(PayloadFormat::JsonObject { timestamp: None });
+    let got = decode(&o, "t", br#"{"on": false, "v": "3", "note": "ok"}"#, T0).unwrap();
+    assert_eq!(
+        got,
+        [
+            good(Some("on"), "degC", 0.0, T0),
+            good(Some("v"), "degC", 3.0, T0)
+        ]
+    );
+    // Off: such fields are what they were before.
+    s.lenient = false;
+    o.lenient = false;
+    let err = decode(&s, "t", text, T0).unwrap_err();
+    assert!(
+        matches!(err.reason, Malformed::FieldNotANumber { ref pointer, found: "text" } if pointer == "/temp"),
+        "{err}"
+    );
+    let err = decode(&o, "t", br#"{"on": false, "v": "3"}"#, T0).unwrap_err();
+    assert_eq!(err.reason, Malformed::NoNumericFields);
 }
