@@ -116,8 +116,8 @@ struct ModbusProbe {
     /// RTU: stop bits, 1 or 2 [default: 1].
     #[arg(long, value_name = "N")]
     stop_bits: Option<u8>,
-    /// Modbus unit id (slave id).
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    /// Modbus unit id (slave id), 0..=247 as in the config.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=247))]
     unit: u8,
     #[command(flatten)]
     range: ProbeTable,
