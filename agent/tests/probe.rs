@@ -299,4 +299,3 @@ fn a_unit_id_the_config_refuses_is_refused_by_the_probe_too() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("248 is not in 0..=247"), "{err}");
 }
-
