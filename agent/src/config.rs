@@ -393,7 +393,7 @@ impl AgentConfig {
 
 impl AgentConfig {
     /// What `check-config` prints as warnings and `run` logs: likely
-    /// mistakes the config may still mean (see [`modbus::notation_warnings`]).
+    /// mistakes the config may still mean (registers in the 4xxxx/3xxxx notation of device manuals).
     pub fn warnings(&self) -> Vec<String> {
         modbus::notation_warnings(&self.modbus)
     }
