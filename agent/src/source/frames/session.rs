@@ -50,6 +50,12 @@ pub const SETTLE_AFTER_US: i64 = 2_000_000;
 pub const SETTLE_AFTER: std::time::Duration =
     std::time::Duration::from_micros(SETTLE_AFTER_US as u64);
 
+/// Most seqs a session tracks out of order (and most drops it tracks one
+/// by one): far more than a device ring holds. Past it, the samples the
+/// device never sent are counted lost and no longer waited for, so a
+/// broken or hostile device cannot grow the agent's memory.
+pub const MAX_TRACKED: u32 = 4096;
+
 /// A channel of the birth's table, as the agent uses it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelInfo {
@@ -176,15 +182,31 @@ impl Session {
                     .or(boot.ahead.first().map(|&a| i64::from(a) - 1))
                     .unwrap_or(i64::from(s.seq) - 1);
                 let mut lost = 0;
-                for d in (1..=i64::from(s.dropped)).map(|k| front + k) {
-                    let Ok(d) = u32::try_from(d) else { continue };
-                    if d != s.seq && !boot.is_taken(d) {
-                        boot.ahead.insert(d);
-                        lost += 1;
+                if s.dropped > MAX_TRACKED {
+                    // More than any ring holds: give up everything below
+                    // this sample rather than track each seq.
+                    lost = s.dropped;
+                    boot.give_up_below(s.seq);
+                } else {
+                    for d in (1..=i64::from(s.dropped)).map(|k| front + k) {
+                        let Ok(d) = u32::try_from(d) else { continue };
+                        if d != s.seq && !boot.is_taken(d) {
+                            boot.ahead.insert(d);
+                            lost += 1;
+                        }
                     }
                 }
                 boot.ahead.insert(s.seq);
                 boot.settle(now_us);
+                if boot.ahead.len() > MAX_TRACKED as usize {
+                    // A hole the device never fills (no resend comes):
+                    // stop waiting for it, so acks and memory stay bounded.
+                    let lowest = *boot.ahead.first().expect("not empty");
+                    let holes = boot.holes_below(lowest);
+                    lost += holes;
+                    boot.give_up_below(lowest);
+                    boot.settle(now_us);
+                }
                 let ts_us = boot.time_of(s.ticks, now_us);
                 let values = s
                     .readings
@@ -272,6 +294,23 @@ impl Session {
 }
 
 impl Boot {
+    /// Seqs between the settled run and `seq` that were never taken.
+    fn holes_below(&self, seq: u32) -> u32 {
+        let from = self.settled.map_or(i64::from(seq), |l| l + 1);
+        (from..i64::from(seq))
+            .filter(|&d| u32::try_from(d).is_ok_and(|d| !self.ahead.contains(&d)))
+            .count() as u32
+    }
+
+    /// Settle everything below `seq` (taken or not).
+    fn give_up_below(&mut self, seq: u32) {
+        let below = i64::from(seq) - 1;
+        if self.settled.is_none_or(|l| l < below) {
+            self.settled = Some(below);
+        }
+        self.ahead = self.ahead.split_off(&seq);
+    }
+
     fn is_taken(&self, seq: u32) -> bool {
         self.settled.is_some_and(|l| i64::from(seq) <= l) || self.ahead.contains(&seq)
     }
@@ -493,6 +532,26 @@ mod tests {
         // After the grace, everything below the oldest seen is settled.
         assert_eq!(s.settled_through(SETTLE_AFTER_US), Some(40));
         assert_eq!(take(&mut s, 39, 0), None, "a duplicate");
+    }
+
+    #[test]
+    fn a_device_that_never_fills_a_hole_or_reports_huge_drops_stays_bounded() {
+        let mut s = Session::new(None);
+        s.on_message(birth(1), 0);
+        assert_eq!(take(&mut s, 0, 0), Some(0));
+        // 1 never comes; 2.. keep coming. Past MAX_TRACKED the hole is
+        // given up, counted once as lost, and the acks move on.
+        let mut lost = 0;
+        for seq in 2..=MAX_TRACKED + 2 {
+            lost += take(&mut s, seq, 0).unwrap();
+        }
+        assert_eq!(lost, 1);
+        assert_eq!(s.settled_through(S), Some(MAX_TRACKED + 2));
+        // A drop count no ring can have is taken at its word, not tracked.
+        let seq = MAX_TRACKED + 10;
+        assert_eq!(take(&mut s, seq, u32::MAX), Some(u32::MAX));
+        assert_eq!(s.settled_through(S), Some(seq));
+        assert!(s.boot.as_ref().unwrap().ahead.is_empty());
     }
 
     #[test]
