@@ -512,6 +512,17 @@ impl Service {
     }
 }
 
+/// The value of the sample `name` on a Prometheus text page: the
+/// unlabelled sample, or the sum over its labels; `None` when absent.
+pub fn metric(page: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = page
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// A blocking HTTP GET that fails on a non-2xx answer.
 pub fn http_get(url: &str) -> anyhow::Result<String> {
     let resp = reqwest::blocking::Client::builder()

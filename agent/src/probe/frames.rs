@@ -12,13 +12,14 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use firmware_shim::frame::{encode, Decoder, FrameError, MAX_ENCODED};
+use firmware_shim::frame::{Decoder, FrameError};
 use firmware_shim::{Birth, ChannelKind, Message, Nack, NackReason};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::config::frames::FramesLink;
 use crate::reading::now_us;
 use crate::source::frames::session::{Decision, Session};
+use crate::source::frames::{open, send};
 
 /// What the probe saw, besides what it printed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -93,10 +94,7 @@ pub fn format_decision(session: &Session, d: &Decision) -> Option<String> {
 
 /// Listen on `link` for `seconds`, printing the birth and every sample.
 pub async fn listen(link: &FramesLink, seconds: u64) -> std::io::Result<Heard> {
-    let mut stream: Box<dyn Stream> = match link {
-        FramesLink::Serial(line) => Box::new(crate::source::modbus::line::open(line)?),
-        FramesLink::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr).await?),
-    };
+    let mut stream = open(link).await?;
     println!("listening to {link} for {seconds} s (nothing is stored or acknowledged)");
     let mut session = Session::new(None);
     let mut decoder = Decoder::new();
@@ -139,14 +137,11 @@ pub async fn listen(link: &FramesLink, seconds: u64) -> std::io::Result<Heard> {
                 reason: NackReason::NoBirth,
             } = d
             {
-                let mut out = [0u8; MAX_ENCODED];
                 let nack = Message::Nack(Nack {
                     seq,
                     reason: NackReason::NoBirth,
                 });
-                if let Ok(n) = encode(&nack, &mut out) {
-                    stream.write_all(&out[..n]).await?;
-                }
+                send(&mut stream, &nack).await?;
             }
             if let Some(line) = format_decision(&session, &d) {
                 println!("{line}");
@@ -154,9 +149,6 @@ pub async fn listen(link: &FramesLink, seconds: u64) -> std::io::Result<Heard> {
         }
     }
 }
-
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 #[cfg(test)]
 mod tests {

@@ -157,12 +157,9 @@ fn device<const RING: usize>(port: PathBuf, counts: Arc<DeviceCounts>) {
     }
 }
 
+/// A counter or gauge of the agent's page as a whole number, 0 if absent.
 fn metric(metrics: &str, name: &str) -> u64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
+    edge_tests::metric(metrics, name).unwrap_or(0.0) as u64
 }
 
 fn start_agent(config: &Path, status: &str, logs: &Path) -> anyhow::Result<Service> {

@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use edge_tests::{
-    agent_binary, free_port, http_get, relay_answers, relay_binary, spawn, wait_until, Service,
+    agent_binary, free_port, http_get, metric, relay_answers, relay_binary, spawn, wait_until,
+    Service,
 };
 
 const GATEWAY: &str = "full-gw";
@@ -79,16 +80,6 @@ fn get(url: &str) -> anyhow::Result<(u16, String)> {
         .get(url)
         .send()?;
     Ok((resp.status().as_u16(), resp.text()?))
-}
-
-/// The value of the unlabelled sample `name`, or the sum over its labels.
-fn metric(metrics: &str, name: &str) -> Option<f64> {
-    let values: Vec<f64> = metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// `produced=N` of the agent's last "agent stopped" line.

@@ -57,7 +57,7 @@ const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A byte stream to a device.
-trait Link: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Link: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link for T {}
 
 /// One `[[frames]]` device.
@@ -88,7 +88,7 @@ impl FramesSource {
         let mut last_ts: Option<i64> = None;
         let mut failures = 0u32;
         loop {
-            let link = match self.open().await {
+            let link = match open(&self.device.link).await {
                 Ok(link) => {
                     if failures > 0 {
                         info!(device = %self.device.link, failed_attempts = failures, "frames link open again");
@@ -118,24 +118,6 @@ impl FramesSource {
                     warn!(device = %self.device.link, reason = %why, "frames link lost; reconnecting");
                     failures = 1;
                 }
-            }
-        }
-    }
-
-    async fn open(&self) -> std::io::Result<Box<dyn Link>> {
-        match &self.device.link {
-            FramesLink::Serial(line) => Ok(Box::new(crate::source::modbus::line::open(line)?)),
-            FramesLink::Tcp(addr) => {
-                let s = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    tokio::net::TcpStream::connect(addr),
-                )
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
-                s.set_nodelay(true)?;
-                Ok(Box::new(s))
             }
         }
     }
@@ -301,8 +283,26 @@ impl FramesSource {
     }
 }
 
+/// Open the byte stream to a device: its serial line, or a TCP connection
+/// to its serial server (5 s to connect). The probe opens it the same way.
+pub(crate) async fn open(link: &FramesLink) -> std::io::Result<Box<dyn Link>> {
+    match link {
+        FramesLink::Serial(line) => Ok(Box::new(crate::source::modbus::line::open(line)?)),
+        FramesLink::Tcp(addr) => {
+            let s =
+                tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                    })??;
+            s.set_nodelay(true)?;
+            Ok(Box::new(s))
+        }
+    }
+}
+
 /// Write `msg` as one frame.
-async fn send(link: &mut Box<dyn Link>, msg: &Message) -> std::io::Result<()> {
+pub(crate) async fn send(link: &mut Box<dyn Link>, msg: &Message) -> std::io::Result<()> {
     let mut out = [0u8; MAX_ENCODED];
     let n = encode(msg, &mut out).map_err(|e| std::io::Error::other(e.to_string()))?;
     link.write_all(&out[..n]).await?;

@@ -41,7 +41,7 @@
 
 use std::collections::BTreeMap;
 
-use firmware_shim::{Birth, ChannelKind, Message, NackReason};
+use firmware_shim::{Birth, Message, NackReason};
 
 /// How long after a birth the agent waits for the device's resends before
 /// it settles the start of the session (and sends its first ack).
@@ -63,7 +63,6 @@ pub struct ChannelInfo {
     pub series: String,
     pub unit: String,
     pub scale: f64,
-    pub kind: ChannelKind,
 }
 
 /// One value to hand to the pipeline.
@@ -249,7 +248,6 @@ impl Session {
                         series: format!("{prefix}.{}", c.name),
                         unit: c.unit.to_string(),
                         scale: c.scale.map_or(1.0, f64::from),
-                        kind: c.kind,
                     },
                 )
             })
@@ -349,7 +347,7 @@ impl Boot {
 mod tests {
     use super::*;
     use firmware_shim::heapless;
-    use firmware_shim::{Channel, Reading, Samples};
+    use firmware_shim::{Channel, ChannelKind, Reading, Samples};
 
     fn birth(boot_id: u32) -> Message {
         let mut channels = heapless::Vec::new();

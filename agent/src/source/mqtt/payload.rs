@@ -111,15 +111,12 @@ fn decode_inner(
                         }
                         Some(Value::Null) => f64::NAN,
                         Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-                        Some(other) if lenient(other, sub.lenient).is_some() => {
-                            lenient(other, sub.lenient).unwrap_or(f64::NAN)
-                        }
-                        Some(other) => {
-                            return Err(Malformed::FieldNotANumber {
+                        Some(other) => lenient(other, sub.lenient).ok_or_else(|| {
+                            Malformed::FieldNotANumber {
                                 pointer: v.pointer.clone(),
                                 found: kind(other),
-                            })
-                        }
+                            }
+                        })?,
                     };
                     Ok(sample(Some(v.name.clone()), &v.unit, value, ts_us))
                 })
