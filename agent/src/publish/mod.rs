@@ -43,6 +43,7 @@ use crate::reading::{now_us, Alarm};
 use crate::spool::Lane;
 use crate::spool::SharedSpool;
 use crate::stats::AgentStats;
+use crate::timing::backoff_delay;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -71,7 +72,6 @@ impl LocalPublisher {
         options.set_keep_alive(Duration::from_secs(10));
         options.set_clean_session(true);
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
-        let mut backoff = BACKOFF_MIN;
         let mut failures: u64 = 0;
         loop {
             let polled = tokio::select! {
@@ -94,7 +94,6 @@ impl LocalPublisher {
                         info!(%broker, "local alarm broker connected");
                     }
                     failures = 0;
-                    backoff = BACKOFF_MIN;
                     if let Err(error) = client.try_subscribe(c.ack_filter(), QoS::AtLeastOnce) {
                         warn!(%broker, %error, "cannot subscribe to alarm acknowledgements");
                     }
@@ -115,6 +114,13 @@ impl LocalPublisher {
                     if failures == 0 {
                         warn!(%broker, %error, "local alarm broker unreachable; alarm events queue until it is back (they are spooled for the relay regardless)");
                     }
+                    // The first wait is BACKOFF_MIN, doubled per failure in a row.
+                    let backoff = backoff_delay(
+                        BACKOFF_MIN,
+                        failures.min(32) as u32,
+                        BACKOFF_MAX,
+                        fastrand::f64(),
+                    );
                     failures += 1;
                     // Keep taking events while waiting, so the board stays current.
                     let wait = tokio::time::sleep(backoff);
@@ -132,7 +138,6 @@ impl LocalPublisher {
                             },
                         }
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }

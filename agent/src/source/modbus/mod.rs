@@ -3,7 +3,8 @@
 //!
 //! The pure parts are tested without sockets: [`plan`] turns a point list
 //! into requests, [`decode`] turns registers and bits into numbers,
-//! [`schedule`] decides whose turn it is on a link. The I/O part, [`poll`],
+//! [`schedule`] decides whose turn it is on a link, [`health`] whether a
+//! device answers and when to ask it again. The I/O part, [`poll`],
 //! runs one link's poll loop ([`ModbusLink`]), and [`mod@line`] guards a serial
 //! line between transactions.
 //!
@@ -13,6 +14,7 @@
 //! names it: one task per link, one transaction in flight per link.
 
 pub mod decode;
+pub mod health;
 pub mod line;
 pub mod plan;
 pub mod poll;

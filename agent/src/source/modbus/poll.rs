@@ -7,8 +7,8 @@
 //! - every request has the device's timeout; a failed request (timeout,
 //!   I/O error, CRC error) is repeated at once up to `retries` times, then
 //!   the device counts as down and is retried with exponential backoff and
-//!   jitter ([`backoff_delay`]), logged once when it goes down and once
-//!   when it comes back. A device that is down holds only its own slots:
+//!   jitter, logged once when it goes down and once when it comes back
+//!   (the rules are [`super::health`]'s). A device that is down holds only its own slots:
 //!   on a shared serial line the other slaves keep their rate, and the dead
 //!   one costs one timeout per backoff period;
 //! - after a failed request a late reply must never be matched to the next
@@ -28,7 +28,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
-use crate::timing::backoff_delay;
 use tokio_modbus::client::{rtu, tcp, Context, Reader};
 use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::Slave;
@@ -37,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::decode::{decode_bits, decode_registers};
+use super::health::{Change, Health};
 use super::line::{self, classify, Failure, GuardedLine};
 use super::plan::{plan_group, ReadBlock, ReadLimits};
 use super::schedule::{stagger, Schedule, Slot};
@@ -91,9 +91,6 @@ pub struct ModbusLink {
     pub stats: Arc<AgentStats>,
 }
 
-/// Longest wait between attempts to reach a device or open a link.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
 /// What a read brought back.
 pub enum Data {
     Registers(Vec<u16>),
@@ -124,13 +121,6 @@ enum Conn {
         line: GuardedLine<SerialStream>,
         frame_gap: Duration,
     },
-}
-
-/// Whether a device answers, and when it may be asked again if not.
-#[derive(Debug, Default, Clone, Copy)]
-struct Health {
-    failures: u32,
-    hold: Option<Instant>,
 }
 
 impl ModbusLink {
@@ -177,7 +167,7 @@ impl ModbusLink {
         let mut conn: Option<Conn> = None;
         let mut link = Health::default();
         loop {
-            let Some((slot, at)) = schedule.next(|d| health[d].hold.max(link.hold)) else {
+            let Some((slot, at)) = schedule.next(|d| health[d].hold().max(link.hold())) else {
                 shutdown.cancelled().await;
                 return Ok(());
             };
@@ -198,24 +188,20 @@ impl ModbusLink {
                 Some(c) => c,
                 None => match self.open().await {
                     Ok(c) => {
-                        if link.failures > 0 {
-                            info!(link = %self.link, failed_attempts = link.failures, "Modbus link open again");
+                        if let Change::CameBack { failed_attempts } = link.on_answer() {
+                            info!(link = %self.link, failed_attempts, "Modbus link open again");
                         }
-                        link = Health::default();
                         conn.insert(c)
                     }
                     Err(error) => {
                         let name = &self.devices[device].device.name;
                         self.stats.record_modbus(name, ModbusEvent::TransportError);
-                        if link.failures == 0 {
+                        let base = self.devices[device].device.poll_interval();
+                        if link.on_failure(Instant::now(), base, fastrand::f64())
+                            == Change::WentDown
+                        {
                             warn!(link = %self.link, %error, "cannot open Modbus link; retrying with backoff");
                         }
-                        link.failures = link.failures.saturating_add(1);
-                        let base = self.devices[device].device.poll_interval();
-                        link.hold = Some(
-                            Instant::now()
-                                + backoff_delay(base, link.failures, BACKOFF_MAX, fastrand::f64()),
-                        );
                         continue;
                     }
                 },
@@ -228,12 +214,10 @@ impl ModbusLink {
             for (block, failing) in blocks.iter().zip(failing.iter_mut()) {
                 // A device in backoff gets one try, without repeats; once
                 // it answers, it is up again.
-                let retries = if h.failures > 0 { 0 } else { d.device.retries };
-                match self.read(c, d, block, retries).await {
+                match self.read(c, d, block, h.retries(d.device.retries)).await {
                     Ok((answer, ts_us)) => {
-                        if h.failures > 0 {
-                            info!(device = %d.device.name, link = %self.link, unit = d.device.unit, failed_attempts = h.failures, "Modbus device answers again");
-                            *h = Health::default();
+                        if let Change::CameBack { failed_attempts } = h.on_answer() {
+                            info!(device = %d.device.name, link = %self.link, unit = d.device.unit, failed_attempts, "Modbus device answers again");
                         }
                         for r in self.readings(d, block, answer, ts_us, failing) {
                             self.stats
@@ -253,17 +237,10 @@ impl ModbusLink {
             }
             let now = Instant::now();
             if let Some((block, f)) = down {
-                if h.failures == 0 {
+                if h.on_failure(now, d.device.poll_interval(), fastrand::f64()) == Change::WentDown
+                {
                     warn!(device = %d.device.name, link = %self.link, unit = d.device.unit, table = block.table.as_str(), address = block.start, count = block.count, error = %f.error, "Modbus device not answering; retrying with backoff");
                 }
-                h.failures = h.failures.saturating_add(1);
-                let delay = backoff_delay(
-                    d.device.poll_interval(),
-                    h.failures,
-                    BACKOFF_MAX,
-                    fastrand::f64(),
-                );
-                h.hold = Some(now + delay);
                 if f.link_broken || matches!(c, Conn::Tcp(_)) {
                     conn = None;
                 }

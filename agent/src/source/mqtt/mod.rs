@@ -51,7 +51,7 @@ use super::SourceError;
 use crate::config::mqtt::{is_plain_name, MqttBroker, Subscription};
 use crate::reading::{now_us, Reading, SeriesInfo};
 use crate::stats::AgentStats;
-use crate::timing::LogLimiter;
+use crate::timing::{backoff_delay, LogLimiter};
 
 /// A malformed message is logged at most this often per subscription.
 pub const MALFORMED_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -113,7 +113,6 @@ impl MqttSource {
             .map(|_| LogLimiter::new(MALFORMED_LOG_INTERVAL))
             .collect();
         let mut series: HashMap<(String, String), Arc<SeriesInfo>> = HashMap::new();
-        let mut backoff = BACKOFF_MIN;
         let mut failures: u64 = 0;
         loop {
             let event = tokio::select! {
@@ -163,7 +162,6 @@ impl MqttSource {
                     }
                 }
                 Ok(Event::Subscribed(granted)) => {
-                    backoff = BACKOFF_MIN;
                     for (granted, sub) in granted.into_iter().zip(&b.subscriptions) {
                         if granted {
                             self.stats.mqtt_subscriptions_acked.inc();
@@ -215,12 +213,18 @@ impl MqttSource {
                     if failures == 0 {
                         warn!(%broker, client_id = %b.client_id, %error, "MQTT connection failed; reconnecting with backoff");
                     }
+                    // The first wait is BACKOFF_MIN, doubled per failure in a row.
+                    let backoff = backoff_delay(
+                        BACKOFF_MIN,
+                        failures.min(32) as u32,
+                        BACKOFF_MAX,
+                        fastrand::f64(),
+                    );
                     failures += 1;
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }
