@@ -53,7 +53,9 @@
 //! moving a broken database aside), [`bounds`] (size and age bounds, the
 //! `on_full` policy and gap records), [`room`] (the disk as a bound, the
 //! reserve file, the default `max_bytes`), [`inspect`] (backlog figures and
-//! export for `edge-agent spool`), [`alarms`].
+//! export for `edge-agent spool`), [`alarms`], [`salvage`]; and, private,
+//! `append` (the commit path), `schema` (tables, migrations, checksum,
+//! instance id) and `error` ([`SpoolError`]).
 //!
 //! The spool is synchronous (rusqlite); async callers go through
 //! [`SharedSpool`], which runs each call on the blocking pool.
@@ -62,93 +64,30 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use edge_wire::Batch;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::detect::ActiveAlarm;
-use crate::reading::Alarm;
 
 pub mod alarms;
+mod append;
 pub mod bounds;
 pub mod check;
+mod error;
 pub mod inspect;
 mod options;
 mod pending;
 pub mod room;
 pub mod salvage;
+mod schema;
 
 pub use self::bounds::{DropReason, Gap, OnFull};
 pub use self::check::StartupReport;
+use self::error::sqlite_error;
+pub use self::error::{FullCause, SpoolError};
 pub use self::options::{SpoolOptions, Synchronous};
 pub use self::room::Pressure;
-
-/// Why the spool failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SpoolError {
-    #[error("spool {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("spool: batch could not be encoded: {0}")]
-    Encode(#[from] edge_wire::WireError),
-    #[error("spool: background task failed: {0}")]
-    Join(String),
-    /// The spool cannot take the batch now: its bound (`max_bytes` or the
-    /// disk's, see [`room`]) with `on_full = "block"`, or the disk
-    /// (SQLITE_FULL) when the reserve and dropping the oldest batches did
-    /// not make room. Transient: retry after the forwarder has removed
-    /// batches.
-    #[error("spool {path}: full ({cause}: {why}); the batch waits")]
-    Full {
-        path: PathBuf,
-        cause: FullCause,
-        why: String,
-    },
-    /// Writing the export failed.
-    #[error("spool export: cannot write: {0}")]
-    Export(String),
-    /// `PRAGMA quick_check` found damage.
-    #[error("spool {path}: database is corrupt: {detail}")]
-    Corrupt { path: PathBuf, detail: String },
-    /// A bad database could not be moved aside.
-    #[error("spool {path}: cannot move the bad database to {to}: {source}")]
-    MoveAside {
-        path: PathBuf,
-        to: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// What filled the spool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FullCause {
-    /// `max_bytes` reached with `on_full = "block"`.
-    MaxBytes,
-    /// The disk bound (free space less the headroom) reached with
-    /// `on_full = "block"`.
-    DiskBound,
-    /// SQLite could not write: the filesystem is full.
-    DiskFull,
-}
-
-impl std::fmt::Display for FullCause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            FullCause::MaxBytes => "max_bytes reached",
-            FullCause::DiskBound => "the disk is nearly full",
-            FullCause::DiskFull => "disk full",
-        })
-    }
-}
-
-impl SpoolError {
-    /// True for [`SpoolError::Full`]: wait and retry, nothing is wrong
-    /// with the batch.
-    pub fn is_full(&self) -> bool {
-        matches!(self, SpoolError::Full { .. })
-    }
-}
+pub use self::schema::checksum;
+use self::schema::{instance, migrate, SCHEMA};
 
 /// Which lane of the spool a batch goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,138 +136,6 @@ pub struct Spool {
     hit_disk_end: bool,
     /// The last commit was refused ([`SpoolError::Full`]).
     refused: bool,
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (
-    seq INTEGER PRIMARY KEY,
-    created_us INTEGER NOT NULL,
-    readings INTEGER NOT NULL,
-    alarms INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    priority INTEGER NOT NULL DEFAULT 0,
-    checksum INTEGER,
-    first_us INTEGER,
-    last_us INTEGER
-);
-CREATE TABLE IF NOT EXISTS quarantine (
-    seq INTEGER PRIMARY KEY,
-    quarantined_us INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    readings INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alarms (
-    rule TEXT NOT NULL,
-    series TEXT NOT NULL,
-    raised_us INTEGER NOT NULL,
-    limit_value REAL NOT NULL,
-    severity TEXT NOT NULL,
-    acked_us INTEGER,
-    PRIMARY KEY (rule, series)
-);
-CREATE TABLE IF NOT EXISTS gaps (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    recorded_us INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    first_us INTEGER NOT NULL,
-    last_us INTEGER NOT NULL,
-    readings INTEGER NOT NULL,
-    batches INTEGER NOT NULL
-);
-";
-
-/// Columns added after the first release: (table, column, definition).
-/// Spools created before them get them at open. `checksum`, `first_us` and
-/// `last_us` are NULL in old rows until [`check`] fills in the checksum;
-/// the interval of an old row is taken as its `created_us`.
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
-    ("batches", "priority", "INTEGER NOT NULL DEFAULT 0"),
-    ("alarms", "acked_us", "INTEGER"),
-    ("batches", "checksum", "INTEGER"),
-    ("batches", "first_us", "INTEGER"),
-    ("batches", "last_us", "INTEGER"),
-];
-
-/// Created after the migrations, since it needs `priority`.
-const INDEXES: &str = "CREATE INDEX IF NOT EXISTS batches_by_lane ON batches (priority DESC, seq);";
-
-/// The checksum stored with each batch: CRC-64/XZ of the encoded bytes,
-/// kept in SQLite's signed 64-bit integer.
-pub fn checksum(body: &[u8]) -> i64 {
-    const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
-    CRC64.checksum(body) as i64
-}
-
-/// The spool's instance id: drawn (random, non-zero) and committed the first
-/// time a database is opened, read back every time after. A spool from
-/// before instance ids gets one at its first open by this version.
-fn instance(conn: &Connection) -> rusqlite::Result<NonZeroU64> {
-    let drawn = fastrand::u64(1..) as i64;
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('instance', ?1) ON CONFLICT(key) DO NOTHING",
-        params![drawn],
-    )?;
-    let stored: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
-        r.get(0)
-    })?;
-    // A hand-edited 0 is replaced, not sent: 0 is reserved on the wire.
-    match NonZeroU64::new(stored as u64) {
-        Some(id) => Ok(id),
-        None => {
-            conn.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'instance'",
-                params![drawn],
-            )?;
-            Ok(NonZeroU64::new(drawn as u64).expect("drawn from 1.."))
-        }
-    }
-}
-
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    for (table, column, definition) in ADDED_COLUMNS {
-        let present: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
-            params![table, column],
-            |r| r.get(0),
-        )?;
-        if !present {
-            conn.execute_batch(&format!(
-                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
-            ))?;
-        }
-    }
-    conn.execute_batch(INDEXES)
-}
-
-/// The interval of readings a batch holds: (first, last) µs, or the seal
-/// time for a batch without readings.
-fn interval(batch: &Batch) -> (i64, i64) {
-    let ts = batch
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.ts_us));
-    let (lo, hi) = ts.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
-    if lo > hi {
-        (batch.created_us, batch.created_us)
-    } else {
-        (lo, hi)
-    }
-}
-
-/// The batch that reports `gaps` (recorded while making room for `batch`)
-/// to the relay: no readings, the gap records, `batch`'s seq and seal time.
-fn gap_batch(batch: &Batch, gaps: &[Gap]) -> Batch {
-    Batch {
-        gateway_id: batch.gateway_id.clone(),
-        instance: batch.instance,
-        seq: batch.seq,
-        created_us: batch.created_us,
-        series: Vec::new(),
-        alarms: Vec::new(),
-        gaps: gaps.iter().map(|g| g.to_wire(batch.created_us)).collect(),
-    }
 }
 
 impl Spool {
@@ -396,284 +203,6 @@ impl Spool {
     /// dropped), oldest first.
     pub fn take_gaps(&mut self) -> Vec<Gap> {
         std::mem::take(&mut self.gaps)
-    }
-
-    /// Assign the next sequence number to `batch`, encode it and commit it
-    /// to `lane`, applying `alarms` (the raise, acknowledge and clear events
-    /// it carries, in order) to the `alarms` table in the same transaction.
-    /// Returns the sequence number. The alarm lane is forwarded before every
-    /// reading batch.
-    ///
-    /// The bounds are applied first. On SQLITE_FULL the reserve is released
-    /// and the WAL folded back into the database, then the commit is tried
-    /// once more (with `drop-oldest`, dropping a tenth of the batches
-    /// first); otherwise the error is [`SpoolError::Full`] and the caller
-    /// waits.
-    pub fn append(
-        &mut self,
-        batch: &mut Batch,
-        alarms: &[Alarm],
-        lane: Lane,
-    ) -> Result<u64, SpoolError> {
-        let result = match self.try_append(batch, alarms, lane, false) {
-            Err(SpoolError::Full {
-                cause: FullCause::DiskFull,
-                ..
-            }) => {
-                self.hit_disk_end = true;
-                self.use_reserve();
-                let drop = self.options.on_full == OnFull::DropOldest;
-                self.try_append(batch, alarms, lane, drop)
-            }
-            other => other,
-        };
-        self.refused = matches!(&result, Err(e) if e.is_full());
-        if result.is_ok() {
-            self.hit_disk_end = false;
-            self.reserve.restore();
-        }
-        result
-    }
-
-    /// SQLite found the disk full: give it the reserve's room and cut the
-    /// WAL back, which a drop or delete then has room to write into.
-    fn use_reserve(&mut self) {
-        if self.reserve.release() {
-            tracing::warn!(spool = %self.path.display(), reserve = %self.reserve.path().display(), "disk full: reserve file released to let the spool drop and delete");
-        }
-        if let Err(error) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        {
-            tracing::debug!(spool = %self.path.display(), %error, "checkpoint on a full disk failed");
-        }
-    }
-
-    /// The bound in force now: the tighter of `max_bytes` and what the disk
-    /// can hold ([`room::bound`]), and the room it was read from.
-    fn bound(&self) -> (Option<room::Bound>, Option<room::DiskRoom>) {
-        let disk = room::DiskRoom::read(&self.path).ok();
-        (room::bound(self.options.max_bytes, disk), disk)
-    }
-
-    /// How full the spool is, for `/healthz` and the metrics.
-    pub fn pressure(&self) -> Result<room::Pressure, SpoolError> {
-        let used = self.disk_bytes()?;
-        let (bound, disk) = self.bound();
-        Ok(room::pressure(
-            used,
-            bound,
-            disk,
-            self.hit_disk_end,
-            self.refused,
-        ))
-    }
-
-    fn try_append(
-        &mut self,
-        batch: &mut Batch,
-        alarms: &[Alarm],
-        lane: Lane,
-        disk_full: bool,
-    ) -> Result<u64, SpoolError> {
-        let options = self.options;
-        let (bound, _) = self.bound();
-        if let Some(b) = bound {
-            self.checkpoint_if_over(b.bytes - b.bytes / 10)
-                .map_err(|e| self.err(e))?;
-        }
-        let tx = self.conn.transaction().map_err(|e| SpoolError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        let next: Option<i64> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'next_seq'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| SpoolError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
-        batch.seq = next.unwrap_or(1) as u64;
-        batch.instance = self.instance;
-        let body = edge_wire::encode(batch)?;
-        let (first_us, last_us) = interval(batch);
-        let mut gaps = Vec::new();
-        let made_room = bounds::make_room(
-            &tx,
-            &self.path,
-            &options,
-            bound,
-            batch.created_us,
-            body.len() as u64,
-            disk_full,
-            &mut gaps,
-        );
-        match made_room {
-            Ok(true) => {}
-            Ok(false) => {
-                let b = bound.expect("make_room refuses only under a bound");
-                return Err(SpoolError::Full {
-                    path: self.path.clone(),
-                    cause: if b.by_disk {
-                        FullCause::DiskBound
-                    } else {
-                        FullCause::MaxBytes
-                    },
-                    why: format!("bound {} bytes and on_full is \"block\"", b.bytes),
-                });
-            }
-            Err(e) => return Err(sqlite_error(&self.path, e)),
-        }
-        // Batches were dropped: a gap batch, committed with them, tells the
-        // relay which interval is missing. It takes this seq (and goes to the
-        // priority lane, ahead of the backlog); the incoming batch the next.
-        let mut gap_seq = None;
-        let body = if gaps.is_empty() {
-            body
-        } else {
-            let gap_batch = gap_batch(batch, &gaps);
-            let gap_body = edge_wire::encode(&gap_batch)?;
-            tx.execute(
-                "INSERT INTO batches (seq, created_us, readings, alarms, body, priority,
-                                      checksum, first_us, last_us)
-                 VALUES (?1, ?2, 0, 0, ?3, 1, ?4, ?2, ?2)",
-                params![
-                    gap_batch.seq as i64,
-                    gap_batch.created_us,
-                    gap_body,
-                    checksum(&gap_body)
-                ],
-            )
-            .map_err(|e| sqlite_error(&self.path, e))?;
-            gap_seq = Some(gap_batch.seq);
-            batch.seq += 1;
-            edge_wire::encode(batch)?
-        };
-        let result = tx
-            .execute(
-                "INSERT INTO batches (seq, created_us, readings, alarms, body, priority,
-                                      checksum, first_us, last_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    batch.seq as i64,
-                    batch.created_us,
-                    batch.reading_count() as i64,
-                    batch.alarms.len() as i64,
-                    body,
-                    i64::from(lane == Lane::Alarms),
-                    checksum(&body),
-                    first_us,
-                    last_us
-                ],
-            )
-            .and_then(|_| {
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('next_seq', ?1)
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    params![batch.seq as i64 + 1],
-                )
-            })
-            .and_then(|_| alarms::apply(&tx, alarms))
-            .and_then(|_| tx.commit());
-        result.map_err(|e| self.err(e))?;
-        self.gaps.extend(gaps);
-        if let Some(gap_seq) = gap_seq {
-            tracing::debug!(spool = %self.path.display(), gap_seq, "gap batch committed");
-        }
-        if let Some(b) = bound {
-            // The batch is committed: a failed checkpoint must not make the
-            // caller store it again.
-            if let Err(error) = self.checkpoint_if_over(b.bytes + 1) {
-                tracing::warn!(spool = %self.path.display(), %error, "WAL checkpoint after a commit failed; the spool may stay above max_bytes until the next one");
-            }
-        }
-        Ok(batch.seq)
-    }
-
-    /// Record `batch`, which the spool refused until the agent had to stop,
-    /// as a gap (reason `full`): a row in `gaps`, the drop counters, and a
-    /// gap batch in the priority lane telling the relay which interval is
-    /// missing. Uses the reserve if the disk is full. The alarm events the
-    /// batch carried are not applied (they are logged by the caller).
-    pub fn record_unstored(&mut self, batch: &Batch, now_us: i64) -> Result<(), SpoolError> {
-        let (first_us, last_us) = interval(batch);
-        let gap = Gap {
-            reason: DropReason::Full,
-            first_us,
-            last_us,
-            readings: batch.reading_count() as u64,
-            batches: 1,
-        };
-        self.record_gap(&batch.gateway_id, gap, now_us)
-    }
-
-    /// Record `gap` of `gateway_id` (readings lost before they reached the
-    /// spool, or refused by it): a row in `gaps`, the drop counters, and a
-    /// gap batch in the priority lane for the relay. Uses the reserve if the
-    /// disk is full.
-    pub fn record_gap(
-        &mut self,
-        gateway_id: &str,
-        gap: Gap,
-        now_us: i64,
-    ) -> Result<(), SpoolError> {
-        let batch = &Batch {
-            gateway_id: gateway_id.to_owned(),
-            instance: None,
-            seq: 0,
-            created_us: now_us,
-            series: Vec::new(),
-            alarms: Vec::new(),
-            gaps: Vec::new(),
-        };
-        let attempt = |s: &mut Spool| -> Result<(), SpoolError> {
-            let path = s.path.clone();
-            let e = |e| sqlite_error(&path, e);
-            let tx = s.conn.transaction().map_err(e)?;
-            let next: Option<i64> = tx
-                .query_row("SELECT value FROM meta WHERE key = 'next_seq'", [], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(e)?;
-            let mut carrier = gap_batch(batch, &[gap]);
-            carrier.seq = next.unwrap_or(1) as u64;
-            carrier.instance = s.instance;
-            carrier.created_us = now_us;
-            let body = edge_wire::encode(&carrier)?;
-            let mut recorded = Vec::new();
-            bounds::record(&tx, Some(gap), now_us, &mut recorded).map_err(e)?;
-            tx.execute(
-                "INSERT INTO batches (seq, created_us, readings, alarms, body, priority,
-                                      checksum, first_us, last_us)
-                 VALUES (?1, ?2, 0, 0, ?3, 1, ?4, ?2, ?2)",
-                params![carrier.seq as i64, now_us, body, checksum(&body)],
-            )
-            .and_then(|_| {
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('next_seq', ?1)
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    params![carrier.seq as i64 + 1],
-                )
-            })
-            .and_then(|_| tx.commit())
-            .map_err(e)?;
-            s.gaps.extend(recorded);
-            Ok(())
-        };
-        match attempt(self) {
-            Err(SpoolError::Full {
-                cause: FullCause::DiskFull,
-                ..
-            }) => {
-                self.hit_disk_end = true;
-                self.use_reserve();
-                attempt(self)
-            }
-            other => other,
-        }
     }
 
     /// Bytes the spool takes on disk: used pages of the database plus the
@@ -819,24 +348,3 @@ mod tests;
 
 #[cfg(test)]
 mod model_tests;
-
-/// The error for `source` on the spool at `path`; SQLITE_FULL becomes
-/// [`SpoolError::Full`], which the commit path waits on.
-fn sqlite_error(path: &Path, source: rusqlite::Error) -> SpoolError {
-    if is_disk_full(&source) {
-        return SpoolError::Full {
-            path: path.to_owned(),
-            cause: FullCause::DiskFull,
-            why: source.to_string(),
-        };
-    }
-    SpoolError::Sqlite {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// SQLITE_FULL: the disk (or `max_page_count`) has no room left.
-fn is_disk_full(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull)
-}

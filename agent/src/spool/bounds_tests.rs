@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::super::tests::batch;
 use super::super::*;
+use edge_wire::Batch;
 
 /// A reading batch of `n` readings that do not compress (about 9 bytes
 /// each), sealed at `created_us`, readings from `ts0` on.

@@ -2,7 +2,7 @@
 //! priority lane, and migration of spools from before it.
 
 use super::*;
-use edge_wire::{Point, Quality, Series};
+use edge_wire::{Batch, Point, Quality, Series};
 
 pub(super) fn batch(n: usize) -> Batch {
     Batch {
