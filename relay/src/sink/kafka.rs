@@ -31,11 +31,13 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::config::{Granularity, KafkaConfig};
 use crate::message::{Delivery, ALARM_SCHEMA, EVENT_SCHEMA, READING_SCHEMA, SERIES_BATCH_SCHEMA};
 use crate::sink::SinkError;
 
+pub mod config;
 pub mod properties;
+
+pub use config::{Granularity, KafkaConfig};
 
 /// Publishes batches to Kafka.
 pub struct KafkaSink {

@@ -40,9 +40,11 @@
 //!   InfluxDB 1.x unchanged. Line protocol cannot carry newlines at all: CR
 //!   and LF become (escaped) spaces.
 
-use crate::config::DEFAULT_MEASUREMENT;
 use crate::message::Delivery;
 use edge_wire::{Point, Series};
+
+/// Default line-protocol measurement name.
+pub const DEFAULT_MEASUREMENT: &str = "edge";
 
 /// How readings are laid out as lines. [`LineLayout::default`] is the
 /// layout described in the module doc.

@@ -42,9 +42,35 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::{Client, NoTls, Statement};
 
-use crate::config::PostgresConfig;
 use crate::message::Delivery;
 use crate::sink::SinkError;
+
+/// Default bound on connecting to PostgreSQL plus writing one batch, in milliseconds.
+pub const DEFAULT_POSTGRES_TIMEOUT_MS: u64 = 10_000;
+
+/// The PostgreSQL sink's configuration (`[postgres]`): where and how to
+/// write readings.
+/// `Debug` hides the password of the URL.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// PostgreSQL connection URL, for example postgresql://edge@127.0.0.1:5432/plant (no TLS built in yet).
+    pub url: tokio_postgres::Config,
+    /// Table of the readings, created if missing: name or schema.name (the schema must exist).
+    pub table: String,
+    /// Longest wait for connecting plus writing one batch; past it the batch fails with 503.
+    pub timeout: Duration,
+}
+
+impl PostgresConfig {
+    /// The default table and timeout for `url`; for configs built in code.
+    pub fn new(url: tokio_postgres::Config) -> PostgresConfig {
+        PostgresConfig {
+            url,
+            table: DEFAULT_TABLE.into(),
+            timeout: Duration::from_millis(DEFAULT_POSTGRES_TIMEOUT_MS),
+        }
+    }
+}
 
 /// Default table of the readings.
 pub const DEFAULT_TABLE: &str = "edge_readings";

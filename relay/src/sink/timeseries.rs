@@ -18,11 +18,24 @@ use std::time::{Duration, Instant};
 
 use reqwest::Url;
 
-use crate::config::TimeseriesConfig;
 use crate::message::Delivery;
 use crate::metrics::Metrics;
 use crate::sink::line_protocol::{self, LineLayout};
 use crate::sink::SinkError;
+
+/// Default bound on one write request to the time-series store, in milliseconds.
+pub const DEFAULT_TIMESERIES_TIMEOUT_MS: u64 = 10_000;
+
+/// The time-series sink's configuration (`[timeseries]`). Where and how to write Influx line protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeseriesConfig {
+    /// Influx line protocol write endpoint, for example VictoriaMetrics http://127.0.0.1:8428/write (plain http only for now).
+    pub url: Url,
+    /// How readings become lines: measurement, tag and field names (`measurement`, `series_tag`, `gateway_tag`, `quality`, `quality_key`, `value_field`).
+    pub layout: LineLayout,
+    /// Longest wait for one write request to the store; past it the batch fails with 503.
+    pub timeout: Duration,
+}
 
 /// Target size of one write request body, in bytes (VictoriaMetrics accepts
 /// 64 MiB by default, InfluxDB 1.x 25 MB; both are far above this).
