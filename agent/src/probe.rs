@@ -25,8 +25,9 @@ use tokio::time::timeout;
 use tokio_modbus::client::{rtu, tcp, Context};
 use tokio_modbus::Slave;
 
-use crate::config::{ByteOrder, DataType, ModbusPoint, SerialLine, Table};
+use crate::config::{ModbusPoint, SerialLine};
 use crate::source::modbus::poll::{read_table, Data};
+use crate::source::modbus::types::{ByteOrder, DataType, Table};
 use crate::source::modbus::{decode_registers, line};
 
 /// What to read: one range of one table of one unit.

@@ -1,8 +1,9 @@
 //! The `[[modbus]]` part of the agent configuration: the raw sections as
 //! written and their validation into [`ModbusDevice`] and [`ModbusPoint`].
 //!
-//! Not for talking to devices: what a point's type, table and byte order
-//! *mean* on the wire is implemented in `source::modbus`. Invariants after
+//! Not for talking to devices: the tables, types and byte orders are
+//! defined beside the Modbus source (`source::modbus::types`, re-exported
+//! here) and what they mean on the wire is implemented there. Invariants after
 //! validation: every point fits in the address space (`register + width - 1
 //! <= 65535`), its type can be read from its table, a `bit` point has
 //! `bit <= 15`, and no point is wider than the device's `max_read`.
@@ -21,6 +22,17 @@ use serde::Deserialize;
 
 use super::profile::{self, Profile, Profiles};
 use super::{check_name, ms};
+pub use crate::source::modbus::types::{frame_gap, ByteOrder, DataType, Table};
+use point::{parse_order, validate_point};
+pub(super) use serial::{check_serial_units, validate_serial_lines};
+pub use serial::{Parity, RawSerialLine, SerialLine};
+
+mod point;
+mod serial;
+
+/// The shortest poll interval accepted, in milliseconds: below it a typo
+/// (`poll_interval_ms = 0`) would poll a device as fast as it answers.
+pub const MIN_POLL_MS: u64 = 20;
 
 /// `[[modbus]]`: one Modbus device (one unit id), reached over TCP
 /// (`address`) or over a serial line (`serial`, naming a `[serial.<name>]`
@@ -29,10 +41,6 @@ use super::{check_name, ms};
 /// opens its own TCP connection, so check how many connections the gateway
 /// accepts. Several sections may name the same serial line: they share it,
 /// one request at a time.
-/// The shortest poll interval accepted, in milliseconds: below it a typo
-/// (`poll_interval_ms = 0`) would poll a device as fast as it answers.
-pub const MIN_POLL_MS: u64 = 20;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModbusDevice {
@@ -95,45 +103,6 @@ pub struct RawPoint {
     pub unit: String,
     /// Poll group of the point: a name from the device's poll_groups (default: polled every poll_interval_ms).
     pub group: Option<String>,
-}
-
-/// `[serial.<name>]`: one serial line (an RS-485 bus) with Modbus RTU devices on it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSerialLine {
-    /// Serial device, for example "/dev/ttyUSB0" or "/dev/serial/by-id/usb-FTDI_...".
-    pub device: String,
-    /// Baud rate (default 9600).
-    pub baud: Option<u32>,
-    /// Parity: "none", "even" or "odd" (default "even", the Modbus RTU default).
-    pub parity: Option<String>,
-    /// Data bits: 7 or 8 (default 8).
-    pub data_bits: Option<u8>,
-    /// Stop bits: 1 or 2 (default 1).
-    pub stop_bits: Option<u8>,
-    /// Silence kept on the line between two transactions, in microseconds (default: 3.5 characters at the baud rate, at least 1750).
-    pub frame_gap_us: Option<u64>,
-}
-
-/// A validated serial line, shared by the devices that name it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SerialLine {
-    /// The `[serial.<name>]` key.
-    pub name: String,
-    pub device: String,
-    pub baud: u32,
-    pub parity: Parity,
-    pub data_bits: u8,
-    pub stop_bits: u8,
-    /// Silence between the end of one transaction and the next request.
-    pub frame_gap: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Parity {
-    None,
-    Even,
-    Odd,
 }
 
 /// How a device is reached.
@@ -226,243 +195,6 @@ impl ModbusDevice {
     /// The interval of the default poll group.
     pub fn poll_interval(&self) -> Duration {
         self.groups[0].interval
-    }
-}
-
-/// The four Modbus data tables, each read with its own function code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Table {
-    /// Read coils (0x01).
-    Coil,
-    /// Read discrete inputs (0x02).
-    Discrete,
-    /// Read holding registers (0x03).
-    Holding,
-    /// Read input registers (0x04).
-    Input,
-}
-
-impl Table {
-    pub fn parse(s: &str) -> Option<Table> {
-        Some(match s {
-            "coil" => Table::Coil,
-            "discrete" => Table::Discrete,
-            "holding" => Table::Holding,
-            "input" => Table::Input,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Table::Coil => "coil",
-            Table::Discrete => "discrete",
-            Table::Holding => "holding",
-            Table::Input => "input",
-        }
-    }
-
-    /// Whether the table holds single bits rather than 16-bit registers.
-    pub fn is_bits(self) -> bool {
-        matches!(self, Table::Coil | Table::Discrete)
-    }
-
-    /// Most addresses one read may ask for (Modbus application protocol).
-    pub fn protocol_limit(self) -> u16 {
-        if self.is_bits() {
-            2000
-        } else {
-            125
-        }
-    }
-}
-
-/// How a point's registers (or bit) are turned into a number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataType {
-    /// A coil or discrete input: 1 or 0.
-    Bool,
-    /// One bit of a register, 0 = least significant: 1 or 0.
-    Bit(u8),
-    U16,
-    I16,
-    U32,
-    I32,
-    U64,
-    I64,
-    F32,
-    F64,
-}
-
-impl DataType {
-    fn parse(s: &str, bit: u8) -> Option<DataType> {
-        Some(match s {
-            "bool" => DataType::Bool,
-            "bit" => DataType::Bit(bit),
-            "u16" => DataType::U16,
-            "i16" => DataType::I16,
-            "u32" => DataType::U32,
-            "i32" => DataType::I32,
-            "u64" => DataType::U64,
-            "i64" => DataType::I64,
-            "f32" => DataType::F32,
-            "f64" => DataType::F64,
-            _ => return None,
-        })
-    }
-
-    /// Number of addresses (registers, or coils/inputs) the type occupies.
-    pub fn width(self) -> u16 {
-        match self {
-            DataType::Bool | DataType::Bit(_) | DataType::U16 | DataType::I16 => 1,
-            DataType::U32 | DataType::I32 | DataType::F32 => 2,
-            DataType::U64 | DataType::I64 | DataType::F64 => 4,
-        }
-    }
-}
-
-/// Byte and word order of a value spread over registers, naming the bytes
-/// of a 32-bit value A (most significant) to D as they arrive on the wire.
-/// For four registers the same two swaps apply: word swap reverses the
-/// register order, byte swap swaps the two bytes inside each register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ByteOrder {
-    /// Big-endian: most significant register first, high byte first.
-    #[default]
-    Abcd,
-    /// Word swap: least significant register first, high byte first.
-    Cdab,
-    /// Byte swap: most significant register first, low byte first.
-    Badc,
-    /// Both (little-endian): least significant register first, low byte first.
-    Dcba,
-}
-
-impl ByteOrder {
-    pub fn parse(s: &str) -> Option<ByteOrder> {
-        Some(match s {
-            "ABCD" => ByteOrder::Abcd,
-            "CDAB" => ByteOrder::Cdab,
-            "BADC" => ByteOrder::Badc,
-            "DCBA" => ByteOrder::Dcba,
-            _ => return None,
-        })
-    }
-
-    pub fn swaps_words(self) -> bool {
-        matches!(self, ByteOrder::Cdab | ByteOrder::Dcba)
-    }
-
-    pub fn swaps_bytes(self) -> bool {
-        matches!(self, ByteOrder::Badc | ByteOrder::Dcba)
-    }
-}
-
-fn parse_order(p: &mut Vec<String>, at: &str, s: Option<&str>) -> Option<ByteOrder> {
-    let s = s?;
-    let order = ByteOrder::parse(s);
-    if order.is_none() {
-        p.push(format!(
-            "{at}: {s:?} is not a byte order (ABCD, CDAB, BADC, DCBA)"
-        ));
-    }
-    order
-}
-
-/// Validate the `[serial.<name>]` sections.
-pub(super) fn validate_serial_lines<'a>(
-    p: &mut Vec<String>,
-    raw: impl IntoIterator<Item = (impl AsRef<str>, &'a RawSerialLine)>,
-) -> BTreeMap<String, SerialLine> {
-    let mut lines = BTreeMap::new();
-    for (name, l) in raw {
-        let name = name.as_ref().to_string();
-        let at = format!("serial.{name}");
-        check_name(p, &at, &name);
-        if l.device.trim().is_empty() {
-            p.push(format!(
-                "{at}.device: must name a serial device, for example \"/dev/ttyUSB0\""
-            ));
-        }
-        let baud = l.baud.unwrap_or(9600);
-        if !(300..=4_000_000).contains(&baud) {
-            p.push(format!(
-                "{at}.baud: {baud} is not a baud rate (300..=4000000)"
-            ));
-        }
-        let parity = match l.parity.as_deref().unwrap_or("even") {
-            "none" => Parity::None,
-            "even" => Parity::Even,
-            "odd" => Parity::Odd,
-            other => {
-                p.push(format!(
-                    "{at}.parity: {other:?} is not a parity (none, even, odd)"
-                ));
-                Parity::Even
-            }
-        };
-        let data_bits = l.data_bits.unwrap_or(8);
-        if !matches!(data_bits, 7 | 8) {
-            p.push(format!(
-                "{at}.data_bits: {data_bits} is not supported (7 or 8)"
-            ));
-        }
-        let stop_bits = l.stop_bits.unwrap_or(1);
-        if !matches!(stop_bits, 1 | 2) {
-            p.push(format!(
-                "{at}.stop_bits: {stop_bits} is not supported (1 or 2)"
-            ));
-        }
-        let frame_gap = l
-            .frame_gap_us
-            .map(Duration::from_micros)
-            .unwrap_or_else(|| frame_gap(baud.max(1)));
-        lines.insert(
-            name.clone(),
-            SerialLine {
-                name: name.clone(),
-                device: l.device.clone(),
-                baud,
-                parity,
-                data_bits,
-                stop_bits,
-                frame_gap,
-            },
-        );
-    }
-    lines
-}
-
-/// The silence Modbus RTU requires between frames: 3.5 character times of
-/// 11 bits each, and a fixed 1750 µs above 19200 baud (Modbus over serial
-/// line, 2.5.1.1).
-pub fn frame_gap(baud: u32) -> Duration {
-    if baud > 19_200 {
-        Duration::from_micros(1750)
-    } else {
-        Duration::from_micros((3.5 * 11.0 * 1e6 / f64::from(baud)).ceil() as u64)
-    }
-}
-
-/// Two devices on one serial line need different unit ids, and 0 (the
-/// broadcast address, which never answers) cannot be polled there.
-pub(super) fn check_serial_units(p: &mut Vec<String>, devices: &[(usize, &ModbusDevice)]) {
-    let mut seen: BTreeMap<(&str, u8), usize> = BTreeMap::new();
-    for &(i, d) in devices {
-        let Link::Serial(line) = &d.link else {
-            continue;
-        };
-        if d.unit == 0 {
-            p.push(format!(
-                "modbus[{i}].unit: 0 is the broadcast address, which no device answers on a serial line (1..=247)"
-            ));
-        }
-        if let Some(first) = seen.insert((line.name.as_str(), d.unit), i) {
-            p.push(format!(
-                "modbus[{i}].unit: {} is already used on serial line {:?} by modbus[{first}]",
-                d.unit, line.name
-            ));
-        }
     }
 }
 
@@ -604,135 +336,6 @@ pub(super) fn validate_device(
         max_read,
         tags: d.tags.clone(),
         points,
-    })
-}
-
-fn validate_point(
-    p: &mut Vec<String>,
-    at: &str,
-    pt: &RawPoint,
-    max_read: Option<u16>,
-    device_order: ByteOrder,
-    groups: &[PollGroup],
-) -> Option<ModbusPoint> {
-    check_name(p, &format!("{at}.name"), &pt.name);
-    let table = match pt.table.as_deref() {
-        None => Some(Table::Holding),
-        Some(s) => {
-            let t = Table::parse(s);
-            if t.is_none() {
-                p.push(format!(
-                    "{at}.table: {s:?} is not a table (holding, input, coil, discrete)"
-                ));
-            }
-            t
-        }
-    };
-    let bit = pt.bit.unwrap_or(0);
-    if bit > 15 {
-        p.push(format!("{at}.bit: {bit} is out of range (0..=15)"));
-    }
-    let default_type = table.filter(|t| t.is_bits()).map(|_| "bool");
-    let data_type = match pt.data_type.as_deref().or(default_type) {
-        None => {
-            p.push(format!(
-                "{at}.type: missing (u16, i16, u32, i32, u64, i64, f32, f64, bit)"
-            ));
-            None
-        }
-        Some(s) => {
-            let t = DataType::parse(s, bit.min(15) as u8);
-            if t.is_none() {
-                p.push(format!(
-                    "{at}.type: {s:?} is not a data type (bool, bit, u16, i16, u32, i32, u64, i64, f32, f64)"
-                ));
-            }
-            t
-        }
-    };
-    match data_type {
-        Some(DataType::Bit(_)) if pt.bit.is_none() => p.push(format!(
-            "{at}.bit: missing; type \"bit\" needs bit = 0..=15"
-        )),
-        Some(t) if !matches!(t, DataType::Bit(_)) && pt.bit.is_some() => {
-            p.push(format!("{at}.bit: only for type \"bit\""))
-        }
-        _ => {}
-    }
-    if let (Some(t), Some(table)) = (data_type, table) {
-        let bool_type = t == DataType::Bool;
-        if table.is_bits() && !bool_type {
-            p.push(format!(
-                "{at}.type: table {:?} holds single bits; use \"bool\"",
-                table.as_str()
-            ));
-        } else if !table.is_bits() && bool_type {
-            p.push(format!(
-                "{at}.type: \"bool\" is for coil and discrete tables; use \"bit\" for a bit of a register"
-            ));
-        }
-    }
-    let width = data_type.map_or(1, |t| t.width());
-    if pt.register > 65535 {
-        p.push(format!(
-            "{at}.register: {} is not a register address (0..=65535)",
-            pt.register
-        ));
-    } else if pt.register + u32::from(width) - 1 > 65535 {
-        p.push(format!(
-            "{at}.register: a {}-register value at {} would end at {}, past the last address (65535)",
-            width,
-            pt.register,
-            pt.register + u32::from(width) - 1
-        ));
-    }
-    if let Some(max) = max_read.filter(|&m| m >= 1 && width > m) {
-        p.push(format!(
-            "{at}.type: needs {width} registers but the device's max_read is {max}"
-        ));
-    }
-    let byte_order = parse_order(p, &format!("{at}.byte_order"), pt.byte_order.as_deref())
-        .unwrap_or(device_order);
-    let scale = pt.scale.unwrap_or(1.0);
-    let offset = pt.offset.unwrap_or(0.0);
-    if !scale.is_finite() || scale == 0.0 {
-        p.push(format!("{at}.scale: {scale} must be a non-zero number"));
-    }
-    if !offset.is_finite() {
-        p.push(format!("{at}.offset: {offset} must be a finite number"));
-    }
-    let group = match &pt.group {
-        None => Some(0),
-        Some(g) => {
-            let found = groups
-                .iter()
-                .skip(1)
-                .position(|x| &x.name == g)
-                .map(|i| i + 1);
-            if found.is_none() {
-                let known: Vec<&str> = groups[1..].iter().map(|g| g.name.as_str()).collect();
-                p.push(format!(
-                    "{at}.group: no poll group {g:?} (the device's poll_groups: {})",
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ));
-            }
-            found
-        }
-    };
-    Some(ModbusPoint {
-        name: pt.name.clone(),
-        table: table?,
-        register: pt.register.min(65535) as u16,
-        data_type: data_type?,
-        byte_order,
-        scale,
-        offset,
-        unit: pt.unit.clone(),
-        group: group?,
     })
 }
 

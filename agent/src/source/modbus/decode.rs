@@ -7,7 +7,8 @@
 //! result is read big-endian. A `bit` point takes one bit of the register as
 //! sent (byte order does not apply). The number is then raw * scale + offset.
 
-use crate::config::{ByteOrder, DataType, ModbusPoint};
+use super::types::{ByteOrder, DataType};
+use crate::config::ModbusPoint;
 
 /// The value of a register-table point; `regs` starts at the point's first
 /// register. `None` if there are too few registers or the point is a `bool`.
@@ -81,7 +82,7 @@ pub fn apply_scale(raw: f64, scale: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Table;
+    use crate::source::modbus::types::Table;
     use ByteOrder::*;
     use DataType::*;
 

@@ -19,6 +19,7 @@ pub mod line;
 pub mod plan;
 pub mod poll;
 pub mod schedule;
+pub mod types;
 
 pub use decode::{apply_scale, decode_bits, decode_registers};
 pub use plan::{plan_group, plan_reads, ReadBlock, ReadLimits};

@@ -7,7 +7,8 @@
 //! `max_gap`. Overlapping points (two bits of one register) always merge.
 //! Invariant: every point lies wholly inside exactly one block.
 
-use crate::config::{ModbusPoint, Table};
+use super::types::Table;
+use crate::config::ModbusPoint;
 
 /// One read request and the points it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +83,7 @@ fn plan_where(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ByteOrder, DataType};
+    use crate::source::modbus::types::{ByteOrder, DataType};
 
     fn pt(table: Table, register: u16, data_type: DataType) -> ModbusPoint {
         ModbusPoint {
