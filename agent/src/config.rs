@@ -29,6 +29,7 @@ use serde::Deserialize;
 
 mod alarm_publish;
 pub mod frames;
+mod issue;
 mod modbus;
 mod profile;
 mod refusal;
@@ -48,6 +49,9 @@ pub use self::status::{RawStatus, StatusConfig};
 
 pub mod mqtt;
 
+pub use self::issue::ConfigIssue;
+use self::issue::Problems;
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -61,8 +65,11 @@ pub enum ConfigError {
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     /// The file parsed but some values are not acceptable.
-    #[error("{path}: {} problem(s):\n  {}", problems.len(), problems.join("\n  "))]
-    Invalid { path: String, problems: Vec<String> },
+    #[error("{path}: {} problem(s):\n  {}", problems.len(), issue::lines(problems))]
+    Invalid {
+        path: String,
+        problems: Vec<ConfigIssue>,
+    },
 }
 
 /// The agent configuration file as written.
@@ -233,30 +240,30 @@ impl AgentConfig {
 
     /// Validate one serial line given outside a config file (the probe's
     /// `--rtu`), with the same rules and words as a `[serial.<name>]` section.
-    pub fn serial_line(name: &str, raw: &RawSerialLine) -> Result<SerialLine, Vec<String>> {
-        let mut p = Vec::new();
+    pub fn serial_line(name: &str, raw: &RawSerialLine) -> Result<SerialLine, Vec<ConfigIssue>> {
+        let mut p = Problems::default();
         let one = BTreeMap::from([(name.to_string(), raw)]);
         let mut lines = modbus::validate_serial_lines(&mut p, one);
         match lines.remove(name) {
             Some(line) if p.is_empty() => Ok(line),
-            _ => Err(p),
+            _ => Err(p.into_issues()),
         }
     }
 
     /// Validate a parsed file with the profiles it names, collecting every
     /// problem with its key path.
-    pub fn from_raw(raw: RawConfig, profiles: &Profiles) -> Result<AgentConfig, Vec<String>> {
-        let mut p = Vec::new();
+    pub fn from_raw(raw: RawConfig, profiles: &Profiles) -> Result<AgentConfig, Vec<ConfigIssue>> {
+        let mut p = Problems::default();
         check_name(&mut p, "gateway_id", &raw.gateway_id);
         let batch = BatchConfig {
             max_readings: raw.batch.max_readings.unwrap_or(1000),
             max_age: ms(raw.batch.max_age_ms.unwrap_or(1000)),
         };
         if batch.max_readings == 0 || batch.max_readings > 1_000_000 {
-            p.push(format!(
-                "batch.max_readings: {} is out of range (1..=1000000)",
-                batch.max_readings
-            ));
+            p.add(
+                "batch.max_readings",
+                format!("{} is out of range (1..=1000000)", batch.max_readings),
+            );
         }
         let spool = validate_spool(&mut p, &raw.spool);
         let uplink = uplink::validate(&mut p, &raw.uplink);
@@ -266,10 +273,7 @@ impl AgentConfig {
         let mut device_names: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, d) in raw.modbus.iter().enumerate() {
             if let Some(first) = device_names.insert(&d.name, i) {
-                p.push(format!(
-                    "modbus[{i}].name: {:?} is already the name of modbus[{first}]; device names name series and metrics, so each must be unique",
-                    d.name
-                ));
+                p.add(format!("modbus[{i}].name"), format!("{:?} is already the name of modbus[{first}]; device names name series and metrics, so each must be unique", d.name));
             }
             if let Some(dev) = modbus::validate_device(&mut p, i, d, profiles, &lines) {
                 indexed.push(i);
@@ -287,9 +291,10 @@ impl AgentConfig {
                 check_name(&mut p, &format!("simulated[{i}].name"), &s.name);
                 let period_s = s.period_s.unwrap_or(60.0);
                 if !(period_s.is_finite() && period_s > 0.0) {
-                    p.push(format!(
-                        "simulated[{i}].period_s: {period_s} must be a positive number"
-                    ));
+                    p.add(
+                        format!("simulated[{i}].period_s"),
+                        format!("{period_s} must be a positive number"),
+                    );
                 }
                 SimulatedSignal {
                     name: s.name.clone(),
@@ -329,9 +334,10 @@ impl AgentConfig {
         let mut first_at: BTreeMap<&str, &str> = BTreeMap::new();
         for (series, at) in &defined {
             if let Some(first) = first_at.insert(series, at) {
-                p.push(format!(
-                    "{at}: series {series:?} is defined twice (first by {first})"
-                ));
+                p.add(
+                    at,
+                    format!("series {series:?} is defined twice (first by {first})"),
+                );
                 first_at.insert(series, first);
             }
         }
@@ -362,16 +368,13 @@ impl AgentConfig {
         // already, not again as a missing source.
         if raw.modbus.is_empty() && simulated.is_empty() && mqtt.is_empty() && raw.frames.is_empty()
         {
-            p.push(
-                "no sources: add at least one [[modbus]], [[simulated]], [[mqtt]] or [[frames]] section"
-                    .into(),
+            p.add(
+                "sources",
+                "none configured; add at least one [[modbus]], [[simulated]], [[mqtt]] or [[frames]] section",
             );
         }
         if !p.is_empty() {
-            // A broken profile is reported once, however many devices use it.
-            let mut seen = std::collections::BTreeSet::new();
-            p.retain(|problem| seen.insert(problem.clone()));
-            return Err(p);
+            return Err(p.into_issues());
         }
         Ok(AgentConfig {
             gateway_id: raw.gateway_id,
@@ -400,15 +403,16 @@ impl AgentConfig {
 }
 
 /// `[spool]` without the path.
-fn validate_spool(p: &mut Vec<String>, raw: &RawSpool) -> crate::spool::SpoolOptions {
+fn validate_spool(p: &mut Problems, raw: &RawSpool) -> crate::spool::SpoolOptions {
     use crate::spool::{OnFull, SpoolOptions, Synchronous};
     let synchronous = match raw.synchronous.as_deref() {
         None | Some("full") => Synchronous::Full,
         Some("normal") => Synchronous::Normal,
         Some(other) => {
-            p.push(format!(
-                "spool.synchronous: {other:?} must be \"full\" or \"normal\""
-            ));
+            p.add(
+                "spool.synchronous",
+                format!("{other:?} must be \"full\" or \"normal\""),
+            );
             Synchronous::Full
         }
     };
@@ -416,19 +420,24 @@ fn validate_spool(p: &mut Vec<String>, raw: &RawSpool) -> crate::spool::SpoolOpt
         None | Some("drop-oldest") => OnFull::DropOldest,
         Some("block") => OnFull::Block,
         Some(other) => {
-            p.push(format!(
-                "spool.on_full: {other:?} must be \"drop-oldest\" or \"block\""
-            ));
+            p.add(
+                "spool.on_full",
+                format!("{other:?} must be \"drop-oldest\" or \"block\""),
+            );
             OnFull::DropOldest
         }
     };
     if let Some(b) = raw.max_bytes.filter(|&b| b < 65_536) {
-        p.push(format!(
-            "spool.max_bytes: {b} is below the smallest spool (65536)"
-        ));
+        p.add(
+            "spool.max_bytes",
+            format!("{b} is below the smallest spool (65536)"),
+        );
     }
     if raw.max_age_s == Some(0) {
-        p.push("spool.max_age_s: 0 would drop every batch; leave it out for no limit".into());
+        p.add(
+            "spool.max_age_s",
+            "0 would drop every batch; leave it out for no limit",
+        );
     }
     SpoolOptions {
         synchronous,
@@ -439,16 +448,17 @@ fn validate_spool(p: &mut Vec<String>, raw: &RawSpool) -> crate::spool::SpoolOpt
 }
 
 /// Names end up in series names, Kafka keys and line protocol: keep them plain.
-fn check_name(p: &mut Vec<String>, at: &str, name: &str) {
+fn check_name(p: &mut Problems, at: &str, name: &str) {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     if !ok {
-        p.push(format!(
-            "{at}: {name:?} must be 1..=128 characters of letters, digits, '-', '_', '.', '/'"
-        ));
+        p.add(
+            at,
+            format!("{name:?} must be 1..=128 characters of letters, digits, '-', '_', '.', '/'"),
+        );
     }
 }
 
@@ -513,7 +523,11 @@ scale = 0.1
         let Err(ConfigError::Invalid { problems, .. }) = AgentConfig::parse(&text, "t.toml") else {
             panic!("expected validation errors");
         };
-        let all = problems.join("\n");
+        let all = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
         for expected in [
             "modbus[0].points[0].register: 70000 is not a register address (0..=65535)",
             "modbus[0].points[0].type: \"i17\" is not a data type",
@@ -574,7 +588,14 @@ scale = 0.1
             panic!("expected validation errors");
         };
         assert_eq!(
-            problems,
+            (problems[0].key.as_str(), problems[0].message.as_str()),
+            (
+                "spool.synchronous",
+                "\"off\" must be \"full\" or \"normal\""
+            )
+        );
+        assert_eq!(
+            problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
             [
                 "spool.synchronous: \"off\" must be \"full\" or \"normal\"",
                 "spool.on_full: \"wait\" must be \"drop-oldest\" or \"block\"",

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use edge_agent::config::{AgentConfig, RawSerialLine, SerialLine, Table};
+use edge_agent::config::{AgentConfig, ConfigIssue, RawSerialLine, SerialLine, Table};
 use edge_agent::probe::{self, ProbeRequest};
 use edge_agent::reading::now_us;
 use edge_agent::spool::Spool;
@@ -253,12 +253,21 @@ fn probe_line(device: &str, args: &ModbusProbe) -> Result<SerialLine, String> {
         stop_bits: args.stop_bits,
         frame_gap_us: None,
     };
-    AgentConfig::serial_line("probe", &raw).map_err(|p| {
-        p.join("; ")
-            .replace("serial.probe.", "--")
-            .replace("data_bits", "data-bits")
-            .replace("stop_bits", "stop-bits")
-    })
+    AgentConfig::serial_line("probe", &raw).map_err(|p| as_flags(&p))
+}
+
+/// Problems of the probe's serial line, named by the command-line flag
+/// that set the value (`--data-bits`) rather than the config key
+/// (`serial.probe.data_bits`).
+fn as_flags(issues: &[ConfigIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| match i.key.strip_prefix("serial.probe.") {
+            Some(key) => format!("--{}: {}", key.replace('_', "-"), i.message),
+            None => i.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn probe_frames(args: FramesProbe) -> ExitCode {
@@ -276,10 +285,7 @@ fn probe_frames(args: FramesProbe) -> ExitCode {
             match AgentConfig::serial_line("probe", &raw) {
                 Ok(line) => FramesLink::Serial(line),
                 Err(p) => {
-                    eprintln!(
-                        "edge-agent probe: {}",
-                        p.join("; ").replace("serial.probe.", "--")
-                    );
+                    eprintln!("edge-agent probe: {}", as_flags(&p));
                     return ExitCode::from(2);
                 }
             }

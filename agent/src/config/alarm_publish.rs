@@ -2,6 +2,7 @@
 //! and per-series alarm state to, for an HMI on the plant network, and the
 //! topic it takes acknowledgements from. Raw section and its validation.
 
+use crate::config::issue::Problems;
 use serde::Deserialize;
 
 /// `[alarm_publish]` as written.
@@ -55,31 +56,30 @@ impl AlarmPublishConfig {
 }
 
 /// Validate the section, pushing problems with their key paths to `p`.
-pub fn validate(
-    p: &mut Vec<String>,
+pub(crate) fn validate(
+    p: &mut Problems,
     raw: &RawAlarmPublish,
     gateway_id: &str,
 ) -> AlarmPublishConfig {
     if raw.host.trim().is_empty() {
-        p.push("alarm_publish.host: must not be empty".into());
+        p.add("alarm_publish.host", "must not be empty");
     }
     let prefix = raw.topic_prefix.as_deref().unwrap_or("alarms");
     let plain = |s: &str| {
         !s.is_empty() && !s.starts_with('/') && !s.ends_with('/') && !s.contains(['+', '#', '\0'])
     };
     if !plain(prefix) {
-        p.push(format!(
-            "alarm_publish.topic_prefix: {prefix:?} must be a non-empty topic without '+', '#' or a leading or trailing '/'"
-        ));
+        p.add("alarm_publish.topic_prefix", format!("{prefix:?} must be a non-empty topic without '+', '#' or a leading or trailing '/'"));
     }
     let client_id = raw
         .client_id
         .clone()
         .unwrap_or_else(|| format!("{gateway_id}-alarms"));
     if client_id.is_empty() || client_id.len() > 128 {
-        p.push(format!(
-            "alarm_publish.client_id: {client_id:?} must be 1..=128 bytes"
-        ));
+        p.add(
+            "alarm_publish.client_id",
+            format!("{client_id:?} must be 1..=128 bytes"),
+        );
     }
     AlarmPublishConfig {
         host: raw.host.clone(),
@@ -133,8 +133,17 @@ mod tests {
         else {
             panic!("expected validation errors");
         };
+        let keys: Vec<&str> = problems.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(
-            problems,
+            keys,
+            [
+                "alarm_publish.host",
+                "alarm_publish.topic_prefix",
+                "alarm_publish.client_id"
+            ]
+        );
+        assert_eq!(
+            problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
             [
                 "alarm_publish.host: must not be empty",
                 "alarm_publish.topic_prefix: \"plant/#\" must be a non-empty topic without '+', '#' or a leading or trailing '/'",

@@ -4,6 +4,7 @@
 //! Raw section and its validation; what the source does is in
 //! [`crate::source::frames`].
 
+use crate::config::issue::Problems;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 
@@ -55,8 +56,8 @@ pub struct FramesDevice {
 /// paths to `p`. `lines` are the validated `[serial.*]` sections;
 /// `modbus_lines` those Modbus RTU devices already use (a line has one
 /// owner).
-pub fn validate(
-    p: &mut Vec<String>,
+pub(crate) fn validate(
+    p: &mut Problems,
     raw: &[RawFrames],
     lines: &BTreeMap<String, SerialLine>,
     modbus_lines: &HashSet<String>,
@@ -69,51 +70,48 @@ pub fn validate(
         if let Some(name) = &f.name {
             super::check_name(p, &format!("{at}.name"), name);
             if !names.insert(name.clone()) {
-                p.push(format!(
-                    "{at}.name: {name:?} is used by another [[frames]] section"
-                ));
+                p.add(
+                    format!("{at}.name"),
+                    format!("{name:?} is used by another [[frames]] section"),
+                );
             }
         }
         let link = match (&f.line, &f.tcp) {
             (Some(line), None) => match lines.get(line) {
                 Some(l) if modbus_lines.contains(line) => {
-                    p.push(format!(
-                        "{at}.line: [serial.{line}] is a Modbus RTU line; a microcontroller needs a line of its own"
-                    ));
+                    p.add(format!("{at}.line"), format!("[serial.{line}] is a Modbus RTU line; a microcontroller needs a line of its own"));
                     Some(FramesLink::Serial(l.clone()))
                 }
                 Some(l) => {
                     if !used_lines.insert(line.clone()) {
-                        p.push(format!(
-                            "{at}.line: [serial.{line}] is used by another [[frames]] section"
-                        ));
+                        p.add(
+                            format!("{at}.line"),
+                            format!("[serial.{line}] is used by another [[frames]] section"),
+                        );
                     }
                     Some(FramesLink::Serial(l.clone()))
                 }
                 None => {
-                    p.push(format!(
-                        "{at}.line: no [serial.{line}] section; add one with the device, for example device = \"/dev/ttyACM0\""
-                    ));
+                    p.add(format!("{at}.line"), format!("no [serial.{line}] section; add one with the device, for example device = \"/dev/ttyACM0\""));
                     None
                 }
             },
             (None, Some(tcp)) => match tcp.parse::<SocketAddr>() {
                 Ok(a) => Some(FramesLink::Tcp(a)),
                 Err(_) => {
-                    p.push(format!(
-                        "{at}.tcp: {tcp:?} is not an address and port like \"10.0.0.7:4001\""
-                    ));
+                    p.add(
+                        format!("{at}.tcp"),
+                        format!("{tcp:?} is not an address and port like \"10.0.0.7:4001\""),
+                    );
                     None
                 }
             },
             (Some(_), Some(_)) => {
-                p.push(format!("{at}: give `line` or `tcp`, not both"));
+                p.add(&at, "give `line` or `tcp`, not both");
                 None
             }
             (None, None) => {
-                p.push(format!(
-                    "{at}: say where the device is: line = \"<a [serial.<name>] section>\" or tcp = \"host:port\""
-                ));
+                p.add(&at, "say where the device is: line = \"<a [serial.<name>] section>\" or tcp = \"host:port\"");
                 None
             }
         };

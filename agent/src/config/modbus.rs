@@ -14,6 +14,7 @@
 //! problem is named where the value was written: `modbus[0].points[1]…` for
 //! an inline point, `<profile file>: points[3]…` for one from the profile.
 
+use crate::config::issue::Problems;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -199,7 +200,7 @@ impl ModbusDevice {
 }
 
 pub(super) fn validate_device(
-    p: &mut Vec<String>,
+    p: &mut Problems,
     i: usize,
     d: &RawModbusDevice,
     profiles: &Profiles,
@@ -211,9 +212,7 @@ pub(super) fn validate_device(
         (Some(address), None) => match address.parse::<SocketAddr>() {
             Ok(a) => Some(Link::Tcp(a)),
             Err(_) => {
-                p.push(format!(
-                    "{at}.address: {address:?} is not host:port with a numeric IP (for example \"192.168.1.20:502\")"
-                ));
+                p.add(format!("{at}.address"), format!("{address:?} is not host:port with a numeric IP (for example \"192.168.1.20:502\")"));
                 None
             }
         },
@@ -221,33 +220,38 @@ pub(super) fn validate_device(
             Some(line) => Some(Link::Serial(line.clone())),
             None => {
                 let known: Vec<&str> = lines.keys().map(String::as_str).collect();
-                p.push(format!(
-                    "{at}.serial: no [serial.{name}] section (defined: {})",
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ));
+                p.add(
+                    format!("{at}.serial"),
+                    format!(
+                        "no [serial.{name}] section (defined: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
                 None
             }
         },
         (Some(_), Some(_)) => {
-            p.push(format!(
-                "{at}: give either address (Modbus TCP) or serial (Modbus RTU), not both"
-            ));
+            p.add(
+                &at,
+                "give either address (Modbus TCP) or serial (Modbus RTU), not both",
+            );
             None
         }
         (None, None) => {
-            p.push(format!(
-                "{at}: missing address (Modbus TCP, \"host:port\") or serial (Modbus RTU, the name of a [serial.<name>] section)"
-            ));
+            p.add(&at, "missing address (Modbus TCP, \"host:port\") or serial (Modbus RTU, the name of a [serial.<name>] section)");
             None
         }
     };
     let unit = d.unit.unwrap_or(1);
     if unit > 247 {
-        p.push(format!("{at}.unit: {unit} is not a unit id (0..=247)"));
+        p.add(
+            format!("{at}.unit"),
+            format!("{unit} is not a unit id (0..=247)"),
+        );
     }
     let profile = d.profile.as_deref().and_then(|name| {
         profiles
@@ -264,7 +268,7 @@ pub(super) fn validate_device(
         .or_else(|| profile.and_then(|pr| pr.raw.max_read.map(|n| (theirs(pr, "max_read"), n))));
     if let Some((key, n)) = &max_read {
         if !(1..=2000).contains(n) {
-            p.push(format!("{key}: {n} is out of range (1..=2000)"));
+            p.add(key, format!("{n} is out of range (1..=2000)"));
         }
     }
     let max_read = max_read.map(|(_, n)| n);
@@ -277,10 +281,10 @@ pub(super) fn validate_device(
     .unwrap_or_default();
     let default_ms = d.poll_interval_ms.unwrap_or(1000);
     if default_ms < MIN_POLL_MS {
-        p.push(format!(
-            "{}: {default_ms} ms would poll the device as fast as it answers; use at least {MIN_POLL_MS}",
-            own("poll_interval_ms")
-        ));
+        p.add(
+            own("poll_interval_ms"),
+            format!("{default_ms} ms would poll the device as fast as it answers; use at least {MIN_POLL_MS}"),
+        );
     }
     let mut groups = vec![PollGroup {
         name: "default".into(),
@@ -299,14 +303,13 @@ pub(super) fn validate_device(
     for (name, (key, interval)) in named {
         check_name(p, &key, name);
         if name == "default" {
-            p.push(format!(
-                "{key}: \"default\" is the group of points without a group; use poll_interval_ms"
-            ));
+            p.add(
+                &key,
+                "\"default\" is the group of points without a group; use poll_interval_ms",
+            );
         }
         if interval < MIN_POLL_MS {
-            p.push(format!(
-                "{key}: {interval} ms would poll the device as fast as it answers; use at least {MIN_POLL_MS}"
-            ));
+            p.add(&key, format!("{interval} ms would poll the device as fast as it answers; use at least {MIN_POLL_MS}"));
         }
         groups.push(PollGroup {
             name: name.to_string(),
@@ -315,7 +318,7 @@ pub(super) fn validate_device(
     }
     let points = profile::merged_points(&at, d, profile);
     if points.is_empty() && (d.profile.is_none() || profile.is_some()) {
-        p.push(format!("{at}.points: a device needs at least one point"));
+        p.add(format!("{at}.points"), "a device needs at least one point");
     }
     let points = points
         .iter()
@@ -323,7 +326,10 @@ pub(super) fn validate_device(
         .collect();
     let retries = d.retries.unwrap_or(1);
     if retries > 10 {
-        p.push(format!("{at}.retries: {retries} is out of range (0..=10)"));
+        p.add(
+            format!("{at}.retries"),
+            format!("{retries} is out of range (0..=10)"),
+        );
     }
     Some(ModbusDevice {
         name: d.name.clone(),

@@ -11,6 +11,7 @@
 //! checked for the literal text here; the expanded name is checked when a
 //! message arrives.
 
+use crate::config::issue::Problems;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -192,7 +193,7 @@ impl Subscription {
 /// neither a configured series nor a possible MQTT one is reported, with
 /// the same words as for the other sources.
 pub(super) fn check_rule_series(
-    p: &mut Vec<String>,
+    p: &mut Problems,
     rules: &[super::RawRule],
     configured: &[String],
     brokers: &[MqttBroker],
@@ -205,31 +206,33 @@ pub(super) fn check_rule_series(
                 .flat_map(|b| &b.subscriptions)
                 .any(|sub| sub.could_produce(s));
         if !known {
-            p.push(format!(
-                "rules[{i}].series: {s:?} is not a configured series"
-            ));
+            p.add(
+                format!("rules[{i}].series"),
+                format!("{s:?} is not a configured series"),
+            );
         }
     }
 }
 
 /// Validate `mqtt[i]`, pushing problems to `p`.
 pub(super) fn validate_broker(
-    p: &mut Vec<String>,
+    p: &mut Problems,
     i: usize,
     b: &RawMqttBroker,
     gateway_id: &str,
 ) -> MqttBroker {
     let at = format!("mqtt[{i}]");
     if b.host.trim().is_empty() {
-        p.push(format!("{at}.host: must not be empty"));
+        p.add(format!("{at}.host"), "must not be empty");
     }
     let protocol = match b.protocol.as_deref().unwrap_or("3.1.1") {
         "3.1.1" => MqttProtocol::V311,
         "5" => MqttProtocol::V5,
         other => {
-            p.push(format!(
-                "{at}.protocol: {other:?} is not a supported MQTT version (\"3.1.1\" or \"5\")"
-            ));
+            p.add(
+                format!("{at}.protocol"),
+                format!("{other:?} is not a supported MQTT version (\"3.1.1\" or \"5\")"),
+            );
             MqttProtocol::V311
         }
     };
@@ -239,40 +242,41 @@ pub(super) fn validate_broker(
         .and_then(|t| tls::validate_tls(p, &format!("{at}.tls"), t));
     let port = b.port.unwrap_or(if b.tls.is_some() { 8883 } else { 1883 });
     if port == 0 {
-        p.push(format!("{at}.port: 0 is not a TCP port"));
+        p.add(format!("{at}.port"), "0 is not a TCP port");
     }
     let client_id = b
         .client_id
         .clone()
         .unwrap_or_else(|| format!("{gateway_id}-mqtt-{i}"));
     if client_id.is_empty() || client_id.len() > 128 {
-        p.push(format!(
-            "{at}.client_id: {client_id:?} must be 1..=128 characters"
-        ));
+        p.add(
+            format!("{at}.client_id"),
+            format!("{client_id:?} must be 1..=128 characters"),
+        );
     }
     let credentials = match (&b.username, &b.password) {
         (Some(u), pw) => Some((u.clone(), pw.clone().unwrap_or_default())),
         (None, Some(_)) => {
-            p.push(format!("{at}.password: given without a username"));
+            p.add(format!("{at}.password"), "given without a username");
             None
         }
         (None, None) => None,
     };
     let keep_alive_s = b.keep_alive_s.unwrap_or(30);
     if keep_alive_s > 65535 {
-        p.push(format!(
-            "{at}.keep_alive_s: {keep_alive_s} is out of range (0..=65535)"
-        ));
+        p.add(
+            format!("{at}.keep_alive_s"),
+            format!("{keep_alive_s} is out of range (0..=65535)"),
+        );
     } else if protocol == MqttProtocol::V5 && keep_alive_s < 5 {
         // rumqttc's MQTT 5 client refuses (panics on) anything shorter.
-        p.push(format!(
-            "{at}.keep_alive_s: {keep_alive_s} is too short for protocol \"5\" (5..=65535; MQTT 5 keep-alive cannot be disabled)"
-        ));
+        p.add(format!("{at}.keep_alive_s"), format!("{keep_alive_s} is too short for protocol \"5\" (5..=65535; MQTT 5 keep-alive cannot be disabled)"));
     }
     if b.subscriptions.is_empty() {
-        p.push(format!(
-            "{at}.subscriptions: a broker needs at least one subscription"
-        ));
+        p.add(
+            format!("{at}.subscriptions"),
+            "a broker needs at least one subscription",
+        );
     }
     let subscriptions = b
         .subscriptions
@@ -293,14 +297,10 @@ pub(super) fn validate_broker(
     }
 }
 
-fn validate_subscription(
-    p: &mut Vec<String>,
-    at: &str,
-    s: &RawSubscription,
-) -> Option<Subscription> {
+fn validate_subscription(p: &mut Problems, at: &str, s: &RawSubscription) -> Option<Subscription> {
     let before = p.len();
     if let Err(why) = check_filter(&s.topic) {
-        p.push(format!("{at}.topic: {:?} {why}", s.topic));
+        p.add(format!("{at}.topic"), format!("{:?} {why}", s.topic));
     }
     let levels = s.topic.split('/').count();
     let open_ended = s.topic.ends_with('#');
@@ -308,7 +308,10 @@ fn validate_subscription(
         0 => Qos::AtMostOnce,
         1 => Qos::AtLeastOnce,
         other => {
-            p.push(format!("{at}.qos: {other} is not supported (0 or 1)"));
+            p.add(
+                format!("{at}.qos"),
+                format!("{other} is not supported (0 or 1)"),
+            );
             Qos::AtMostOnce
         }
     };
@@ -316,16 +319,19 @@ fn validate_subscription(
         match Template::parse(text) {
             Ok(t) => {
                 if !open_ended && t.max_level() > levels {
-                    p.push(format!(
-                        "{at}.{key}: {{{}}} but topic {:?} has only {levels} level(s)",
-                        t.max_level(),
-                        s.topic
-                    ));
+                    p.add(
+                        format!("{at}.{key}"),
+                        format!(
+                            "{{{}}} but topic {:?} has only {levels} level(s)",
+                            t.max_level(),
+                            s.topic
+                        ),
+                    );
                 }
                 t
             }
             Err(why) => {
-                p.push(format!("{at}.{key}: {why}"));
+                p.add(format!("{at}.{key}"), why.to_string());
                 Template::default()
             }
         }
@@ -338,26 +344,33 @@ fn validate_subscription(
         .collect();
     let literal = series.literal();
     if s.series.is_empty() || !(literal.is_empty() || is_plain_name(&literal)) {
-        p.push(format!(
-            "{at}.series: {:?} must be letters, digits, '-', '_', '.', '/' and {{n}} placeholders",
-            s.series
-        ));
+        p.add(
+            format!("{at}.series"),
+            format!(
+                "{:?} must be letters, digits, '-', '_', '.', '/' and {{n}} placeholders",
+                s.series
+            ),
+        );
     }
     for key in ["protocol", "topic"] {
         if s.tags.contains_key(key) {
-            p.push(format!("{at}.tags.{key}: is set by the agent"));
+            p.add(format!("{at}.tags.{key}"), "is set by the agent");
         }
     }
     let timestamp = match (&s.timestamp_pointer, &s.timestamp_format) {
         (None, None) => None,
         (Some(_), None) => {
-            p.push(format!("{at}.timestamp_format: required with timestamp_pointer (\"s\", \"ms\", \"us\" or \"rfc3339\")"));
+            p.add(
+                format!("{at}.timestamp_format"),
+                "required with timestamp_pointer (\"s\", \"ms\", \"us\" or \"rfc3339\")",
+            );
             None
         }
         (None, Some(_)) => {
-            p.push(format!(
-                "{at}.timestamp_format: given without timestamp_pointer"
-            ));
+            p.add(
+                format!("{at}.timestamp_format"),
+                "given without timestamp_pointer",
+            );
             None
         }
         (Some(pointer), Some(format)) => {
@@ -368,7 +381,7 @@ fn validate_subscription(
                 "us" => Some(TimestampFormat::Micros),
                 "rfc3339" => Some(TimestampFormat::Rfc3339),
                 other => {
-                    p.push(format!("{at}.timestamp_format: {other:?} is not a timestamp format (\"s\", \"ms\", \"us\", \"rfc3339\")"));
+                    p.add(format!("{at}.timestamp_format"), format!("{other:?} is not a timestamp format (\"s\", \"ms\", \"us\", \"rfc3339\")"));
                     None
                 }
             };
@@ -383,18 +396,22 @@ fn validate_subscription(
         "number" => PayloadFormat::Number,
         "json" => {
             if s.values.is_empty() {
-                p.push(format!(
-                    "{at}.values: format \"json\" needs at least one value"
-                ));
+                p.add(
+                    format!("{at}.values"),
+                    "format \"json\" needs at least one value",
+                );
             }
             let mut names = Vec::new();
             for (k, v) in s.values.iter().enumerate() {
                 check_pointer(p, &format!("{at}.values[{k}].pointer"), &v.pointer);
                 if !is_plain_name(&v.name) {
-                    p.push(format!("{at}.values[{k}].name: {:?} must be 1..=128 characters of letters, digits, '-', '_', '.', '/'", v.name));
+                    p.add(format!("{at}.values[{k}].name"), format!("{:?} must be 1..=128 characters of letters, digits, '-', '_', '.', '/'", v.name));
                 }
                 if names.contains(&&v.name) {
-                    p.push(format!("{at}.values[{k}].name: {:?} is used twice", v.name));
+                    p.add(
+                        format!("{at}.values[{k}].name"),
+                        format!("{:?} is used twice", v.name),
+                    );
                 }
                 names.push(&v.name);
             }
@@ -413,17 +430,23 @@ fn validate_subscription(
         }
         "json-object" => PayloadFormat::JsonObject { timestamp },
         other => {
-            p.push(format!("{at}.format: {other:?} is not a payload format (\"number\", \"json\", \"json-object\")"));
+            p.add(
+                format!("{at}.format"),
+                format!(
+                    "{other:?} is not a payload format (\"number\", \"json\", \"json-object\")"
+                ),
+            );
             PayloadFormat::Number
         }
     };
     if format_name != "json" && !s.values.is_empty() {
-        p.push(format!("{at}.values: only used with format \"json\""));
+        p.add(format!("{at}.values"), "only used with format \"json\"");
     }
     if format_name == "number" && s.timestamp_pointer.is_some() {
-        p.push(format!(
-            "{at}.timestamp_pointer: a \"number\" payload has no fields"
-        ));
+        p.add(
+            format!("{at}.timestamp_pointer"),
+            "a \"number\" payload has no fields",
+        );
     }
     (p.len() == before).then(|| Subscription {
         topic: s.topic.clone(),
@@ -436,17 +459,20 @@ fn validate_subscription(
     })
 }
 
-fn check_pointer(p: &mut Vec<String>, at: &str, pointer: &str) {
+fn check_pointer(p: &mut Problems, at: &str, pointer: &str) {
     if !pointer.starts_with('/') {
-        p.push(format!(
-            "{at}: {pointer:?} is not a JSON pointer (it starts with '/', for example \"/temp\")"
-        ));
+        p.add(
+            at,
+            format!(
+                "{pointer:?} is not a JSON pointer (it starts with '/', for example \"/temp\")"
+            ),
+        );
     }
 }
 
 /// The rule of `check_name`, as a yes/no for names made at run time.
 pub fn is_plain_name(name: &str) -> bool {
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     super::check_name(&mut problems, "", name);
     problems.is_empty()
 }

@@ -31,7 +31,9 @@ use crate::config::TEST_BASE as BASE;
 fn parse(mqtt: &str) -> Result<crate::config::AgentConfig, Vec<String>> {
     match crate::config::AgentConfig::parse(&format!("{BASE}{mqtt}"), "t.toml") {
         Ok(c) => Ok(c),
-        Err(crate::config::ConfigError::Invalid { problems, .. }) => Err(problems),
+        Err(crate::config::ConfigError::Invalid { problems, .. }) => {
+            Err(problems.iter().map(ToString::to_string).collect())
+        }
         Err(e) => panic!("{e}"),
     }
 }

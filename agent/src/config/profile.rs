@@ -14,6 +14,7 @@
 //! ever looked up among the `.toml` files the directory lists, so it can
 //! never reach outside `profiles_dir`.
 
+use crate::config::issue::ConfigIssue;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -58,7 +59,7 @@ pub struct Profiles {
     /// Names of the profiles in `dir` (file stems), or why it could not be listed.
     available: Result<Vec<String>, String>,
     /// Every named profile that exists, or why its file is unusable.
-    loaded: BTreeMap<String, Result<Profile, String>>,
+    loaded: BTreeMap<String, Result<Profile, ConfigIssue>>,
 }
 
 impl Profiles {
@@ -99,21 +100,26 @@ impl Profiles {
 
     /// The profile called `name`, or the problem to report, where `at` is
     /// the key path of the `profile` key that names it.
-    pub(super) fn get(&self, at: &str, name: &str) -> Result<&Profile, String> {
+    pub(super) fn get(&self, at: &str, name: &str) -> Result<&Profile, ConfigIssue> {
         if let Some(loaded) = self.loaded.get(name) {
             return loaded.as_ref().map_err(Clone::clone);
         }
         let dir = self.dir.display();
         match &self.available {
-            Err(e) => Err(format!(
-                "{at}: profile {name:?}: cannot list profiles_dir \"{dir}\": {e}"
+            Err(e) => Err(ConfigIssue::new(
+                at,
+                format!("profile {name:?}: cannot list profiles_dir \"{dir}\": {e}"),
             )),
-            Ok(stems) if stems.is_empty() => Err(format!(
-                "{at}: no profile {name:?} in \"{dir}\" (it holds no .toml files)"
+            Ok(stems) if stems.is_empty() => Err(ConfigIssue::new(
+                at,
+                format!("no profile {name:?} in \"{dir}\" (it holds no .toml files)"),
             )),
-            Ok(stems) => Err(format!(
-                "{at}: no profile {name:?} in \"{dir}\" (available: {})",
-                stems.join(", ")
+            Ok(stems) => Err(ConfigIssue::new(
+                at,
+                format!(
+                    "no profile {name:?} in \"{dir}\" (available: {})",
+                    stems.join(", ")
+                ),
             )),
         }
     }
@@ -167,12 +173,13 @@ fn list(dir: &Path) -> Result<Vec<String>, String> {
     Ok(stems)
 }
 
-fn read_file(path: &Path) -> Result<Profile, String> {
+fn read_file(path: &Path) -> Result<Profile, ConfigIssue> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigIssue::new(&file, format!("cannot read: {e}")))?;
     match parse(&text) {
         Ok(raw) => Ok(Profile { file, raw }),
-        Err(e) => Err(format!("{file}: {e}")),
+        Err(e) => Err(ConfigIssue::new(file, e)),
     }
 }
 

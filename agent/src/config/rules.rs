@@ -8,6 +8,7 @@
 //! a guess. Every problem is reported with its key path, for example
 //! `rules[3].high.limit: inf must be a finite number`.
 
+use crate::config::issue::Problems;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -120,12 +121,12 @@ pub fn parse_rule_set(text: &str, origin: &str) -> Result<Vec<Rule>, ConfigError
         path: origin.to_owned(),
         message: e.to_string(),
     })?;
-    let mut p = Vec::new();
+    let mut p = Problems::default();
     let rules = validate(&mut p, &raw.rules, None);
     if !p.is_empty() {
         return Err(ConfigError::Invalid {
             path: origin.to_owned(),
-            problems: p,
+            problems: p.into_issues(),
         });
     }
     Ok(rules)
@@ -133,38 +134,37 @@ pub fn parse_rule_set(text: &str, origin: &str) -> Result<Vec<Rule>, ConfigError
 
 /// Validate every rule; `series` is the sorted list of configured series,
 /// or `None` to accept any series name.
-pub(super) fn validate(
-    p: &mut Vec<String>,
-    raw: &[RawRule],
-    series: Option<&[String]>,
-) -> Vec<Rule> {
+pub(super) fn validate(p: &mut Problems, raw: &[RawRule], series: Option<&[String]>) -> Vec<Rule> {
     raw.iter()
         .enumerate()
         .map(|(i, r)| validate_rule(p, &format!("rules[{i}]"), r, series))
         .collect()
 }
 
-fn validate_rule(p: &mut Vec<String>, at: &str, r: &RawRule, series: Option<&[String]>) -> Rule {
+fn validate_rule(p: &mut Problems, at: &str, r: &RawRule, series: Option<&[String]>) -> Rule {
     check_name(p, &format!("{at}.name"), &r.name);
     let selector = match (&r.series, &r.match_tags) {
         (Some(s), None) => {
             if series.is_some_and(|all| all.binary_search(s).is_err()) {
-                p.push(format!("{at}.series: {s:?} is not a configured series"));
+                p.add(
+                    format!("{at}.series"),
+                    format!("{s:?} is not a configured series"),
+                );
             }
             Selector::Series(s.clone())
         }
         (None, Some(tags)) => {
             if tags.is_empty() {
-                p.push(format!("{at}.match_tags: give at least one tag"));
+                p.add(format!("{at}.match_tags"), "give at least one tag");
             }
             Selector::Tags(tags.clone())
         }
         (Some(_), Some(_)) => {
-            p.push(format!("{at}: give series or match_tags, not both"));
+            p.add(at, "give series or match_tags, not both");
             Selector::Tags(BTreeMap::new())
         }
         (None, None) => {
-            p.push(format!("{at}: give series or match_tags"));
+            p.add(at, "give series or match_tags");
             Selector::Tags(BTreeMap::new())
         }
     };
@@ -176,18 +176,22 @@ fn validate_rule(p: &mut Vec<String>, at: &str, r: &RawRule, series: Option<&[St
     ];
     let mut rule = if r.min.is_some() || r.max.is_some() {
         if levels.iter().any(|(_, l, _)| l.is_some()) {
-            p.push(format!(
-                "{at}: min/max is a shorthand for low/high; use one form or the other"
-            ));
+            p.add(
+                at,
+                "min/max is a shorthand for low/high; use one form or the other",
+            );
         }
         for (key, v) in [("min", r.min), ("max", r.max)] {
             if let Some(v) = v.filter(|v| !v.is_finite()) {
-                p.push(format!("{at}.{key}: {v} must be a finite number"));
+                p.add(
+                    format!("{at}.{key}"),
+                    format!("{v} must be a finite number"),
+                );
             }
         }
         if let (Some(lo), Some(hi)) = (r.min, r.max) {
             if lo >= hi {
-                p.push(format!("{at}: min {lo} must be below max {hi}"));
+                p.add(at, format!("min {lo} must be below max {hi}"));
             }
         }
         let mut rule = Rule::min_max(&r.name, "", r.min, r.max);
@@ -199,7 +203,10 @@ fn validate_rule(p: &mut Vec<String>, at: &str, r: &RawRule, series: Option<&[St
             let Some(l) = raw else { continue };
             let key = format!("{at}.{}", level.as_str());
             if !l.limit.is_finite() {
-                p.push(format!("{key}.limit: {} must be a finite number", l.limit));
+                p.add(
+                    format!("{key}.limit"),
+                    format!("{} must be a finite number", l.limit),
+                );
             }
             rule.limits.push(Limit {
                 level,
@@ -212,24 +219,27 @@ fn validate_rule(p: &mut Vec<String>, at: &str, r: &RawRule, series: Option<&[St
     };
     rule.deadband = r.deadband.unwrap_or(0.0);
     if !(rule.deadband.is_finite() && rule.deadband >= 0.0) {
-        p.push(format!(
-            "{at}.deadband: {} must be 0 or more",
-            rule.deadband
-        ));
+        p.add(
+            format!("{at}.deadband"),
+            format!("{} must be 0 or more", rule.deadband),
+        );
     }
     rule.on_delay = hold(p, at, "on_delay", r.on_delay_samples, r.on_delay_s);
     rule.off_delay = hold(p, at, "off_delay", r.off_delay_samples, r.off_delay_s);
     if let Some(rate) = &r.rate {
         let key = format!("{at}.rate");
         if rate.rise_per_s.is_none() && rate.fall_per_s.is_none() {
-            p.push(format!("{key}: give rise_per_s, fall_per_s or both"));
+            p.add(&key, "give rise_per_s, fall_per_s or both");
         }
         for (k, v) in [
             ("rise_per_s", rate.rise_per_s),
             ("fall_per_s", rate.fall_per_s),
         ] {
             if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
-                p.push(format!("{key}.{k}: {v} must be a positive number"));
+                p.add(
+                    format!("{key}.{k}"),
+                    format!("{v} must be a positive number"),
+                );
             }
         }
         rule.rate = Some(Rate {
@@ -250,7 +260,10 @@ fn validate_rule(p: &mut Vec<String>, at: &str, r: &RawRule, series: Option<&[St
     if let Some(f) = &r.flatline {
         let key = format!("{at}.flatline");
         if !(f.epsilon.is_finite() && f.epsilon >= 0.0) {
-            p.push(format!("{key}.epsilon: {} must be 0 or more", f.epsilon));
+            p.add(
+                format!("{key}.epsilon"),
+                format!("{} must be 0 or more", f.epsilon),
+            );
         }
         rule.flatline = Some(Flatline {
             epsilon: f.epsilon,
@@ -264,15 +277,13 @@ fn validate_rule(p: &mut Vec<String>, at: &str, r: &RawRule, series: Option<&[St
         || rule.flatline.is_some()
         || rule.bad_quality.is_some();
     if !has_check {
-        p.push(format!(
-            "{at}: give at least one check (min, max, high_high, high, low, low_low, rate, stale, flatline, bad_quality)"
-        ));
+        p.add(at, "give at least one check (min, max, high_high, high, low, low_low, rate, stale, flatline, bad_quality)");
     }
     rule
 }
 
 /// High-high at or above high, low-low at or below low, every low below every high.
-fn check_order(p: &mut Vec<String>, at: &str, limits: &[Limit]) {
+fn check_order(p: &mut Problems, at: &str, limits: &[Limit]) {
     let get = |level| limits.iter().find(|l| l.level == level).map(|l| l.limit);
     let pairs = [
         (Level::HighHigh, Level::High, true),
@@ -282,33 +293,34 @@ fn check_order(p: &mut Vec<String>, at: &str, limits: &[Limit]) {
         if let (Some(o), Some(n)) = (get(outer), get(inner)) {
             if (high && o < n) || (!high && o > n) {
                 let side = if high { "at or above" } else { "at or below" };
-                p.push(format!(
-                    "{at}.{}.limit: {o} must be {side} {}.limit {n}",
-                    outer.as_str(),
-                    inner.as_str()
-                ));
+                p.add(
+                    format!("{at}.{}.limit", outer.as_str()),
+                    format!("{o} must be {side} {}.limit {n}", inner.as_str()),
+                );
             }
         }
     }
     for lo in limits.iter().filter(|l| !l.level.is_high()) {
         for hi in limits.iter().filter(|l| l.level.is_high()) {
             if lo.limit >= hi.limit {
-                p.push(format!(
-                    "{at}.{}.limit: {} must be below {}.limit {}",
-                    lo.level.as_str(),
-                    lo.limit,
-                    hi.level.as_str(),
-                    hi.limit
-                ));
+                p.add(
+                    format!("{at}.{}.limit", lo.level.as_str()),
+                    format!(
+                        "{} must be below {}.limit {}",
+                        lo.limit,
+                        hi.level.as_str(),
+                        hi.limit
+                    ),
+                );
             }
         }
     }
 }
 
-fn hold(p: &mut Vec<String>, at: &str, key: &str, samples: Option<u32>, s: Option<f64>) -> Hold {
+fn hold(p: &mut Problems, at: &str, key: &str, samples: Option<u32>, s: Option<f64>) -> Hold {
     match (samples, s) {
         (Some(_), Some(_)) => {
-            p.push(format!("{at}: give {key}_samples or {key}_s, not both"));
+            p.add(at, format!("give {key}_samples or {key}_s, not both"));
             Hold::Immediate
         }
         (Some(n), None) => Hold::Samples(n),
@@ -317,7 +329,7 @@ fn hold(p: &mut Vec<String>, at: &str, key: &str, samples: Option<u32>, s: Optio
     }
 }
 
-fn timeout(p: &mut Vec<String>, key: &str, t: &RawTimeout, zero_ok: bool) -> Timeout {
+fn timeout(p: &mut Problems, key: &str, t: &RawTimeout, zero_ok: bool) -> Timeout {
     Timeout {
         after_us: seconds(p, &format!("{key}.after_s"), t.after_s, zero_ok),
         severity: severity(p, key, &t.severity, Severity::Warning),
@@ -325,22 +337,23 @@ fn timeout(p: &mut Vec<String>, key: &str, t: &RawTimeout, zero_ok: bool) -> Tim
 }
 
 /// Seconds as µs; at most about 30 years so the µs fit anywhere.
-fn seconds(p: &mut Vec<String>, key: &str, s: f64, zero_ok: bool) -> i64 {
+fn seconds(p: &mut Problems, key: &str, s: f64, zero_ok: bool) -> i64 {
     let ok = s.is_finite() && s <= 1e9 && (s > 0.0 || (zero_ok && s == 0.0));
     if !ok {
         let what = if zero_ok { "0 or more" } else { "more than 0" };
-        p.push(format!("{key}: {s} must be {what} seconds (at most 1e9)"));
+        p.add(key, format!("{s} must be {what} seconds (at most 1e9)"));
         return 0;
     }
     (s * 1e6).round() as i64
 }
 
-fn severity(p: &mut Vec<String>, key: &str, raw: &Option<String>, default: Severity) -> Severity {
+fn severity(p: &mut Problems, key: &str, raw: &Option<String>, default: Severity) -> Severity {
     let Some(s) = raw else { return default };
     Severity::parse(s).unwrap_or_else(|| {
-        p.push(format!(
-            "{key}.severity: {s:?} is not a severity (warning, major, critical)"
-        ));
+        p.add(
+            format!("{key}.severity"),
+            format!("{s:?} is not a severity (warning, major, critical)"),
+        );
         default
     })
 }

@@ -16,7 +16,11 @@ mean = 50.0
 
 fn problems(rules: &str) -> String {
     match AgentConfig::parse(&format!("{TEST_BASE}{SOURCES}{rules}"), "t.toml") {
-        Err(ConfigError::Invalid { problems, .. }) => problems.join("\n"),
+        Err(ConfigError::Invalid { problems, .. }) => problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
         other => panic!("expected validation errors, got {other:?}"),
     }
 }

@@ -3,6 +3,7 @@
 //! stand still before `/healthz` calls it stuck. Raw section and its
 //! validation; the section is optional and the page is off without it.
 
+use crate::config::issue::Problems;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -26,17 +27,20 @@ pub struct StatusConfig {
 }
 
 /// Validate the section, pushing problems with their key paths to `p`.
-pub fn validate(p: &mut Vec<String>, raw: &RawStatus) -> StatusConfig {
+pub(crate) fn validate(p: &mut Problems, raw: &RawStatus) -> StatusConfig {
     let listen = raw.listen.parse().unwrap_or_else(|_| {
-        p.push(format!(
-            "status.listen: {:?} is not an address and port like \"127.0.0.1:9810\"",
-            raw.listen
-        ));
+        p.add(
+            "status.listen",
+            format!(
+                "{:?} is not an address and port like \"127.0.0.1:9810\"",
+                raw.listen
+            ),
+        );
         SocketAddr::from(([127, 0, 0, 1], 0))
     });
     let stuck_after_s = raw.stuck_after_s.unwrap_or(300);
     if stuck_after_s == 0 {
-        p.push("status.stuck_after_s: must be at least 1".into());
+        p.add("status.stuck_after_s", "must be at least 1");
     }
     StatusConfig {
         listen,

@@ -10,6 +10,7 @@
 //! module, whose loading this reuses), so a broken file is a config error
 //! naming the key and the file.
 
+use crate::config::issue::Problems;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,20 +152,21 @@ fn ms(v: u64) -> Duration {
 
 /// Validate `[uplink]`, reading the token file or variable and the PEM
 /// files; problems go to `p` with their key paths.
-pub(in crate::config) fn validate(p: &mut Vec<String>, u: &RawUplink) -> UplinkConfig {
+pub(in crate::config) fn validate(p: &mut Problems, u: &RawUplink) -> UplinkConfig {
     let https = u.url.starts_with("https://");
     if !(https || u.url.starts_with("http://")) {
-        p.push(format!(
-            "uplink.url: {:?} must start with http:// or https://",
-            u.url
-        ));
+        p.add(
+            "uplink.url",
+            format!("{:?} must start with http:// or https://", u.url),
+        );
     }
     let token = token(p, u).unwrap_or_else(|| Secret::new(""));
     let max_in_flight = u.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
     if !(1..=64).contains(&max_in_flight) {
-        p.push(format!(
-            "uplink.max_in_flight: {max_in_flight} must be between 1 and 64"
-        ));
+        p.add(
+            "uplink.max_in_flight",
+            format!("{max_in_flight} must be between 1 and 64"),
+        );
     }
     let tls = if https {
         super::mqtt::client_tls(
@@ -186,10 +188,13 @@ pub(in crate::config) fn validate(p: &mut Vec<String>, u: &RawUplink) -> UplinkC
             ("client_key_file", u.client_key_file.is_some()),
         ] {
             if set {
-                p.push(format!(
-                    "uplink.{key}: only used with an https:// url, and uplink.url is {:?}",
-                    u.url
-                ));
+                p.add(
+                    format!("uplink.{key}"),
+                    format!(
+                        "only used with an https:// url, and uplink.url is {:?}",
+                        u.url
+                    ),
+                );
             }
         }
         None
@@ -208,43 +213,44 @@ pub(in crate::config) fn validate(p: &mut Vec<String>, u: &RawUplink) -> UplinkC
 }
 
 /// The token from whichever of `token`, `token_file` and `token_env` is set.
-fn token(p: &mut Vec<String>, u: &RawUplink) -> Option<Secret> {
+fn token(p: &mut Problems, u: &RawUplink) -> Option<Secret> {
     let (at, value) = match (&u.token, &u.token_file, &u.token_env) {
         (Some(t), None, None) => ("uplink.token", t.expose().to_owned()),
         (None, Some(file), None) => ("uplink.token_file", read_token_file(p, file)?),
         (None, None, Some(var)) => match std::env::var(var) {
             Ok(v) => ("uplink.token_env", v),
             Err(e) => {
-                p.push(format!(
-                    "uplink.token_env: environment variable {var:?}: {e}"
-                ));
+                p.add(
+                    "uplink.token_env",
+                    format!("environment variable {var:?}: {e}"),
+                );
                 return None;
             }
         },
         (None, None, None) => {
-            p.push("uplink: set one of token, token_file or token_env".into());
+            p.add("uplink", "set one of token, token_file or token_env");
             return None;
         }
         _ => {
-            p.push("uplink: set only one of token, token_file and token_env".into());
+            p.add("uplink", "set only one of token, token_file and token_env");
             return None;
         }
     };
     let value = value.trim();
     if value.is_empty() {
-        p.push(format!("{at}: the token is empty"));
+        p.add(at, "the token is empty");
         return None;
     }
     Some(Secret::new(value))
 }
 
 /// Read a token file, refusing one that group or others may read.
-fn read_token_file(p: &mut Vec<String>, file: &Path) -> Option<String> {
+fn read_token_file(p: &mut Problems, file: &Path) -> Option<String> {
     let at = "uplink.token_file";
     let meta = match std::fs::metadata(file) {
         Ok(m) => m,
         Err(e) => {
-            p.push(format!("{at}: cannot read {file:?}: {e}"));
+            p.add(at, format!("cannot read {file:?}: {e}"));
             return None;
         }
     };
@@ -253,17 +259,20 @@ fn read_token_file(p: &mut Vec<String>, file: &Path) -> Option<String> {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            p.push(format!(
-                "{at}: {file:?} is accessible to group or others (mode {mode:o}); run chmod 600 {}",
-                file.display()
-            ));
+            p.add(
+                at,
+                format!(
+                    "{file:?} is accessible to group or others (mode {mode:o}); run chmod 600 {}",
+                    file.display()
+                ),
+            );
             return None;
         }
     }
     #[cfg(not(unix))]
     let _ = meta;
     std::fs::read_to_string(file)
-        .map_err(|e| p.push(format!("{at}: cannot read {file:?}: {e}")))
+        .map_err(|e| p.add(at, format!("cannot read {file:?}: {e}")))
         .ok()
 }
 
@@ -290,7 +299,11 @@ mod tests {
 
     fn problems(text: &str) -> String {
         match parse(text, "t.toml") {
-            Err(ConfigError::Invalid { problems, .. }) => problems.join("\n"),
+            Err(ConfigError::Invalid { problems, .. }) => problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
             other => panic!("expected validation errors, got {other:?}"),
         }
     }
@@ -336,7 +349,11 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         let text = format!("{BASE}url = \"http://h:1/b\"\ntoken_file = \"token\"\n");
         let err = match parse_in(&text, "t.toml", dir.path()) {
-            Err(ConfigError::Invalid { problems, .. }) => problems.join("\n"),
+            Err(ConfigError::Invalid { problems, .. }) => problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
             other => panic!("expected an error, got {other:?}"),
         };
         let expected = format!("run chmod 600 {}", file.display());
@@ -378,7 +395,11 @@ mod tests {
             "{BASE}url = \"https://h:1/b\"\ntoken = \"t\"\nca_file = \"ca.pem\"\nclient_cert_file = \"missing.pem\"\nclient_key_file = \"ca.pem\"\n"
         );
         let err = match parse_in(&text, "t.toml", dir.path()) {
-            Err(ConfigError::Invalid { problems, .. }) => problems.join("\n"),
+            Err(ConfigError::Invalid { problems, .. }) => problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
             other => panic!("expected an error, got {other:?}"),
         };
         let ca = dir.path().join("ca.pem");

@@ -2,6 +2,7 @@
 //! validation, and the rule that devices on one line need distinct,
 //! non-broadcast unit ids.
 
+use crate::config::issue::Problems;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub enum Parity {
 
 /// Validate the `[serial.<name>]` sections.
 pub(in crate::config) fn validate_serial_lines<'a>(
-    p: &mut Vec<String>,
+    p: &mut Problems,
     raw: impl IntoIterator<Item = (impl AsRef<str>, &'a RawSerialLine)>,
 ) -> BTreeMap<String, SerialLine> {
     let mut lines = BTreeMap::new();
@@ -60,38 +61,43 @@ pub(in crate::config) fn validate_serial_lines<'a>(
         let at = format!("serial.{name}");
         check_name(p, &at, &name);
         if l.device.trim().is_empty() {
-            p.push(format!(
-                "{at}.device: must name a serial device, for example \"/dev/ttyUSB0\""
-            ));
+            p.add(
+                format!("{at}.device"),
+                "must name a serial device, for example \"/dev/ttyUSB0\"",
+            );
         }
         let baud = l.baud.unwrap_or(9600);
         if !(300..=4_000_000).contains(&baud) {
-            p.push(format!(
-                "{at}.baud: {baud} is not a baud rate (300..=4000000)"
-            ));
+            p.add(
+                format!("{at}.baud"),
+                format!("{baud} is not a baud rate (300..=4000000)"),
+            );
         }
         let parity = match l.parity.as_deref().unwrap_or("even") {
             "none" => Parity::None,
             "even" => Parity::Even,
             "odd" => Parity::Odd,
             other => {
-                p.push(format!(
-                    "{at}.parity: {other:?} is not a parity (none, even, odd)"
-                ));
+                p.add(
+                    format!("{at}.parity"),
+                    format!("{other:?} is not a parity (none, even, odd)"),
+                );
                 Parity::Even
             }
         };
         let data_bits = l.data_bits.unwrap_or(8);
         if !matches!(data_bits, 7 | 8) {
-            p.push(format!(
-                "{at}.data_bits: {data_bits} is not supported (7 or 8)"
-            ));
+            p.add(
+                format!("{at}.data_bits"),
+                format!("{data_bits} is not supported (7 or 8)"),
+            );
         }
         let stop_bits = l.stop_bits.unwrap_or(1);
         if !matches!(stop_bits, 1 | 2) {
-            p.push(format!(
-                "{at}.stop_bits: {stop_bits} is not supported (1 or 2)"
-            ));
+            p.add(
+                format!("{at}.stop_bits"),
+                format!("{stop_bits} is not supported (1 or 2)"),
+            );
         }
         let frame_gap = l
             .frame_gap_us
@@ -115,25 +121,26 @@ pub(in crate::config) fn validate_serial_lines<'a>(
 
 /// Two devices on one serial line need different unit ids, and 0 (the
 /// broadcast address, which never answers) cannot be polled there.
-pub(in crate::config) fn check_serial_units(
-    p: &mut Vec<String>,
-    devices: &[(usize, &ModbusDevice)],
-) {
+pub(in crate::config) fn check_serial_units(p: &mut Problems, devices: &[(usize, &ModbusDevice)]) {
     let mut seen: BTreeMap<(&str, u8), usize> = BTreeMap::new();
     for &(i, d) in devices {
         let Link::Serial(line) = &d.link else {
             continue;
         };
         if d.unit == 0 {
-            p.push(format!(
-                "modbus[{i}].unit: 0 is the broadcast address, which no device answers on a serial line (1..=247)"
-            ));
+            p.add(
+                format!("modbus[{i}].unit"),
+                "0 is the broadcast address, which no device answers on a serial line (1..=247)",
+            );
         }
         if let Some(first) = seen.insert((line.name.as_str(), d.unit), i) {
-            p.push(format!(
-                "modbus[{i}].unit: {} is already used on serial line {:?} by modbus[{first}]",
-                d.unit, line.name
-            ));
+            p.add(
+                format!("modbus[{i}].unit"),
+                format!(
+                    "{} is already used on serial line {:?} by modbus[{first}]",
+                    d.unit, line.name
+                ),
+            );
         }
     }
 }

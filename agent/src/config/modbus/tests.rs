@@ -23,7 +23,11 @@ const POINT: &str = "[[modbus.points]]\nname = \"a\"\nregister = 0\ntype = \"u16
 
 fn problems(text: &str) -> String {
     match AgentConfig::parse(text, "t.toml") {
-        Err(ConfigError::Invalid { problems, .. }) => problems.join("\n"),
+        Err(ConfigError::Invalid { problems, .. }) => problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
         other => panic!("expected validation errors, got {other:?}"),
     }
 }
@@ -441,7 +445,17 @@ fn a_broken_only_device_is_not_also_a_missing_source() {
     let text = format!("{TEST_BASE}[[modbus]]\nname = \"press\"\naddress = \"nowhere\"\n{POINT}");
     let got = problems(&text);
     assert!(got.contains("modbus[0].address"), "{got}");
-    assert!(!got.contains("no sources"), "{got}");
+    assert!(!got.contains("sources:"), "{got}");
+}
+
+#[test]
+fn a_config_without_sources_is_refused_under_the_key_sources() {
+    let Err(ConfigError::Invalid { problems, .. }) = AgentConfig::parse(TEST_BASE, "t.toml") else {
+        panic!("a config without sources must be refused");
+    };
+    let sources: Vec<_> = problems.iter().filter(|i| i.key == "sources").collect();
+    assert_eq!(sources.len(), 1, "{problems:?}");
+    assert!(sources[0].message.contains("[[modbus]]"), "{}", sources[0]);
 }
 
 #[test]

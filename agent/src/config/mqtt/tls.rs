@@ -11,6 +11,7 @@
 //! gateways, ring only the `cc` crate. Only the configured CA is trusted,
 //! not the system's roots: a field broker has a plant's own CA.
 
+use crate::config::issue::Problems;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -76,7 +77,7 @@ impl std::fmt::Debug for MqttTls {
 
 /// Validate `{at}` (for example `mqtt[0].tls`), reading its files.
 pub(in crate::config) fn validate_tls(
-    p: &mut Vec<String>,
+    p: &mut Problems,
     at: &str,
     t: &RawMqttTls,
 ) -> Option<MqttTls> {
@@ -102,7 +103,7 @@ pub(in crate::config) fn validate_tls(
 /// returns the (certificate, key) file pair, when given.
 #[allow(clippy::type_complexity)]
 pub(in crate::config) fn client_tls(
-    p: &mut Vec<String>,
+    p: &mut Problems,
     at: &str,
     ca_file: Option<&Path>,
     client_cert_file: Option<&Path>,
@@ -114,26 +115,31 @@ pub(in crate::config) fn client_tls(
         let ca = read_certs(p, &format!("{at}.ca_file"), ca_file);
         for (n, cert) in ca.into_iter().flatten().enumerate() {
             if let Err(e) = roots.add(cert) {
-                p.push(format!(
-                    "{at}.ca_file: certificate {} of {:?} is not usable as a CA: {e}",
-                    n + 1,
-                    ca_file
-                ));
+                p.add(
+                    format!("{at}.ca_file"),
+                    format!(
+                        "certificate {} of {:?} is not usable as a CA: {e}",
+                        n + 1,
+                        ca_file
+                    ),
+                );
             }
         }
     }
     let client_auth = match (client_cert_file, client_key_file) {
         (None, None) => None,
         (Some(_), None) => {
-            p.push(format!(
-                "{at}.client_key_file: required with client_cert_file"
-            ));
+            p.add(
+                format!("{at}.client_key_file"),
+                "required with client_cert_file",
+            );
             None
         }
         (None, Some(_)) => {
-            p.push(format!(
-                "{at}.client_cert_file: required with client_key_file"
-            ));
+            p.add(
+                format!("{at}.client_cert_file"),
+                "required with client_key_file",
+            );
             None
         }
         (Some(cert_file), Some(key_file)) => {
@@ -157,9 +163,7 @@ pub(in crate::config) fn client_tls(
         match versions.with_platform_verifier() {
             Ok(b) => b,
             Err(e) => {
-                p.push(format!(
-                    "{at}: the system's trusted CA certificates cannot be loaded ({e}); set {at}.ca_file"
-                ));
+                p.add(at, format!("the system's trusted CA certificates cannot be loaded ({e}); set {at}.ca_file"));
                 return None;
             }
         }
@@ -170,9 +174,12 @@ pub(in crate::config) fn client_tls(
             match builder.with_client_auth_cert(certs, key) {
                 Ok(config) => (config, Some((cert_file.to_owned(), key_file.to_owned()))),
                 Err(e) => {
-                    p.push(format!(
-                    "{at}.client_key_file: {key_file:?} does not go with client_cert_file {cert_file:?}: {e}"
-                ));
+                    p.add(
+                        format!("{at}.client_key_file"),
+                        format!(
+                            "{key_file:?} does not go with client_cert_file {cert_file:?}: {e}"
+                        ),
+                    );
                     return None;
                 }
             }
@@ -181,38 +188,40 @@ pub(in crate::config) fn client_tls(
     Some((Arc::new(client_config), client_auth))
 }
 
-fn read(p: &mut Vec<String>, at: &str, path: &Path) -> Option<Vec<u8>> {
+fn read(p: &mut Problems, at: &str, path: &Path) -> Option<Vec<u8>> {
     std::fs::read(path)
-        .map_err(|e| p.push(format!("{at}: cannot read {path:?}: {e}")))
+        .map_err(|e| p.add(at, format!("cannot read {path:?}: {e}")))
         .ok()
 }
 
 /// Every certificate of a PEM file; at least one.
-fn read_certs(p: &mut Vec<String>, at: &str, path: &Path) -> Option<Vec<CertificateDer<'static>>> {
+fn read_certs(p: &mut Problems, at: &str, path: &Path) -> Option<Vec<CertificateDer<'static>>> {
     let pem = read(p, at, path)?;
     match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
         Ok(certs) if certs.is_empty() => {
-            p.push(format!(
-                "{at}: {path:?} holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")"
-            ));
+            p.add(
+                at,
+                format!("{path:?} holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")"),
+            );
             None
         }
         Ok(certs) => Some(certs),
         Err(e) => {
-            p.push(format!("{at}: {path:?} is not valid PEM: {e}"));
+            p.add(at, format!("{path:?} is not valid PEM: {e}"));
             None
         }
     }
 }
 
 /// The first private key of a PEM file.
-fn read_key(p: &mut Vec<String>, at: &str, path: &Path) -> Option<PrivateKeyDer<'static>> {
+fn read_key(p: &mut Problems, at: &str, path: &Path) -> Option<PrivateKeyDer<'static>> {
     let pem = read(p, at, path)?;
     PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| {
-            p.push(format!(
-                "{at}: {path:?} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"
-            ))
+            p.add(
+                at,
+                format!("{path:?} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
+            )
         })
         .ok()
 }

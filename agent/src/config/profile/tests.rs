@@ -23,7 +23,11 @@ address = "127.0.0.1:502"
 
 fn problems(text: &str) -> String {
     match AgentConfig::parse(text, "t.toml") {
-        Err(ConfigError::Invalid { problems, .. }) => problems.join("\n"),
+        Err(ConfigError::Invalid { problems, .. }) => problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
         other => panic!("expected validation errors, got {other:?}"),
     }
 }
