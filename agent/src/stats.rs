@@ -153,6 +153,8 @@ pub struct AgentStats {
     /// MQTT messages per (client id, subscription); "" for a message that
     /// matches no subscription.
     mqtt_messages_by_subscription: Mutex<BTreeMap<(String, String), u64>>,
+    /// Per `[[frames]]` link and event, beside the agent-wide counters.
+    frames_by_device: Mutex<BTreeMap<(String, FrameEvent), u64>>,
     /// Failed MQTT connections (attempts) per client id.
     mqtt_connection_errors_by_client: Mutex<BTreeMap<String, u64>>,
 }
@@ -299,6 +301,32 @@ impl AgentStats {
             .or_default() += 1;
     }
 
+    /// `n` times `event` on the `[[frames]]` device behind `link` (its
+    /// serial device path or `tcp://` address, which a device keeps even before
+    /// its birth names it): the agent-wide counter and the device's.
+    pub fn record_frames(&self, link: &str, event: FrameEvent, n: u64) {
+        let total = match event {
+            FrameEvent::Received => &self.frames_received,
+            FrameEvent::CrcError => &self.frames_crc_errors,
+            FrameEvent::BadFrame => &self.frames_bad_frames,
+            FrameEvent::Birth => &self.frames_births,
+            FrameEvent::Duplicate => &self.frames_duplicates,
+            FrameEvent::Nack => &self.frames_nacks,
+            FrameEvent::DeviceDropped => &self.frames_device_dropped,
+            FrameEvent::LinkError => &self.frames_link_errors,
+        };
+        total.add(n);
+        *lock(&self.frames_by_device)
+            .entry((link.to_string(), event))
+            .or_default() += n;
+    }
+
+    /// Frames events per (link, event), in order.
+    pub fn frames_by_device(&self) -> Vec<((String, FrameEvent), u64)> {
+        let map = lock(&self.frames_by_device);
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
     /// MQTT messages per (client id, subscription), in order.
     pub fn mqtt_messages_by_subscription(&self) -> Vec<((String, String), u64)> {
         let map = lock(&self.mqtt_messages_by_subscription);
@@ -320,6 +348,67 @@ impl AgentStats {
 
 /// A counter map stays usable after a panic elsewhere: its numbers are
 /// never half-updated.
+/// What a `[[frames]]` device did, counted per device
+/// (`edge_agent_frames_device_events_total{link, event}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FrameEvent {
+    Received,
+    CrcError,
+    BadFrame,
+    Birth,
+    Duplicate,
+    Nack,
+    /// Samples the device dropped (its ring was full): counted by sample.
+    DeviceDropped,
+    LinkError,
+}
+
+impl FrameEvent {
+    /// The `event` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameEvent::Received => "received",
+            FrameEvent::CrcError => "crc_error",
+            FrameEvent::BadFrame => "bad_frame",
+            FrameEvent::Birth => "birth",
+            FrameEvent::Duplicate => "duplicate",
+            FrameEvent::Nack => "nack",
+            FrameEvent::DeviceDropped => "device_dropped",
+            FrameEvent::LinkError => "link_error",
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_events_count_per_link_and_agent_wide() {
+        let s = AgentStats::default();
+        s.record_frames("/dev/ttyACM0", FrameEvent::Received, 1);
+        s.record_frames("/dev/ttyACM0", FrameEvent::Received, 1);
+        s.record_frames("tcp://10.0.0.7:4001", FrameEvent::Received, 1);
+        s.record_frames("tcp://10.0.0.7:4001", FrameEvent::DeviceDropped, 40);
+        s.record_frames("/dev/ttyACM0", FrameEvent::CrcError, 1);
+        assert_eq!(s.frames_received.get(), 3);
+        assert_eq!(s.frames_device_dropped.get(), 40);
+        assert_eq!(s.frames_crc_errors.get(), 1);
+        assert_eq!(
+            s.frames_by_device(),
+            [
+                (("/dev/ttyACM0".to_string(), FrameEvent::Received), 2),
+                (("/dev/ttyACM0".to_string(), FrameEvent::CrcError), 1),
+                (("tcp://10.0.0.7:4001".to_string(), FrameEvent::Received), 1),
+                (
+                    ("tcp://10.0.0.7:4001".to_string(), FrameEvent::DeviceDropped),
+                    40
+                ),
+            ]
+        );
+    }
 }

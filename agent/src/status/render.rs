@@ -145,6 +145,7 @@ pub fn render(stats: &AgentStats, snap: &Snapshot) -> String {
     }
     modbus(&mut t, stats);
     mqtt(&mut t, stats);
+    frames(&mut t, stats);
     spool(&mut t, snap);
     let a = &snap.activity;
     t.single(
@@ -285,6 +286,18 @@ fn mqtt(t: &mut Text, stats: &AgentStats) {
     );
     for (client, n) in stats.mqtt_connection_errors_by_client() {
         t.sample(name, &[("client_id", &client)], n);
+    }
+}
+
+fn frames(t: &mut Text, stats: &AgentStats) {
+    let name = "edge_agent_frames_device_events_total";
+    t.family(
+        name,
+        "counter",
+        "Frames events per [[frames]] device, by its link (serial device path or tcp:// address): received, crc_error, bad_frame, birth, duplicate, nack, device_dropped (samples), link_error.",
+    );
+    for ((link, event), n) in stats.frames_by_device() {
+        t.sample(name, &[("link", &link), ("event", event.as_str())], n);
     }
 }
 

@@ -35,6 +35,10 @@ const TOKEN: &str = "frames-token-0123456789abcdef";
 const READINGS: &str = "frames.readings";
 /// Samples the device takes, one every 10 ms.
 const SAMPLES: u32 = 900;
+/// The frames series has a `max` rule at this value: it fires once, in the
+/// last third, after the agent's restart (the alarm runs on the gateway on
+/// values from the microcontroller, like any other source's).
+const ALARM_ABOVE: u32 = 800;
 
 /// What the simulated device did.
 #[derive(Default)]
@@ -263,6 +267,10 @@ parity = "none"
 line = "mcu"
 [frames.tags]
 bench = "e2e"
+[[rules]]
+name = "seq.high"
+series = "mcu-e2e.seq"
+max = {ALARM_ABOVE}.0
 "#,
             work.path().join("spool.db"),
             pty.a,
@@ -332,6 +340,40 @@ fn run<const RING: usize>(kill: bool) -> anyhow::Result<()> {
     let m = http_get(&status)?;
     let noise = metric(&m, "edge_agent_frames_crc_errors_total")
         + metric(&m, "edge_agent_frames_bad_frames_total");
+    // The per-device counters agree with the agent-wide ones, and name the
+    // device by its serial line, one device here.
+    for (event, total) in [
+        ("received", "edge_agent_frames_received_total"),
+        ("crc_error", "edge_agent_frames_crc_errors_total"),
+        ("birth", "edge_agent_frames_births_total"),
+    ] {
+        let per_link: Vec<(&str, u64)> = m
+            .lines()
+            .filter(|l| l.starts_with("edge_agent_frames_device_events_total{"))
+            .filter(|l| l.contains(&format!("event=\"{event}\"")))
+            .filter_map(|l| {
+                let link = l.split("link=\"").nth(1)?.split('"').next()?;
+                Some((link, l.rsplit(' ').next()?.parse().ok()?))
+            })
+            .collect();
+        let wide = metric(&m, total);
+        if wide > 0 {
+            ensure!(per_link.len() == 1, "{event}: {per_link:?}\n{m}");
+            ensure!(
+                per_link[0].1 == wide,
+                "{event}: {per_link:?} vs {total} {wide}"
+            );
+            ensure!(
+                per_link[0].0.starts_with('/'),
+                "{event}: link label {:?}",
+                per_link[0].0
+            );
+        }
+    }
+    ensure!(
+        metric(&m, "edge_agent_frames_received_total") > 0,
+        "no frames counted\n{m}"
+    );
     wait_until("the spool to drain", Duration::from_secs(60), || {
         http_get(&status).is_ok_and(|m| metric(&m, "edge_agent_spool_batches") == 0)
     })
@@ -385,6 +427,28 @@ fn run<const RING: usize>(kill: bool) -> anyhow::Result<()> {
     .map(|n| format!("{n} {}", metric(&m, n)))
     .collect();
     println!("frames: ring {RING}: {gap_readings} readings in device_dropped gap events");
+    // One alarm, raised once on the first value above the limit, however
+    // the cable and the restart went.
+    let alarms: Vec<serde_json::Value> = tansu
+        .read_topic("frames.alarms")?
+        .into_iter()
+        .map(|m| m["value"].clone())
+        .collect();
+    let raised: Vec<&serde_json::Value> =
+        alarms.iter().filter(|v| v["state"] == "raised").collect();
+    ensure!(raised.len() == 1, "raised events: {alarms:?}");
+    let a = raised[0];
+    ensure!(
+        a["rule"] == "seq.high" && a["series"] == "mcu-e2e.seq",
+        "{a}"
+    );
+    ensure!(a["limit"].as_f64() == Some(f64::from(ALARM_ABOVE)), "{a}");
+    ensure!(
+        a["value"]
+            .as_f64()
+            .is_some_and(|v| v > f64::from(ALARM_ABOVE)),
+        "{a}"
+    );
     if RING < SAMPLES as usize {
         ensure!(gap_readings > 0, "a ring of {RING} dropped nothing");
         ensure!(

@@ -47,7 +47,7 @@ use crate::reading::{now_us, Quality, Reading, SeriesInfo};
 use crate::source::mqtt::ack::AckQueue;
 use crate::source::SourceError;
 use crate::spool::{DropReason, Gap, SharedSpool};
-use crate::stats::AgentStats;
+use crate::stats::{AgentStats, FrameEvent};
 use crate::timing::{backoff_delay, LogLimiter};
 
 /// How often committed samples are checked for acknowledgement.
@@ -78,6 +78,12 @@ enum End {
 }
 
 impl FramesSource {
+    /// Count `n` times `event`, agent-wide and for this device's link.
+    fn count(&self, event: FrameEvent, n: u64) {
+        self.stats
+            .record_frames(&self.device.link.to_string(), event, n);
+    }
+
     /// Read the device until `shutdown`, reconnecting when the link is lost.
     pub async fn run(
         self,
@@ -96,7 +102,7 @@ impl FramesSource {
                     link
                 }
                 Err(error) => {
-                    self.stats.frames_link_errors.inc();
+                    self.count(FrameEvent::LinkError, 1);
                     if failures == 0 {
                         warn!(device = %self.device.link, %error, "cannot open the frames link; retrying with backoff");
                     }
@@ -114,7 +120,7 @@ impl FramesSource {
             {
                 End::Shutdown => return Ok(()),
                 End::Lost(why) => {
-                    self.stats.frames_link_errors.inc();
+                    self.count(FrameEvent::LinkError, 1);
                     warn!(device = %self.device.link, reason = %why, "frames link lost; reconnecting");
                     failures = 1;
                 }
@@ -181,8 +187,8 @@ impl FramesSource {
                     Ok(msg) => msg,
                     Err(error) => {
                         match error {
-                            FrameError::Crc => self.stats.frames_crc_errors.inc(),
-                            _ => self.stats.frames_bad_frames.inc(),
+                            FrameError::Crc => self.count(FrameEvent::CrcError, 1),
+                            _ => self.count(FrameEvent::BadFrame, 1),
                         }
                         if let Some(suppressed) = bad_log.allow(tokio::time::Instant::now()) {
                             warn!(device = %self.device.link, %error, suppressed, "frame dropped");
@@ -190,10 +196,10 @@ impl FramesSource {
                         continue;
                     }
                 };
-                self.stats.frames_received.inc();
+                self.count(FrameEvent::Received, 1);
                 match session.on_message(msg, now_us()) {
                     Decision::Birth { new_boot } => {
-                        self.stats.frames_births.inc();
+                        self.count(FrameEvent::Birth, 1);
                         series = self.series(session);
                         info!(device = %self.device.link, device_id = session.device_id().unwrap_or(""), channels = series.len(), new_boot, "microcontroller birth");
                         replies.push(Message::TimeSync {
@@ -204,7 +210,7 @@ impl FramesSource {
                     Decision::Take { seq, values, lost } => {
                         let ts = values.first().map_or(now_us(), |v| v.ts_us);
                         if lost > 0 {
-                            self.stats.frames_device_dropped.add(u64::from(lost));
+                            self.count(FrameEvent::DeviceDropped, u64::from(lost));
                             warn!(device = %self.device.link, lost, seq, "the microcontroller dropped samples before they reached the agent (its ring was full); gap recorded");
                             let gap = Gap {
                                 reason: DropReason::Device,
@@ -241,13 +247,13 @@ impl FramesSource {
                         acks.sent(seq, self.stats.readings_produced.get());
                     }
                     Decision::Duplicate { seq } => {
-                        self.stats.frames_duplicates.inc();
+                        self.count(FrameEvent::Duplicate, 1);
                         if let Some(acked) = last_acked.filter(|&a| a >= seq) {
                             replies.push(Message::Ack(Ack { seq: acked }));
                         }
                     }
                     Decision::Refuse { seq, reason } => {
-                        self.stats.frames_nacks.inc();
+                        self.count(FrameEvent::Nack, 1);
                         replies.push(Message::Nack(Nack { seq, reason }));
                     }
                     Decision::Alive | Decision::Ignore => {}
