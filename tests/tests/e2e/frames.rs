@@ -36,8 +36,9 @@ const READINGS: &str = "frames.readings";
 /// Samples the device takes, one every 10 ms.
 const SAMPLES: u32 = 900;
 /// The frames series has a `max` rule at this value: it fires once, in the
-/// last third, after the agent's restart (the alarm runs on the gateway on
-/// values from the microcontroller, like any other source's).
+/// last third of the samples (after the agent's restart, in the test that
+/// kills it). The alarm runs on the gateway on values from the
+/// microcontroller, like any other source's.
 const ALARM_ABOVE: u32 = 800;
 
 /// What the simulated device did.
