@@ -222,14 +222,7 @@ pub(super) fn validate_device(
                 let known: Vec<&str> = lines.keys().map(String::as_str).collect();
                 p.add(
                     format!("{at}.serial"),
-                    format!(
-                        "no [serial.{name}] section (defined: {})",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
+                    format!("no [serial.{name}] section (defined: {})", listed(&known)),
                 );
                 None
             }
@@ -343,6 +336,15 @@ pub(super) fn validate_device(
         tags: d.tags.clone(),
         points,
     })
+}
+
+/// Names for an error message: comma-separated, or "none".
+fn listed(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 #[cfg(test)]

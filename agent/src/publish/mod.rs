@@ -72,7 +72,7 @@ impl LocalPublisher {
         options.set_keep_alive(Duration::from_secs(10));
         options.set_clean_session(true);
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
-        let mut failures: u64 = 0;
+        let mut failures: u32 = 0;
         loop {
             let polled = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -114,14 +114,10 @@ impl LocalPublisher {
                     if failures == 0 {
                         warn!(%broker, %error, "local alarm broker unreachable; alarm events queue until it is back (they are spooled for the relay regardless)");
                     }
-                    // The first wait is BACKOFF_MIN, doubled per failure in a row.
-                    let backoff = backoff_delay(
-                        BACKOFF_MIN,
-                        failures.min(32) as u32,
-                        BACKOFF_MAX,
-                        fastrand::f64(),
-                    );
-                    failures += 1;
+                    // BACKOFF_MIN at first, doubled per failure in a row, jittered.
+                    let backoff =
+                        backoff_delay(BACKOFF_MIN, failures, BACKOFF_MAX, fastrand::f64());
+                    failures = failures.saturating_add(1);
                     // Keep taking events while waiting, so the board stays current.
                     let wait = tokio::time::sleep(backoff);
                     tokio::pin!(wait);

@@ -3,7 +3,7 @@
 //! poll group, each problem named at its key.
 
 use super::super::check_name;
-use super::{ByteOrder, DataType, ModbusPoint, PollGroup, RawPoint, Table};
+use super::{listed, ByteOrder, DataType, ModbusPoint, PollGroup, RawPoint, Table};
 use crate::config::issue::Problems;
 
 pub(super) fn parse_order(p: &mut Problems, at: &str, s: Option<&str>) -> Option<ByteOrder> {
@@ -141,11 +141,7 @@ pub(super) fn validate_point(
                     format!("{at}.group"),
                     format!(
                         "no poll group {g:?} (the device's poll_groups: {})",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
+                        listed(&known)
                     ),
                 );
             }

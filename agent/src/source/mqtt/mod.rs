@@ -113,7 +113,7 @@ impl MqttSource {
             .map(|_| LogLimiter::new(MALFORMED_LOG_INTERVAL))
             .collect();
         let mut series: HashMap<(String, String), Arc<SeriesInfo>> = HashMap::new();
-        let mut failures: u64 = 0;
+        let mut failures: u32 = 0;
         loop {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -213,14 +213,10 @@ impl MqttSource {
                     if failures == 0 {
                         warn!(%broker, client_id = %b.client_id, %error, "MQTT connection failed; reconnecting with backoff");
                     }
-                    // The first wait is BACKOFF_MIN, doubled per failure in a row.
-                    let backoff = backoff_delay(
-                        BACKOFF_MIN,
-                        failures.min(32) as u32,
-                        BACKOFF_MAX,
-                        fastrand::f64(),
-                    );
-                    failures += 1;
+                    // BACKOFF_MIN at first, doubled per failure in a row, jittered.
+                    let backoff =
+                        backoff_delay(BACKOFF_MIN, failures, BACKOFF_MAX, fastrand::f64());
+                    failures = failures.saturating_add(1);
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(backoff) => {}
