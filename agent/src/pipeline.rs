@@ -22,6 +22,7 @@ use crate::batch::{self, Batcher};
 use crate::config::AgentConfig;
 use crate::detect::{ActiveAlarm, Detector};
 use crate::reading::{now_us, Alarm, AlarmState, Reading};
+use crate::spool::frames::{FrameMark, MarkLedger};
 use crate::spool::{self, Lane, SharedSpool};
 use crate::stats::AgentStats;
 use crate::timing::{sleep_until, LogLimiter};
@@ -37,6 +38,9 @@ pub(crate) struct AlarmOutlets<'a> {
     /// The agent's shutdown: from then on a batch the spool refuses is
     /// recorded as a gap instead of waited on ([`store`]).
     pub(crate) stop: &'a CancellationToken,
+    /// Microcontroller samples taken, waiting to be committed with the
+    /// batch that holds their readings.
+    pub(crate) marks: &'a MarkLedger,
 }
 
 /// Detect, batch and spool every reading until all sources have stopped.
@@ -117,16 +121,22 @@ async fn raise(alarms: Vec<Alarm>, outlets: &AlarmOutlets<'_>) {
     outlets.wake.notify_one();
 }
 
-/// Seal the open reading batch and commit it to the spool.
+/// Seal the open reading batch and commit it to the spool, with the marks
+/// of the microcontroller samples whose readings it holds (every reading
+/// before this batch has been spooled or dropped, so a mark counted within
+/// the readings through this batch is in it or before it).
 async fn commit(batcher: &mut Batcher, outlets: &AlarmOutlets<'_>) {
     let Some(batch) = batcher.seal(now_us()) else {
         return;
     };
     let (spool, stats) = (outlets.spool, outlets.stats);
     let readings = batch.reading_count() as u64;
-    if store(
+    let through = stats.readings_spooled.get() + stats.readings_dropped.get() + readings;
+    let marks = outlets.marks.take_through(through);
+    if store_marked(
         batch,
         Vec::new(),
+        marks,
         Lane::Readings,
         spool,
         stats,
@@ -157,7 +167,23 @@ pub(crate) async fn store(
     stats: &AgentStats,
     stop: &CancellationToken,
 ) -> bool {
+    store_marked(batch, alarms, Vec::new(), lane, spool, stats, stop).await
+}
+
+/// [`store`], with the marks of the microcontroller samples the batch
+/// holds, committed with it. A batch recorded as a gap instead takes its
+/// marks with it: the device resends those samples and they are taken again.
+async fn store_marked(
+    batch: edge_wire::Batch,
+    alarms: Vec<Alarm>,
+    marks: Vec<FrameMark>,
+    lane: Lane,
+    spool: &SharedSpool,
+    stats: &AgentStats,
+    stop: &CancellationToken,
+) -> bool {
     let alarms = Arc::new(alarms);
+    let marks = Arc::new(marks);
     let readings = batch.reading_count() as u64;
     let mut delay = Duration::from_millis(100);
     let mut batch = Some(batch);
@@ -165,10 +191,10 @@ pub(crate) async fn store(
         let mut b = batch
             .take()
             .expect("batch is put back after every failed attempt");
-        let alarms = alarms.clone();
+        let (alarms, marks) = (alarms.clone(), marks.clone());
         match spool
             .call(move |s| {
-                let r = s.append(&mut b, &alarms, lane);
+                let r = s.append_marked(&mut b, &alarms, lane, &marks);
                 Ok((r, b, s.take_gaps()))
             })
             .await

@@ -22,6 +22,7 @@ use crate::source::frames::FramesSource;
 use crate::source::mqtt::MqttSource;
 use crate::source::simulated::SimulatedSource;
 use crate::source::SourceError;
+use crate::spool::frames::MarkLedger;
 use crate::spool::{self, SharedSpool, Spool, SpoolError};
 use crate::stats::AgentStats;
 use crate::status::{self, StatusPage};
@@ -99,6 +100,7 @@ impl Agent {
             None => None,
         };
         let (tx, rx) = mpsc::channel::<Reading>(4096);
+        let marks = Arc::new(MarkLedger::default());
         let sources = TaskTracker::new();
         for link in modbus_links(&self.config, &self.stats) {
             spawn_source(&sources, link.run(tx.clone(), shutdown.clone()));
@@ -127,6 +129,7 @@ impl Agent {
                 stats: self.stats.clone(),
                 spool: spool.clone(),
                 gateway_id: self.config.gateway_id.clone(),
+                marks: marks.clone(),
             };
             spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
         }
@@ -194,6 +197,7 @@ impl Agent {
             gateway_id: &self.config.gateway_id,
             local: local_tx.as_ref(),
             stop: &shutdown,
+            marks: &marks,
         };
         pipeline(&self.config, active, rx, outlets).await;
         drop(local_tx);

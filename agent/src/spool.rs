@@ -33,7 +33,10 @@
 //!   by (rule, series), with when each was acknowledged; it is changed only
 //!   in the transaction that stores the batch carrying those raise, clear
 //!   and acknowledge events, so it never disagrees with what was spooled
-//!   (see [`alarms`]).
+//!   (see [`alarms`]);
+//! - likewise the `frames_progress` and `frames_taken` tables, which
+//!   microcontroller samples are taken, change only in the transaction that
+//!   stores their readings (see [`frames`]).
 //!
 //! Two lanes: alarm-only batches ([`Spool::append`] with [`Lane::Alarms`]) and gap batches
 //! are stored with `priority` 1 and [`Spool::oldest`] hands them out before
@@ -53,7 +56,7 @@
 //! moving a broken database aside), [`bounds`] (size and age bounds, the
 //! `on_full` policy and gap records), [`room`] (the disk as a bound, the
 //! reserve file, the default `max_bytes`), [`inspect`] (backlog figures and
-//! export for `edge-agent spool`), [`alarms`], [`salvage`]; and, private,
+//! export for `edge-agent spool`), [`alarms`], [`frames`], [`salvage`]; and, private,
 //! `append` (the commit path), `schema` (tables, migrations, checksum,
 //! instance id) and `error` ([`SpoolError`]).
 //!
@@ -73,6 +76,7 @@ mod append;
 pub mod bounds;
 pub mod check;
 mod error;
+pub mod frames;
 pub mod inspect;
 mod options;
 mod pending;
@@ -233,6 +237,15 @@ impl Spool {
     /// epoch), for the alarms acknowledged and not yet cleared.
     pub fn acknowledged_alarms(&self) -> Result<Vec<(String, String, i64)>, SpoolError> {
         alarms::acknowledged(&self.conn).map_err(|e| self.err(e))
+    }
+
+    /// What the spool holds of the microcontroller `device_id`'s sequence:
+    /// its current boot, settled floor and the seqs taken above it.
+    pub fn frame_progress(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<frames::FrameProgress>, SpoolError> {
+        frames::load(&self.conn, device_id).map_err(|e| self.err(e))
     }
 
     /// The batch to send next: the oldest of the priority lane (alarm-only

@@ -1,5 +1,6 @@
 //! Committing to the spool: [`Spool::append`] (a batch and the alarm
-//! events it carries, in one transaction, after the bounds), and the gap
+//! events it carries, in one transaction, after the bounds;
+//! [`Spool::append_marked`] also the microcontroller samples it holds), and the gap
 //! records for readings that never reached it ([`Spool::record_gap`],
 //! [`Spool::record_unstored`]). The invariants are the spool's (see
 //! [`super`]); this file is where the commit path keeps them.
@@ -7,9 +8,10 @@
 use edge_wire::Batch;
 use rusqlite::{params, OptionalExtension};
 
+use super::frames::FrameMark;
 use super::{
-    alarms, bounds, checksum, room, sqlite_error, DropReason, FullCause, Gap, Lane, OnFull, Spool,
-    SpoolError,
+    alarms, bounds, checksum, frames, room, sqlite_error, DropReason, FullCause, Gap, Lane, OnFull,
+    Spool, SpoolError,
 };
 use crate::reading::Alarm;
 
@@ -60,7 +62,19 @@ impl Spool {
         alarms: &[Alarm],
         lane: Lane,
     ) -> Result<u64, SpoolError> {
-        let result = match self.try_append(batch, alarms, lane, false) {
+        self.append_marked(batch, alarms, lane, &[])
+    }
+
+    /// [`Spool::append`], recording in the same transaction that the
+    /// microcontroller samples of `marks` are taken ([`super::frames`]).
+    pub fn append_marked(
+        &mut self,
+        batch: &mut Batch,
+        alarms: &[Alarm],
+        lane: Lane,
+        marks: &[FrameMark],
+    ) -> Result<u64, SpoolError> {
+        let result = match self.try_append(batch, alarms, lane, marks, false) {
             Err(SpoolError::Full {
                 cause: FullCause::DiskFull,
                 ..
@@ -68,7 +82,7 @@ impl Spool {
                 self.hit_disk_end = true;
                 self.use_reserve();
                 let drop = self.options.on_full == OnFull::DropOldest;
-                self.try_append(batch, alarms, lane, drop)
+                self.try_append(batch, alarms, lane, marks, drop)
             }
             other => other,
         };
@@ -119,6 +133,7 @@ impl Spool {
         batch: &mut Batch,
         alarms: &[Alarm],
         lane: Lane,
+        marks: &[FrameMark],
         disk_full: bool,
     ) -> Result<u64, SpoolError> {
         let options = self.options;
@@ -221,6 +236,7 @@ impl Spool {
                 )
             })
             .and_then(|_| alarms::apply(&tx, alarms))
+            .and_then(|_| frames::apply(&tx, marks))
             .and_then(|_| tx.commit());
         result.map_err(|e| self.err(e))?;
         self.gaps.extend(gaps);

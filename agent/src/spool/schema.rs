@@ -44,6 +44,17 @@ CREATE TABLE IF NOT EXISTS gaps (
     readings INTEGER NOT NULL,
     batches INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS frames_progress (
+    device_id TEXT PRIMARY KEY,
+    boot_id INTEGER NOT NULL,
+    settled INTEGER
+);
+CREATE TABLE IF NOT EXISTS frames_taken (
+    device_id TEXT NOT NULL,
+    boot_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (device_id, boot_id, seq)
+) WITHOUT ROWID;
 ";
 
 /// Columns added after the first release: (table, column, definition).

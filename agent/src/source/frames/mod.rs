@@ -22,11 +22,13 @@
 //!   the spool's own gaps; its interval is bounded by the samples around
 //!   the loss.
 //!
-//! Acknowledgements are at least once across an agent restart: the session
-//! state lives in memory, so an agent killed after a commit and before the
-//! acknowledgement went out (one ack interval, 20 ms, or the
-//! [`session::SETTLE_AFTER`] after a birth during which nothing is
-//! acknowledged) takes the resent samples again.
+//! - across an agent restart (a crash, SIGKILL, a power cut), samples are
+//!   taken exactly once too: the seqs taken of each device's boot are
+//!   committed in the transaction of the batch that holds their readings
+//!   ([`crate::spool::frames`]), and at the device's next birth of the same
+//!   boot they are read back, so its resends of samples committed but not
+//!   yet acknowledged are duplicates. Only a spool that cannot be read back
+//!   (logged) makes this at least once.
 
 pub mod session;
 
@@ -46,6 +48,7 @@ use crate::config::frames::{FramesDevice, FramesLink};
 use crate::reading::{now_us, Quality, Reading, SeriesInfo};
 use crate::source::mqtt::ack::AckQueue;
 use crate::source::SourceError;
+use crate::spool::frames::{FrameMark, MarkLedger};
 use crate::spool::{DropReason, Gap, SharedSpool};
 use crate::stats::{AgentStats, FrameEvent};
 use crate::timing::{backoff_delay, LogLimiter};
@@ -66,9 +69,12 @@ pub struct FramesSource {
     /// The gateway's tags, under the device's.
     pub tags: BTreeMap<String, String>,
     pub stats: Arc<AgentStats>,
-    /// Where gaps of samples the device dropped are recorded.
+    /// Where gaps of samples the device dropped are recorded, and what an
+    /// earlier agent process took of a device's boot is read back.
     pub spool: SharedSpool,
     pub gateway_id: String,
+    /// Where taken samples wait to be committed with their readings.
+    pub marks: Arc<MarkLedger>,
 }
 
 /// Why a served link ended.
@@ -200,6 +206,9 @@ impl FramesSource {
                 match session.on_message(msg, now_us()) {
                     Decision::Birth { new_boot } => {
                         self.count(FrameEvent::Birth, 1);
+                        if new_boot {
+                            self.restore(session).await;
+                        }
                         series = self.series(session);
                         info!(device = %self.device.link, device_id = session.device_id().unwrap_or(""), channels = series.len(), new_boot, "microcontroller birth");
                         replies.push(Message::TimeSync {
@@ -244,7 +253,19 @@ impl FramesSource {
                             }
                         }
                         uncommitted.insert(seq);
-                        acks.sent(seq, self.stats.readings_produced.get());
+                        let produced = self.stats.readings_produced.get();
+                        acks.sent(seq, produced);
+                        if let (Some(device_id), Some(boot_id)) =
+                            (session.device_id(), session.boot_id())
+                        {
+                            let mark = FrameMark {
+                                device_id: device_id.to_owned(),
+                                boot_id,
+                                seq,
+                                settled: session.settled(),
+                            };
+                            self.marks.push(produced, mark);
+                        }
                     }
                     Decision::Duplicate { seq } => {
                         self.count(FrameEvent::Duplicate, 1);
@@ -263,6 +284,28 @@ impl FramesSource {
                 if let Err(e) = send(&mut link, &reply).await {
                     return Ok(End::Lost(e.to_string()));
                 }
+            }
+        }
+    }
+
+    /// A new boot's birth: what an earlier agent process committed of this
+    /// boot, from the spool, so that the device's resends of it are not
+    /// taken twice. Without it (the spool cannot be read) the session
+    /// starts as if nothing were known: at least once instead.
+    async fn restore(&self, session: &mut Session) {
+        let (Some(device_id), Some(boot_id)) = (session.device_id(), session.boot_id()) else {
+            return;
+        };
+        let id = device_id.to_owned();
+        let progress = self.spool.call(move |s| s.frame_progress(&id)).await;
+        match progress {
+            Ok(Some(p)) if p.boot_id == boot_id => {
+                info!(device = %self.device.link, device_id, boot_id, settled = p.settled, taken_above = p.taken.len(), "microcontroller boot already seen before this agent started; its committed samples will not be taken again");
+                session.restore(boot_id, p.settled, &p.taken);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                warn!(device = %self.device.link, device_id, %error, "cannot read what was taken of this device before; its resends may be taken twice");
             }
         }
     }

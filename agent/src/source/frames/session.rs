@@ -283,6 +283,40 @@ impl Session {
         boot.settled.and_then(|s| u32::try_from(s).ok())
     }
 
+    /// The boot id of the last birth.
+    pub fn boot_id(&self) -> Option<u32> {
+        self.boot.as_ref().map(|b| b.boot_id)
+    }
+
+    /// Every seq of this boot up to the returned one is taken or given up
+    /// (-1: none before seq 0); `None` while the start is not settled. What
+    /// a [`crate::spool::frames::FrameMark`] records.
+    pub fn settled(&self) -> Option<i64> {
+        self.boot.as_ref()?.settled
+    }
+
+    /// Right after a new boot's birth: what an earlier agent process
+    /// committed of this boot (from the spool), so that the device's
+    /// resends of those samples are duplicates, not taken again, and the
+    /// start of the session is known without waiting [`SETTLE_AFTER`].
+    /// Ignored when `boot_id` is not the current boot's.
+    pub fn restore(&mut self, boot_id: u32, settled: Option<i64>, taken: &[u32]) {
+        let Some(boot) = self.boot.as_mut().filter(|b| b.boot_id == boot_id) else {
+            return;
+        };
+        if boot.settled.is_none_or(|l| settled.is_some_and(|s| s > l)) {
+            boot.settled = settled;
+        }
+        let floor = boot.settled.unwrap_or(-1);
+        boot.ahead
+            .extend(taken.iter().copied().take(MAX_TRACKED as usize));
+        boot.ahead.retain(|&t| i64::from(t) > floor);
+        // Fold a run that starts at the floor into it (never settling an
+        // unsettled start early: no time has passed since the birth).
+        let born = boot.born_us;
+        boot.settle(born);
+    }
+
     /// A cumulative `Ack` of `seq` was sent to the device.
     pub fn acked(&mut self, seq: u32) {
         if let Some(b) = self.boot.as_mut() {
@@ -516,6 +550,49 @@ mod tests {
         assert_eq!(take(&mut s, 6, 0), Some(0));
         assert_eq!(take(&mut s, 7, 3), Some(2));
         assert_eq!(s.settled_through(10 * S), Some(7));
+    }
+
+    /// A second agent process, restored from what the first committed of
+    /// the boot: the device's resends of those are duplicates, the rest is
+    /// taken once, and with a floor nothing waits for the grace.
+    #[rustfmt::skip]
+    #[test]
+    fn a_restored_session_takes_only_what_was_not_committed() {
+        // (settled, taken above it, seqs resent in order, taken of them, settled after)
+        type Row<'a> = (Option<i64>, &'a [u32], &'a [u32], &'a [u32], Option<u32>);
+        let table: &[Row] = &[
+            // Committed through 9, and 11 and 12 out of order (10 was
+            // corrupted): the resends 10..=14 take 10, 13 and 14.
+            (Some(9), &[11, 12], &[10, 11, 12, 13, 14], &[10, 13, 14], Some(14)),
+            // Committed 0..=5 settled, nothing above: 6 on is new.
+            (Some(5), &[], &[4, 5, 6, 7], &[6, 7], Some(7)),
+            // Killed within the grace of a start under a running device:
+            // no floor, the seqs are known; the start settles after the grace
+            // below the oldest one seen.
+            (None, &[40, 41], &[40, 41, 42], &[42], None),
+            // A fresh boot killed right away: seq 0 was committed.
+            (Some(-1), &[0, 1], &[0, 1, 2], &[2], Some(2)),
+        ];
+        for (i, &(settled, taken, resent, want_taken, want_settled)) in table.iter().enumerate() {
+            let mut s = Session::new(None);
+            s.on_message(birth(1), 0);
+            s.restore(1, settled, taken);
+            let got: Vec<u32> = resent.iter().filter(|&&q| take(&mut s, q, 0).is_some()).copied().collect();
+            assert_eq!(got, want_taken, "row {i}");
+            assert_eq!(s.settled_through(S), want_settled, "row {i}");
+        }
+        // The grace case settles below the oldest seq seen, restored ones included.
+        let mut s = Session::new(None);
+        s.on_message(birth(1), 0);
+        s.restore(1, None, &[40, 41]);
+        take(&mut s, 42, 0);
+        assert_eq!(s.settled_through(SETTLE_AFTER_US + S), Some(42));
+        // Progress of another boot is not this one's.
+        let mut s = Session::new(None);
+        s.on_message(birth(2), 0);
+        s.restore(1, Some(9), &[]);
+        assert_eq!(take(&mut s, 5, 0), Some(0));
+        assert_eq!(s.settled(), None);
     }
 
     #[test]
