@@ -22,7 +22,7 @@ use crate::batch::{self, Batcher};
 use crate::config::AgentConfig;
 use crate::detect::{ActiveAlarm, Detector};
 use crate::reading::{now_us, Alarm, AlarmState, Reading};
-use crate::spool::frames::{FrameMark, MarkLedger};
+use crate::spool::frames::{FrameMark, TakenSample};
 use crate::spool::{self, Lane, SharedSpool};
 use crate::stats::AgentStats;
 use crate::timing::{sleep_until, LogLimiter};
@@ -38,17 +38,17 @@ pub(crate) struct AlarmOutlets<'a> {
     /// The agent's shutdown: from then on a batch the spool refuses is
     /// recorded as a gap instead of waited on ([`store`]).
     pub(crate) stop: &'a CancellationToken,
-    /// Microcontroller samples taken, waiting to be committed with the
-    /// batch that holds their readings.
-    pub(crate) marks: &'a MarkLedger,
 }
 
 /// Detect, batch and spool every reading until all sources have stopped.
 /// `active` are the alarms raised before a restart, from the spool.
+/// Microcontroller samples come whole on `samples`: each one's readings go
+/// into one batch, committed with its mark.
 pub(crate) async fn pipeline(
     config: &AgentConfig,
     active: Vec<ActiveAlarm>,
     mut rx: mpsc::Receiver<Reading>,
+    mut samples: mpsc::Receiver<TakenSample>,
     outlets: AlarmOutlets<'_>,
 ) {
     let mut detector = Detector::new(&config.rules);
@@ -63,18 +63,39 @@ pub(crate) async fn pipeline(
         );
     }
     let mut batcher = Batcher::new(&config.gateway_id, config.batch);
+    // Marks of the samples in the open batch.
+    let mut marks: Vec<FrameMark> = Vec::new();
     // Stale rules see silence only when time passes, not when readings do.
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let (mut readings_open, mut samples_open) = (true, true);
+    while readings_open || samples_open {
         let deadline = batcher.deadline();
         let (alarms, seal_now) = tokio::select! {
-            r = rx.recv() => match r {
+            r = rx.recv(), if readings_open => match r {
                 Some(r) => {
                     let alarms = detector.observe(&r);
                     (alarms, batcher.push(&r, Instant::now()))
                 }
-                None => break,
+                None => {
+                    readings_open = false;
+                    continue;
+                }
+            },
+            s = samples.recv(), if samples_open => match s {
+                Some(s) => {
+                    let (mut alarms, mut seal) = (Vec::new(), false);
+                    for r in &s.readings {
+                        alarms.extend(detector.observe(r));
+                        seal |= batcher.push(r, Instant::now());
+                    }
+                    marks.push(s.mark);
+                    (alarms, seal)
+                }
+                None => {
+                    samples_open = false;
+                    continue;
+                }
             },
             _ = clock.tick() => (detector.tick(now_us()), false),
             _ = sleep_until(deadline), if deadline.is_some() => (Vec::new(), true),
@@ -83,10 +104,10 @@ pub(crate) async fn pipeline(
             raise(alarms, &outlets).await;
         }
         if seal_now {
-            commit(&mut batcher, &outlets).await;
+            commit(&mut batcher, &mut marks, &outlets).await;
         }
     }
-    commit(&mut batcher, &outlets).await;
+    commit(&mut batcher, &mut marks, &outlets).await;
 }
 
 /// Count and log alarm transitions, hand them to the local publisher
@@ -122,17 +143,15 @@ async fn raise(alarms: Vec<Alarm>, outlets: &AlarmOutlets<'_>) {
 }
 
 /// Seal the open reading batch and commit it to the spool, with the marks
-/// of the microcontroller samples whose readings it holds (every reading
-/// before this batch has been spooled or dropped, so a mark counted within
-/// the readings through this batch is in it or before it).
-async fn commit(batcher: &mut Batcher, outlets: &AlarmOutlets<'_>) {
+/// of the microcontroller samples whose readings it holds. (A mark of a
+/// sample without readings waits for the next batch.)
+async fn commit(batcher: &mut Batcher, marks: &mut Vec<FrameMark>, outlets: &AlarmOutlets<'_>) {
     let Some(batch) = batcher.seal(now_us()) else {
         return;
     };
     let (spool, stats) = (outlets.spool, outlets.stats);
     let readings = batch.reading_count() as u64;
-    let through = stats.readings_spooled.get() + stats.readings_dropped.get() + readings;
-    let marks = outlets.marks.take_through(through);
+    let marks = std::mem::take(marks);
     if store_marked(
         batch,
         Vec::new(),
@@ -309,5 +328,98 @@ fn count_gaps(gaps: &[spool::Gap], stats: &AgentStats) {
             last_us = g.last_us,
             "spool dropped the oldest batches; gap recorded"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::{Quality, SeriesInfo};
+    use crate::spool::Spool;
+
+    fn reading(series: &Arc<SeriesInfo>, v: f64) -> Reading {
+        Reading {
+            series: series.clone(),
+            ts_us: 1_000_000 + v as i64,
+            value: v,
+            quality: Quality::Good,
+        }
+    }
+
+    /// Batches hold 2 readings. A 3-reading microcontroller sample is not
+    /// split: its readings and its mark are in one committed batch; plain
+    /// readings before and after it seal as usual.
+    #[tokio::test]
+    async fn a_sample_and_its_mark_are_committed_in_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let config = AgentConfig::parse(
+            &format!(
+                "gateway_id = \"gw\"\n[spool]\npath = \"{}\"\n[uplink]\nurl = \"http://127.0.0.1:9/ingest\"\ntoken = \"t-0123456789abcdef0123\"\n[batch]\nmax_readings = 2\nmax_age_ms = 60000\n[[simulated]]\nname = \"s\"\nmean = 1.0\n",
+                path.display()
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let spool = SharedSpool::new(Spool::open(&path).unwrap());
+        let stats = AgentStats::default();
+        let (wake, stop) = (Notify::new(), CancellationToken::new());
+        let series = Arc::new(SeriesInfo {
+            name: "mcu.a".into(),
+            unit: String::new(),
+            tags: Default::default(),
+        });
+        let (tx, rx) = mpsc::channel(8);
+        let (stx, srx) = mpsc::channel(8);
+        tx.send(reading(&series, 1.0)).await.unwrap();
+        let mark = FrameMark {
+            device_id: "mcu".into(),
+            boot_id: 3,
+            seq: 7,
+            settled: Some(6),
+        };
+        let readings = (10..13).map(|v| reading(&series, f64::from(v))).collect();
+        stx.send(TakenSample { readings, mark }).await.unwrap();
+        tx.send(reading(&series, 2.0)).await.unwrap();
+        drop((tx, stx));
+        let outlets = AlarmOutlets {
+            spool: &spool,
+            wake: &wake,
+            stats: &stats,
+            gateway_id: "gw",
+            local: None,
+            stop: &stop,
+        };
+        pipeline(&config, Vec::new(), rx, srx, outlets).await;
+        let (progress, sizes) = spool
+            .call(|s| {
+                let progress = s.frame_progress("mcu")?;
+                let mut sizes = Vec::new();
+                while let Some(b) = s.oldest()? {
+                    let batch = edge_wire::decode(&b.body, &Default::default()).unwrap();
+                    let mut values: Vec<f64> = batch
+                        .series
+                        .iter()
+                        .flat_map(|x| x.points.iter().map(|p| p.value))
+                        .collect();
+                    values.sort_by(f64::total_cmp);
+                    sizes.push(values);
+                    s.remove(b.seq)?;
+                }
+                Ok((progress, sizes))
+            })
+            .await
+            .unwrap();
+        let with_sample: Vec<&Vec<f64>> = sizes.iter().filter(|v| v.contains(&10.0)).collect();
+        assert_eq!(with_sample.len(), 1, "{sizes:?}");
+        assert!(
+            [10.0, 11.0, 12.0]
+                .iter()
+                .all(|x| with_sample[0].contains(x)),
+            "the sample's readings were split: {sizes:?}"
+        );
+        assert_eq!(sizes.iter().map(Vec::len).sum::<usize>(), 5, "{sizes:?}");
+        let p = progress.expect("the mark was committed");
+        assert_eq!((p.boot_id, p.settled, p.taken), (3, Some(6), vec![7]));
     }
 }

@@ -22,7 +22,7 @@ use crate::source::frames::FramesSource;
 use crate::source::mqtt::MqttSource;
 use crate::source::simulated::SimulatedSource;
 use crate::source::SourceError;
-use crate::spool::frames::MarkLedger;
+use crate::spool::frames::TakenSample;
 use crate::spool::{self, SharedSpool, Spool, SpoolError};
 use crate::stats::AgentStats;
 use crate::status::{self, StatusPage};
@@ -100,7 +100,7 @@ impl Agent {
             None => None,
         };
         let (tx, rx) = mpsc::channel::<Reading>(4096);
-        let marks = Arc::new(MarkLedger::default());
+        let (samples_tx, samples_rx) = mpsc::channel::<TakenSample>(1024);
         let sources = TaskTracker::new();
         for link in modbus_links(&self.config, &self.stats) {
             spawn_source(&sources, link.run(tx.clone(), shutdown.clone()));
@@ -129,9 +129,8 @@ impl Agent {
                 stats: self.stats.clone(),
                 spool: spool.clone(),
                 gateway_id: self.config.gateway_id.clone(),
-                marks: marks.clone(),
             };
-            spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
+            spawn_source(&sources, source.run(samples_tx.clone(), shutdown.clone()));
         }
         for broker in &self.config.mqtt {
             let source = MqttSource {
@@ -144,6 +143,7 @@ impl Agent {
         }
         sources.close();
         drop(tx);
+        drop(samples_tx);
 
         let wake = Arc::new(Notify::new());
         let drain = CancellationToken::new();
@@ -197,9 +197,8 @@ impl Agent {
             gateway_id: &self.config.gateway_id,
             local: local_tx.as_ref(),
             stop: &shutdown,
-            marks: &marks,
         };
-        pipeline(&self.config, active, rx, outlets).await;
+        pipeline(&self.config, active, rx, samples_rx, outlets).await;
         drop(local_tx);
         sources.wait().await;
         if let Some(task) = local_task {

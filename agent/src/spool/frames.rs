@@ -19,12 +19,8 @@
 //! samples the agent tracks out of order
 //! ([`crate::source::frames::session::MAX_TRACKED`]).
 //!
-//! [`MarkLedger`] carries marks from the frames sources to the pipeline's
-//! commit: a mark waits there until the readings of its sample are in the
-//! batch being committed.
-
-use std::collections::VecDeque;
-use std::sync::Mutex;
+//! [`TakenSample`] carries a sample's readings and its mark from the frames
+//! source to the pipeline, which commits both in the same batch.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -108,57 +104,14 @@ pub(super) fn load(conn: &Connection, device_id: &str) -> rusqlite::Result<Optio
     }))
 }
 
-/// Marks waiting for the commit of their sample's readings.
-///
-/// A frames source [`MarkLedger::push`]es a mark after it handed the
-/// sample's readings to the pipeline, with the agent-wide count of readings
-/// produced at that moment (which counts the sample's own). The pipeline,
-/// committing a batch after which `through` readings have passed through it
-/// (spooled or dropped), [`MarkLedger::take_through`]s the marks with a
-/// count up to `through`: their readings are in that batch or an earlier
-/// one, since the channel to the pipeline keeps order and a reading is
-/// counted before it is sent.
-#[derive(Debug, Default)]
-pub struct MarkLedger {
-    waiting: Mutex<VecDeque<(u64, FrameMark)>>,
-}
-
-impl MarkLedger {
-    pub fn push(&self, produced: u64, mark: FrameMark) {
-        self.lock().push_back((produced, mark));
-    }
-
-    /// The marks whose readings are within the first `through`, in order.
-    pub fn take_through(&self, through: u64) -> Vec<FrameMark> {
-        let mut waiting = self.lock();
-        let mut out = Vec::new();
-        // Counts are taken after each send, so they do not fall along the
-        // queue; a later mark with a smaller count (another device's) does
-        // not wait behind an earlier one.
-        waiting.retain(|(count, mark)| {
-            if *count <= through {
-                out.push(mark.clone());
-                false
-            } else {
-                true
-            }
-        });
-        out
-    }
-
-    /// Marks waiting.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, FrameMark)>> {
-        // A panic elsewhere while holding it leaves plain data behind.
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// One microcontroller sample as the frames source hands it to the
+/// pipeline: its readings and its mark, together, so the pipeline puts
+/// them in one batch and commits the mark with it (a sample's readings are
+/// never split between two batches, of which a crash could keep one).
+#[derive(Debug, Clone)]
+pub struct TakenSample {
+    pub readings: Vec<crate::reading::Reading>,
+    pub mark: FrameMark,
 }
 
 #[cfg(test)]
@@ -246,22 +199,5 @@ mod tests {
         }
         assert!(stored.len() < 2000, "never full");
         assert_eq!(s.frame_progress("a").unwrap(), progress(1, None, &stored));
-    }
-
-    #[rustfmt::skip]
-    #[test]
-    fn the_ledger_hands_out_the_marks_whose_readings_are_committed() {
-        let ledger = MarkLedger::default();
-        // (readings produced when the mark was pushed, seq)
-        for (count, seq) in [(3, 1), (5, 2), (4, 7), (9, 3)] {
-            ledger.push(count, mark("a", 1, seq, None));
-        }
-        let seqs = |through| ledger.take_through(through).into_iter().map(|m| m.seq).collect::<Vec<_>>();
-        assert_eq!(seqs(2), Vec::<u32>::new());
-        assert_eq!(seqs(4), vec![1, 7], "in push order, a later one with a smaller count too");
-        assert_eq!(seqs(4), Vec::<u32>::new(), "each is handed out once");
-        assert_eq!(ledger.len(), 2);
-        assert_eq!(seqs(100), vec![2, 3]);
-        assert!(ledger.is_empty());
     }
 }

@@ -48,7 +48,7 @@ use crate::config::frames::{FramesDevice, FramesLink};
 use crate::reading::{now_us, Quality, Reading, SeriesInfo};
 use crate::source::mqtt::ack::AckQueue;
 use crate::source::SourceError;
-use crate::spool::frames::{FrameMark, MarkLedger};
+use crate::spool::frames::{FrameMark, TakenSample};
 use crate::spool::{DropReason, Gap, SharedSpool};
 use crate::stats::{AgentStats, FrameEvent};
 use crate::timing::{backoff_delay, LogLimiter};
@@ -73,8 +73,6 @@ pub struct FramesSource {
     /// earlier agent process took of a device's boot is read back.
     pub spool: SharedSpool,
     pub gateway_id: String,
-    /// Where taken samples wait to be committed with their readings.
-    pub marks: Arc<MarkLedger>,
 }
 
 /// Why a served link ended.
@@ -93,7 +91,7 @@ impl FramesSource {
     /// Read the device until `shutdown`, reconnecting when the link is lost.
     pub async fn run(
         self,
-        out: mpsc::Sender<Reading>,
+        out: mpsc::Sender<TakenSample>,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let mut session = Session::new(self.device.name.clone());
@@ -140,7 +138,7 @@ impl FramesSource {
         mut link: Box<dyn Link>,
         session: &mut Session,
         last_ts: &mut Option<i64>,
-        out: &mpsc::Sender<Reading>,
+        out: &mpsc::Sender<TakenSample>,
         shutdown: &CancellationToken,
     ) -> Result<End, SourceError> {
         let mut decoder = Decoder::new();
@@ -238,34 +236,34 @@ impl FramesSource {
                             }
                         }
                         *last_ts = Some(last_ts.map_or(ts, |t| t.max(ts)));
-                        for v in values {
-                            let reading = Reading {
+                        let readings: Vec<Reading> = values
+                            .into_iter()
+                            .map(|v| Reading {
                                 series: series[&v.channel].clone(),
                                 ts_us: v.ts_us,
                                 value: v.value,
                                 quality: Quality::Good,
-                            };
-                            self.stats.readings_produced.inc();
-                            if out.send(reading).await.is_err() {
-                                return Err(SourceError::OutputClosed {
-                                    source_name: self.device.link.to_string(),
-                                });
-                            }
+                            })
+                            .collect();
+                        self.stats.readings_produced.add(readings.len() as u64);
+                        let (Some(device_id), Some(boot_id)) =
+                            (session.device_id(), session.boot_id())
+                        else {
+                            unreachable!("samples are taken only after a birth");
+                        };
+                        let mark = FrameMark {
+                            device_id: device_id.to_owned(),
+                            boot_id,
+                            seq,
+                            settled: session.settled(),
+                        };
+                        if out.send(TakenSample { readings, mark }).await.is_err() {
+                            return Err(SourceError::OutputClosed {
+                                source_name: self.device.link.to_string(),
+                            });
                         }
                         uncommitted.insert(seq);
-                        let produced = self.stats.readings_produced.get();
-                        acks.sent(seq, produced);
-                        if let (Some(device_id), Some(boot_id)) =
-                            (session.device_id(), session.boot_id())
-                        {
-                            let mark = FrameMark {
-                                device_id: device_id.to_owned(),
-                                boot_id,
-                                seq,
-                                settled: session.settled(),
-                            };
-                            self.marks.push(produced, mark);
-                        }
+                        acks.sent(seq, self.stats.readings_produced.get());
                     }
                     Decision::Duplicate { seq } => {
                         self.count(FrameEvent::Duplicate, 1);
