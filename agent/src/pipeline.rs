@@ -21,8 +21,8 @@ use tracing::{error, info, warn};
 use crate::batch::{self, Batcher};
 use crate::config::AgentConfig;
 use crate::detect::{ActiveAlarm, Detector};
-use crate::reading::{now_us, Alarm, AlarmState, Reading};
-use crate::spool::frames::{FrameMark, TakenSample};
+use crate::reading::{now_us, Alarm, AlarmState, Input};
+use crate::spool::frames::FrameMark;
 use crate::spool::{self, Lane, SharedSpool};
 use crate::stats::AgentStats;
 use crate::timing::{sleep_until, LogLimiter};
@@ -42,13 +42,12 @@ pub(crate) struct AlarmOutlets<'a> {
 
 /// Detect, batch and spool every reading until all sources have stopped.
 /// `active` are the alarms raised before a restart, from the spool.
-/// Microcontroller samples come whole on `samples`: each one's readings go
-/// into one batch, committed with its mark.
+/// A microcontroller sample's readings go into one batch, committed with
+/// its mark.
 pub(crate) async fn pipeline(
     config: &AgentConfig,
     active: Vec<ActiveAlarm>,
-    mut rx: mpsc::Receiver<Reading>,
-    mut samples: mpsc::Receiver<TakenSample>,
+    mut rx: mpsc::Receiver<Input>,
     outlets: AlarmOutlets<'_>,
 ) {
     let mut detector = Detector::new(&config.rules);
@@ -68,34 +67,22 @@ pub(crate) async fn pipeline(
     // Stale rules see silence only when time passes, not when readings do.
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut readings_open, mut samples_open) = (true, true);
-    while readings_open || samples_open {
+    loop {
         let deadline = batcher.deadline();
         let (alarms, seal_now) = tokio::select! {
-            r = rx.recv(), if readings_open => match r {
-                Some(r) => {
-                    let alarms = detector.observe(&r);
-                    (alarms, batcher.push(&r, Instant::now()))
-                }
-                None => {
-                    readings_open = false;
-                    continue;
-                }
-            },
-            s = samples.recv(), if samples_open => match s {
-                Some(s) => {
+            input = rx.recv() => match input {
+                Some(input) => {
                     let (mut alarms, mut seal) = (Vec::new(), false);
-                    for r in &s.readings {
+                    for r in input.readings() {
                         alarms.extend(detector.observe(r));
                         seal |= batcher.push(r, Instant::now());
                     }
-                    marks.push(s.mark);
+                    if let Input::Sample { mark, .. } = input {
+                        marks.push(mark);
+                    }
                     (alarms, seal)
                 }
-                None => {
-                    samples_open = false;
-                    continue;
-                }
+                None => break,
             },
             _ = clock.tick() => (detector.tick(now_us()), false),
             _ = sleep_until(deadline), if deadline.is_some() => (Vec::new(), true),
@@ -334,7 +321,7 @@ fn count_gaps(gaps: &[spool::Gap], stats: &AgentStats) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reading::{Quality, SeriesInfo};
+    use crate::reading::{Quality, Reading, SeriesInfo};
     use crate::spool::Spool;
 
     fn reading(series: &Arc<SeriesInfo>, v: f64) -> Reading {
@@ -370,8 +357,7 @@ mod tests {
             tags: Default::default(),
         });
         let (tx, rx) = mpsc::channel(8);
-        let (stx, srx) = mpsc::channel(8);
-        tx.send(reading(&series, 1.0)).await.unwrap();
+        tx.send(reading(&series, 1.0).into()).await.unwrap();
         let mark = FrameMark {
             device_id: "mcu".into(),
             boot_id: 3,
@@ -379,9 +365,9 @@ mod tests {
             settled: Some(6),
         };
         let readings = (10..13).map(|v| reading(&series, f64::from(v))).collect();
-        stx.send(TakenSample { readings, mark }).await.unwrap();
-        tx.send(reading(&series, 2.0)).await.unwrap();
-        drop((tx, stx));
+        tx.send(Input::Sample { readings, mark }).await.unwrap();
+        tx.send(reading(&series, 2.0).into()).await.unwrap();
+        drop(tx);
         let outlets = AlarmOutlets {
             spool: &spool,
             wake: &wake,
@@ -390,7 +376,7 @@ mod tests {
             local: None,
             stop: &stop,
         };
-        pipeline(&config, Vec::new(), rx, srx, outlets).await;
+        pipeline(&config, Vec::new(), rx, outlets).await;
         let (progress, sizes) = spool
             .call(|s| {
                 let progress = s.frame_progress("mcu")?;

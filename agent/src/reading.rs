@@ -32,6 +32,39 @@ pub struct Reading {
     pub quality: Quality,
 }
 
+/// What a source hands the pipeline, on the one channel all sources share
+/// (one channel, so the pipeline sees everything in the order it was sent,
+/// which the commit-before-acknowledge rule of MQTT and the frames source
+/// relies on: see `source::mqtt::ack`).
+#[derive(Debug, Clone)]
+pub enum Input {
+    Reading(Reading),
+    /// A microcontroller sample: its readings and its mark together, so the
+    /// pipeline puts them in one batch and commits the mark with it (a
+    /// sample's readings are never split between two batches, of which a
+    /// crash could keep one).
+    Sample {
+        readings: Vec<Reading>,
+        mark: crate::spool::frames::FrameMark,
+    },
+}
+
+impl From<Reading> for Input {
+    fn from(r: Reading) -> Input {
+        Input::Reading(r)
+    }
+}
+
+impl Input {
+    /// The readings it carries.
+    pub fn readings(&self) -> &[Reading] {
+        match self {
+            Input::Reading(r) => std::slice::from_ref(r),
+            Input::Sample { readings, .. } => readings,
+        }
+    }
+}
+
 /// An alarm transition detected on the gateway.
 #[derive(Debug, Clone)]
 pub struct Alarm {

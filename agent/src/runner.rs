@@ -17,12 +17,11 @@ use crate::forward::Forwarder;
 use crate::pipeline::{pipeline, AlarmOutlets};
 use crate::publish::board::AlarmBoard;
 use crate::publish::LocalPublisher;
-use crate::reading::{now_us, Alarm, Reading, SeriesInfo};
+use crate::reading::{now_us, Alarm, Input, SeriesInfo};
 use crate::source::frames::FramesSource;
 use crate::source::mqtt::MqttSource;
 use crate::source::simulated::SimulatedSource;
 use crate::source::SourceError;
-use crate::spool::frames::TakenSample;
 use crate::spool::{self, SharedSpool, Spool, SpoolError};
 use crate::stats::AgentStats;
 use crate::status::{self, StatusPage};
@@ -99,8 +98,7 @@ impl Agent {
             }
             None => None,
         };
-        let (tx, rx) = mpsc::channel::<Reading>(4096);
-        let (samples_tx, samples_rx) = mpsc::channel::<TakenSample>(1024);
+        let (tx, rx) = mpsc::channel::<Input>(4096);
         let sources = TaskTracker::new();
         for link in modbus_links(&self.config, &self.stats) {
             spawn_source(&sources, link.run(tx.clone(), shutdown.clone()));
@@ -130,7 +128,7 @@ impl Agent {
                 spool: spool.clone(),
                 gateway_id: self.config.gateway_id.clone(),
             };
-            spawn_source(&sources, source.run(samples_tx.clone(), shutdown.clone()));
+            spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
         }
         for broker in &self.config.mqtt {
             let source = MqttSource {
@@ -143,7 +141,6 @@ impl Agent {
         }
         sources.close();
         drop(tx);
-        drop(samples_tx);
 
         let wake = Arc::new(Notify::new());
         let drain = CancellationToken::new();
@@ -198,7 +195,7 @@ impl Agent {
             local: local_tx.as_ref(),
             stop: &shutdown,
         };
-        pipeline(&self.config, active, rx, samples_rx, outlets).await;
+        pipeline(&self.config, active, rx, outlets).await;
         drop(local_tx);
         sources.wait().await;
         if let Some(task) = local_task {

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use edge_agent::config::AgentConfig;
-use edge_agent::reading::Reading;
 use edge_agent::source::modbus::{plan_reads, ReadLimits};
 use edge_agent::stats::AgentStats;
 use edge_demo::device::SimDevice;
@@ -213,7 +212,7 @@ fn measure(duration: Duration, max_read: Option<u16>) -> Result<Rate> {
     let counted = readings.clone();
     let poll_stop = CancellationToken::new();
     let rate = rt.block_on(async {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Reading>(65536);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<edge_agent::reading::Input>(65536);
         for link in edge_agent::modbus_links(&config, &stats) {
             tokio::spawn(link.run(tx.clone(), poll_stop.clone()));
         }

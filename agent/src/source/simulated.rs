@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::SourceError;
 use crate::config::SimulatedSignal;
-use crate::reading::{now_us, Quality, Reading, SeriesInfo};
+use crate::reading::{now_us, Input, Quality, Reading, SeriesInfo};
 use crate::stats::AgentStats;
 
 pub struct SimulatedSource {
@@ -21,7 +21,7 @@ pub struct SimulatedSource {
 impl SimulatedSource {
     pub async fn run(
         self,
-        out: mpsc::Sender<Reading>,
+        out: mpsc::Sender<Input>,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let mut tick = tokio::time::interval(self.signal.interval);
@@ -47,7 +47,7 @@ impl SimulatedSource {
                 quality: Quality::Good,
             };
             self.stats.readings_produced.inc();
-            if out.send(reading).await.is_err() {
+            if out.send(reading.into()).await.is_err() {
                 return Err(SourceError::OutputClosed {
                     source_name: self.signal.name.clone(),
                 });

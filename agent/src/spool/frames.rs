@@ -19,8 +19,9 @@
 //! samples the agent tracks out of order
 //! ([`crate::source::frames::session::MAX_TRACKED`]).
 //!
-//! [`TakenSample`] carries a sample's readings and its mark from the frames
-//! source to the pipeline, which commits both in the same batch.
+//! A sample's readings and its mark travel together from the frames source
+//! to the pipeline ([`crate::reading::Input::Sample`]), which commits both
+//! in the same batch.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -102,16 +103,6 @@ pub(super) fn load(conn: &Connection, device_id: &str) -> rusqlite::Result<Optio
         settled,
         taken,
     }))
-}
-
-/// One microcontroller sample as the frames source hands it to the
-/// pipeline: its readings and its mark, together, so the pipeline puts
-/// them in one batch and commits the mark with it (a sample's readings are
-/// never split between two batches, of which a crash could keep one).
-#[derive(Debug, Clone)]
-pub struct TakenSample {
-    pub readings: Vec<crate::reading::Reading>,
-    pub mark: FrameMark,
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use edge_agent::config::{AgentConfig, ModbusDevice};
-use edge_agent::reading::{Quality, Reading, SeriesInfo};
+use edge_agent::reading::{Input, Quality, Reading, SeriesInfo};
 use edge_agent::source::modbus::{plan_reads, ModbusSource, ReadLimits};
 use edge_agent::stats::AgentStats;
 use edge_demo::device::SimDevice;
@@ -145,7 +145,7 @@ fn start_source(
     device: ModbusDevice,
     stats: Arc<AgentStats>,
     stop: &CancellationToken,
-) -> mpsc::Receiver<Reading> {
+) -> mpsc::Receiver<Input> {
     let series = device
         .points
         .iter()
@@ -167,9 +167,14 @@ fn start_source(
     rx
 }
 
+/// Whether any reading of `input` satisfies `done`.
+fn input_done(input: &Input, done: &mut impl FnMut(&Reading) -> bool) -> bool {
+    input.readings().iter().any(done)
+}
+
 /// Receive readings until `done` says so, or fail after `timeout`.
 pub(crate) async fn receive_until(
-    rx: &mut mpsc::Receiver<Reading>,
+    rx: &mut mpsc::Receiver<Input>,
     timeout: Duration,
     mut done: impl FnMut(&Reading) -> bool,
 ) -> anyhow::Result<()> {
@@ -179,7 +184,7 @@ pub(crate) async fn receive_until(
             .await
             .context("no such reading before the deadline")?
             .context("source stopped")?;
-        if done(&r) {
+        if input_done(&r, &mut done) {
             return Ok(());
         }
     }

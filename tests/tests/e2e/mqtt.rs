@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use edge_agent::config::AgentConfig;
-use edge_agent::reading::{now_us, Quality, Reading};
+use edge_agent::reading::{now_us, Input, Quality, Reading};
 use edge_agent::source::mqtt::MqttSource;
 use edge_agent::stats::AgentStats;
 use edge_tests::Mosquitto;
@@ -83,7 +83,7 @@ pub(crate) fn start_source(
     ack_after_commit: bool,
     stats: &Arc<AgentStats>,
 ) -> anyhow::Result<(
-    mpsc::Receiver<Reading>,
+    mpsc::Receiver<Input>,
     CancellationToken,
     JoinHandle<anyhow::Result<()>>,
 )> {
@@ -109,7 +109,7 @@ pub(crate) async fn wait_for(what: &str, check: impl Fn() -> bool) -> anyhow::Re
 
 /// The next `n` readings, by series name, failing after 10 s.
 pub(crate) async fn next_readings(
-    rx: &mut mpsc::Receiver<Reading>,
+    rx: &mut mpsc::Receiver<Input>,
     n: usize,
 ) -> anyhow::Result<BTreeMap<String, Reading>> {
     let mut got = BTreeMap::new();
@@ -118,6 +118,9 @@ pub(crate) async fn next_readings(
             .await
             .with_context(|| format!("reading {} of {n} did not arrive", i + 1))?
             .context("the source closed its channel")?;
+        let Input::Reading(r) = r else {
+            anyhow::bail!("an MQTT source sent a microcontroller sample");
+        };
         got.insert(r.series.name.clone(), r);
     }
     Ok(got)

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use edge_agent::config::AgentConfig;
-use edge_agent::reading::{Quality, Reading};
+use edge_agent::reading::{Input, Quality};
 use edge_agent::stats::AgentStats;
 use edge_tests::PtyPair;
 use tokio::sync::mpsc;
@@ -56,7 +56,7 @@ fn start(
     config: &AgentConfig,
     stats: &Arc<AgentStats>,
     stop: &CancellationToken,
-) -> mpsc::Receiver<Reading> {
+) -> mpsc::Receiver<Input> {
     let (tx, rx) = mpsc::channel(4096);
     for link in edge_agent::modbus_links(config, stats) {
         tokio::spawn(link.run(tx.clone(), stop.clone()));

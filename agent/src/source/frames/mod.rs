@@ -45,10 +45,10 @@ use tracing::{info, warn};
 
 use self::session::{Decision, Session};
 use crate::config::frames::{FramesDevice, FramesLink};
-use crate::reading::{now_us, Quality, Reading, SeriesInfo};
+use crate::reading::{now_us, Input, Quality, Reading, SeriesInfo};
 use crate::source::mqtt::ack::AckQueue;
 use crate::source::SourceError;
-use crate::spool::frames::{FrameMark, TakenSample};
+use crate::spool::frames::FrameMark;
 use crate::spool::{DropReason, Gap, SharedSpool};
 use crate::stats::{AgentStats, FrameEvent};
 use crate::timing::{backoff_delay, LogLimiter};
@@ -91,7 +91,7 @@ impl FramesSource {
     /// Read the device until `shutdown`, reconnecting when the link is lost.
     pub async fn run(
         self,
-        out: mpsc::Sender<TakenSample>,
+        out: mpsc::Sender<Input>,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let mut session = Session::new(self.device.name.clone());
@@ -138,7 +138,7 @@ impl FramesSource {
         mut link: Box<dyn Link>,
         session: &mut Session,
         last_ts: &mut Option<i64>,
-        out: &mpsc::Sender<TakenSample>,
+        out: &mpsc::Sender<Input>,
         shutdown: &CancellationToken,
     ) -> Result<End, SourceError> {
         let mut decoder = Decoder::new();
@@ -257,7 +257,7 @@ impl FramesSource {
                             seq,
                             settled: session.settled(),
                         };
-                        if out.send(TakenSample { readings, mark }).await.is_err() {
+                        if out.send(Input::Sample { readings, mark }).await.is_err() {
                             return Err(SourceError::OutputClosed {
                                 source_name: self.device.link.to_string(),
                             });

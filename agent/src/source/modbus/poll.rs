@@ -42,7 +42,7 @@ use super::plan::{plan_group, ReadBlock, ReadLimits};
 use super::schedule::{stagger, Schedule, Slot};
 use super::types::Table;
 use crate::config::{Link, ModbusDevice};
-use crate::reading::{now_us, Quality, Reading, SeriesInfo};
+use crate::reading::{now_us, Input, Quality, Reading, SeriesInfo};
 use crate::source::SourceError;
 use crate::stats::{AgentStats, ModbusEvent};
 
@@ -58,7 +58,7 @@ pub struct ModbusSource {
 impl ModbusSource {
     pub async fn run(
         self,
-        out: mpsc::Sender<Reading>,
+        out: mpsc::Sender<Input>,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         ModbusLink {
@@ -127,7 +127,7 @@ enum Conn {
 impl ModbusLink {
     pub async fn run(
         self,
-        out: mpsc::Sender<Reading>,
+        out: mpsc::Sender<Input>,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let start = Instant::now();
@@ -223,7 +223,7 @@ impl ModbusLink {
                         for r in self.readings(d, block, answer, ts_us, failing) {
                             self.stats
                                 .record_modbus(&d.device.name, ModbusEvent::Reading);
-                            if out.send(r).await.is_err() {
+                            if out.send(r.into()).await.is_err() {
                                 return Err(SourceError::OutputClosed {
                                     source_name: d.device.name.clone(),
                                 });

@@ -49,7 +49,7 @@ use self::client::{Client, Event, Message};
 use self::payload::{Malformed, PayloadError};
 use super::SourceError;
 use crate::config::mqtt::{is_plain_name, MqttBroker, Subscription};
-use crate::reading::{now_us, Reading, SeriesInfo};
+use crate::reading::{now_us, Input, Reading, SeriesInfo};
 use crate::stats::AgentStats;
 use crate::timing::{backoff_delay, LogLimiter};
 
@@ -98,7 +98,7 @@ pub fn topic_matches(filter: &str, topic: &str) -> bool {
 impl MqttSource {
     pub async fn run(
         self,
-        out: mpsc::Sender<Reading>,
+        out: mpsc::Sender<Input>,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let b = &self.broker;
@@ -187,7 +187,7 @@ impl MqttSource {
                         Ok(readings) => {
                             for r in readings {
                                 self.stats.readings_produced.inc();
-                                if out.send(r).await.is_err() {
+                                if out.send(r.into()).await.is_err() {
                                     return Err(SourceError::OutputClosed {
                                         source_name: format!("mqtt {}", b.client_id),
                                     });
