@@ -17,6 +17,8 @@
 //! - [`publish`]: alarm events and retained per-series state on the local
 //!   MQTT broker for an HMI, and acknowledgements back.
 //! - [`stats`]: counters the agent keeps about itself.
+//! - [`devices`]: the device board, each source's devices ok, degraded or
+//!   down, for the status page and the device-state events.
 //! - [`timing`]: the log limiter, the jittered backoff, `sleep_until`.
 //! - [`status`]: Prometheus `/metrics` and `/healthz` on `[status] listen`.
 //! - [`probe`]: `edge-agent probe modbus`, one read shown in every decoding
@@ -31,6 +33,7 @@ pub mod assemble;
 pub mod batch;
 pub mod config;
 pub mod detect;
+pub mod devices;
 pub mod forward;
 pub mod pipeline;
 pub mod probe;

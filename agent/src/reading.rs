@@ -47,6 +47,10 @@ pub enum Input {
         readings: Vec<Reading>,
         mark: crate::spool::frames::FrameMark,
     },
+    /// A device or connection changed state (down, degraded, back): an
+    /// event for the cloud, on the same channel so it keeps its place
+    /// among the readings of that source.
+    Device(crate::devices::Transition),
 }
 
 impl From<Reading> for Input {
@@ -61,6 +65,7 @@ impl Input {
         match self {
             Input::Reading(r) => std::slice::from_ref(r),
             Input::Sample { readings, .. } => readings,
+            Input::Device(_) => &[],
         }
     }
 }

@@ -157,6 +157,8 @@ pub struct AgentStats {
     frames_by_device: Mutex<BTreeMap<(String, FrameEvent), u64>>,
     /// Failed MQTT connections (attempts) per client id.
     mqtt_connection_errors_by_client: Mutex<BTreeMap<String, u64>>,
+    /// Every source's devices and connections: ok, degraded or down.
+    pub devices: crate::devices::Devices,
 }
 
 /// Upper bounds, in seconds, of the Modbus round-trip histogram buckets: a

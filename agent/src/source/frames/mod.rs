@@ -45,9 +45,10 @@ use tracing::{info, warn};
 
 use self::session::{Decision, Session};
 use crate::config::frames::{FramesDevice, FramesLink};
+use crate::devices::{DeviceKey, Reason, SourceKind};
 use crate::reading::{now_us, Input, Quality, Reading, SeriesInfo};
 use crate::source::mqtt::ack::AckQueue;
-use crate::source::SourceError;
+use crate::source::{report_device, SourceError};
 use crate::spool::frames::FrameMark;
 use crate::spool::{DropReason, Gap, SharedSpool};
 use crate::stats::{AgentStats, FrameEvent};
@@ -88,6 +89,15 @@ impl FramesSource {
             .record_frames(&self.device.link.to_string(), event, n);
     }
 
+    /// This link on the device board: its configured name, else the link.
+    fn device_key(&self) -> DeviceKey {
+        let name = match &self.device.name {
+            Some(name) => name.clone(),
+            None => self.device.link.to_string(),
+        };
+        DeviceKey::new(SourceKind::Frames, name)
+    }
+
     /// Read the device until `shutdown`, reconnecting when the link is lost.
     pub async fn run(
         self,
@@ -97,6 +107,10 @@ impl FramesSource {
         let mut session = Session::new(self.device.name.clone());
         let mut last_ts: Option<i64> = None;
         let mut failures = 0u32;
+        let device = self.device_key();
+        self.stats
+            .devices
+            .with(|board| board.register(device.clone(), now_us()));
         loop {
             let link = match open(&self.device.link).await {
                 Ok(link) => {
@@ -110,6 +124,11 @@ impl FramesSource {
                     if failures == 0 {
                         warn!(device = %self.device.link, %error, "cannot open the frames link; retrying with backoff");
                     }
+                    let reason = Reason::from_transport(&format!("cannot open: {error}"));
+                    report_device(&self.stats, &out, &device, |b, k, now| {
+                        b.down(k, reason, now)
+                    })
+                    .await?;
                     failures = failures.saturating_add(1);
                     let wait = backoff_delay(BACKOFF_BASE, failures, BACKOFF_MAX, fastrand::f64());
                     tokio::select! {
@@ -127,6 +146,14 @@ impl FramesSource {
                     self.count(FrameEvent::LinkError, 1);
                     warn!(device = %self.device.link, reason = %why, "frames link lost; reconnecting");
                     failures = 1;
+                    let reason = Reason::new(
+                        crate::devices::ReasonKind::ConnectionLost,
+                        format!("link lost: {why}"),
+                    );
+                    report_device(&self.stats, &out, &device, |b, k, now| {
+                        b.down(k, reason, now)
+                    })
+                    .await?;
                 }
             }
         }
@@ -201,6 +228,10 @@ impl FramesSource {
                     }
                 };
                 self.count(FrameEvent::Received, 1);
+                report_device(&self.stats, out, &self.device_key(), |b, k, now| {
+                    b.ok(k, now)
+                })
+                .await?;
                 match session.on_message(msg, now_us()) {
                     Decision::Birth { new_boot } => {
                         self.count(FrameEvent::Birth, 1);

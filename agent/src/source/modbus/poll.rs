@@ -42,8 +42,9 @@ use super::plan::{plan_group, ReadBlock, ReadLimits};
 use super::schedule::{stagger, Schedule, Slot};
 use super::types::Table;
 use crate::config::{Link, ModbusDevice};
+use crate::devices::{DeviceBoard, DeviceKey, Reason, SourceKind, Transition};
 use crate::reading::{now_us, Input, Quality, Reading, SeriesInfo};
-use crate::source::SourceError;
+use crate::source::{report_device, SourceError};
 use crate::stats::{AgentStats, ModbusEvent};
 
 /// Polls one Modbus TCP device over its own connection: a [`ModbusLink`]
@@ -145,10 +146,17 @@ impl ModbusLink {
                     .collect()
             })
             .collect();
-        let mut failing: Vec<Vec<Vec<bool>>> = plans
+        // The exception code each block answered with last time, if any.
+        let mut failing: Vec<Vec<Vec<Option<u8>>>> = plans
             .iter()
-            .map(|groups| groups.iter().map(|b| vec![false; b.len()]).collect())
+            .map(|groups| groups.iter().map(|b| vec![None; b.len()]).collect())
             .collect();
+        let now = now_us();
+        self.stats.devices.with(|board| {
+            for d in &self.devices {
+                board.register(DeviceKey::new(SourceKind::Modbus, &d.device.name), now);
+            }
+        });
         let mut slots = Vec::new();
         for (di, d) in self.devices.iter().enumerate() {
             let (k, n) = d.stagger;
@@ -203,6 +211,12 @@ impl ModbusLink {
                         {
                             warn!(link = %self.link, %error, "cannot open Modbus link; retrying with backoff");
                         }
+                        // No device behind a link that does not open answers.
+                        for d in 0..self.devices.len() {
+                            let reason = Reason::from_transport(&error);
+                            self.report(d, &out, |b, k, now| b.down(k, reason, now))
+                                .await?;
+                        }
                         continue;
                     }
                 },
@@ -210,9 +224,8 @@ impl ModbusLink {
             let d = &self.devices[device];
             let h = &mut health[device];
             let blocks = &plans[device][group];
-            let failing = &mut failing[device][group];
             let mut down = None;
-            for (block, failing) in blocks.iter().zip(failing.iter_mut()) {
+            for (block, failing) in blocks.iter().zip(failing[device][group].iter_mut()) {
                 // A device in backoff gets one try, without repeats; once
                 // it answers, it is up again.
                 match self.read(c, d, block, h.retries(d.device.retries)).await {
@@ -245,9 +258,35 @@ impl ModbusLink {
                 if f.link_broken || matches!(c, Conn::Tcp(_)) {
                     conn = None;
                 }
+                let reason = Reason::from_transport(&f.error);
+                self.report(device, &out, |b, k, now| b.down(k, reason, now))
+                    .await?;
+            } else {
+                // Answering: degraded while any block of any of its
+                // groups last answered with an exception.
+                match failing[device].iter().flatten().flatten().next() {
+                    Some(&code) => {
+                        let reason = Reason::exception(code);
+                        self.report(device, &out, |b, k, now| b.degraded(k, reason, now))
+                            .await?
+                    }
+                    None => self.report(device, &out, |b, k, now| b.ok(k, now)).await?,
+                }
             }
             schedule.served(slot, now);
         }
+    }
+
+    /// Put device `device`'s state on the board; a change worth an event
+    /// goes to the pipeline, behind the readings taken before it.
+    async fn report(
+        &self,
+        device: usize,
+        out: &mpsc::Sender<Input>,
+        update: impl FnOnce(&mut DeviceBoard, &DeviceKey, i64) -> Option<Transition>,
+    ) -> Result<(), SourceError> {
+        let key = DeviceKey::new(SourceKind::Modbus, &self.devices[device].device.name);
+        report_device(&self.stats, out, &key, update).await
     }
 
     async fn open(&self) -> Result<Conn, String> {
@@ -329,22 +368,22 @@ impl ModbusLink {
         block: &ReadBlock,
         answer: Answer,
         ts_us: i64,
-        failing: &mut bool,
+        failing: &mut Option<u8>,
     ) -> Vec<Reading> {
         let data = match answer {
             Answer::Exception(code) => {
                 self.stats.record_modbus_exception(&d.device.name, code);
-                if !*failing {
+                if failing.is_none() {
                     warn!(device = %d.device.name, unit = d.device.unit, table = block.table.as_str(), address = block.start, count = block.count, code, "Modbus exception; points marked bad until it answers");
                 }
-                *failing = true;
+                *failing = Some(code);
                 None
             }
             Answer::Data(data) => {
-                if *failing {
+                if failing.is_some() {
                     info!(device = %d.device.name, unit = d.device.unit, table = block.table.as_str(), address = block.start, "Modbus block answers again");
                 }
-                *failing = false;
+                *failing = None;
                 Some(data)
             }
         };

@@ -47,8 +47,9 @@ use tracing::{debug, info, warn};
 use self::ack::AckQueue;
 use self::client::{Client, Event, Message};
 use self::payload::{Malformed, PayloadError};
-use super::SourceError;
+use super::{report_device, SourceError};
 use crate::config::mqtt::{is_plain_name, MqttBroker, Subscription};
+use crate::devices::{DeviceKey, Reason, ReasonKind, SourceKind};
 use crate::reading::{now_us, Input, Reading, SeriesInfo};
 use crate::stats::AgentStats;
 use crate::timing::{backoff_delay, LogLimiter};
@@ -114,6 +115,10 @@ impl MqttSource {
             .collect();
         let mut series: HashMap<(String, String), Arc<SeriesInfo>> = HashMap::new();
         let mut failures: u32 = 0;
+        let device = DeviceKey::new(SourceKind::Mqtt, &b.client_id);
+        self.stats
+            .devices
+            .with(|board| board.register(device.clone(), now_us()));
         loop {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -157,17 +162,30 @@ impl MqttSource {
                         info!(%broker, client_id = %b.client_id, protocol = ?b.protocol, tls = b.tls.is_some(), clean_session = b.clean_session, "MQTT connected");
                     }
                     failures = 0;
+                    report_device(&self.stats, &out, &device, |b, k, now| b.ok(k, now)).await?;
                     if let Err(error) = client.try_subscribe(&b.subscriptions) {
                         warn!(%broker, %error, "cannot request MQTT subscriptions");
                     }
                 }
                 Ok(Event::Subscribed(granted)) => {
+                    let mut refused = Vec::new();
                     for (granted, sub) in granted.into_iter().zip(&b.subscriptions) {
                         if granted {
                             self.stats.mqtt_subscriptions_acked.inc();
                         } else {
                             warn!(%broker, topic = %sub.topic, "MQTT broker refused the subscription");
+                            refused.push(sub.topic.as_str());
                         }
+                    }
+                    if !refused.is_empty() {
+                        let reason = Reason::new(
+                            ReasonKind::Error,
+                            format!("subscription refused by the broker: {}", refused.join(", ")),
+                        );
+                        report_device(&self.stats, &out, &device, |b, k, now| {
+                            b.degraded(k, reason, now)
+                        })
+                        .await?;
                     }
                 }
                 Ok(Event::Message(publish)) => {
@@ -213,6 +231,11 @@ impl MqttSource {
                     if failures == 0 {
                         warn!(%broker, client_id = %b.client_id, %error, "MQTT connection failed; reconnecting with backoff");
                     }
+                    let reason = Reason::from_transport(&error.to_string());
+                    report_device(&self.stats, &out, &device, |b, k, now| {
+                        b.down(k, reason, now)
+                    })
+                    .await?;
                     // BACKOFF_MIN at first, doubled per failure in a row, jittered.
                     let backoff =
                         backoff_delay(BACKOFF_MIN, failures, BACKOFF_MAX, fastrand::f64());
