@@ -178,3 +178,85 @@ fn a_rebirth_request_is_an_ncmd_with_the_node_control_metric() {
     assert_eq!(p.metrics[0].datatype, Some(11));
     assert_eq!(p.metrics[0].value, Some(MetricValue::Boolean(true)));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TOPICS: [&str; 6] = [
+        "spBv1.0/g/NBIRTH/n",
+        "spBv1.0/g/NDATA/n",
+        "spBv1.0/g/NDEATH/n",
+        "spBv1.0/g/DBIRTH/n/d",
+        "spBv1.0/g/DDATA/n/d",
+        "spBv1.0/g/DDEATH/n/d",
+    ];
+
+    fn value() -> impl Strategy<Value = MetricValue> {
+        prop_oneof![
+            any::<u32>().prop_map(MetricValue::Int),
+            any::<u64>().prop_map(MetricValue::Long),
+            any::<f32>().prop_map(MetricValue::Float),
+            any::<f64>().prop_map(MetricValue::Double),
+            any::<bool>().prop_map(MetricValue::Boolean),
+            "[a-z ]{0,8}".prop_map(MetricValue::String),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = (usize, Vec<u8>)> {
+        let metric = (
+            proptest::option::of("[a-zA-Z /:]{1,10}"),
+            proptest::option::of(0u64..8),
+            proptest::option::of(0u32..25),
+            proptest::option::of(value()),
+            proptest::option::of(any::<bool>()),
+        )
+            .prop_map(|(name, alias, datatype, value, is_null)| Metric {
+                name,
+                alias,
+                datatype,
+                value,
+                is_null,
+                ..Default::default()
+            });
+        (
+            0..TOPICS.len(),
+            proptest::option::of(0u64..300),
+            proptest::collection::vec(metric, 0..6),
+        )
+            .prop_map(|(t, seq, metrics)| {
+                let p = Payload {
+                    timestamp: Some(1),
+                    metrics,
+                    seq,
+                    ..Default::default()
+                };
+                (t, p.encode_to_vec())
+            })
+    }
+
+    proptest! {
+        /// Arbitrary bytes and arbitrary well-formed sessions: an error or
+        /// readings, never a panic; every reading is named by the rule.
+        #[test]
+        fn any_bytes_or_message_sequence_is_read_or_refused(
+            garbage in proptest::collection::vec(any::<u8>(), 0..200),
+            messages in proptest::collection::vec(message(), 0..30),
+        ) {
+            let mut r = Reader::default();
+            let tags = BTreeMap::new();
+            let _ = r.read(&sub(), &tags, TOPICS[1], &garbage, 0);
+            for (t, bytes) in messages {
+                if let Ok(read) = r.read(&sub(), &tags, TOPICS[t], &bytes, 0) {
+                    for reading in &read.readings {
+                        prop_assert!(reading.series.name.starts_with("g.n."), "{}", reading.series.name);
+                        prop_assert!(is_plain_name(&reading.series.name));
+                        if reading.quality == Quality::Bad {
+                            prop_assert!(reading.value.is_nan());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
