@@ -59,6 +59,15 @@ const COUNTERS: &[(&str, Field)] = &[
     ("frames_duplicates", |s| &s.frames_duplicates),
     ("frames_nacks", |s| &s.frames_nacks),
     ("frames_device_dropped", |s| &s.frames_device_dropped),
+    ("sparkplug_rebirths_requested", |s| {
+        &s.sparkplug_rebirths_requested
+    }),
+    ("sparkplug_rebirths_not_sent", |s| {
+        &s.sparkplug_rebirths_not_sent
+    }),
+    ("sparkplug_unsupported_metrics", |s| {
+        &s.sparkplug_unsupported_metrics
+    }),
     ("frames_link_errors", |s| &s.frames_link_errors),
     ("spool_corrupt_batches", |s| &s.spool_corrupt_batches),
     ("spool_moved_aside", |s| &s.spool_moved_aside),
@@ -295,26 +304,6 @@ fn mqtt(t: &mut Text, stats: &AgentStats) {
     );
     for (kind, n) in stats.sparkplug_problems() {
         t.sample(name, &[("kind", kind)], n);
-    }
-    for (name, help, n) in [
-        (
-            "edge_agent_sparkplug_rebirths_requested_total",
-            "Rebirth requests (NCMD Node Control/Rebirth) published to Sparkplug edge nodes.",
-            stats.sparkplug_rebirths_requested.get(),
-        ),
-        (
-            "edge_agent_sparkplug_rebirths_not_sent_total",
-            "Rebirth requests that were due but not published (rebirth_requests is off).",
-            stats.sparkplug_rebirths_not_sent.get(),
-        ),
-        (
-            "edge_agent_sparkplug_unsupported_metrics_total",
-            "Sparkplug metrics of a type not carried as readings (String, DataSet, Template, Bytes, ...), once per birth.",
-            stats.sparkplug_unsupported_metrics.get(),
-        ),
-    ] {
-        t.family(name, "counter", help);
-        t.sample(name, &[], n);
     }
 }
 
