@@ -159,6 +159,8 @@ pub struct AgentStats {
     mqtt_connection_errors_by_client: Mutex<BTreeMap<String, u64>>,
     /// Every source's devices and connections: ok, degraded or down.
     pub devices: crate::devices::Devices,
+    /// Every series' last reading, updated by the pipeline once per batch.
+    pub points: crate::points::Points,
 }
 
 /// Upper bounds, in seconds, of the Modbus round-trip histogram buckets: a
