@@ -116,18 +116,16 @@ impl PointBoard {
                         .or_else(|| tags.get("protocol"))
                         .cloned()
                         .unwrap_or_default();
-                    self.points
-                        .entry(r.series.name.clone())
-                        .or_insert(Point {
-                            device,
-                            unit: r.series.unit.clone(),
-                            value: None,
-                            quality: None,
-                            ts_us: None,
-                            last_good_us: None,
-                            interval: None,
-                            since_us: r.ts_us,
-                        })
+                    self.points.entry(r.series.name.clone()).or_insert(Point {
+                        device,
+                        unit: r.series.unit.clone(),
+                        value: None,
+                        quality: None,
+                        ts_us: None,
+                        last_good_us: None,
+                        interval: None,
+                        since_us: r.ts_us,
+                    })
                 }
             };
             if p.ts_us.is_some_and(|t| t > r.ts_us) {
@@ -248,7 +246,13 @@ mod tests {
     #[test]
     fn update_keeps_the_latest_and_the_last_good_value() {
         let mut b = PointBoard::default();
-        b.declare("press.speed", "press", "rpm", Some(Duration::from_secs(1)), 0);
+        b.declare(
+            "press.speed",
+            "press",
+            "rpm",
+            Some(Duration::from_secs(1)),
+            0,
+        );
         b.update(&[
             reading("line.temp", 20, 21.5, Quality::Good),
             reading("line.temp", 30, 22.0, Quality::Bad),

@@ -269,7 +269,9 @@ fn declare_points(config: &AgentConfig, stats: &AgentStats) {
         for p in &d.points {
             let series = format!("{}.{}", d.name, p.name);
             let interval = d.groups.get(p.group).map(|g| g.interval);
-            stats.points.declare(&series, &d.name, &p.unit, interval, now);
+            stats
+                .points
+                .declare(&series, &d.name, &p.unit, interval, now);
         }
     }
     for s in &config.simulated {

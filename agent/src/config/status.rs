@@ -105,7 +105,7 @@ fn validate_auth(p: &mut Problems, raw: &RawStatusAuth) -> Option<StatusAuth> {
     match StatusAuth::from_texts(token.as_deref(), basic.as_deref()) {
         Ok(auth) => Some(auth),
         Err((key, error)) => {
-            p.add(&format!("status.auth.{key}"), error.to_string());
+            p.add(format!("status.auth.{key}"), error.to_string());
             None
         }
     }
@@ -187,7 +187,8 @@ mod tests {
         ))
         .unwrap_err();
         assert!(
-            err.contains("status.auth.basic_file: ") && err.contains("readable by group or others (mode 640)"),
+            err.contains("status.auth.basic_file: ")
+                && err.contains("readable by group or others (mode 640)"),
             "{err}"
         );
         let err = parse("listen = \"127.0.0.1:9810\"\n[status.auth]\n").unwrap_err();
@@ -205,11 +206,16 @@ mod tests {
         let open = parse("listen = \"0.0.0.0:9810\"").unwrap();
         let w = open.warnings();
         assert!(
-            w.iter().any(|w| w.starts_with("status.listen: 0.0.0.0:9810 is reachable from other machines")),
+            w.iter()
+                .any(|w| w
+                    .starts_with("status.listen: 0.0.0.0:9810 is reachable from other machines")),
             "{w:?}"
         );
         let local = parse("listen = \"127.0.0.1:9810\"").unwrap();
-        assert!(local.warnings().iter().all(|w| !w.contains("status.listen")));
+        assert!(local
+            .warnings()
+            .iter()
+            .all(|w| !w.contains("status.listen")));
         let v6 = parse("listen = \"[::1]:9810\"").unwrap();
         assert!(v6.warnings().iter().all(|w| !w.contains("status.listen")));
     }

@@ -161,7 +161,10 @@ mod tests {
             (Some("bearer  s3cret-token "), Ok(None)),
             (Some("Bearer s3cret-toke"), Err(AuthError::Wrong)),
             (Some("Bearer s3cret-token2"), Err(AuthError::Wrong)),
-            (Some("Bearer # the technicians' token"), Err(AuthError::Wrong)),
+            (
+                Some("Bearer # the technicians' token"),
+                Err(AuthError::Wrong),
+            ),
             (Some("s3cret-token"), Err(AuthError::Wrong)),
             (Some(basic_anna.as_str()), Ok(Some("anna".into()))),
             (Some(basic_bob.as_str()), Ok(Some("bob".into()))),

@@ -55,6 +55,13 @@ pub fn age(now_us: i64, t_us: Option<i64>) -> String {
     }
 }
 
+/// The time of day of `t_us`, in UTC, for the page's first "last updated"
+/// (the script then writes the browser's local time).
+fn clock(t_us: i64) -> String {
+    let s = t_us.div_euclid(1_000_000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
+}
+
 fn num(v: Option<f64>) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{v}"),
@@ -152,7 +159,11 @@ fn alarm_row(out: &mut String, now: i64, a: &RaisedAlarm, can_ack: bool) {
         escape(&a.series),
         escape(&a.rule),
         a.severity.as_str(),
-        if a.acked_us.is_some() { "acked" } else { "unacked" }
+        if a.acked_us.is_some() {
+            "acked"
+        } else {
+            "unacked"
+        }
     );
     td(out, "Severity", "sev", &a.severity.as_str().to_uppercase());
     td(out, "Series", "name", &escape(&a.series));
@@ -330,7 +341,7 @@ pub fn render(v: &View) -> String {
 <nav aria-label=\"Sections\"><a href=\"#overview\">Overview</a><a href=\"#devices\">Devices</a>\
 <a href=\"#points\">Points</a><a href=\"#alarms\">Alarms</a></nav>",
         gw = escape(&v.gateway_id),
-        updated = "when the page loaded",
+        updated = clock(now),
     );
     out.push_str("<section id=\"overview\"><h2>Overview</h2><dl id=\"overview-list\">");
     overview(&mut out, v);
@@ -369,7 +380,9 @@ pub fn render(v: &View) -> String {
     out.push_str("</select></form><table>");
     table_head(
         &mut out,
-        &["Point", "Device", "Value", "Unit", "Quality", "Age", "Fresh"],
+        &[
+            "Point", "Device", "Value", "Unit", "Quality", "Age", "Fresh",
+        ],
     );
     out.push_str("<tbody id=\"points-body\">");
     for p in &v.points {

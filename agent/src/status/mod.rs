@@ -37,8 +37,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::mpsc::WeakSender;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::WeakSender;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -350,10 +350,7 @@ const NO_STORE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-store")
 async fn page_html(State(page): State<Arc<StatusPage>>) -> axum::response::Response {
     match page.view().await {
         Some(v) => (
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                NO_STORE,
-            ],
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), NO_STORE],
             html::render(&v),
         )
             .into_response(),
@@ -369,7 +366,11 @@ async fn api_status(State(page): State<Arc<StatusPage>>) -> axum::response::Resp
 }
 
 fn refuse(status: StatusCode, error: impl std::fmt::Display) -> axum::response::Response {
-    (status, axum::Json(serde_json::json!({"error": error.to_string()}))).into_response()
+    (
+        status,
+        axum::Json(serde_json::json!({"error": error.to_string()})),
+    )
+        .into_response()
 }
 
 /// `POST /api/alarms/ack`; the steps are in the module doc.
@@ -425,7 +426,10 @@ async fn ack_alarm(
             )
         }
     };
-    let by = body.by.or(actor).unwrap_or_else(|| "status page".to_owned());
+    let by = body
+        .by
+        .or(actor)
+        .unwrap_or_else(|| "status page".to_owned());
     let request = AckRequest {
         rule: body.rule,
         by: Some(by),
@@ -444,7 +448,9 @@ async fn ack_alarm(
         Ok(AckOutcome::AlreadyAcknowledged) => {
             axum::Json(serde_json::json!({"acknowledged": true, "already": true})).into_response()
         }
-        Err(AckFailure::Refused(e @ AckError::NotRaised { .. })) => refuse(StatusCode::NOT_FOUND, e),
+        Err(AckFailure::Refused(e @ AckError::NotRaised { .. })) => {
+            refuse(StatusCode::NOT_FOUND, e)
+        }
         Err(AckFailure::Refused(e)) => refuse(StatusCode::BAD_REQUEST, e),
         Err(e @ AckFailure::NotStored { .. }) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
     }

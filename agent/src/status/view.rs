@@ -252,6 +252,10 @@ mod tests {
             assert_eq!(d.rate(), *rate, "{samples:?}");
             assert_eq!(time_to_empty_s(600, d.rate()), *empty, "{samples:?}");
         }
-        assert_eq!(time_to_empty_s(0, None), Some(0.0), "an empty spool is empty");
+        assert_eq!(
+            time_to_empty_s(0, None),
+            Some(0.0),
+            "an empty spool is empty"
+        );
     }
 }

@@ -101,7 +101,12 @@ impl Browser {
     }
 
     /// Poll `expr` in the page every 100 ms until it is true; how long it took.
-    async fn wait_for(&mut self, what: &str, expr: &str, within: Duration) -> anyhow::Result<Duration> {
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        expr: &str,
+        within: Duration,
+    ) -> anyhow::Result<Duration> {
         let start = Instant::now();
         loop {
             if self.eval(expr)? == json!(true) {
@@ -109,7 +114,10 @@ impl Browser {
             }
             if start.elapsed() > within {
                 let body = self.eval("document.body.innerText")?;
-                bail!("{what}: not within {within:?}; the page shows:\n{}", body.as_str().unwrap_or(""));
+                bail!(
+                    "{what}: not within {within:?}; the page shows:\n{}",
+                    body.as_str().unwrap_or("")
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -120,8 +128,13 @@ impl Browser {
         let dir = screenshot_dir();
         for view in ["overview", "devices", "alarms"] {
             let path = dir.join(format!("{view}-{width}{tag}.png"));
-            let r = self.call(json!({"cmd": "screenshot", "path": path, "selector": format!("#{view}")}))?;
-            ensure!(r["bytes"].as_u64().unwrap_or(0) > 1000, "{}: {r}", path.display());
+            let r = self
+                .call(json!({"cmd": "screenshot", "path": path, "selector": format!("#{view}")}))?;
+            ensure!(
+                r["bytes"].as_u64().unwrap_or(0) > 1000,
+                "{}: {r}",
+                path.display()
+            );
         }
         Ok(())
     }
@@ -172,7 +185,9 @@ impl Cable {
                 };
                 let stop = stop.clone();
                 tokio::spawn(async move {
-                    let Ok(mut out) = TcpStream::connect(target).await else { return };
+                    let Ok(mut out) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
                         _ = stop.cancelled() => {}
@@ -331,7 +346,8 @@ const ACCESSIBLE: &str = r#"(() => {
 })()"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
-async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium() -> anyhow::Result<()> {
+async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium(
+) -> anyhow::Result<()> {
     let device = SimDevice::new();
     device.set_u16(0, 1200);
     device.set_u16(1, 20);
@@ -358,8 +374,12 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium()
     let mut b = Browser::start()?;
     b.viewport(1280, 900)?;
     b.goto(&format!("http://127.0.0.1:{port}/"))?;
-    b.wait_for("press shows OK", &format!("({ROW_STATE})('press') === 'OK'"), Duration::from_secs(20))
-        .await?;
+    b.wait_for(
+        "press shows OK",
+        &format!("({ROW_STATE})('press') === 'OK'"),
+        Duration::from_secs(20),
+    )
+    .await?;
     b.eval("window.notReloaded = true")?;
 
     // A value change appears without a reload.
@@ -376,7 +396,10 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium()
         Duration::from_secs(10),
     )
     .await?;
-    ensure!(b.eval("window.notReloaded === true")? == json!(true), "the page reloaded");
+    ensure!(
+        b.eval("window.notReloaded === true")? == json!(true),
+        "the page reloaded"
+    );
     ensure!(
         b.eval("document.getElementById('updated').dateTime !== ''")? == json!(true),
         "no last-updated time"
@@ -385,7 +408,9 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium()
     b.eval("(() => { const s = document.getElementById('device-filter'); s.value = 'press'; s.dispatchEvent(new Event('change')); })()")?;
     let hidden = b.eval("Array.from(document.querySelectorAll('#points-body tr')).filter(r => r.hidden).map(r => r.dataset.device)")?;
     ensure!(
-        hidden.as_array().is_some_and(|h| h.iter().all(|d| d != "press")),
+        hidden
+            .as_array()
+            .is_some_and(|h| h.iter().all(|d| d != "press")),
         "filter on press hid {hidden}"
     );
     b.eval("(() => { const s = document.getElementById('device-filter'); s.value = ''; s.dispatchEvent(new Event('change')); })()")?;
@@ -398,38 +423,70 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium()
     })
     .await?;
     let took = b
-        .wait_for("press shows DOWN", &format!("({ROW_STATE})('press') === 'DOWN'"), 2 * PAGE_POLL)
+        .wait_for(
+            "press shows DOWN",
+            &format!("({ROW_STATE})('press') === 'DOWN'"),
+            2 * PAGE_POLL,
+        )
         .await?;
     let row = b.eval("document.querySelector('#devices-body tr[data-device=\"modbus/press\"]').className + ' | ' + document.querySelector('#devices-body tr[data-device=\"modbus/press\"] .reason').textContent")?;
     let row = row.as_str().unwrap_or("").to_owned();
-    ensure!(row.starts_with("st-down | ") && row.len() > "st-down | ".len(), "down row: {row:?} (after {took:?})");
-    ensure!(b.eval("window.notReloaded === true")? == json!(true), "the page reloaded");
+    ensure!(
+        row.starts_with("st-down | ") && row.len() > "st-down | ".len(),
+        "down row: {row:?} (after {took:?})"
+    );
+    ensure!(
+        b.eval("window.notReloaded === true")? == json!(true),
+        "the page reloaded"
+    );
     b.screenshots(1280, "-down")?;
     b.viewport(390, 844)?;
     b.screenshots(390, "-down")?;
     b.viewport(1280, 900)?;
     cable.plug().await?;
-    b.wait_for("press back to OK", &format!("({ROW_STATE})('press') === 'OK'"), Duration::from_secs(20))
-        .await?;
+    b.wait_for(
+        "press back to OK",
+        &format!("({ROW_STATE})('press') === 'OK'"),
+        Duration::from_secs(20),
+    )
+    .await?;
 
     // A limit crossing raises an alarm, shown with severity and value.
     device.set_u16(1, 80);
     let alarm_row = "document.querySelector('#alarms-body tr[data-alarm^=\"press.temp|\"]')";
-    b.wait_for("the alarm appears", &format!("{alarm_row} !== null"), Duration::from_secs(20)).await?;
+    b.wait_for(
+        "the alarm appears",
+        &format!("{alarm_row} !== null"),
+        Duration::from_secs(20),
+    )
+    .await?;
     let cells = b.eval(&format!("{alarm_row}.innerText"))?;
     let cells = cells.as_str().unwrap_or("");
-    ensure!(cells.contains("CRITICAL") && cells.contains("80") && cells.contains("NOT ACKNOWLEDGED"), "{cells:?}");
+    ensure!(
+        cells.contains("CRITICAL") && cells.contains("80") && cells.contains("NOT ACKNOWLEDGED"),
+        "{cells:?}"
+    );
 
     // Without credentials the page's acknowledge is refused.
     b.eval(&format!("{alarm_row}.querySelector('button.ack').click()"))?;
-    b.wait_for("the refusal is shown", "document.getElementById('ack-msg').textContent.includes('(401)')", Duration::from_secs(10)).await?;
+    b.wait_for(
+        "the refusal is shown",
+        "document.getElementById('ack-msg').textContent.includes('(401)')",
+        Duration::from_secs(10),
+    )
+    .await?;
     let s = api(&client, port).await?;
-    ensure!(s["alarms"]["active"][0]["acknowledged"] == false, "acknowledged without credentials: {s}");
+    ensure!(
+        s["alarms"]["active"][0]["acknowledged"] == false,
+        "acknowledged without credentials: {s}"
+    );
     // A wrong token too; then the right one.
     b.eval("document.getElementById('ack-token').value = 'not-the-token'")?;
     b.eval(&format!("{alarm_row}.querySelector('button.ack').click()"))?;
     b.wait_for("the wrong token is refused", "document.getElementById('ack-msg').textContent.includes('(401)') && !document.querySelector('#alarms-body button.ack').disabled", Duration::from_secs(10)).await?;
-    b.eval(&format!("document.getElementById('ack-token').value = '{PAGE_TOKEN}'"))?;
+    b.eval(&format!(
+        "document.getElementById('ack-token').value = '{PAGE_TOKEN}'"
+    ))?;
     b.eval(&format!("{alarm_row}.querySelector('button.ack').click()"))?;
     b.wait_for(
         "the alarm shows acknowledged",
@@ -438,10 +495,19 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium()
     )
     .await?;
     let s = api(&client, port).await?;
-    let rule = s["alarms"]["active"][0]["rule"].as_str().unwrap_or("").to_owned();
+    let rule = s["alarms"]["active"][0]["rule"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     ensure!(s["alarms"]["active"][0]["acknowledged"] == true, "{s}");
-    let recent: Vec<&str> = s["alarms"]["recent"].as_array().map(|r| r.iter().filter_map(|e| e["state"].as_str()).collect()).unwrap_or_default();
-    ensure!(recent.starts_with(&["acknowledged", "raised"]), "recent events, newest first: {recent:?}");
+    let recent: Vec<&str> = s["alarms"]["recent"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|e| e["state"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        recent.starts_with(&["acknowledged", "raised"]),
+        "recent events, newest first: {recent:?}"
+    );
 
     // Accessibility basics, and the screenshots of every view.
     let bad = b.eval(ACCESSIBLE)?;
@@ -449,13 +515,17 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium()
     b.screenshots(1280, "")?;
     b.viewport(390, 844)?;
     let overflow = b.eval("document.documentElement.scrollWidth <= window.innerWidth")?;
-    ensure!(overflow == json!(true), "the page is wider than a 390 px phone");
+    ensure!(
+        overflow == json!(true),
+        "the page is wider than a 390 px phone"
+    );
     b.screenshots(390, "")?;
     b.viewport(1280, 900)?;
 
     // The API's own refusals.
     let post = |auth: Option<&str>, body: Value| {
-        let mut r = client.post(format!("http://127.0.0.1:{port}/api/alarms/ack"))
+        let mut r = client
+            .post(format!("http://127.0.0.1:{port}/api/alarms/ack"))
             .header("Content-Type", "application/json")
             .body(body.to_string());
         if let Some(a) = auth {
@@ -464,19 +534,39 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium()
         r.send()
     };
     let bearer = format!("Bearer {PAGE_TOKEN}");
-    let r = post(Some(&bearer), json!({"series": "press.temp", "rule": "no.such"})).await?;
+    let r = post(
+        Some(&bearer),
+        json!({"series": "press.temp", "rule": "no.such"}),
+    )
+    .await?;
     ensure!(r.status() == 404, "no such alarm: {}", r.status());
     let r = post(Some(&bearer), json!({"alarm": "x"})).await?;
     ensure!(r.status() == 400, "bad body: {}", r.status());
-    let r = post(Some("Bearer wrong"), json!({"series": "press.temp", "rule": rule})).await?;
-    ensure!(r.status() == 401 && r.headers().contains_key("www-authenticate"), "bad token: {}", r.status());
+    let r = post(
+        Some("Bearer wrong"),
+        json!({"series": "press.temp", "rule": rule}),
+    )
+    .await?;
+    ensure!(
+        r.status() == 401 && r.headers().contains_key("www-authenticate"),
+        "bad token: {}",
+        r.status()
+    );
     let r = post(Some(&bearer), json!({"series": "press.temp", "rule": rule})).await?;
     let answer: Value = serde_json::from_str(&r.text().await?)?;
-    ensure!(answer == json!({"acknowledged": true, "already": true}), "{answer}");
+    ensure!(
+        answer == json!({"acknowledged": true, "already": true}),
+        "{answer}"
+    );
 
     // No secret on any answer.
     for path in ["/", "/api/status", "/metrics", "/healthz"] {
-        let body = client.get(format!("http://127.0.0.1:{port}{path}")).send().await?.text().await?;
+        let body = client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await?
+            .text()
+            .await?;
         for secret in [UPLINK_TOKEN, MQTT_PASSWORD, PAGE_TOKEN] {
             ensure!(!body.contains(secret), "{path} shows a secret");
         }
@@ -487,15 +577,23 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium()
     b.wait_for("the lost-agent banner", "!document.getElementById('lost').hidden && document.getElementById('lost').textContent.startsWith('Lost contact with the agent')", 3 * PAGE_POLL).await?;
     b.call(json!({"cmd": "screenshot", "path": screenshot_dir().join("lost-1280.png"), "selector": "body"}))?;
     let path = spool_path.clone();
-    let acked = tokio::task::spawn_blocking(move || Spool::open(&path)?.acknowledged_alarms()).await??;
+    let acked =
+        tokio::task::spawn_blocking(move || Spool::open(&path)?.acknowledged_alarms()).await??;
     ensure!(
-        acked.iter().any(|(s, r, _)| s == "press.temp" && *r == rule),
+        acked
+            .iter()
+            .any(|(s, r, _)| s == "press.temp" && *r == rule),
         "the spool holds no acknowledgement of press.temp {rule}: {acked:?}"
     );
 
     // Restarted, the agent still has it acknowledged, and the page recovers.
     let agent = start_agent(&text)?;
-    b.wait_for("the banner goes", "document.getElementById('lost').hidden", Duration::from_secs(20)).await?;
+    b.wait_for(
+        "the banner goes",
+        "document.getElementById('lost').hidden",
+        Duration::from_secs(20),
+    )
+    .await?;
     b.wait_for(
         "still acknowledged after the restart",
         &format!("{alarm_row} !== null && {alarm_row}.querySelector('.ackcell').textContent.startsWith('ACKNOWLEDGED')"),
@@ -503,7 +601,10 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium()
     )
     .await?;
     let s = api(&client, port).await?;
-    ensure!(s["alarms"]["active"][0]["acknowledged"] == true, "after restart: {s}");
+    ensure!(
+        s["alarms"]["active"][0]["acknowledged"] == true,
+        "after restart: {s}"
+    );
     drop(b);
     agent.stop().await?;
     stop_device.cancel();
@@ -525,7 +626,9 @@ async fn page_without_auth_is_read_only_and_refuses_the_ack() -> anyhow::Result<
     let agent = start_agent(&config(&dir.path().join("spool.db"), addr, port, None))?;
     let client = reqwest::Client::builder().no_proxy().build()?;
     let s = poll_api(&client, port, "the alarm is raised", |s| {
-        s["alarms"]["active"].as_array().is_some_and(|a| !a.is_empty())
+        s["alarms"]["active"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
     })
     .await?;
     ensure!(s["alarms"]["ack"] == json!([]), "{s}");
@@ -533,12 +636,27 @@ async fn page_without_auth_is_read_only_and_refuses_the_ack() -> anyhow::Result<
     let mut b = Browser::start()?;
     b.goto(&format!("http://127.0.0.1:{port}/"))?;
     let alarm_row = "document.querySelector('#alarms-body tr[data-alarm^=\"press.temp|\"]')";
-    b.wait_for("the alarm shows", &format!("{alarm_row} !== null"), Duration::from_secs(10)).await?;
+    b.wait_for(
+        "the alarm shows",
+        &format!("{alarm_row} !== null"),
+        Duration::from_secs(10),
+    )
+    .await?;
     // Two polls later still no control to act with.
-    b.wait_for("two polls", "Number(document.body.dataset.polls) >= 2", 3 * PAGE_POLL).await?;
+    b.wait_for(
+        "two polls",
+        "Number(document.body.dataset.polls) >= 2",
+        3 * PAGE_POLL,
+    )
+    .await?;
     let controls = b.eval("document.querySelectorAll('button, input').length")?;
-    ensure!(controls == json!(0), "read-only page has {controls} buttons or inputs");
-    let text = b.eval(&format!("{alarm_row}.querySelector('.ackcell').textContent"))?;
+    ensure!(
+        controls == json!(0),
+        "read-only page has {controls} buttons or inputs"
+    );
+    let text = b.eval(&format!(
+        "{alarm_row}.querySelector('.ackcell').textContent"
+    ))?;
     ensure!(text == json!("NOT ACKNOWLEDGED"), "{text}");
     // The action itself, from the page's origin and from outside.
     let code = b.eval(&format!(
@@ -551,7 +669,11 @@ async fn page_without_auth_is_read_only_and_refuses_the_ack() -> anyhow::Result<
         .body(json!({"series": "press.temp", "rule": s["alarms"]["active"][0]["rule"]}).to_string())
         .send()
         .await?;
-    ensure!(r.status() == 403, "POST without [status.auth]: {}", r.status());
+    ensure!(
+        r.status() == 403,
+        "POST without [status.auth]: {}",
+        r.status()
+    );
     let bad = b.eval(ACCESSIBLE)?;
     ensure!(bad == json!([]), "accessibility: {bad}");
     let s = api(&client, port).await?;

@@ -136,11 +136,20 @@ fn no_buttons_without_auth() {
     assert!(read_only.contains("data-ack=\"\""));
     assert!(read_only.contains("NOT ACKNOWLEDGED"));
     let with_auth = render(&view(true));
-    assert!(with_auth.contains("<label for=\"ack-token\">Access token</label><input id=\"ack-token\""));
+    assert!(
+        with_auth.contains("<label for=\"ack-token\">Access token</label><input id=\"ack-token\"")
+    );
     assert!(with_auth.contains(
         "aria-label=\"Acknowledge temp.high on press&lt;1&gt;.temp\">Acknowledge</button>"
     ));
     assert!(with_auth.contains("data-ack=\"bearer\""));
+}
+
+#[test]
+fn first_last_updated_is_the_views_time_of_day() {
+    let page = render(&view(false));
+    assert!(page.contains("<time id=\"updated\">00:01:40 UTC</time>"));
+    assert_eq!(clock(86_400 * S + 3_723 * S), "01:02:03 UTC");
 }
 
 #[test]
@@ -164,7 +173,10 @@ fn ages_table() {
 fn api_json_has_the_documented_fields() {
     let v = api::json(&view(true));
     assert_eq!(v["api"], 1);
-    assert_eq!(v["gateway"]["id"], "gw-<script>", "JSON is not HTML-escaped");
+    assert_eq!(
+        v["gateway"]["id"], "gw-<script>",
+        "JSON is not HTML-escaped"
+    );
     assert_eq!(v["gateway"]["uptime_s"], 90.0);
     assert_eq!(v["uplink"]["connected"], false);
     assert_eq!(v["uplink"]["time_to_empty_s"], 60.0);
@@ -184,7 +196,10 @@ fn api_json_has_the_documented_fields() {
     assert_eq!(p["poll_interval_ms"], 1000);
     assert_eq!(p["stale_after_s"], 4.0);
     let a = &v["alarms"]["active"][0];
-    assert_eq!((a["severity"].as_str(), a["acknowledged"].as_bool()), (Some("critical"), Some(false)));
+    assert_eq!(
+        (a["severity"].as_str(), a["acknowledged"].as_bool()),
+        (Some("critical"), Some(false))
+    );
     assert_eq!(v["alarms"]["recent"][0]["state"], "raised");
     assert_eq!(v["alarms"]["ack"], serde_json::json!(["bearer"]));
 }
