@@ -439,6 +439,14 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium(
         b.eval("window.notReloaded === true")? == json!(true),
         "the page reloaded"
     );
+    // Its points go stale: last good value older than 2 × 300 ms + 2 s.
+    let speed_row = "document.querySelector('#points-body tr[data-series=\"press.speed\"]')";
+    b.wait_for(
+        "press.speed flagged STALE",
+        &format!("{speed_row}.className === 'stale' && {speed_row}.querySelector('.fresh-word').textContent === 'STALE'"),
+        Duration::from_secs(3) + 2 * PAGE_POLL,
+    )
+    .await?;
     b.screenshots(1280, "-down")?;
     b.viewport(390, 844)?;
     b.screenshots(390, "-down")?;
@@ -448,6 +456,12 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium(
         "press back to OK",
         &format!("({ROW_STATE})('press') === 'OK'"),
         Duration::from_secs(20),
+    )
+    .await?;
+    b.wait_for(
+        "press.speed fresh again",
+        &format!("{speed_row}.className === 'fresh'"),
+        Duration::from_secs(10),
     )
     .await?;
 
