@@ -150,6 +150,9 @@ pub fn json(v: &View) -> Value {
         },
         "devices": devices,
         "points": points,
+        "points_device": v.points_device,
+        "point_devices": v.point_devices,
+        "points_total": v.points_total,
         "alarms": {
             "active": alarms,
             "recent": history,

@@ -15,11 +15,15 @@
 //! (DOWN, DEGRADED, STALE, ACKNOWLEDGED); every control has a label; the
 //! acknowledge buttons and the credential fields exist only when the view
 //! says the action is configured (`no_buttons_without_auth`). Narrower
-//! than 640 px, table rows become stacked cards, each cell with its label.
+//! than 640 px, table rows become stacked cards, each cell with its label
+//! (from the column names, in the CSS). Above
+//! [`ALL_POINTS_UP_TO`] points the page shows one device's points at a
+//! time ([`super::view::select_points`]), so it stays small on a large
+//! gateway.
 
 use std::fmt::Write;
 
-use super::view::{state_words, DeviceView, View};
+use super::view::{state_words, DeviceView, View, ALL_POINTS_UP_TO};
 use crate::points::PointView;
 use crate::publish::board::RaisedAlarm;
 use crate::reading::Alarm;
@@ -69,11 +73,12 @@ fn num(v: Option<f64>) -> String {
     }
 }
 
-fn td(out: &mut String, label: &str, class: &str, content: &str) {
-    let _ = write!(
-        out,
-        "<td data-label=\"{label}\" class=\"{class}\">{content}</td>"
-    );
+fn td(out: &mut String, class: &str, content: &str) {
+    if class.is_empty() {
+        let _ = write!(out, "<td>{content}</td>");
+    } else {
+        let _ = write!(out, "<td class=\"{class}\">{content}</td>");
+    }
 }
 
 fn device_row(out: &mut String, now: i64, d: &DeviceView) {
@@ -85,33 +90,31 @@ fn device_row(out: &mut String, now: i64, d: &DeviceView) {
         escape(&id),
         state.as_str()
     );
-    td(out, "Source", "", d.key.kind.as_str());
-    td(out, "Device", "name", &escape(&d.key.name));
+    td(out, "", d.key.kind.as_str());
+    td(out, "name", &escape(&d.key.name));
     td(
         out,
-        "State",
         "state",
         &format!("<span class=\"badge\">{}</span>", state_words(state)),
     );
-    td(out, "Since", "", &age(now, Some(d.status.since_us)));
-    td(out, "Last success", "", &age(now, d.status.last_ok_us));
+    td(out, "", &age(now, Some(d.status.since_us)));
+    td(out, "", &age(now, d.status.last_ok_us));
     let reason = d
         .status
         .reason
         .as_ref()
         .map(|r| escape(&r.detail))
         .unwrap_or_default();
-    td(out, "Reason", "reason", &reason);
-    td(out, "Received", "", &d.received.to_string());
+    td(out, "reason", &reason);
+    td(out, "", &d.received.to_string());
     let errors: Vec<String> = d
         .errors
         .iter()
         .map(|(k, n)| format!("{} {n}", escape(k)))
         .collect();
-    td(out, "Errors", "errors", &errors.join(", "));
+    td(out, "errors", &errors.join(", "));
     td(
         out,
-        "Round trip",
         "",
         &d.round_trip_ms
             .map(|ms| format!("{ms:.1} ms"))
@@ -128,27 +131,17 @@ fn point_row(out: &mut String, p: &PointView) {
         escape(&p.point.device),
         if p.stale { "stale" } else { "fresh" }
     );
-    td(out, "Point", "name", &escape(&p.series));
-    td(out, "Device", "", &escape(&p.point.device));
-    td(out, "Value", "value", &num(p.point.value));
-    td(out, "Unit", "", &escape(&p.point.unit));
-    td(
-        out,
-        "Quality",
-        "",
-        p.point.quality.map(|q| q.as_str()).unwrap_or("–"),
-    );
+    td(out, "name", &escape(&p.series));
+    td(out, "", &escape(&p.point.device));
+    td(out, "value", &num(p.point.value));
+    td(out, "", &escape(&p.point.unit));
+    td(out, "", p.point.quality.map(|q| q.as_str()).unwrap_or("–"));
     let age = match p.age_us {
         Some(a) => format!("{} s", (a as f64 / 1e6).floor()),
         None => "no value yet".into(),
     };
-    td(out, "Age", "", &age);
-    td(
-        out,
-        "Fresh",
-        "fresh-word",
-        if p.stale { "STALE" } else { "fresh" },
-    );
+    td(out, "", &age);
+    td(out, "fresh-word", if p.stale { "STALE" } else { "fresh" });
     out.push_str("</tr>");
 }
 
@@ -165,17 +158,12 @@ fn alarm_row(out: &mut String, now: i64, a: &RaisedAlarm, can_ack: bool) {
             "unacked"
         }
     );
-    td(out, "Severity", "sev", &a.severity.as_str().to_uppercase());
-    td(out, "Series", "name", &escape(&a.series));
-    td(out, "Alarm", "", &escape(&a.rule));
-    td(
-        out,
-        "Value",
-        "",
-        &format!("{} {}", num(a.value), escape(&a.unit)),
-    );
-    td(out, "Limit", "", &num(Some(a.limit)));
-    td(out, "Since", "", &age(now, Some(a.raised_us)));
+    td(out, "sev", &a.severity.as_str().to_uppercase());
+    td(out, "name", &escape(&a.series));
+    td(out, "", &escape(&a.rule));
+    td(out, "", &format!("{} {}", num(a.value), escape(&a.unit)));
+    td(out, "", &num(Some(a.limit)));
+    td(out, "", &age(now, Some(a.raised_us)));
     let ack = if a.acked_us.is_some() {
         format!("ACKNOWLEDGED {}", age(now, a.acked_us))
     } else if can_ack {
@@ -187,18 +175,18 @@ fn alarm_row(out: &mut String, now: i64, a: &RaisedAlarm, can_ack: bool) {
     } else {
         "NOT ACKNOWLEDGED".into()
     };
-    td(out, "Acknowledged", "ackcell", &ack);
+    td(out, "ackcell", &ack);
     out.push_str("</tr>");
 }
 
 fn history_row(out: &mut String, now: i64, a: &Alarm) {
     out.push_str("<tr>");
-    td(out, "When", "", &age(now, Some(a.ts_us)));
-    td(out, "Event", "", &a.state.as_str().to_uppercase());
-    td(out, "Severity", "", a.severity.as_str());
-    td(out, "Series", "", &escape(&a.series.name));
-    td(out, "Alarm", "", &escape(&a.rule));
-    td(out, "Value", "", &num(Some(a.value)));
+    td(out, "", &age(now, Some(a.ts_us)));
+    td(out, "", &a.state.as_str().to_uppercase());
+    td(out, "", a.severity.as_str());
+    td(out, "", &escape(&a.series.name));
+    td(out, "", &escape(&a.rule));
+    td(out, "", &num(Some(a.value)));
     out.push_str("</tr>");
 }
 
@@ -304,13 +292,60 @@ form{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;margin:.5rem 0}
  table,thead,tbody,tr,th,td{display:block}thead{display:none}
  tr{border:1px solid #ccc;border-radius:.4rem;margin:.5rem 0;padding:.3rem}
  td{border:0;padding:.15rem .3rem}
- td::before{content:attr(data-label) ": ";font-weight:600}
+ td::before{font-weight:600}
  dl{grid-template-columns:1fr}dd{margin-bottom:.3rem}
 }
 "#;
 
 /// The page's script (plain ES2017, no library).
 const SCRIPT: &str = include_str!("page.js");
+
+const DEVICE_COLS: &[&str] = &[
+    "Source",
+    "Device",
+    "State",
+    "Since",
+    "Last success",
+    "Reason",
+    "Received",
+    "Errors",
+    "Round trip",
+];
+const POINT_COLS: &[&str] = &[
+    "Point", "Device", "Value", "Unit", "Quality", "Age", "Fresh",
+];
+const ALARM_COLS: &[&str] = &[
+    "Severity",
+    "Series",
+    "Alarm",
+    "Value",
+    "Limit",
+    "Since",
+    "Acknowledged",
+];
+const HISTORY_COLS: &[&str] = &["When", "Event", "Severity", "Series", "Alarm", "Value"];
+
+/// Each stacked cell's label on a narrow screen, from the column names
+/// (in the CSS once rather than in every cell).
+fn labels_css() -> String {
+    let mut css = String::from("@media (max-width:640px){");
+    for (table, cols) in [
+        ("t-devices", DEVICE_COLS),
+        ("t-points", POINT_COLS),
+        ("t-alarms", ALARM_COLS),
+        ("t-history", HISTORY_COLS),
+    ] {
+        for (i, c) in cols.iter().enumerate() {
+            let _ = write!(
+                css,
+                "#{table} td:nth-child({})::before{{content:\"{c}: \"}}",
+                i + 1
+            );
+        }
+    }
+    css.push('}');
+    css
+}
 
 fn table_head(out: &mut String, cols: &[&str]) {
     out.push_str("<thead><tr>");
@@ -334,14 +369,15 @@ pub fn render(v: &View) -> String {
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{gw}: edge-agent status</title><style>{STYLE}</style></head>\
-<body data-ack=\"{ack}\"><div id=\"lost\" class=\"banner\" role=\"alert\" hidden></div>\
+<title>{gw}: edge-agent status</title><style>{STYLE}{labels}</style></head>\
+<body data-ack=\"{ack}\" data-all-points=\"{ALL_POINTS_UP_TO}\"><div id=\"lost\" class=\"banner\" role=\"alert\" hidden></div>\
 <header><h1>Gateway {gw}</h1><p>Last updated <time id=\"updated\">{updated}</time> \
 <span id=\"updated-age\"></span></p></header>\
 <nav aria-label=\"Sections\"><a href=\"#overview\">Overview</a><a href=\"#devices\">Devices</a>\
 <a href=\"#points\">Points</a><a href=\"#alarms\">Alarms</a></nav>",
         gw = escape(&v.gateway_id),
         updated = clock(now),
+        labels = labels_css(),
     );
     out.push_str("<section id=\"overview\"><h2>Overview</h2><dl id=\"overview-list\">");
     overview(&mut out, v);
@@ -349,41 +385,37 @@ pub fn render(v: &View) -> String {
     health(&mut out, v);
     out.push_str("</ul></section>");
 
-    out.push_str("<section id=\"devices\"><h2>Devices</h2><table>");
-    table_head(
-        &mut out,
-        &[
-            "Source",
-            "Device",
-            "State",
-            "Since",
-            "Last success",
-            "Reason",
-            "Received",
-            "Errors",
-            "Round trip",
-        ],
-    );
+    out.push_str("<section id=\"devices\"><h2>Devices</h2><table id=\"t-devices\">");
+    table_head(&mut out, DEVICE_COLS);
     out.push_str("<tbody id=\"devices-body\">");
     for d in &v.devices {
         device_row(&mut out, now, d);
     }
     out.push_str("</tbody></table></section>");
 
-    out.push_str("<section id=\"points\"><h2>Points</h2><form onsubmit=\"return false\"><label for=\"device-filter\">Show points of</label><select id=\"device-filter\"><option value=\"\">all devices</option>");
-    let mut devices: Vec<&str> = v.points.iter().map(|p| p.point.device.as_str()).collect();
-    devices.sort_unstable();
-    devices.dedup();
-    for d in devices {
-        let _ = write!(out, "<option value=\"{0}\">{0}</option>", escape(d));
+    out.push_str("<section id=\"points\"><h2>Points</h2><form onsubmit=\"return false\"><label for=\"device-filter\">Show points of</label><select id=\"device-filter\">");
+    if v.points_total <= ALL_POINTS_UP_TO {
+        out.push_str("<option value=\"\">all devices</option>");
     }
-    out.push_str("</select></form><table>");
-    table_head(
-        &mut out,
-        &[
-            "Point", "Device", "Value", "Unit", "Quality", "Age", "Fresh",
-        ],
+    for d in &v.point_devices {
+        let selected = if v.points_device.as_deref() == Some(d) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            "<option value=\"{0}\"{selected}>{0}</option>",
+            escape(d)
+        );
+    }
+    let _ = write!(
+        out,
+        "</select></form><p id=\"points-count\">{} of {} points</p><table id=\"t-points\">",
+        v.points.len(),
+        v.points_total
     );
+    table_head(&mut out, POINT_COLS);
     out.push_str("<tbody id=\"points-body\">");
     for p in &v.points {
         point_row(&mut out, p);
@@ -403,19 +435,8 @@ pub fn render(v: &View) -> String {
     } else {
         out.push_str("<p>Read only: acknowledging from this page needs <code>[status.auth]</code> in the agent's config.</p>");
     }
-    out.push_str("<h3>Active</h3><table>");
-    table_head(
-        &mut out,
-        &[
-            "Severity",
-            "Series",
-            "Alarm",
-            "Value",
-            "Limit",
-            "Since",
-            "Acknowledged",
-        ],
-    );
+    out.push_str("<h3>Active</h3><table id=\"t-alarms\">");
+    table_head(&mut out, ALARM_COLS);
     out.push_str("<tbody id=\"alarms-body\">");
     if v.alarms.is_empty() {
         out.push_str("<tr class=\"none\"><td colspan=\"7\">No active alarm</td></tr>");
@@ -423,11 +444,8 @@ pub fn render(v: &View) -> String {
     for a in &v.alarms {
         alarm_row(&mut out, now, a, v.can_ack());
     }
-    out.push_str("</tbody></table><h3>Recent events</h3><table>");
-    table_head(
-        &mut out,
-        &["When", "Event", "Severity", "Series", "Alarm", "Value"],
-    );
+    out.push_str("</tbody></table><h3>Recent events</h3><table id=\"t-history\">");
+    table_head(&mut out, HISTORY_COLS);
     out.push_str("<tbody id=\"history-body\">");
     for a in v.history.iter().rev() {
         history_row(&mut out, now, a);

@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -166,8 +166,9 @@ impl StatusPage {
         (now, activity)
     }
 
-    /// Everything the technician's page shows, at this request.
-    pub async fn view(&self) -> Option<View> {
+    /// Everything the technician's page shows, at this request; `device`
+    /// picks whose points ([`view::select_points`]).
+    pub async fn view(&self, device: Option<&str>) -> Option<View> {
         let agent = self.agent.as_ref()?;
         let snap = self.snapshot().await;
         let s = &self.stats;
@@ -198,6 +199,9 @@ impl StatusPage {
             quarantined: f.stats.quarantined,
         });
         let alarms = &agent.ack.alarms;
+        let all = s.points.all(snap.now_us);
+        let points_total = all.len();
+        let (points, points_device, point_devices) = view::select_points(all, device);
         Some(View {
             now_us: snap.now_us,
             gateway_id: agent.gateway_id.clone(),
@@ -211,7 +215,10 @@ impl StatusPage {
                 .map(|p| (p.condition(), p.message()))
                 .collect(),
             devices: view::devices(s),
-            points: s.points.all(snap.now_us),
+            points,
+            points_device,
+            point_devices,
+            points_total,
             alarms: alarms.raised(),
             history: alarms.history(),
             ack_token: agent.auth.as_ref().is_some_and(|a| a.takes_token()),
@@ -347,8 +354,17 @@ async fn healthz(State(page): State<Arc<StatusPage>>) -> impl IntoResponse {
 
 const NO_STORE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-store");
 
-async fn page_html(State(page): State<Arc<StatusPage>>) -> axum::response::Response {
-    match page.view().await {
+/// `?device=NAME`: whose points to show.
+#[derive(serde::Deserialize)]
+struct PointsQuery {
+    device: Option<String>,
+}
+
+async fn page_html(
+    State(page): State<Arc<StatusPage>>,
+    Query(q): Query<PointsQuery>,
+) -> axum::response::Response {
+    match page.view(q.device.as_deref()).await {
         Some(v) => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8"), NO_STORE],
             html::render(&v),
@@ -358,8 +374,11 @@ async fn page_html(State(page): State<Arc<StatusPage>>) -> axum::response::Respo
     }
 }
 
-async fn api_status(State(page): State<Arc<StatusPage>>) -> axum::response::Response {
-    match page.view().await {
+async fn api_status(
+    State(page): State<Arc<StatusPage>>,
+    Query(q): Query<PointsQuery>,
+) -> axum::response::Response {
+    match page.view(q.device.as_deref()).await {
         Some(v) => ([NO_STORE], axum::Json(api::json(&v))).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }

@@ -24,30 +24,30 @@
     return Math.floor(s / 3600) + " h ago";
   }
   function num(v) { return v == null ? "–" : String(v); }
-  function td(label, cls, content) {
-    return '<td data-label="' + label + '" class="' + cls + '">' + content + "</td>";
+  function td(cls, content) {
+    return (cls ? '<td class="' + cls + '">' : "<td>") + content + "</td>";
   }
   const WORDS = { pending: "PENDING", ok: "OK", degraded: "DEGRADED", down: "DOWN" };
 
   function deviceRow(now, d) {
     const errors = Object.keys(d.errors).map((k) => esc(k) + " " + d.errors[k]).join(", ");
     return '<tr data-device="' + esc(d.kind + "/" + d.name) + '" class="st-' + d.state + '">' +
-      td("Source", "", d.kind) + td("Device", "name", esc(d.name)) +
-      td("State", "state", '<span class="badge">' + WORDS[d.state] + "</span>") +
-      td("Since", "", age(now, d.since_us)) + td("Last success", "", age(now, d.last_ok_us)) +
-      td("Reason", "reason", d.reason ? esc(d.reason.detail) : "") +
-      td("Received", "", String(d.received)) + td("Errors", "errors", errors) +
-      td("Round trip", "", d.round_trip_ms == null ? "–" : d.round_trip_ms.toFixed(1) + " ms") +
+      td("", d.kind) + td("name", esc(d.name)) +
+      td("state", '<span class="badge">' + WORDS[d.state] + "</span>") +
+      td("", age(now, d.since_us)) + td("", age(now, d.last_ok_us)) +
+      td("reason", d.reason ? esc(d.reason.detail) : "") +
+      td("", String(d.received)) + td("errors", errors) +
+      td("", d.round_trip_ms == null ? "–" : d.round_trip_ms.toFixed(1) + " ms") +
       "</tr>";
   }
   function pointRow(p) {
     return '<tr data-series="' + esc(p.series) + '" data-device="' + esc(p.device) + '" class="' +
       (p.stale ? "stale" : "fresh") + '">' +
-      td("Point", "name", esc(p.series)) + td("Device", "", esc(p.device)) +
-      td("Value", "value", num(p.value)) + td("Unit", "", esc(p.unit)) +
-      td("Quality", "", p.quality || "–") +
-      td("Age", "", p.age_s == null ? "no value yet" : Math.floor(p.age_s) + " s") +
-      td("Fresh", "fresh-word", p.stale ? "STALE" : "fresh") + "</tr>";
+      td("name", esc(p.series)) + td("", esc(p.device)) +
+      td("value", num(p.value)) + td("", esc(p.unit)) +
+      td("", p.quality || "–") +
+      td("", p.age_s == null ? "no value yet" : Math.floor(p.age_s) + " s") +
+      td("fresh-word", p.stale ? "STALE" : "fresh") + "</tr>";
   }
   function alarmRow(now, a) {
     let cell;
@@ -58,15 +58,15 @@
     else cell = "NOT ACKNOWLEDGED";
     return '<tr data-alarm="' + esc(a.series) + "|" + esc(a.rule) + '" class="sev-' + a.severity +
       " " + (a.acknowledged ? "acked" : "unacked") + '">' +
-      td("Severity", "sev", a.severity.toUpperCase()) + td("Series", "name", esc(a.series)) +
-      td("Alarm", "", esc(a.rule)) + td("Value", "", num(a.value) + " " + esc(a.unit)) +
-      td("Limit", "", num(a.limit)) + td("Since", "", age(now, a.raised_us)) +
-      td("Acknowledged", "ackcell", cell) + "</tr>";
+      td("sev", a.severity.toUpperCase()) + td("name", esc(a.series)) +
+      td("", esc(a.rule)) + td("", num(a.value) + " " + esc(a.unit)) +
+      td("", num(a.limit)) + td("", age(now, a.raised_us)) +
+      td("ackcell", cell) + "</tr>";
   }
   function historyRow(now, e) {
-    return "<tr>" + td("When", "", age(now, e.ts_us)) + td("Event", "", e.state.toUpperCase()) +
-      td("Severity", "", e.severity) + td("Series", "", esc(e.series)) +
-      td("Alarm", "", esc(e.rule)) + td("Value", "", num(e.value)) + "</tr>";
+    return "<tr>" + td("", age(now, e.ts_us)) + td("", e.state.toUpperCase()) +
+      td("", e.severity) + td("", esc(e.series)) +
+      td("", esc(e.rule)) + td("", num(e.value)) + "</tr>";
   }
   function set(id, html) {
     const el = $(id);
@@ -100,23 +100,27 @@
       row.hidden = want !== "" && row.dataset.device !== want;
     }
   }
-  function deviceOptions(points) {
+  // Above this many points the agent sends one device's points at a time.
+  const ALL_POINTS = Number(document.body.dataset.allPoints);
+  function deviceOptions(s) {
     const sel = $("device-filter");
-    const names = Array.from(new Set(points.map((p) => p.device))).sort();
-    const html = '<option value="">all devices</option>' +
-      names.map((n) => '<option value="' + esc(n) + '">' + esc(n) + "</option>").join("");
-    if (sel.dataset.names !== names.join("\n")) {
+    const names = s.point_devices;
+    const all = s.points_total <= ALL_POINTS;
+    const key = (all ? "all\n" : "") + names.join("\n");
+    if (sel.dataset.names !== key) {
       const keep = sel.value;
-      sel.innerHTML = html;
-      sel.value = names.includes(keep) ? keep : "";
-      sel.dataset.names = names.join("\n");
+      sel.innerHTML = (all ? '<option value="">all devices</option>' : "") +
+        names.map((n) => '<option value="' + esc(n) + '">' + esc(n) + "</option>").join("");
+      sel.value = names.includes(keep) ? keep : (all ? "" : (s.points_device || ""));
+      sel.dataset.names = key;
     }
+    set("points-count", s.points.length + " of " + s.points_total + " points");
   }
   function draw(s) {
     const now = s.now_us;
     overview(s);
     set("devices-body", s.devices.map((d) => deviceRow(now, d)).join(""));
-    deviceOptions(s.points);
+    deviceOptions(s);
     set("points-body", s.points.map(pointRow).join(""));
     filterPoints();
     set("alarms-body", s.alarms.active.length === 0 ?
@@ -133,7 +137,9 @@
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), POLL_MS - 200);
     try {
-      const r = await fetch("/api/status", { cache: "no-store", signal: ctl.signal });
+      const device = $("device-filter").value;
+      const url = "/api/status" + (device ? "?device=" + encodeURIComponent(device) : "");
+      const r = await fetch(url, { cache: "no-store", signal: ctl.signal });
       if (!r.ok) throw new Error("HTTP " + r.status);
       const s = await r.json();
       draw(s);
@@ -181,7 +187,7 @@
       poll();
     }
   }
-  $("device-filter").addEventListener("change", filterPoints);
+  $("device-filter").addEventListener("change", () => { filterPoints(); poll(); });
   $("alarms-body").addEventListener("click", (ev) => {
     const b = ev.target.closest("button.ack");
     if (b) acknowledge(b);

@@ -77,7 +77,14 @@ pub struct View {
     /// (condition, message) as `/healthz` reports them; empty when healthy.
     pub health: Vec<(&'static str, String)>,
     pub devices: Vec<DeviceView>,
+    /// The points shown: all, or one device's ([`select_points`]).
     pub points: Vec<PointView>,
+    /// The device whose points are shown; `None`: every point.
+    pub points_device: Option<String>,
+    /// Every device that has points, for the filter.
+    pub point_devices: Vec<String>,
+    /// How many points there are in all.
+    pub points_total: usize,
     pub alarms: Vec<RaisedAlarm>,
     /// Recent raise, clear and acknowledge events, oldest first.
     pub history: Vec<Alarm>,
@@ -172,6 +179,35 @@ fn sum_for(map: &[((String, String), u64)], client: &str) -> u64 {
         .sum()
 }
 
+/// Up to this many points the page and the API show every point unless
+/// asked for one device; above it, one device's points at a time (the
+/// first device's unless asked), so a page of 50 devices × 50 points stays
+/// small.
+pub const ALL_POINTS_UP_TO: usize = 500;
+
+/// The points to show for the request's `device` (`None` or `""`: all,
+/// when there are at most [`ALL_POINTS_UP_TO`]), the device shown, and
+/// every device that has points (table test `points_selection_table`).
+pub fn select_points(
+    all: Vec<PointView>,
+    device: Option<&str>,
+) -> (Vec<PointView>, Option<String>, Vec<String>) {
+    let mut devices: Vec<String> = all.iter().map(|p| p.point.device.clone()).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    let asked = device.filter(|d| !d.is_empty());
+    let shown = match asked {
+        Some(d) => Some(d.to_owned()),
+        None if all.len() <= ALL_POINTS_UP_TO => None,
+        None => devices.first().cloned(),
+    };
+    let points = match &shown {
+        Some(d) => all.into_iter().filter(|p| &p.point.device == d).collect(),
+        None => all,
+    };
+    (points, shown, devices)
+}
+
 /// The words a state is shown with (never colour alone).
 pub fn state_words(state: DeviceState) -> &'static str {
     match state {
@@ -230,6 +266,54 @@ pub fn time_to_empty_s(backlog: u64, rate: Option<f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::points::Point;
+
+    fn points(devices: usize, each: usize) -> Vec<PointView> {
+        (0..devices * each)
+            .map(|i| PointView {
+                series: format!("s{i}"),
+                point: Point {
+                    device: format!("d{}", i / each),
+                    unit: String::new(),
+                    value: None,
+                    quality: None,
+                    ts_us: None,
+                    last_good_us: None,
+                    interval: None,
+                    since_us: 0,
+                },
+                age_us: None,
+                stale: false,
+            })
+            .collect()
+    }
+
+    /// (devices × points each, asked, points shown, device shown)
+    #[test]
+    fn points_selection_table() {
+        let table: &[(usize, usize, Option<&str>, usize, Option<&str>)] = &[
+            (2, 3, None, 6, None),
+            (2, 3, Some(""), 6, None),
+            (2, 3, Some("d1"), 3, Some("d1")),
+            (2, 3, Some("nope"), 0, Some("nope")),
+            (10, 50, None, 500, None),
+            (50, 50, None, 50, Some("d0")),
+            (50, 50, Some(""), 50, Some("d0")),
+            (50, 50, Some("d7"), 50, Some("d7")),
+        ];
+        for &(n, each, asked, count, dev) in table {
+            let (shown, device, devices) = select_points(points(n, each), asked);
+            assert_eq!(
+                (shown.len(), device.as_deref()),
+                (count, dev),
+                "{n}×{each} {asked:?}"
+            );
+            assert_eq!(devices.len(), n);
+            assert!(shown
+                .iter()
+                .all(|p| dev.is_none_or(|d| p.point.device == d)));
+        }
+    }
 
     /// (samples (s, forwarded), rate, time to empty 600 readings)
     #[test]

@@ -326,6 +326,21 @@ async fn poll_api(
 
 const ROW_STATE: &str = "(n) => { const r = document.querySelector('#devices-body tr[data-device=\"modbus/' + n + '\"]'); return r ? r.querySelector('.state').textContent : null; }";
 
+/// The rows the script drew (from /api/status) against the rows the
+/// server renders now, numbers aside (ages and counters move between
+/// the two): the differences, none when the two renderings agree.
+const SCRIPT_MATCHES_SERVER: &str = r#"(async () => {
+  const html = await (await fetch(location.pathname + location.search)).text();
+  const server = new DOMParser().parseFromString(html, 'text/html');
+  const norm = (s) => s.replace(/\d+/g, '0');
+  const diff = [];
+  for (const id of ['overview-list', 'health', 'devices-body', 'points-body', 'alarms-body', 'history-body']) {
+    const a = norm(document.getElementById(id).innerHTML), b = norm(server.getElementById(id).innerHTML);
+    if (a !== b) diff.push(id + ':\n script ' + a + '\n server ' + b);
+  }
+  return diff;
+})()"#;
+
 /// Every control labelled; every state in words.
 const ACCESSIBLE: &str = r#"(() => {
   const bad = [];
@@ -526,6 +541,8 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium(
     // Accessibility basics, and the screenshots of every view.
     let bad = b.eval(ACCESSIBLE)?;
     ensure!(bad == json!([]), "accessibility: {bad}");
+    let diff = b.eval(SCRIPT_MATCHES_SERVER)?;
+    ensure!(diff == json!([]), "the script's rows differ from the server's: {diff:#}");
     b.screenshots(1280, "")?;
     b.viewport(390, 844)?;
     let overflow = b.eval("document.documentElement.scrollWidth <= window.innerWidth")?;

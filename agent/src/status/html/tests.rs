@@ -67,6 +67,9 @@ fn view(ack_token: bool) -> View {
             device("oven", DeviceState::Ok),
         ],
         points: vec![point("press<1>.temp", true), point("press<1>.speed", false)],
+        points_device: None,
+        point_devices: vec!["press<1>".into()],
+        points_total: 2,
         alarms: vec![RaisedAlarm {
             series: "press<1>.temp".into(),
             unit: "°C".into(),
