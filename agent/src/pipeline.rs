@@ -26,6 +26,7 @@ use crate::batch::{self, Batcher};
 use crate::config::AgentConfig;
 use crate::detect::{ActiveAlarm, Detector};
 use crate::publish::shared::SharedAlarms;
+use crate::publish::LocalEvent;
 use crate::reading::Reading;
 use crate::reading::{now_us, Alarm, AlarmState, Input};
 use crate::spool::frames::FrameMark;
@@ -43,7 +44,7 @@ pub(crate) struct AlarmOutlets<'a> {
     /// publisher show.
     pub(crate) alarms: &'a SharedAlarms,
     /// The local MQTT publisher, when `[alarm_publish]` is configured.
-    pub(crate) local: Option<&'a mpsc::Sender<Alarm>>,
+    pub(crate) local: Option<&'a mpsc::Sender<LocalEvent>>,
     /// The agent's shutdown: from then on a batch the spool refuses is
     /// recorded as a gap instead of waited on ([`store`]).
     pub(crate) stop: &'a CancellationToken,
@@ -130,7 +131,11 @@ async fn raise(alarms: Vec<Alarm>, outlets: &AlarmOutlets<'_>) {
         warn!(series = %alarm.series.name, rule = %alarm.rule, severity = alarm.severity.as_str(), state = alarm.state.as_str(), value = alarm.value, limit = alarm.limit, "alarm");
         outlets.alarms.apply(alarm);
         if let Some(local) = outlets.local {
-            if local.try_send(alarm.clone()).is_err() {
+            let event = LocalEvent {
+                alarm: alarm.clone(),
+                by: None,
+            };
+            if local.try_send(event).is_err() {
                 stats.alarms_not_published.inc();
                 warn!(series = %alarm.series.name, rule = %alarm.rule, "local alarm publisher is behind or stopped; event not published on MQTT (it is still spooled)");
             }

@@ -18,8 +18,8 @@ use crate::pipeline::{pipeline, AlarmOutlets};
 use crate::publish::ack::AckPath;
 use crate::publish::board::AlarmBoard;
 use crate::publish::shared::SharedAlarms;
-use crate::publish::LocalPublisher;
-use crate::reading::{now_us, Alarm, Input, SeriesInfo};
+use crate::publish::{LocalEvent, LocalPublisher};
+use crate::reading::{now_us, Input, SeriesInfo};
 use crate::source::frames::FramesSource;
 use crate::source::mqtt::MqttSource;
 use crate::source::simulated::SimulatedSource;
@@ -119,7 +119,7 @@ impl Agent {
             .config
             .alarm_publish
             .as_ref()
-            .map(|_| mpsc::channel::<Alarm>(1024));
+            .map(|_| mpsc::channel::<LocalEvent>(1024));
         let status_stop = CancellationToken::new();
         let status_task = match &self.config.status {
             Some(c) => {

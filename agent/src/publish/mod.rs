@@ -52,6 +52,15 @@ use crate::timing::backoff_delay;
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// An alarm event for the local broker: from the pipeline (raises and
+/// clears) or from the status page (acknowledgements, with who made them).
+#[derive(Debug, Clone)]
+pub struct LocalEvent {
+    pub alarm: Alarm,
+    /// Who acknowledged, for an acknowledgement.
+    pub by: Option<String>,
+}
+
 /// The task that publishes alarms locally and takes acknowledgements.
 pub struct LocalPublisher {
     pub config: AlarmPublishConfig,
@@ -65,7 +74,11 @@ pub struct LocalPublisher {
 impl LocalPublisher {
     /// Publish what arrives on `events` until it closes (the pipeline has
     /// stopped) or `shutdown` is cancelled.
-    pub async fn run(mut self, mut events: mpsc::Receiver<Alarm>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<LocalEvent>,
+        shutdown: CancellationToken,
+    ) {
         let c = self.config.clone();
         let broker = format!("{}:{}", c.host, c.port);
         let mut options = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
@@ -77,8 +90,8 @@ impl LocalPublisher {
             let polled = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 e = events.recv() => match e {
-                    Some(alarm) => {
-                        self.publish(&client, &alarm, None);
+                    Some(e) => {
+                        self.publish(&client, &e.alarm, e.by.as_deref());
                         continue;
                     }
                     None => break,
@@ -124,7 +137,7 @@ impl LocalPublisher {
                             _ = &mut wait => break,
                             _ = shutdown.cancelled() => return,
                             e = events.recv() => match e {
-                                Some(alarm) => self.publish(&client, &alarm, None),
+                                Some(e) => self.publish(&client, &e.alarm, e.by.as_deref()),
                                 None => return,
                             },
                         }

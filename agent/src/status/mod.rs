@@ -44,7 +44,8 @@ use tracing::warn;
 
 use crate::publish::ack::{AckFailure, AckOutcome, AckPath};
 use crate::publish::board::{AckError, AckRequest};
-use crate::reading::{now_us, Alarm};
+use crate::publish::LocalEvent;
+use crate::reading::now_us;
 use crate::spool::{OnFull, Pressure, SharedSpool, SpoolOptions, SpoolStats};
 use crate::stats::AgentStats;
 
@@ -107,7 +108,7 @@ pub struct PageAgent {
     /// The shared alarm board and the acknowledgement path.
     pub ack: Arc<AckPath>,
     /// The local publisher, to publish the acknowledgements taken here.
-    pub local: Option<WeakSender<Alarm>>,
+    pub local: Option<WeakSender<LocalEvent>>,
 }
 
 /// The state behind the page.
@@ -457,7 +458,11 @@ async fn ack_alarm(
     match agent.ack.acknowledge(&body.series, &request).await {
         Ok(AckOutcome::Acknowledged(ack)) => {
             if let Some(tx) = agent.local.as_ref().and_then(|w| w.upgrade()) {
-                if tx.try_send(ack).is_err() {
+                let event = LocalEvent {
+                    alarm: ack,
+                    by: request.by.clone(),
+                };
+                if tx.try_send(event).is_err() {
                     page.stats.alarms_not_published.inc();
                     warn!("local alarm publisher is behind or stopped; the page's acknowledgement is spooled but not published on MQTT");
                 }

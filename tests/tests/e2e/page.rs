@@ -542,7 +542,10 @@ async fn page_follows_devices_and_values_and_acknowledges_an_alarm_in_chromium(
     let bad = b.eval(ACCESSIBLE)?;
     ensure!(bad == json!([]), "accessibility: {bad}");
     let diff = b.eval(SCRIPT_MATCHES_SERVER)?;
-    ensure!(diff == json!([]), "the script's rows differ from the server's: {diff:#}");
+    ensure!(
+        diff == json!([]),
+        "the script's rows differ from the server's: {diff:#}"
+    );
     b.screenshots(1280, "")?;
     b.viewport(390, 844)?;
     let overflow = b.eval("document.documentElement.scrollWidth <= window.innerWidth")?;
