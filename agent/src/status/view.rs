@@ -291,7 +291,14 @@ mod tests {
     /// (devices × points each, asked, points shown, device shown)
     #[test]
     fn points_selection_table() {
-        let table: &[(usize, usize, Option<&str>, usize, Option<&str>)] = &[
+        type Row = (
+            usize,
+            usize,
+            Option<&'static str>,
+            usize,
+            Option<&'static str>,
+        );
+        let table: &[Row] = &[
             (2, 3, None, 6, None),
             (2, 3, Some(""), 6, None),
             (2, 3, Some("d1"), 3, Some("d1")),
