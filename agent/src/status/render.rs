@@ -287,6 +287,35 @@ fn mqtt(t: &mut Text, stats: &AgentStats) {
     for (client, n) in stats.mqtt_connection_errors_by_client() {
         t.sample(name, &[("client_id", &client)], n);
     }
+    let name = "edge_agent_sparkplug_problems_total";
+    t.family(
+        name,
+        "counter",
+        "Sparkplug B messages with a session problem, by kind: seq_gap, no_birth (data before a birth), unknown_metric (alias or name no birth defined), stale_death (NDEATH of an older bdSeq), unnamed, too_many (more edge nodes or devices than tracked).",
+    );
+    for (kind, n) in stats.sparkplug_problems() {
+        t.sample(name, &[("kind", kind)], n);
+    }
+    for (name, help, n) in [
+        (
+            "edge_agent_sparkplug_rebirths_requested_total",
+            "Rebirth requests (NCMD Node Control/Rebirth) published to Sparkplug edge nodes.",
+            stats.sparkplug_rebirths_requested.get(),
+        ),
+        (
+            "edge_agent_sparkplug_rebirths_not_sent_total",
+            "Rebirth requests that were due but not published (rebirth_requests is off).",
+            stats.sparkplug_rebirths_not_sent.get(),
+        ),
+        (
+            "edge_agent_sparkplug_unsupported_metrics_total",
+            "Sparkplug metrics of a type not carried as readings (String, DataSet, Template, Bytes, ...), once per birth.",
+            stats.sparkplug_unsupported_metrics.get(),
+        ),
+    ] {
+        t.family(name, "counter", help);
+        t.sample(name, &[], n);
+    }
 }
 
 fn frames(t: &mut Text, stats: &AgentStats) {

@@ -29,6 +29,8 @@
 //! - [`relay_memory`]: decompression bombs against the relay binary, alone and
 //!   fifty at once: peak RSS and answer time bounded, another gateway served.
 //! - [`relay_kafka`]: the relay binary to tansu: granularities, enrichment, SIGTERM.
+//! - [`sparkplug`]: a pysparkplug edge node through Mosquitto: births,
+//!   aliases, a seq gap and the rebirth it asks for, the NDEATH will.
 //! - [`relay_flood`]: half-sent heads, 2,000 idle and half-open connections
 //!   under the unit's descriptor limit, SIGTERM with them open.
 
@@ -52,4 +54,5 @@ mod relay_kafka;
 mod relay_memory;
 mod rtu;
 mod sinks;
+mod sparkplug;
 mod status;
