@@ -159,6 +159,8 @@ pub struct AgentStats {
     mqtt_connection_errors_by_client: Mutex<BTreeMap<String, u64>>,
     /// Every source's devices and connections: ok, degraded or down.
     pub devices: crate::devices::Devices,
+    /// Every series' last reading, updated by the pipeline once per batch.
+    pub points: crate::points::Points,
     /// Sparkplug B session problems by kind (`seq_gap`, `no_birth`,
     /// `unknown_metric`, `stale_death`, `unnamed`, `too_many`).
     sparkplug_problems: Mutex<BTreeMap<&'static str, u64>>,

@@ -14,6 +14,9 @@
 //! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
 //! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
 //! - [`status`]: the agent's `/metrics` and `/healthz` over HTTP, with the uplink down.
+//! - [`page`]: the technician's status page in headless Chromium: a device
+//!   down and back, a value change, an alarm acknowledged with auth and
+//!   kept across a restart, the read-only page refusing it; screenshots.
 //! - [`frames`]: a simulated microcontroller on a pty pair, the cable pulled, the
 //!   agent killed, line noise: every sample reaches Kafka.
 //! - [`full_disk`]: the spool on a full 2 MiB tmpfs, drop-oldest and block:
@@ -44,6 +47,7 @@ mod modbus;
 mod mqtt;
 mod mqtt_crash;
 mod mqtt_tls;
+mod page;
 mod pipeline;
 mod relay_flood;
 mod relay_kafka;
