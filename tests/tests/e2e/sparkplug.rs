@@ -26,14 +26,14 @@ use tokio::sync::mpsc;
 use crate::mqtt::{source_only_config, start_source, wait_for};
 
 /// The Python edge node, answering each command with a line.
-struct EdgeNode {
+pub(crate) struct EdgeNode {
     child: Child,
-    stdin: ChildStdin,
+    pub(crate) stdin: ChildStdin,
     lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl EdgeNode {
-    fn start(port: u16) -> anyhow::Result<EdgeNode> {
+    pub(crate) fn start(port: u16) -> anyhow::Result<EdgeNode> {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sparkplug/edge_node.py");
         let mut child = Command::new("python3")
             .args([script, "127.0.0.1", &port.to_string(), "plant1", "press-gw"])
@@ -59,7 +59,7 @@ impl EdgeNode {
     }
 
     /// Send `cmd` and wait for its "ok" line.
-    fn command(&mut self, cmd: &str) -> anyhow::Result<()> {
+    pub(crate) fn command(&mut self, cmd: &str) -> anyhow::Result<()> {
         writeln!(self.stdin, "{cmd}")?;
         self.stdin.flush()?;
         self.expect(&format!("ok {cmd}"))
@@ -67,7 +67,7 @@ impl EdgeNode {
 
     /// Wait up to 20 s for a line starting with `prefix`; other lines are
     /// skipped, an "error" line fails.
-    fn expect(&mut self, prefix: &str) -> anyhow::Result<()> {
+    pub(crate) fn expect(&mut self, prefix: &str) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -112,9 +112,9 @@ fn by_name(readings: &[Reading]) -> BTreeMap<String, (f64, Quality)> {
         .collect()
 }
 
-const N: usize = 13; // 12 numeric node metrics and the device's rpm
+pub(crate) const N: usize = 13; // 12 numeric node metrics and the device's rpm
 
-fn expected(birth: bool) -> BTreeMap<String, (f64, Quality)> {
+pub(crate) fn expected(birth: bool) -> BTreeMap<String, (f64, Quality)> {
     #[rustfmt::skip]
     let table: [(&str, f64, f64); N] = [
         ("i8", -5.0, -128.0),

@@ -22,7 +22,9 @@
 //! - **Death**: an NDEATH (matching) marks every metric of the node and of
 //!   its devices bad, a DDEATH those of one device: one reading each, value
 //!   NaN, quality bad, so a dead PLC gateway is visible downstream and a
-//!   `bad quality` rule fires. A node that died needs a new NBIRTH; its
+//!   `bad quality` rule fires. An NDEATH's readings carry its arrival time
+//!   (it is usually the will, stamped when the node connected), a DDEATH's
+//!   its own. A node that died needs a new NBIRTH; its
 //!   data until then is [`Problem::NoBirth`].
 //! - **Values**: every scalar type becomes a number: Int8/16/32 from the
 //!   low bits in two's complement, Int64 likewise from 64 bits, unsigned
@@ -234,9 +236,11 @@ impl Host {
                         death,
                     });
                 } else if let Some(births) = node.birth.take() {
-                    dead(None, &births, sent_ms, &mut out);
+                    // The arrival time: an NDEATH is usually the will the
+                    // node left when it connected, stamped back then.
+                    dead(None, &births, now_ms, &mut out);
                     for (name, births) in std::mem::take(&mut node.devices) {
-                        dead(Some(name), &births, sent_ms, &mut out);
+                        dead(Some(name), &births, now_ms, &mut out);
                     }
                 }
             }

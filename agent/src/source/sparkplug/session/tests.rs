@@ -376,11 +376,12 @@ fn a_death_marks_every_metric_of_the_node_and_its_devices_bad() {
     );
     assert_eq!((o.samples.len(), o.rebirth), (0, None));
 
-    // The matching NDEATH: node and device metrics all bad, at its time.
+    // The matching NDEATH: node and device metrics all bad, at its arrival
+    // (60), not at the will's stamp (55).
     let o = feed(
         &mut h,
         "spBv1.0/g/NDEATH/gw",
-        &payload(None, 60, vec![bd_seq(5)]),
+        &payload(None, 55, vec![bd_seq(5)]),
         60,
     );
     let mut got = values(&o);
