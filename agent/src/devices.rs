@@ -431,10 +431,18 @@ mod tests {
         let mut board = DeviceBoard::default();
         board.ok(&key(), 10);
         let long = format!("timed out{}", "é".repeat(400));
-        let down = board.down(&key(), Reason::from_transport(&long), 30).unwrap();
+        let down = board
+            .down(&key(), Reason::from_transport(&long), 30)
+            .unwrap();
         let e = down.event();
-        assert_eq!((e.device.as_str(), e.source.as_str()), ("press-3", "modbus"));
-        assert_eq!((e.previous, e.state, e.since_us, e.at_us), (Ok, Down, 10, 30));
+        assert_eq!(
+            (e.device.as_str(), e.source.as_str()),
+            ("press-3", "modbus")
+        );
+        assert_eq!(
+            (e.previous, e.state, e.since_us, e.at_us),
+            (Ok, Down, 10, 30)
+        );
         let reason = e.reason.unwrap();
         assert_eq!((reason.kind, reason.code), (ReasonKind::Timeout, None));
         // 256 bytes would split an "é": cut before it.
@@ -445,7 +453,10 @@ mod tests {
         let r = degraded.event().reason.unwrap();
         assert_eq!((r.kind, r.code), (ReasonKind::Exception, Some(2)));
         let back = board.ok(&key(), 50).unwrap().event();
-        assert_eq!((back.previous, back.state, back.reason), (Degraded, Ok, None));
+        assert_eq!(
+            (back.previous, back.state, back.reason),
+            (Degraded, Ok, None)
+        );
         assert_eq!(back.since_us, 40);
     }
 
