@@ -156,7 +156,11 @@ pub fn digest(batch: &Batch) -> Digest {
         h.update([d.state.code(), d.previous.code()]);
         match &d.reason {
             Some(r) => {
-                h.update([r.kind.code(), u8::from(r.code.is_some()), r.code.unwrap_or(0)]);
+                h.update([
+                    r.kind.code(),
+                    u8::from(r.code.is_some()),
+                    r.code.unwrap_or(0),
+                ]);
                 text(&mut h, &r.detail);
             }
             None => h.update([0]),

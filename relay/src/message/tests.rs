@@ -361,14 +361,26 @@ mod schema_files {
         let mut b = batch(vec![], vec![]);
         b.instance = std::num::NonZeroU64::new(5);
         b.devices = vec![
-            device(S::Down, S::Ok, Some((K::Timeout, None, "timed out after 500 ms"))),
+            device(
+                S::Down,
+                S::Ok,
+                Some((K::Timeout, None, "timed out after 500 ms")),
+            ),
             device(S::Ok, S::Down, None),
             device(
                 S::Degraded,
                 S::Ok,
-                Some((K::Exception, Some(2), "exception code 2 (illegal data address)")),
+                Some((
+                    K::Exception,
+                    Some(2),
+                    "exception code 2 (illegal data address)",
+                )),
             ),
-            device(S::Down, S::Pending, Some((K::ConnectionRefused, None, "refused"))),
+            device(
+                S::Down,
+                S::Pending,
+                Some((K::ConnectionRefused, None, "refused")),
+            ),
         ];
         for kind in K::ALL {
             b.devices
@@ -387,9 +399,11 @@ mod schema_files {
         );
         let ok: Value = serde_json::from_slice(&d.device_json(&d.batch.devices[1])).unwrap();
         assert_eq!(ok["reason"], Value::Null);
-        assert_eq!((ok["state"].as_str(), ok["previous_state"].as_str()), (Some("ok"), Some("down")));
-        let degraded: Value =
-            serde_json::from_slice(&d.device_json(&d.batch.devices[2])).unwrap();
+        assert_eq!(
+            (ok["state"].as_str(), ok["previous_state"].as_str()),
+            (Some("ok"), Some("down"))
+        );
+        let degraded: Value = serde_json::from_slice(&d.device_json(&d.batch.devices[2])).unwrap();
         assert_eq!(degraded["reason"]["code"], 2);
 
         let good: Value = serde_json::from_slice(&bytes).unwrap();
@@ -404,7 +418,10 @@ mod schema_files {
         assert!(!event.is_valid(&ok_with_reason));
         let mut pending_now = ok;
         pending_now["state"] = "pending".into();
-        assert!(!event.is_valid(&pending_now), "pending is never a new state");
+        assert!(
+            !event.is_valid(&pending_now),
+            "pending is never a new state"
+        );
         let mut no_since = good;
         no_since.as_object_mut().unwrap().remove("since_us");
         assert!(!event.is_valid(&no_since));

@@ -488,7 +488,8 @@ fn read_devices(r: &mut Reader<'_, '_>) -> Result<Vec<DeviceEvent>, WireError> {
         let kind = r.u8(|| at("reason"))?;
         let code = match r.d.datatype() {
             Ok(minicbor::data::Type::Null) => {
-                r.d.null().map_err(|e| malformed(|| at("exception code"), e))?;
+                r.d.null()
+                    .map_err(|e| malformed(|| at("exception code"), e))?;
                 None
             }
             _ => Some(r.u8(|| at("exception code"))?),

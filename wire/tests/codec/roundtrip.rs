@@ -127,7 +127,6 @@ fn tiny_batch_document_bytes() {
     // With one device event ("p3", modbus, down after ok on a timeout) it
     // is v5: document array(6), header version 5, the rest as in v4, then
     // the device list (docs/wire-format.md §5).
-    let mut batch = batch;
     batch.devices.push(edge_wire::DeviceEvent {
         device: "p3".into(),
         source: "modbus".into(),
