@@ -398,7 +398,9 @@ impl AgentConfig {
     /// What `check-config` prints as warnings and `run` logs: likely
     /// mistakes the config may still mean (registers in the 4xxxx/3xxxx notation of device manuals).
     pub fn warnings(&self) -> Vec<String> {
-        modbus::notation_warnings(&self.modbus)
+        let mut w = modbus::notation_warnings(&self.modbus);
+        w.extend(self.status.as_ref().and_then(|s| s.warning()));
+        w
     }
 }
 

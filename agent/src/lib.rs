@@ -19,6 +19,8 @@
 //! - [`stats`]: counters the agent keeps about itself.
 //! - [`devices`]: the device board, each source's devices ok, degraded or
 //!   down, for the status page and the device-state events.
+//! - [`points`]: the points board, each series' last value and quality,
+//!   for the status page.
 //! - [`timing`]: the log limiter, the jittered backoff, `sleep_until`.
 //! - [`status`]: Prometheus `/metrics` and `/healthz` on `[status] listen`.
 //! - [`probe`]: `edge-agent probe modbus`, one read shown in every decoding
@@ -36,6 +38,7 @@ pub mod detect;
 pub mod devices;
 pub mod forward;
 pub mod pipeline;
+pub mod points;
 pub mod probe;
 pub mod publish;
 pub mod reading;

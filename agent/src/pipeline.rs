@@ -10,7 +10,11 @@
 //! refuses is retried, holding the sources back, and never dropped, except
 //! after shutdown, when it is recorded as a gap so the agent stops in time
 //! (see `store`); every drop the spool's bounds make is counted and
-//! logged (`count_gaps`).
+//! logged (`count_gaps`). Readings reach the points board
+//! ([`crate::points`]) once per batch and once a second, under one lock
+//! each time, not once per reading; alarm events reach the shared alarm
+//! board ([`crate::publish::shared`]) before the local publisher hears of
+//! them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +27,9 @@ use tracing::{error, info, warn};
 use crate::batch::{self, Batcher};
 use crate::config::AgentConfig;
 use crate::detect::{ActiveAlarm, Detector};
+use crate::publish::shared::SharedAlarms;
+use crate::publish::LocalEvent;
+use crate::reading::Reading;
 use crate::reading::{now_us, Alarm, AlarmState, Input};
 use crate::spool::frames::FrameMark;
 use crate::spool::{self, Lane, SharedSpool};
@@ -35,8 +42,11 @@ pub(crate) struct AlarmOutlets<'a> {
     pub(crate) wake: &'a Notify,
     pub(crate) stats: &'a AgentStats,
     pub(crate) gateway_id: &'a str,
+    /// The raised alarms and recent events the status page and the local
+    /// publisher show.
+    pub(crate) alarms: &'a SharedAlarms,
     /// The local MQTT publisher, when `[alarm_publish]` is configured.
-    pub(crate) local: Option<&'a mpsc::Sender<Alarm>>,
+    pub(crate) local: Option<&'a mpsc::Sender<LocalEvent>>,
     /// The agent's shutdown: from then on a batch the spool refuses is
     /// recorded as a gap instead of waited on ([`store`]).
     pub(crate) stop: &'a CancellationToken,
@@ -66,6 +76,8 @@ pub(crate) async fn pipeline(
     let mut batcher = Batcher::new(&config.gateway_id, config.batch);
     // Marks of the samples in the open batch.
     let mut marks: Vec<FrameMark> = Vec::new();
+    // Readings taken since the points board was last updated.
+    let mut seen: Vec<Reading> = Vec::new();
     // Stale rules see silence only when time passes, not when readings do.
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -79,6 +91,7 @@ pub(crate) async fn pipeline(
                         alarms.extend(detector.observe(r));
                         seal |= batcher.push(r, Instant::now());
                     }
+                    seen.extend_from_slice(input.readings());
                     match input {
                         Input::Sample { mark, .. } => marks.push(mark),
                         Input::Device(t) => report(t, &outlets).await,
@@ -88,16 +101,23 @@ pub(crate) async fn pipeline(
                 }
                 None => break,
             },
-            _ = clock.tick() => (detector.tick(now_us()), false),
+            _ = clock.tick() => {
+                outlets.stats.points.update(&seen);
+                seen.clear();
+                (detector.tick(now_us()), false)
+            }
             _ = sleep_until(deadline), if deadline.is_some() => (Vec::new(), true),
         };
         if !alarms.is_empty() {
             raise(alarms, &outlets).await;
         }
         if seal_now {
+            outlets.stats.points.update(&seen);
+            seen.clear();
             commit(&mut batcher, &mut marks, &outlets).await;
         }
     }
+    outlets.stats.points.update(&seen);
     commit(&mut batcher, &mut marks, &outlets).await;
 }
 
@@ -113,8 +133,13 @@ async fn raise(alarms: Vec<Alarm>, outlets: &AlarmOutlets<'_>) {
             AlarmState::Acknowledged => {}
         }
         warn!(series = %alarm.series.name, rule = %alarm.rule, severity = alarm.severity.as_str(), state = alarm.state.as_str(), value = alarm.value, limit = alarm.limit, "alarm");
+        outlets.alarms.apply(alarm);
         if let Some(local) = outlets.local {
-            if local.try_send(alarm.clone()).is_err() {
+            let event = LocalEvent {
+                alarm: alarm.clone(),
+                by: None,
+            };
+            if local.try_send(event).is_err() {
                 stats.alarms_not_published.inc();
                 warn!(series = %alarm.series.name, rule = %alarm.rule, "local alarm publisher is behind or stopped; event not published on MQTT (it is still spooled)");
             }
@@ -401,6 +426,7 @@ mod tests {
             wake: &wake,
             stats: &stats,
             gateway_id: "gw",
+            alarms: &SharedAlarms::new(crate::publish::board::AlarmBoard::new("gw")),
             local: None,
             stop: &stop,
         };
@@ -467,6 +493,7 @@ mod tests {
             wake: &wake,
             stats: &stats,
             gateway_id: "gw",
+            alarms: &SharedAlarms::new(crate::publish::board::AlarmBoard::new("gw")),
             local: None,
             stop: &stop,
         };

@@ -15,16 +15,18 @@ use crate::assemble::{known_series, modbus_links, with_tags};
 use crate::config::AgentConfig;
 use crate::forward::Forwarder;
 use crate::pipeline::{pipeline, AlarmOutlets};
+use crate::publish::ack::AckPath;
 use crate::publish::board::AlarmBoard;
-use crate::publish::LocalPublisher;
-use crate::reading::{now_us, Alarm, Input, SeriesInfo};
+use crate::publish::shared::SharedAlarms;
+use crate::publish::{LocalEvent, LocalPublisher};
+use crate::reading::{now_us, Input, SeriesInfo};
 use crate::source::frames::FramesSource;
 use crate::source::mqtt::MqttSource;
 use crate::source::simulated::SimulatedSource;
 use crate::source::SourceError;
 use crate::spool::{self, SharedSpool, Spool, SpoolError};
 use crate::stats::AgentStats;
-use crate::status::{self, StatusPage};
+use crate::status::{self, PageAgent, StatusPage};
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +90,48 @@ impl Agent {
             self.stats.spool_moved_aside.inc();
         }
         let spool = SharedSpool::new(spool);
+        declare_points(&self.config, &self.stats);
+        let wake = Arc::new(Notify::new());
+        let known = known_series(&self.config);
+        let mut board = AlarmBoard::new(&self.config.gateway_id);
+        board.seed(&active, &acks, |name| {
+            known.get(name).cloned().unwrap_or_else(|| {
+                Arc::new(SeriesInfo {
+                    name: name.to_owned(),
+                    unit: String::new(),
+                    tags: BTreeMap::new(),
+                })
+            })
+        });
+        let alarms = Arc::new(SharedAlarms::new(board));
+        let ack = Arc::new(AckPath::new(
+            alarms.clone(),
+            spool.clone(),
+            wake.clone(),
+            self.stats.clone(),
+            self.config.gateway_id.clone(),
+            shutdown.clone(),
+        ));
+        // The local publisher's channel, made before the page so the page
+        // can hand it the acknowledgements it takes (through a weak sender:
+        // the publisher stops when the pipeline drops the last strong one).
+        let local = self
+            .config
+            .alarm_publish
+            .as_ref()
+            .map(|_| mpsc::channel::<LocalEvent>(1024));
         let status_stop = CancellationToken::new();
         let status_task = match &self.config.status {
             Some(c) => {
                 let listener = status::bind(c.listen).await?;
-                let page = StatusPage::new(self.stats.clone(), spool.clone(), c.stuck_after);
+                let page = StatusPage::new(self.stats.clone(), spool.clone(), c.stuck_after)
+                    .with_agent(PageAgent {
+                        gateway_id: self.config.gateway_id.clone(),
+                        spool_options: self.config.spool,
+                        auth: c.auth.clone(),
+                        ack: ack.clone(),
+                        local: local.as_ref().map(|(tx, _)| tx.downgrade()),
+                    });
                 let serving = status::serve(listener, Arc::new(page), status_stop.clone());
                 Some(tokio::spawn(serving))
             }
@@ -142,7 +181,6 @@ impl Agent {
         sources.close();
         drop(tx);
 
-        let wake = Arc::new(Notify::new());
         let drain = CancellationToken::new();
         let forwarder = Forwarder {
             spool: spool.clone(),
@@ -152,35 +190,20 @@ impl Agent {
             wake: wake.clone(),
         };
         let forwarding = tokio::spawn(forwarder.run(drain.clone()));
-        let (local_tx, local_task) = match &self.config.alarm_publish {
-            Some(config) => {
-                let known = known_series(&self.config);
-                let mut board = AlarmBoard::new(&self.config.gateway_id);
-                board.seed(&active, &acks, |name| {
-                    known.get(name).cloned().unwrap_or_else(|| {
-                        Arc::new(SeriesInfo {
-                            name: name.to_owned(),
-                            unit: String::new(),
-                            tags: BTreeMap::new(),
-                        })
-                    })
-                });
+        let (local_tx, local_task) = match (&self.config.alarm_publish, local) {
+            (Some(config), Some((tx, rx))) => {
                 let publisher = LocalPublisher {
                     config: config.clone(),
                     gateway_id: self.config.gateway_id.clone(),
-                    board,
-                    spool: spool.clone(),
-                    wake: wake.clone(),
+                    ack: ack.clone(),
                     stats: self.stats.clone(),
-                    stop: shutdown.clone(),
                 };
-                let (tx, rx) = mpsc::channel::<Alarm>(1024);
                 // It stops when the pipeline drops `tx`, not at the shutdown
                 // signal, so the events of the last readings still go out.
                 let task = tokio::spawn(publisher.run(rx, CancellationToken::new()));
                 (Some(tx), Some(task))
             }
-            None => (None, None),
+            _ => (None, None),
         };
         for warning in self.config.warnings() {
             warn!("config: {warning}");
@@ -192,6 +215,7 @@ impl Agent {
             wake: &wake,
             stats: &self.stats,
             gateway_id: &self.config.gateway_id,
+            alarms: &alarms,
             local: local_tx.as_ref(),
             stop: &shutdown,
         };
@@ -234,4 +258,25 @@ fn spawn_source(
             error!(%error, "source stopped");
         }
     });
+}
+
+/// Put every point the config declares on the points board, with its
+/// device and poll interval, so the page lists (and flags) a point that
+/// never answered.
+fn declare_points(config: &AgentConfig, stats: &AgentStats) {
+    let now = now_us();
+    for d in &config.modbus {
+        for p in &d.points {
+            let series = format!("{}.{}", d.name, p.name);
+            let interval = d.groups.get(p.group).map(|g| g.interval);
+            stats
+                .points
+                .declare(&series, &d.name, &p.unit, interval, now);
+        }
+    }
+    for s in &config.simulated {
+        stats
+            .points
+            .declare(&s.name, "simulated", &s.unit, Some(s.interval), now);
+    }
 }

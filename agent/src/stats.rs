@@ -162,6 +162,18 @@ pub struct AgentStats {
     mqtt_connection_errors_by_client: Mutex<BTreeMap<String, u64>>,
     /// Every source's devices and connections: ok, degraded or down.
     pub devices: crate::devices::Devices,
+    /// Every series' last reading, updated by the pipeline once per batch.
+    pub points: crate::points::Points,
+    /// Sparkplug B session problems by kind (`seq_gap`, `no_birth`,
+    /// `unknown_metric`, `stale_death`, `unnamed`, `too_many`).
+    sparkplug_problems: Mutex<BTreeMap<&'static str, u64>>,
+    /// Rebirth requests (NCMD) the agent published to Sparkplug edge nodes.
+    pub sparkplug_rebirths_requested: Counter,
+    /// Rebirth requests that were due but not sent (`rebirth_requests` off).
+    pub sparkplug_rebirths_not_sent: Counter,
+    /// Sparkplug metrics of a type the product does not carry (strings,
+    /// data sets, templates), counted once per birth.
+    pub sparkplug_unsupported_metrics: Counter,
 }
 
 /// Upper bounds, in seconds, of the Modbus round-trip histogram buckets: a
@@ -257,6 +269,19 @@ impl AgentStats {
         map.get(&(client_id.to_string(), topic.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Count a Sparkplug B session problem of kind `kind`.
+    pub fn record_sparkplug_problem(&self, kind: &'static str) {
+        *lock(&self.sparkplug_problems).entry(kind).or_default() += 1;
+    }
+
+    /// Sparkplug B problems counted per kind, in order.
+    pub fn sparkplug_problems(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.sparkplug_problems)
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
     }
 
     /// Count `event` for the Modbus device `device` and in its agent-wide

@@ -59,8 +59,10 @@ pub struct RawSubscription {
     pub topic: String,
     /// Quality of service asked of the broker: 0 (at most once) or 1 (at least once) (default 0).
     pub qos: Option<u8>,
-    /// Payload format: "number" (plain text number), "json" (values picked by `values`) or "json-object" (every numeric top-level field) (default "number").
+    /// Payload format: "number" (plain text number), "json" (values picked by `values`), "json-object" (every numeric top-level field) or "sparkplug" (Sparkplug B protobuf on spBv1.0/... topics; every metric of every edge node and device) (default "number").
     pub format: Option<String>,
+    /// For "sparkplug": publish NCMD `Node Control/Rebirth` to an edge node whose messages arrive out of sequence, with unknown aliases or before its birth, at most once per 10 s per node (default false: many plants forbid clients to send commands; the problem is then counted and logged only).
+    pub rebirth_requests: Option<bool>,
     /// Series name; `{1}`, `{2}`… are replaced by the topic's levels, for example "{2}.temp" for topic "plant/+/temp". With "json" and "json-object" the value's name is appended as `".<name>"`.
     pub series: String,
     /// Engineering unit of "number" and "json-object" readings, for example "degC".
@@ -147,6 +149,12 @@ pub enum PayloadFormat {
     },
     /// Every numeric top-level field of a JSON object.
     JsonObject { timestamp: Option<TimestampField> },
+    /// Sparkplug B: every metric of every edge node and device, named
+    /// `<series>.<metric>` (node metrics) or `<series>.<device>.<metric>`.
+    Sparkplug {
+        /// Publish rebirth requests (NCMD) when the session state needs one.
+        rebirth_requests: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -181,7 +189,7 @@ impl Subscription {
                     .and_then(|base| base.strip_suffix('.'))
                     .is_some_and(|base| self.series.could_expand_to(base))
             }),
-            PayloadFormat::JsonObject { .. } => name
+            PayloadFormat::JsonObject { .. } | PayloadFormat::Sparkplug { .. } => name
                 .match_indices('.')
                 .any(|(k, _)| k + 1 < name.len() && self.series.could_expand_to(&name[..k])),
         }
@@ -429,16 +437,52 @@ fn validate_subscription(p: &mut Problems, at: &str, s: &RawSubscription) -> Opt
             }
         }
         "json-object" => PayloadFormat::JsonObject { timestamp },
+        "sparkplug" => {
+            if !s.topic.starts_with("spBv1.0/") && s.topic != "#" {
+                p.add(
+                    format!("{at}.topic"),
+                    format!("{:?}: Sparkplug B topics start with \"spBv1.0/\", for example \"spBv1.0/plant1/#\"", s.topic),
+                );
+            }
+            // spBv1.0/<group>/<type>/<edge node>: a node message has 4 levels.
+            if series.max_level() > 4 {
+                p.add(
+                    format!("{at}.series"),
+                    format!("{{{}}}: a Sparkplug node topic has 4 levels (spBv1.0/<group>/<type>/<edge node>); the device and metric are appended to the name", series.max_level()),
+                );
+            }
+            for key in ["timestamp_pointer", "timestamp_format"] {
+                let given = match key {
+                    "timestamp_pointer" => s.timestamp_pointer.is_some(),
+                    _ => s.timestamp_format.is_some(),
+                };
+                if given {
+                    p.add(
+                        format!("{at}.{key}"),
+                        "not used with format \"sparkplug\" (metrics carry their own time)",
+                    );
+                }
+            }
+            PayloadFormat::Sparkplug {
+                rebirth_requests: s.rebirth_requests.unwrap_or(false),
+            }
+        }
         other => {
             p.add(
                 format!("{at}.format"),
                 format!(
-                    "{other:?} is not a payload format (\"number\", \"json\", \"json-object\")"
+                    "{other:?} is not a payload format (\"number\", \"json\", \"json-object\", \"sparkplug\")"
                 ),
             );
             PayloadFormat::Number
         }
     };
+    if format_name != "sparkplug" && s.rebirth_requests.is_some() {
+        p.add(
+            format!("{at}.rebirth_requests"),
+            "only used with format \"sparkplug\"",
+        );
+    }
     if format_name != "json" && !s.values.is_empty() {
         p.add(format!("{at}.values"), "only used with format \"json\"");
     }

@@ -360,3 +360,45 @@ series = "{2}.temp"
         ["mqtt[0].keep_alive_s: 0 is too short for protocol \"5\" (5..=65535; MQTT 5 keep-alive cannot be disabled)"]
     );
 }
+
+#[test]
+fn sparkplug_subscriptions_and_their_mistakes() {
+    let ok = parse(
+        "[[mqtt]]\nhost = \"b\"\n[[mqtt.subscriptions]]\ntopic = \"spBv1.0/plant1/#\"\nformat = \"sparkplug\"\nseries = \"{2}.{4}\"\nrebirth_requests = true\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.mqtt[0].subscriptions[0].format,
+        PayloadFormat::Sparkplug {
+            rebirth_requests: true
+        }
+    );
+    let off = parse(
+        "[[mqtt]]\nhost = \"b\"\n[[mqtt.subscriptions]]\ntopic = \"spBv1.0/#\"\nformat = \"sparkplug\"\nseries = \"{2}\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        off.mqtt[0].subscriptions[0].format,
+        PayloadFormat::Sparkplug {
+            rebirth_requests: false
+        },
+        "rebirth requests are off unless asked for"
+    );
+    let errors = parse(
+        "[[mqtt]]\nhost = \"b\"\n\
+         [[mqtt.subscriptions]]\ntopic = \"plant/#\"\nformat = \"sparkplug\"\nseries = \"{2}.{5}\"\ntimestamp_pointer = \"/t\"\ntimestamp_format = \"ms\"\n\
+         [[mqtt.subscriptions]]\ntopic = \"plant/+/t\"\nseries = \"{2}\"\nrebirth_requests = true\n",
+    )
+    .unwrap_err();
+    for want in [
+        "mqtt[0].subscriptions[0].topic: \"plant/#\": Sparkplug B topics start with \"spBv1.0/\"",
+        "mqtt[0].subscriptions[0].series: {5}: a Sparkplug node topic has 4 levels",
+        "mqtt[0].subscriptions[0].timestamp_pointer: not used with format \"sparkplug\"",
+        "mqtt[0].subscriptions[1].rebirth_requests: only used with format \"sparkplug\"",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(want)),
+            "{want}\nin {errors:#?}"
+        );
+    }
+}

@@ -39,6 +39,21 @@ struct SeriesAlarms {
     raised: BTreeMap<String, Raised>,
 }
 
+/// One raised alarm as the status page lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RaisedAlarm {
+    pub series: String,
+    pub unit: String,
+    pub rule: String,
+    pub severity: Severity,
+    /// The value at the raise; unknown for alarms raised before a restart.
+    pub value: Option<f64>,
+    pub limit: f64,
+    pub raised_us: i64,
+    /// When it was acknowledged, if it was.
+    pub acked_us: Option<i64>,
+}
+
 /// Raised alarms per series.
 #[derive(Debug, Clone)]
 pub struct AlarmBoard {
@@ -213,6 +228,25 @@ impl AlarmBoard {
             ts_us: now_us,
             duration_us: None,
         }))
+    }
+
+    /// Every raised alarm, by series and rule.
+    pub fn raised(&self) -> Vec<RaisedAlarm> {
+        self.series
+            .iter()
+            .flat_map(|(series, e)| {
+                e.raised.iter().map(move |(rule, r)| RaisedAlarm {
+                    series: series.clone(),
+                    unit: e.info.unit.clone(),
+                    rule: rule.clone(),
+                    severity: r.severity,
+                    value: r.value,
+                    limit: r.limit,
+                    raised_us: r.raised_us,
+                    acked_us: r.acked_us,
+                })
+            })
+            .collect()
     }
 
     /// Series with at least one raised alarm.

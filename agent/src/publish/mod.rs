@@ -9,9 +9,14 @@
 //! - `state/<series>`: the series' current alarms, retained
 //!   ([`board::AlarmBoard::state_json`]); `"state": "normal"` once clear;
 //! - `ack/<series>`: the HMI publishes a rule name or `{"rule": ..., "by":
-//!   ...}`. The acknowledgement is committed to the spool first (priority
-//!   lane, with the `alarms` table row), then published as an event and in
-//!   the retained state. A refused one is counted and logged, never fatal.
+//!   ...}`. The acknowledgement takes the one path the status page's takes
+//!   too ([`ack::AckPath`]): committed to the spool first (priority lane,
+//!   with the `alarms` table row), then published as an event and in the
+//!   retained state. A refused one is counted and logged, never fatal.
+//!
+//! The board itself is shared ([`shared::SharedAlarms`]): the pipeline
+//! applies raises and clears before handing them over, the acknowledgement
+//! path applies acknowledgements; this task only reads it.
 //!
 //! Invariants: the pipeline hands events over with `try_send` and never
 //! waits for this task, so detection and spooling do not depend on the
@@ -25,47 +30,55 @@
 //! restarted agent raises (and publishes) it again. Locally, events are
 //! at least once; what reaches the relay follows the spool.
 
+pub mod ack;
 pub mod board;
+pub mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use self::board::{parse_ack, AlarmBoard};
-use crate::batch;
+use self::ack::{AckOutcome, AckPath};
+use self::board::parse_ack;
 use crate::config::AlarmPublishConfig;
-use crate::pipeline::store;
-use crate::reading::{now_us, Alarm};
-use crate::spool::Lane;
-use crate::spool::SharedSpool;
+use crate::reading::Alarm;
 use crate::stats::AgentStats;
 use crate::timing::backoff_delay;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// An alarm event for the local broker: from the pipeline (raises and
+/// clears) or from the status page (acknowledgements, with who made them).
+#[derive(Debug, Clone)]
+pub struct LocalEvent {
+    pub alarm: Alarm,
+    /// Who acknowledged, for an acknowledgement.
+    pub by: Option<String>,
+}
+
 /// The task that publishes alarms locally and takes acknowledgements.
 pub struct LocalPublisher {
     pub config: AlarmPublishConfig,
     pub gateway_id: String,
-    /// Seeded with the alarms raised before a restart.
-    pub board: AlarmBoard,
-    pub spool: SharedSpool,
-    pub wake: Arc<Notify>,
+    /// The shared board (seeded with the alarms raised before a restart)
+    /// and the way acknowledgements are committed.
+    pub ack: Arc<AckPath>,
     pub stats: Arc<AgentStats>,
-    /// The agent's shutdown: an acknowledgement the full spool refuses is
-    /// not waited on past it.
-    pub stop: CancellationToken,
 }
 
 impl LocalPublisher {
     /// Publish what arrives on `events` until it closes (the pipeline has
     /// stopped) or `shutdown` is cancelled.
-    pub async fn run(mut self, mut events: mpsc::Receiver<Alarm>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<LocalEvent>,
+        shutdown: CancellationToken,
+    ) {
         let c = self.config.clone();
         let broker = format!("{}:{}", c.host, c.port);
         let mut options = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
@@ -77,9 +90,8 @@ impl LocalPublisher {
             let polled = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 e = events.recv() => match e {
-                    Some(alarm) => {
-                        self.board.apply(&alarm);
-                        self.publish(&client, &alarm, None);
+                    Some(e) => {
+                        self.publish(&client, &e.alarm, e.by.as_deref());
                         continue;
                     }
                     None => break,
@@ -97,8 +109,7 @@ impl LocalPublisher {
                     if let Err(error) = client.try_subscribe(c.ack_filter(), QoS::AtLeastOnce) {
                         warn!(%broker, %error, "cannot subscribe to alarm acknowledgements");
                     }
-                    let names: Vec<String> = self.board.series_names().map(Into::into).collect();
-                    for series in names {
+                    for series in self.ack.alarms.series_names() {
                         self.publish_state(&client, &series);
                     }
                 }
@@ -126,10 +137,7 @@ impl LocalPublisher {
                             _ = &mut wait => break,
                             _ = shutdown.cancelled() => return,
                             e = events.recv() => match e {
-                                Some(alarm) => {
-                                    self.board.apply(&alarm);
-                                    self.publish(&client, &alarm, None);
-                                }
+                                Some(e) => self.publish(&client, &e.alarm, e.by.as_deref()),
                                 None => return,
                             },
                         }
@@ -159,34 +167,10 @@ impl LocalPublisher {
                 return;
             }
         };
-        let ack = match self.board.acknowledge(series, &request, now_us()) {
-            Ok(Some(ack)) => ack,
-            Ok(None) => return,
-            Err(error) => {
-                self.stats.alarm_acks_rejected.inc();
-                warn!(%series, %error, "alarm acknowledgement refused");
-                return;
-            }
-        };
-        let b = batch::alarm_batch(&self.gateway_id, std::slice::from_ref(&ack), ack.ts_us);
-        let stored = store(
-            b,
-            vec![ack.clone()],
-            Lane::Alarms,
-            &self.spool,
-            &self.stats,
-            &self.stop,
-        )
-        .await;
-        if !stored {
-            self.stats.alarm_acks_rejected.inc();
-            return;
+        // Refusals are counted and logged by the path.
+        if let Ok(AckOutcome::Acknowledged(ack)) = self.ack.acknowledge(series, &request).await {
+            self.publish(client, &ack, request.by.as_deref());
         }
-        self.wake.notify_one();
-        self.stats.alarm_acks.inc();
-        info!(%series, rule = %ack.rule, by = request.by.as_deref().unwrap_or(""), "alarm acknowledged");
-        self.board.apply(&ack);
-        self.publish(client, &ack, request.by.as_deref());
     }
 
     /// Queue the event and the series' new retained state.
@@ -202,7 +186,7 @@ impl LocalPublisher {
     }
 
     fn publish_state(&self, client: &AsyncClient, series: &str) {
-        let state = self.board.state_json(series);
+        let state = self.ack.alarms.state_json(series);
         if let Err(error) = client.try_publish(
             self.config.state_topic(series),
             QoS::AtLeastOnce,

@@ -6,6 +6,7 @@ pub mod frames;
 pub mod modbus;
 pub mod mqtt;
 pub mod simulated;
+pub mod sparkplug;
 
 use tokio::sync::mpsc;
 

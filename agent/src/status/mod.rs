@@ -1,13 +1,27 @@
-//! The status page: Prometheus metrics on `/metrics` and a health answer
-//! on `/healthz`, served with axum on the `[status] listen` address, for a
-//! Prometheus on the plant network and for whatever restarts a stuck agent.
+//! The status page, served with axum on the `[status] listen` address:
+//! Prometheus metrics on `/metrics` and a health answer on `/healthz` for
+//! a Prometheus on the plant network and for whatever restarts a stuck
+//! agent; the technician's page on `/` ([`html`]) and its JSON on
+//! `/api/status` ([`api`], documented in `docs/status-api.md`), both
+//! rendered from one [`view::View`]; and one action, `POST
+//! /api/alarms/ack`.
 //!
-//! Not for: changing anything. The page only reads [`AgentStats`] and the
-//! spool ([`Spool::stats`](crate::spool::Spool::stats), the next batch to
-//! send and the active alarms) at request time, and keeps no figures of its
-//! own except *when* counters last moved ([`health::Tracker`]), which it
-//! learns by looking at them every second and at every request; no hook in
-//! the pipeline or the forwarder is needed for it.
+//! Not for: changing anything but an alarm's acknowledgement. The page
+//! reads [`AgentStats`] (counters, the device and points boards), the
+//! shared alarm board and the spool ([`Spool::stats`](crate::spool::Spool::stats),
+//! the next batch to send and the active alarms) at request time, and
+//! keeps no figures of its own except *when* counters last moved
+//! ([`health::Tracker`]) and the drain rate ([`view::Drain`]), which it
+//! learns by looking at them every second and at every request.
+//!
+//! The acknowledge action, in order: 403 when `[status.auth]` is not
+//! configured (the page then shows no button); 401 with
+//! `WWW-Authenticate` for missing or wrong credentials ([`auth`]); 400 for
+//! a body that is not `{"series": .., "rule": .., "by"?: ..}`; 404 when no
+//! such alarm is raised; 503 when the spool did not take it; else 200 with
+//! `{"acknowledged": true, "already": bool}`. It goes through the same
+//! [`AckPath`] as an MQTT acknowledgement, and the event is then handed to
+//! the local publisher, if there is one.
 //!
 //! `/healthz` answers 200 with `{"status":"ok",...}` or 503 with
 //! `{"status":"unhealthy","failed":[{"condition":..,"message":..}],...}`;
@@ -18,21 +32,32 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::WeakSender;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::publish::ack::{AckFailure, AckOutcome, AckPath};
+use crate::publish::board::{AckError, AckRequest};
+use crate::publish::LocalEvent;
 use crate::reading::now_us;
-use crate::spool::{Pressure, SharedSpool, SpoolStats};
+use crate::spool::{OnFull, Pressure, SharedSpool, SpoolOptions, SpoolStats};
 use crate::stats::AgentStats;
 
+pub mod api;
+pub mod auth;
 pub mod health;
+pub mod html;
 pub mod render;
+pub mod view;
+
+use self::auth::StatusAuth;
+use self::view::{Drain, SpoolView, UplinkView, View};
 
 use self::health::{Activity, Counts, Problem, Tracker};
 
@@ -73,12 +98,29 @@ pub struct Snapshot {
     pub problems: Vec<Problem>,
 }
 
+/// What the technician's page needs of the running agent besides the
+/// counters and the spool.
+pub struct PageAgent {
+    pub gateway_id: String,
+    pub spool_options: SpoolOptions,
+    /// `None`: read only, the ack action answers 403.
+    pub auth: Option<StatusAuth>,
+    /// The shared alarm board and the acknowledgement path.
+    pub ack: Arc<AckPath>,
+    /// The local publisher, to publish the acknowledgements taken here.
+    pub local: Option<WeakSender<LocalEvent>>,
+}
+
 /// The state behind the page.
 pub struct StatusPage {
     stats: Arc<AgentStats>,
     spool: SharedSpool,
     stuck_after: Duration,
     tracker: Mutex<Tracker>,
+    drain: Mutex<Drain>,
+    /// `None` for a page of counters only (`/metrics`, `/healthz`); `/`
+    /// and the API answer 404 then.
+    agent: Option<PageAgent>,
     /// Microseconds since the Unix epoch; a parameter so tests set the time.
     clock: fn() -> i64,
 }
@@ -100,15 +142,89 @@ impl StatusPage {
             spool,
             stuck_after,
             tracker,
+            drain: Mutex::new(Drain::default()),
+            agent: None,
             clock,
         }
+    }
+
+    /// Serve the technician's page and its API too.
+    pub fn with_agent(mut self, agent: PageAgent) -> StatusPage {
+        self.agent = Some(agent);
+        self
     }
 
     /// Look at the counters now.
     fn observe(&self) -> (i64, Activity) {
         let now = (self.clock)();
         let mut tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
-        (now, tracker.observe(now, counts(&self.stats)))
+        let activity = tracker.observe(now, counts(&self.stats));
+        drop(tracker);
+        self.drain
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(now, self.stats.readings_forwarded.get());
+        (now, activity)
+    }
+
+    /// Everything the technician's page shows, at this request; `device`
+    /// picks whose points ([`view::select_points`]).
+    pub async fn view(&self, device: Option<&str>) -> Option<View> {
+        let agent = self.agent.as_ref()?;
+        let snap = self.snapshot().await;
+        let s = &self.stats;
+        let rate = self.drain.lock().unwrap_or_else(|e| e.into_inner()).rate();
+        let backlog = snap.spool.as_ref().map(|f| f.stats).unwrap_or_default();
+        let uplink = UplinkView {
+            connected: snap.activity.uplink_up,
+            last_success_us: snap.activity.last_forwarded_us,
+            backlog_batches: backlog.batches,
+            backlog_readings: backlog.readings,
+            backlog_bytes: backlog.bytes,
+            oldest_unsent_us: snap.spool.as_ref().and_then(|f| f.oldest_unsent_us),
+            drain_per_s: rate,
+            time_to_empty_s: view::time_to_empty_s(backlog.readings, rate),
+        };
+        let o = &agent.spool_options;
+        let spool = snap.spool.as_ref().map(|f| SpoolView {
+            used_bytes: f.pressure.used,
+            bound_bytes: f.pressure.bound,
+            max_age_s: o.max_age.map(|a| a.as_secs()),
+            on_full: match o.on_full {
+                OnFull::DropOldest => "drop-oldest",
+                OnFull::Block => "block",
+            },
+            dropped_full: s.readings_dropped_full.get(),
+            dropped_age: s.readings_dropped_age.get(),
+            gaps: s.spool_gaps.get(),
+            quarantined: f.stats.quarantined,
+        });
+        let alarms = &agent.ack.alarms;
+        let all = s.points.all(snap.now_us);
+        let points_total = all.len();
+        let (points, points_device, point_devices) = view::select_points(all, device);
+        Some(View {
+            now_us: snap.now_us,
+            gateway_id: agent.gateway_id.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            started_us: snap.activity.started_us,
+            uplink,
+            spool,
+            health: snap
+                .problems
+                .iter()
+                .map(|p| (p.condition(), p.message()))
+                .collect(),
+            devices: view::devices(s),
+            points,
+            points_device,
+            point_devices,
+            points_total,
+            alarms: alarms.raised(),
+            history: alarms.history(),
+            ack_token: agent.auth.as_ref().is_some_and(|a| a.takes_token()),
+            ack_basic: agent.auth.as_ref().is_some_and(|a| a.takes_basic()),
+        })
     }
 
     /// Read the spool and apply the health rule.
@@ -207,6 +323,9 @@ pub async fn serve(
         }
     });
     let app = Router::new()
+        .route("/", get(page_html))
+        .route("/api/status", get(api_status))
+        .route("/api/alarms/ack", post(ack_alarm))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(page);
@@ -232,4 +351,131 @@ async fn healthz(State(page): State<Arc<StatusPage>>) -> impl IntoResponse {
     let snap = page.snapshot().await;
     let (status, body) = page.health_body(&snap);
     (status, axum::Json(body))
+}
+
+const NO_STORE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-store");
+
+/// `?device=NAME`: whose points to show.
+#[derive(serde::Deserialize)]
+struct PointsQuery {
+    device: Option<String>,
+}
+
+async fn page_html(
+    State(page): State<Arc<StatusPage>>,
+    Query(q): Query<PointsQuery>,
+) -> axum::response::Response {
+    match page.view(q.device.as_deref()).await {
+        Some(v) => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), NO_STORE],
+            html::render(&v),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn api_status(
+    State(page): State<Arc<StatusPage>>,
+    Query(q): Query<PointsQuery>,
+) -> axum::response::Response {
+    match page.view(q.device.as_deref()).await {
+        Some(v) => ([NO_STORE], axum::Json(api::json(&v))).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+fn refuse(status: StatusCode, error: impl std::fmt::Display) -> axum::response::Response {
+    (
+        status,
+        axum::Json(serde_json::json!({"error": error.to_string()})),
+    )
+        .into_response()
+}
+
+/// `POST /api/alarms/ack`; the steps are in the module doc.
+async fn ack_alarm(
+    State(page): State<Arc<StatusPage>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let Some(agent) = page.agent.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    // 1. Read only unless [status.auth] is configured.
+    let Some(auth) = &agent.auth else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "this page is read only: acknowledging needs [status.auth] in the agent's config",
+        );
+    };
+    // 2. Credentials.
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let actor = match auth.check(given) {
+        Ok(actor) => actor,
+        Err(error) => {
+            let challenge = if auth.takes_basic() {
+                "Basic realm=\"edge-agent\""
+            } else {
+                "Bearer realm=\"edge-agent\""
+            };
+            let mut r = refuse(StatusCode::UNAUTHORIZED, error);
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static(challenge),
+            );
+            return r;
+        }
+    };
+    // 3. The body.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        series: String,
+        rule: String,
+        by: Option<String>,
+    }
+    let body: Body = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"series\": .., \"rule\": .., \"by\": ..}}: {e}"),
+            )
+        }
+    };
+    let by = body
+        .by
+        .or(actor)
+        .unwrap_or_else(|| "status page".to_owned());
+    let request = AckRequest {
+        rule: body.rule,
+        by: Some(by),
+    };
+    // 4. The one acknowledgement path; 5. publish what it took.
+    match agent.ack.acknowledge(&body.series, &request).await {
+        Ok(AckOutcome::Acknowledged(ack)) => {
+            if let Some(tx) = agent.local.as_ref().and_then(|w| w.upgrade()) {
+                let event = LocalEvent {
+                    alarm: ack,
+                    by: request.by.clone(),
+                };
+                if tx.try_send(event).is_err() {
+                    page.stats.alarms_not_published.inc();
+                    warn!("local alarm publisher is behind or stopped; the page's acknowledgement is spooled but not published on MQTT");
+                }
+            }
+            axum::Json(serde_json::json!({"acknowledged": true, "already": false})).into_response()
+        }
+        Ok(AckOutcome::AlreadyAcknowledged) => {
+            axum::Json(serde_json::json!({"acknowledged": true, "already": true})).into_response()
+        }
+        Err(AckFailure::Refused(e @ AckError::NotRaised { .. })) => {
+            refuse(StatusCode::NOT_FOUND, e)
+        }
+        Err(AckFailure::Refused(e)) => refuse(StatusCode::BAD_REQUEST, e),
+        Err(e @ AckFailure::NotStored { .. }) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
 }

@@ -60,6 +60,15 @@ const COUNTERS: &[(&str, Field)] = &[
     ("frames_duplicates", |s| &s.frames_duplicates),
     ("frames_nacks", |s| &s.frames_nacks),
     ("frames_device_dropped", |s| &s.frames_device_dropped),
+    ("sparkplug_rebirths_requested", |s| {
+        &s.sparkplug_rebirths_requested
+    }),
+    ("sparkplug_rebirths_not_sent", |s| {
+        &s.sparkplug_rebirths_not_sent
+    }),
+    ("sparkplug_unsupported_metrics", |s| {
+        &s.sparkplug_unsupported_metrics
+    }),
     ("frames_link_errors", |s| &s.frames_link_errors),
     ("spool_corrupt_batches", |s| &s.spool_corrupt_batches),
     ("spool_moved_aside", |s| &s.spool_moved_aside),
@@ -288,6 +297,15 @@ fn mqtt(t: &mut Text, stats: &AgentStats) {
     );
     for (client, n) in stats.mqtt_connection_errors_by_client() {
         t.sample(name, &[("client_id", &client)], n);
+    }
+    let name = "edge_agent_sparkplug_problems_total";
+    t.family(
+        name,
+        "counter",
+        "Sparkplug B messages with a session problem, by kind: seq_gap, no_birth (data before a birth), unknown_metric (alias or name no birth defined), stale_death (NDEATH of an older bdSeq), unnamed, too_many (more edge nodes or devices than tracked).",
+    );
+    for (kind, n) in stats.sparkplug_problems() {
+        t.sample(name, &[("kind", kind)], n);
     }
 }
 

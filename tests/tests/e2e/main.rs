@@ -14,6 +14,9 @@
 //! - [`mqtt_tls`]: the MQTT source over TLS, with MQTT 5, and persistent sessions.
 //! - [`mqtt_crash`]: the agent binary killed mid-stream loses no acknowledged QoS 1 message.
 //! - [`status`]: the agent's `/metrics` and `/healthz` over HTTP, with the uplink down.
+//! - [`page`]: the technician's status page in headless Chromium: a device
+//!   down and back, a value change, an alarm acknowledged with auth and
+//!   kept across a restart, the read-only page refusing it; screenshots.
 //! - [`frames`]: a simulated microcontroller on a pty pair, the cable pulled, the
 //!   agent killed, line noise: every sample reaches Kafka.
 //! - [`full_disk`]: the spool on a full 2 MiB tmpfs, drop-oldest and block:
@@ -28,6 +31,8 @@
 //! - [`relay_memory`]: decompression bombs against the relay binary, alone and
 //!   fifty at once: peak RSS and answer time bounded, another gateway served.
 //! - [`relay_kafka`]: the relay binary to tansu: granularities, enrichment, SIGTERM.
+//! - [`sparkplug`]: a pysparkplug edge node through Mosquitto: births,
+//!   aliases, a seq gap and the rebirth it asks for, the NDEATH will.
 //! - [`relay_flood`]: half-sent heads, 2,000 idle and half-open connections
 //!   under the unit's descriptor limit, SIGTERM with them open.
 
@@ -45,10 +50,12 @@ mod modbus;
 mod mqtt;
 mod mqtt_crash;
 mod mqtt_tls;
+mod page;
 mod pipeline;
 mod relay_flood;
 mod relay_kafka;
 mod relay_memory;
 mod rtu;
 mod sinks;
+mod sparkplug;
 mod status;

@@ -113,14 +113,19 @@ pub(crate) async fn next_readings(
     n: usize,
 ) -> anyhow::Result<BTreeMap<String, Reading>> {
     let mut got = BTreeMap::new();
-    for i in 0..n {
+    let mut taken = 0;
+    while taken < n {
         let r = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
-            .with_context(|| format!("reading {} of {n} did not arrive", i + 1))?
+            .with_context(|| format!("reading {} of {n} did not arrive", taken + 1))?
             .context("the source closed its channel")?;
-        let Input::Reading(r) = r else {
-            anyhow::bail!("an MQTT source sent a microcontroller sample");
+        let r = match r {
+            Input::Reading(r) => r,
+            // The broker connection going down or coming back.
+            Input::Device(_) => continue,
+            Input::Sample { .. } => anyhow::bail!("an MQTT source sent a microcontroller sample"),
         };
+        taken += 1;
         got.insert(r.series.name.clone(), r);
     }
     Ok(got)

@@ -541,3 +541,98 @@ tags = {{ line = "{{2}}" }}
     assert_eq!(stats.mqtt_malformed.get(), 0);
     Ok((started_us, ended_us))
 }
+
+/// Sparkplug B end to end: a pysparkplug edge node (births with every
+/// scalar datatype, alias-only data, then killed so the broker sends its
+/// NDEATH will) → Mosquitto → the agent → the relay → tansu, read back with
+/// kafka-python: each metric's three readings arrive with the values the
+/// edge node sent, written out by hand in `sparkplug::expected`, the last
+/// one bad and without a value.
+#[test]
+fn sparkplug_metrics_reach_kafka_with_their_values_and_the_death() -> anyhow::Result<()> {
+    use crate::sparkplug::{expected, EdgeNode, N};
+    let logs = tempfile::tempdir()?;
+    let tansu = Tansu::start(logs.path())?;
+    tansu.create_topic(READINGS)?;
+    tansu.create_topic(ALARMS)?;
+    let broker = Mosquitto::start(logs.path())?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let relay = RelayRun::start(&tansu, None).await?;
+            let spool = tempfile::tempdir()?;
+            let config = agent_config(
+                &spool.path().join("spool.db"),
+                relay.addr,
+                &format!(
+                    r#"
+[[mqtt]]
+host = "127.0.0.1"
+port = {}
+[[mqtt.subscriptions]]
+topic = "spBv1.0/plant1/#"
+format = "sparkplug"
+series = "{{2}}.{{4}}"
+"#,
+                    broker.port
+                ),
+            )?;
+            let agent = Agent::new(config);
+            let stats = agent.stats();
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(agent.run(stop.clone()));
+            wait_for(|| stats.mqtt_subscriptions_acked.get() >= 1).await?;
+            let mut node = tokio::task::block_in_place(|| EdgeNode::start(broker.port))?;
+            tokio::task::block_in_place(|| node.command("birth"))?;
+            tokio::task::block_in_place(|| node.command("alias"))?;
+            {
+                use std::io::Write;
+                writeln!(node.stdin, "die")?;
+                node.stdin.flush()?;
+            }
+            wait_for(|| stats.readings_forwarded.get() >= 3 * N as u64).await?;
+            stop.cancel();
+            task.await??;
+            relay.stop().await?;
+            anyhow::Ok(())
+        })?;
+    let messages = tansu.read_topic(READINGS)?;
+    let mut by_series: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for m in &messages {
+        let v = &m["value"];
+        let series = v["series"].as_str().context("series")?.to_string();
+        assert_eq!(v["tags"]["protocol"], "sparkplug", "{series}");
+        assert_eq!(v["tags"]["sparkplug_group"], "plant1", "{series}");
+        assert_eq!(v["tags"]["edge_node"], "press-gw", "{series}");
+        by_series.entry(series).or_default().push(v);
+    }
+    let (births, data) = (expected(true), expected(false));
+    assert_eq!(
+        by_series.keys().collect::<Vec<_>>(),
+        births.keys().collect::<Vec<_>>(),
+        "every numeric metric, and only those (the String metric is not carried)"
+    );
+    for (series, got) in &mut by_series {
+        got.sort_by_key(|v| v["ts_us"].as_i64().unwrap_or(0));
+        let values: Vec<(Option<f64>, &str)> = got
+            .iter()
+            .map(|v| (v["value"].as_f64(), v["quality"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            values,
+            vec![
+                (Some(births[series].0), "good"),
+                (Some(data[series].0), "good"),
+                (None, "bad"),
+            ],
+            "{series}: birth, alias data, death"
+        );
+    }
+    assert_eq!(
+        by_series["plant1.press-gw.motor.rpm"][0]["tags"]["device"],
+        "motor"
+    );
+    Ok(())
+}

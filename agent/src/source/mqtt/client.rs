@@ -229,6 +229,17 @@ impl Client {
         Ok(())
     }
 
+    /// Queue a QoS 0, not retained PUBLISH (a Sparkplug NCMD).
+    pub fn try_publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), ClientError> {
+        match self {
+            Client::V311(c) => c.try_publish(topic, rumqttc::QoS::AtMostOnce, false, payload)?,
+            Client::V5(c) => {
+                c.try_publish(topic, v5::mqttbytes::QoS::AtMostOnce, false, payload)?
+            }
+        }
+        Ok(())
+    }
+
     /// Queue a DISCONNECT.
     pub fn try_disconnect(&self) -> Result<(), ClientError> {
         match self {

@@ -48,11 +48,19 @@ use self::ack::AckQueue;
 use self::client::{Client, Event, Message};
 use self::payload::{Malformed, PayloadError};
 use super::{report_device, SourceError};
-use crate::config::mqtt::{is_plain_name, MqttBroker, Subscription};
+use crate::config::mqtt::{is_plain_name, MqttBroker, PayloadFormat, Subscription};
 use crate::devices::{DeviceKey, Reason, ReasonKind, SourceKind};
 use crate::reading::{now_us, Input, Reading, SeriesInfo};
+use crate::source::sparkplug::{rebirth_request as sparkplug_rebirth, Reader};
 use crate::stats::AgentStats;
 use crate::timing::{backoff_delay, LogLimiter};
+
+/// What a broker connection keeps for its Sparkplug subscriptions.
+struct SparkplugState {
+    reader: Reader,
+    /// Session problems are logged at most once per interval.
+    log: LogLimiter,
+}
 
 /// A malformed message is logged at most this often per subscription.
 pub const MALFORMED_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -114,6 +122,10 @@ impl MqttSource {
             .map(|_| LogLimiter::new(MALFORMED_LOG_INTERVAL))
             .collect();
         let mut series: HashMap<(String, String), Arc<SeriesInfo>> = HashMap::new();
+        let mut sparkplug = SparkplugState {
+            reader: Reader::default(),
+            log: LogLimiter::new(MALFORMED_LOG_INTERVAL),
+        };
         let mut failures: u32 = 0;
         let device = DeviceKey::new(SourceKind::Mqtt, &b.client_id);
         self.stats
@@ -201,7 +213,13 @@ impl MqttSource {
                         continue;
                     };
                     let sub = &b.subscriptions[i];
-                    match self.readings(sub, &publish, &mut series) {
+                    let result = match sub.format {
+                        PayloadFormat::Sparkplug { rebirth_requests } => {
+                            self.sparkplug(&mut sparkplug, sub, &publish, &client, rebirth_requests)
+                        }
+                        _ => self.readings(sub, &publish, &mut series),
+                    };
+                    match result {
                         Ok(readings) => {
                             for r in readings {
                                 self.stats.readings_produced.inc();
@@ -257,6 +275,59 @@ impl MqttSource {
                 warn!(topic = %publish.topic, %error, "cannot acknowledge MQTT message");
             }
         }
+    }
+
+    /// The readings of one Sparkplug B message, or why it is malformed;
+    /// its session problems are counted and logged (rate-limited), and a
+    /// rebirth request is published when one is due and allowed.
+    fn sparkplug(
+        &self,
+        state: &mut SparkplugState,
+        sub: &Subscription,
+        publish: &Message,
+        client: &Client,
+        rebirth_requests: bool,
+    ) -> Result<Vec<Reading>, PayloadError> {
+        let topic = publish.topic.as_str();
+        let read = state
+            .reader
+            .read(sub, &self.tags, topic, publish.payload(), now_us())
+            .map_err(|reason| PayloadError {
+                topic: topic.to_string(),
+                reason,
+            })?;
+        let outcome = &read.outcome;
+        for p in &outcome.problems {
+            self.stats.record_sparkplug_problem(p.as_str());
+        }
+        if let Some(first) = outcome.problems.first() {
+            if let Some(suppressed) = state.log.allow(Instant::now()) {
+                warn!(%topic, problem = first.as_str(), detail = ?first, suppressed, "Sparkplug session problem");
+            }
+        }
+        for s in &outcome.skipped {
+            // Once per birth: a birth names each metric once.
+            self.stats.sparkplug_unsupported_metrics.inc();
+            info!(%topic, device = s.device.as_deref().unwrap_or(""), metric = %s.metric, datatype = %s.datatype, "Sparkplug metric of a type not carried as readings; skipped");
+        }
+        if let Some(node) = &outcome.rebirth {
+            if rebirth_requests {
+                let now_ms = u64::try_from(now_us() / 1000).unwrap_or(0);
+                let (ncmd, payload) = sparkplug_rebirth(node, now_ms);
+                match client.try_publish(&ncmd, payload) {
+                    Ok(()) => {
+                        self.stats.sparkplug_rebirths_requested.inc();
+                        info!(topic = %ncmd, "Sparkplug rebirth requested");
+                    }
+                    Err(error) => {
+                        warn!(topic = %ncmd, %error, "cannot publish the Sparkplug rebirth request")
+                    }
+                }
+            } else {
+                self.stats.sparkplug_rebirths_not_sent.inc();
+            }
+        }
+        Ok(read.readings)
     }
 
     /// The readings of one message, or why it is malformed.

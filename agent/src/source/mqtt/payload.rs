@@ -69,6 +69,8 @@ pub enum Malformed {
     MissingLevel { level: usize },
     #[error("series name {name:?} must be letters, digits, '-', '_', '.', '/'")]
     BadSeriesName { name: String },
+    #[error("not a Sparkplug B message: {error}")]
+    NotSparkplug { error: String },
 }
 
 /// Read the samples of one message of `sub`.
@@ -90,6 +92,11 @@ fn decode_inner(
     arrival_us: i64,
 ) -> Result<Vec<Sample>, Malformed> {
     match &sub.format {
+        // Sparkplug needs the session state of earlier messages (births):
+        // the source reads it with crate::source::sparkplug, not here.
+        PayloadFormat::Sparkplug { .. } => Err(Malformed::NotSparkplug {
+            error: "a Sparkplug subscription is read with its session state".into(),
+        }),
         PayloadFormat::Number => {
             let text = std::str::from_utf8(payload).map_err(|_| Malformed::NotUtf8)?;
             let value: f64 = text.trim().parse().map_err(|_| Malformed::NotANumber {

@@ -2,7 +2,8 @@
 //! Modbus device (its register is the value the test controls) and the
 //! real relay with its file sink:
 //! - events and retained state on the local broker, and acknowledgements,
-//!   with the uplink down the whole time;
+//!   with the uplink down the whole time; an acknowledgement from the
+//!   status page published the same way;
 //! - after an outage, the alarm reaches the relay before the reading
 //!   backlog;
 //! - the real `edge-agent` binary, SIGKILLed with an alarm raised and
@@ -313,6 +314,68 @@ async fn alarms_are_published_and_acknowledged_locally_while_the_uplink_is_down(
     // The acknowledgement travels to the relay too, as an event of its own.
     let states = spooled_alarm_states(&spool_path)?;
     assert_eq!(states, ["raised", "acknowledged", "cleared"]);
+    Ok(())
+}
+
+/// The status page's acknowledgement takes the MQTT acknowledgement's
+/// path: spooled, then published on the local broker as an event with who
+/// acknowledged and in the retained state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_from_the_status_page_is_published_locally() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let logs = tempfile::tempdir()?;
+    let mosquitto = Mosquitto::start(logs.path())?;
+    let (_device, device_addr, stop_device) = start_device(612).await?;
+    let dir = tempfile::tempdir()?;
+    let spool_path = dir.path().join("spool.db");
+    let token_file = dir.path().join("status-token");
+    std::fs::write(&token_file, "page-token-0123\n")?;
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))?;
+    let status_port = free_port()?;
+    let text = format!(
+        "{}\n[status]\nlisten = \"127.0.0.1:{status_port}\"\n[status.auth]\ntoken_file = {token_file:?}\n",
+        agent_toml(&spool_path, device_addr, free_port()?, Some(mosquitto.port), 50)
+    );
+    let events = Subscriber::start(
+        mosquitto.port,
+        "hmi-page-events",
+        &format!("plant/{GATEWAY}/events"),
+    )
+    .await?;
+    let agent = Agent::new(AgentConfig::parse(&text, "alarms page ack")?);
+    let stop_agent = CancellationToken::new();
+    let agent_task = tokio::spawn(agent.run(stop_agent.clone()));
+    wait_for("the raised event", 10, || {
+        !events.events("raised").is_empty()
+    })
+    .await?;
+
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let r = client
+        .post(format!("http://127.0.0.1:{status_port}/api/alarms/ack"))
+        .header("Authorization", "Bearer page-token-0123")
+        .header("Content-Type", "application/json")
+        .body(format!(
+            r#"{{"series": "{SERIES}", "rule": "{RULE}", "by": "technician-2"}}"#
+        ))
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "page ack answered {}", r.status());
+    wait_for("the acknowledged event", 10, || {
+        !events.events("acknowledged").is_empty()
+    })
+    .await?;
+    let acked = events.events("acknowledged").remove(0);
+    assert_eq!(acked["rule"], RULE, "{acked}");
+    assert_eq!(acked["acknowledged_by"], "technician-2", "{acked}");
+    let state = retained_state(mosquitto.port, "hmi-page-late").await?;
+    assert_eq!(state["alarms"][0]["acknowledged"], true, "{state}");
+    assert_eq!(state["alarms"][0]["acked_us"], acked["ts_us"], "{state}");
+    let acks = Spool::open(&spool_path)?.acknowledged_alarms()?;
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    stop_agent.cancel();
+    agent_task.await??;
+    stop_device.cancel();
     Ok(())
 }
 
