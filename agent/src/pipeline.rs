@@ -384,18 +384,17 @@ mod tests {
         }
     }
 
-    /// A device transition is committed at once in the priority lane: its
-    /// batch comes out of the spool before the reading batch committed
-    /// around it, carries the event as the wire has it (v5, the spool's
-    /// instance) and is counted.
-    #[tokio::test]
-    async fn a_device_transition_is_spooled_in_the_priority_lane() {
-        use crate::devices::{DeviceKey, DeviceState, Reason, ReasonKind, SourceKind, Transition};
+    /// Run the pipeline over `inputs` with batches of `max_readings`, on a
+    /// fresh spool: the spool (in the returned directory) and the stats.
+    async fn run(
+        max_readings: usize,
+        inputs: Vec<Input>,
+    ) -> (tempfile::TempDir, SharedSpool, AgentStats) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool.db");
         let config = AgentConfig::parse(
             &format!(
-                "gateway_id = \"gw\"\n[spool]\npath = \"{}\"\n[uplink]\nurl = \"http://127.0.0.1:9/ingest\"\ntoken = \"t-0123456789abcdef0123\"\n[batch]\nmax_readings = 100\nmax_age_ms = 60000\n[[simulated]]\nname = \"s\"\nmean = 1.0\n",
+                "gateway_id = \"gw\"\n[spool]\npath = \"{}\"\n[uplink]\nurl = \"http://127.0.0.1:9/ingest\"\ntoken = \"t-0123456789abcdef0123\"\n[batch]\nmax_readings = {max_readings}\nmax_age_ms = 60000\n[[simulated]]\nname = \"s\"\nmean = 1.0\n",
                 path.display()
             ),
             "t.toml",
@@ -404,22 +403,10 @@ mod tests {
         let spool = SharedSpool::new(Spool::open(&path).unwrap());
         let stats = AgentStats::default();
         let (wake, stop) = (Notify::new(), CancellationToken::new());
-        let series = Arc::new(SeriesInfo {
-            name: "press-3.speed".into(),
-            unit: String::new(),
-            tags: Default::default(),
-        });
-        let (tx, rx) = mpsc::channel(8);
-        tx.send(reading(&series, 1.0).into()).await.unwrap();
-        let down = Transition {
-            device: DeviceKey::new(SourceKind::Modbus, "press-3"),
-            from: DeviceState::Ok,
-            to: DeviceState::Down,
-            reason: Some(Reason::new(ReasonKind::Timeout, "timed out after 500 ms")),
-            at_us: 2_000_000,
-            since_us: 1_000_000,
-        };
-        tx.send(Input::Device(down.clone())).await.unwrap();
+        let (tx, rx) = mpsc::channel(inputs.len().max(1));
+        for input in inputs {
+            tx.send(input).await.unwrap();
+        }
         drop(tx);
         let outlets = AlarmOutlets {
             spool: &spool,
@@ -431,6 +418,33 @@ mod tests {
             stop: &stop,
         };
         pipeline(&config, Vec::new(), rx, outlets).await;
+        (dir, spool, stats)
+    }
+
+    /// A device transition is committed at once in the priority lane: its
+    /// batch comes out of the spool before the reading batch committed
+    /// around it, carries the event as the wire has it (v5, the spool's
+    /// instance) and is counted.
+    #[tokio::test]
+    async fn a_device_transition_is_spooled_in_the_priority_lane() {
+        use crate::devices::{DeviceKey, DeviceState, Reason, ReasonKind, SourceKind, Transition};
+        let series = Arc::new(SeriesInfo {
+            name: "press-3.speed".into(),
+            unit: String::new(),
+            tags: Default::default(),
+        });
+        let mut inputs: Vec<Input> = Vec::new();
+        inputs.push(reading(&series, 1.0).into());
+        let down = Transition {
+            device: DeviceKey::new(SourceKind::Modbus, "press-3"),
+            from: DeviceState::Ok,
+            to: DeviceState::Down,
+            reason: Some(Reason::new(ReasonKind::Timeout, "timed out after 500 ms")),
+            at_us: 2_000_000,
+            since_us: 1_000_000,
+        };
+        inputs.push(Input::Device(down.clone()));
+        let (_dir, spool, stats) = run(100, inputs).await;
         let batches = spool
             .call(|s| {
                 let mut out = Vec::new();
@@ -458,26 +472,13 @@ mod tests {
     /// readings before and after it seal as usual.
     #[tokio::test]
     async fn a_sample_and_its_mark_are_committed_in_one_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spool.db");
-        let config = AgentConfig::parse(
-            &format!(
-                "gateway_id = \"gw\"\n[spool]\npath = \"{}\"\n[uplink]\nurl = \"http://127.0.0.1:9/ingest\"\ntoken = \"t-0123456789abcdef0123\"\n[batch]\nmax_readings = 2\nmax_age_ms = 60000\n[[simulated]]\nname = \"s\"\nmean = 1.0\n",
-                path.display()
-            ),
-            "t.toml",
-        )
-        .unwrap();
-        let spool = SharedSpool::new(Spool::open(&path).unwrap());
-        let stats = AgentStats::default();
-        let (wake, stop) = (Notify::new(), CancellationToken::new());
         let series = Arc::new(SeriesInfo {
             name: "mcu.a".into(),
             unit: String::new(),
             tags: Default::default(),
         });
-        let (tx, rx) = mpsc::channel(8);
-        tx.send(reading(&series, 1.0).into()).await.unwrap();
+        let mut inputs: Vec<Input> = Vec::new();
+        inputs.push(reading(&series, 1.0).into());
         let mark = FrameMark {
             device_id: "mcu".into(),
             boot_id: 3,
@@ -485,19 +486,9 @@ mod tests {
             settled: Some(6),
         };
         let readings = (10..13).map(|v| reading(&series, f64::from(v))).collect();
-        tx.send(Input::Sample { readings, mark }).await.unwrap();
-        tx.send(reading(&series, 2.0).into()).await.unwrap();
-        drop(tx);
-        let outlets = AlarmOutlets {
-            spool: &spool,
-            wake: &wake,
-            stats: &stats,
-            gateway_id: "gw",
-            alarms: &SharedAlarms::new(crate::publish::board::AlarmBoard::new("gw")),
-            local: None,
-            stop: &stop,
-        };
-        pipeline(&config, Vec::new(), rx, outlets).await;
+        inputs.push(Input::Sample { readings, mark });
+        inputs.push(reading(&series, 2.0).into());
+        let (_dir, spool, _) = run(2, inputs).await;
         let (progress, sizes) = spool
             .call(|s| {
                 let progress = s.frame_progress("mcu")?;

@@ -108,6 +108,17 @@ impl<'b> Reader<'b, '_> {
         self.d.i64().map_err(|e| malformed(what, e))
     }
 
+    /// Whether a CBOR null is next; it is consumed if so.
+    fn null(&mut self, what: impl FnOnce() -> String) -> Result<bool, WireError> {
+        match self.d.datatype() {
+            Ok(minicbor::data::Type::Null) => {
+                self.d.null().map_err(|e| malformed(what, e))?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     fn bytes(&mut self, what: impl FnOnce() -> String) -> Result<&'b [u8], WireError> {
         self.d.bytes().map_err(|e| malformed(what, e))
     }
@@ -400,12 +411,10 @@ fn read_alarms(
                     ))
                 })?),
             };
-            let duration_us = match r.d.datatype() {
-                Ok(minicbor::data::Type::Null) => {
-                    r.d.null().map_err(|e| malformed(|| at("duration_us"), e))?;
-                    None
-                }
-                _ => Some(r.i64(|| at("duration_us"))?),
+            let duration_us = if r.null(|| at("duration_us"))? {
+                None
+            } else {
+                Some(r.i64(|| at("duration_us"))?)
             };
             (severity, duration_us)
         };
@@ -486,13 +495,10 @@ fn read_devices(r: &mut Reader<'_, '_>) -> Result<Vec<DeviceEvent>, WireError> {
         let state = device_state(r, &at, "state")?;
         let previous = device_state(r, &at, "previous state")?;
         let kind = r.u8(|| at("reason"))?;
-        let code = match r.d.datatype() {
-            Ok(minicbor::data::Type::Null) => {
-                r.d.null()
-                    .map_err(|e| malformed(|| at("exception code"), e))?;
-                None
-            }
-            _ => Some(r.u8(|| at("exception code"))?),
+        let code = if r.null(|| at("exception code"))? {
+            None
+        } else {
+            Some(r.u8(|| at("exception code"))?)
         };
         let detail = r.string(|| at("detail"))?;
         let reason = match kind {
