@@ -2,7 +2,8 @@
 //! [`edge_wire::Batch`] once it holds `max_readings` readings or its first
 //! reading is `max_age` old. Pure state: the caller supplies the clock.
 //! Alarm events do not go through it: they travel in their own batches
-//! ([`alarm_batch`]) in the spool's alarm lane.
+//! ([`alarm_batch`]) in the spool's alarm lane, and so do device-state
+//! events ([`device_batch`]).
 //!
 //! The batch it seals has `seq` 0; the spool assigns the sequence number in
 //! the same transaction that stores the batch.
@@ -10,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use edge_wire::{AlarmEvent, Batch, Point, Series};
+use edge_wire::{AlarmEvent, Batch, DeviceEvent, Point, Series};
 use tokio::time::Instant;
 
 use crate::config::BatchConfig;
@@ -94,6 +95,7 @@ impl Batcher {
             series,
             alarms: Vec::new(),
             gaps: Vec::new(),
+            devices: Vec::new(),
         })
     }
 }
@@ -142,6 +144,23 @@ pub fn alarm_batch(gateway_id: &str, alarms: &[Alarm], created_us: i64) -> Batch
         series,
         alarms: events,
         gaps: Vec::new(),
+        devices: Vec::new(),
+    }
+}
+
+/// A batch of device-state events for the spool's priority lane, with no
+/// series: like [`alarm_batch`], so the events travel ahead of the reading
+/// backlog. `seq` 0 and no instance: the spool sets both.
+pub fn device_batch(gateway_id: &str, devices: Vec<DeviceEvent>, created_us: i64) -> Batch {
+    Batch {
+        gateway_id: gateway_id.to_owned(),
+        instance: None,
+        seq: 0,
+        created_us,
+        series: Vec::new(),
+        alarms: Vec::new(),
+        gaps: Vec::new(),
+        devices,
     }
 }
 

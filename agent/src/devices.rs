@@ -21,6 +21,10 @@
 //! - `since_us` is when the current state began, `last_ok_us` when the
 //!   device last answered with data (kept across down periods).
 //!
+//! - [`Transition::event`] is the wire event the pipeline spools for a
+//!   transition, its detail cut to [`MAX_DETAIL_BYTES`] so a long error
+//!   text cannot make the relay refuse the batch (`max_string_bytes`).
+//!
 //! Times are µs since the Unix epoch, passed in.
 
 use std::collections::BTreeMap;
@@ -64,90 +68,10 @@ impl DeviceKey {
     }
 }
 
-/// How a device is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum DeviceState {
-    /// Not heard from since the agent started.
-    Pending,
-    /// Answering, every block with data.
-    Ok,
-    /// Answering, but some of what it was asked failed (an exception code
-    /// for a block): some points are bad.
-    Degraded,
-    /// Not answering after the retries the config allows (or the connection
-    /// to it is lost).
-    Down,
-}
-
-impl DeviceState {
-    /// `pending`, `ok`, `degraded` or `down`: the name on the page, in the
-    /// JSON API and in the Kafka event.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceState::Pending => "pending",
-            DeviceState::Ok => "ok",
-            DeviceState::Degraded => "degraded",
-            DeviceState::Down => "down",
-        }
-    }
-
-    /// The state for a name [`DeviceState::as_str`] gives.
-    pub fn parse(s: &str) -> Option<DeviceState> {
-        match s {
-            "pending" => Some(DeviceState::Pending),
-            "ok" => Some(DeviceState::Ok),
-            "degraded" => Some(DeviceState::Degraded),
-            "down" => Some(DeviceState::Down),
-            _ => None,
-        }
-    }
-}
-
-/// Why a device is degraded or down, as a kind a program can act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ReasonKind {
-    /// No answer within the timeout.
-    Timeout,
-    /// The connection was refused (nothing listens on the port).
-    ConnectionRefused,
-    /// An open connection or line was lost, or could not be opened.
-    ConnectionLost,
-    /// The device answered with a Modbus exception code.
-    Exception,
-    /// Replies arrived with a bad checksum (line noise, a wrong baud rate).
-    Crc,
-    /// Anything else; the detail says what.
-    Error,
-}
-
-impl ReasonKind {
-    /// `timeout`, `connection_refused`, `connection_lost`, `exception`,
-    /// `crc` or `error`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReasonKind::Timeout => "timeout",
-            ReasonKind::ConnectionRefused => "connection_refused",
-            ReasonKind::ConnectionLost => "connection_lost",
-            ReasonKind::Exception => "exception",
-            ReasonKind::Crc => "crc",
-            ReasonKind::Error => "error",
-        }
-    }
-
-    /// The kind for a name [`ReasonKind::as_str`] gives.
-    pub fn parse(s: &str) -> Option<ReasonKind> {
-        [
-            ReasonKind::Timeout,
-            ReasonKind::ConnectionRefused,
-            ReasonKind::ConnectionLost,
-            ReasonKind::Exception,
-            ReasonKind::Crc,
-            ReasonKind::Error,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
+// The states and reason kinds are the wire format's (`edge_wire`), so the
+// board, the page and the device-state events share one set of names and
+// codes.
+pub use edge_wire::{DeviceState, ReasonKind};
 
 /// Why a device is in its state: a kind, the exception code where there is
 /// one, and the error text for a person.
@@ -252,6 +176,40 @@ impl Transition {
     pub fn worth_an_event(&self) -> bool {
         !(self.from == DeviceState::Pending && self.to == DeviceState::Ok)
     }
+}
+
+/// Longest reason detail a device event carries, in bytes: well inside the
+/// relay's default `max_string_bytes` (1024).
+pub const MAX_DETAIL_BYTES: usize = 256;
+
+impl Transition {
+    /// The wire event of this transition (`since_us` is when the previous
+    /// state began).
+    pub fn event(&self) -> edge_wire::DeviceEvent {
+        edge_wire::DeviceEvent {
+            device: self.device.name.clone(),
+            source: self.device.kind.as_str().to_owned(),
+            state: self.to,
+            previous: self.from,
+            reason: self.reason.as_ref().map(|r| edge_wire::DeviceReason {
+                kind: r.kind,
+                code: r.code,
+                detail: truncated(&r.detail, MAX_DETAIL_BYTES).to_owned(),
+            }),
+            at_us: self.at_us,
+            since_us: self.since_us,
+        }
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary.
+fn truncated(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Every device's state.
@@ -466,6 +424,40 @@ mod tests {
             .unwrap();
         assert!(dead_from_start.worth_an_event());
         assert_eq!(dead_from_start.from, Pending);
+    }
+
+    #[test]
+    fn a_transition_becomes_its_wire_event_with_a_bounded_detail() {
+        let mut board = DeviceBoard::default();
+        board.ok(&key(), 10);
+        let long = format!("timed out{}", "é".repeat(400));
+        let down = board
+            .down(&key(), Reason::from_transport(&long), 30)
+            .unwrap();
+        let e = down.event();
+        assert_eq!(
+            (e.device.as_str(), e.source.as_str()),
+            ("press-3", "modbus")
+        );
+        assert_eq!(
+            (e.previous, e.state, e.since_us, e.at_us),
+            (Ok, Down, 10, 30)
+        );
+        let reason = e.reason.unwrap();
+        assert_eq!((reason.kind, reason.code), (ReasonKind::Timeout, None));
+        // 256 bytes would split an "é": cut before it.
+        assert_eq!(reason.detail.len(), 255, "{}", reason.detail);
+        assert!(long.starts_with(&reason.detail));
+
+        let degraded = board.degraded(&key(), Reason::exception(2), 40).unwrap();
+        let r = degraded.event().reason.unwrap();
+        assert_eq!((r.kind, r.code), (ReasonKind::Exception, Some(2)));
+        let back = board.ok(&key(), 50).unwrap().event();
+        assert_eq!(
+            (back.previous, back.state, back.reason),
+            (Degraded, Ok, None)
+        );
+        assert_eq!(back.since_us, 40);
     }
 
     #[rustfmt::skip]

@@ -423,8 +423,8 @@ fn spool_command(command: SpoolCommand) -> anyhow::Result<ExitCode> {
             let done = spool.export(&mut writer)?;
             writer.flush().context("cannot write the export")?;
             eprintln!(
-                "exported {} batches: {} readings, {} alarm events, {} gap records",
-                done.batches, done.readings, done.alarms, done.gaps
+                "exported {} batches: {} readings, {} alarm events, {} gap records, {} device events",
+                done.batches, done.readings, done.alarms, done.gaps, done.devices
             );
             for (seq, why) in &done.undecodable {
                 eprintln!("batch {seq} skipped: cannot be decoded: {why}");

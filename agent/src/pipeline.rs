@@ -1,7 +1,9 @@
 //! The pipeline between the sources and the spool: every reading goes
 //! through the detector and the batcher; sealed batches and alarm events are
 //! committed to the spool (`store`), alarm events also handed to the
-//! local publisher.
+//! local publisher. A device-state transition a source reports
+//! (`Input::Device`) is committed at once as a device event in the priority
+//! lane (`report`), like an alarm; the source has logged it already.
 //!
 //! Guarantees: a batch is committed before anything downstream (the
 //! forwarder, an MQTT acknowledgement) learns of it; a batch the spool
@@ -90,8 +92,10 @@ pub(crate) async fn pipeline(
                         seal |= batcher.push(r, Instant::now());
                     }
                     seen.extend_from_slice(input.readings());
-                    if let Input::Sample { mark, .. } = input {
-                        marks.push(mark);
+                    match input {
+                        Input::Sample { mark, .. } => marks.push(mark),
+                        Input::Device(t) => report(t, &outlets).await,
+                        Input::Reading(_) => {}
                     }
                     (alarms, seal)
                 }
@@ -152,6 +156,28 @@ async fn raise(alarms: Vec<Alarm>, outlets: &AlarmOutlets<'_>) {
     )
     .await;
     outlets.wake.notify_one();
+}
+
+/// Commit a device's state transition as a device event to the spool's
+/// priority lane, at once and ahead of the reading backlog, retried like an
+/// alarm while the spool is full ([`store`]), and count it. Not logged: the
+/// source that reported it has.
+async fn report(transition: crate::devices::Transition, outlets: &AlarmOutlets<'_>) {
+    let batch = batch::device_batch(outlets.gateway_id, vec![transition.event()], now_us());
+    let stats = outlets.stats;
+    if store(
+        batch,
+        Vec::new(),
+        Lane::Alarms,
+        outlets.spool,
+        stats,
+        outlets.stop,
+    )
+    .await
+    {
+        stats.device_events_spooled.inc();
+        outlets.wake.notify_one();
+    }
 }
 
 /// Seal the open reading batch and commit it to the spool, with the marks
@@ -358,16 +384,17 @@ mod tests {
         }
     }
 
-    /// Batches hold 2 readings. A 3-reading microcontroller sample is not
-    /// split: its readings and its mark are in one committed batch; plain
-    /// readings before and after it seal as usual.
-    #[tokio::test]
-    async fn a_sample_and_its_mark_are_committed_in_one_batch() {
+    /// Run the pipeline over `inputs` with batches of `max_readings`, on a
+    /// fresh spool: the spool (in the returned directory) and the stats.
+    async fn run(
+        max_readings: usize,
+        inputs: Vec<Input>,
+    ) -> (tempfile::TempDir, SharedSpool, AgentStats) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool.db");
         let config = AgentConfig::parse(
             &format!(
-                "gateway_id = \"gw\"\n[spool]\npath = \"{}\"\n[uplink]\nurl = \"http://127.0.0.1:9/ingest\"\ntoken = \"t-0123456789abcdef0123\"\n[batch]\nmax_readings = 2\nmax_age_ms = 60000\n[[simulated]]\nname = \"s\"\nmean = 1.0\n",
+                "gateway_id = \"gw\"\n[spool]\npath = \"{}\"\n[uplink]\nurl = \"http://127.0.0.1:9/ingest\"\ntoken = \"t-0123456789abcdef0123\"\n[batch]\nmax_readings = {max_readings}\nmax_age_ms = 60000\n[[simulated]]\nname = \"s\"\nmean = 1.0\n",
                 path.display()
             ),
             "t.toml",
@@ -376,22 +403,10 @@ mod tests {
         let spool = SharedSpool::new(Spool::open(&path).unwrap());
         let stats = AgentStats::default();
         let (wake, stop) = (Notify::new(), CancellationToken::new());
-        let series = Arc::new(SeriesInfo {
-            name: "mcu.a".into(),
-            unit: String::new(),
-            tags: Default::default(),
-        });
-        let (tx, rx) = mpsc::channel(8);
-        tx.send(reading(&series, 1.0).into()).await.unwrap();
-        let mark = Mark::Frame(crate::spool::frames::FrameMark {
-            device_id: "mcu".into(),
-            boot_id: 3,
-            seq: 7,
-            settled: Some(6),
-        });
-        let readings = (10..13).map(|v| reading(&series, f64::from(v))).collect();
-        tx.send(Input::Sample { readings, mark }).await.unwrap();
-        tx.send(reading(&series, 2.0).into()).await.unwrap();
+        let (tx, rx) = mpsc::channel(inputs.len().max(1));
+        for input in inputs {
+            tx.send(input).await.unwrap();
+        }
         drop(tx);
         let outlets = AlarmOutlets {
             spool: &spool,
@@ -403,6 +418,77 @@ mod tests {
             stop: &stop,
         };
         pipeline(&config, Vec::new(), rx, outlets).await;
+        (dir, spool, stats)
+    }
+
+    /// A device transition is committed at once in the priority lane: its
+    /// batch comes out of the spool before the reading batch committed
+    /// around it, carries the event as the wire has it (v5, the spool's
+    /// instance) and is counted.
+    #[tokio::test]
+    async fn a_device_transition_is_spooled_in_the_priority_lane() {
+        use crate::devices::{DeviceKey, DeviceState, Reason, ReasonKind, SourceKind, Transition};
+        let series = Arc::new(SeriesInfo {
+            name: "press-3.speed".into(),
+            unit: String::new(),
+            tags: Default::default(),
+        });
+        let mut inputs: Vec<Input> = Vec::new();
+        inputs.push(reading(&series, 1.0).into());
+        let down = Transition {
+            device: DeviceKey::new(SourceKind::Modbus, "press-3"),
+            from: DeviceState::Ok,
+            to: DeviceState::Down,
+            reason: Some(Reason::new(ReasonKind::Timeout, "timed out after 500 ms")),
+            at_us: 2_000_000,
+            since_us: 1_000_000,
+        };
+        inputs.push(Input::Device(down.clone()));
+        let (_dir, spool, stats) = run(100, inputs).await;
+        let batches = spool
+            .call(|s| {
+                let mut out = Vec::new();
+                while let Some(b) = s.oldest()? {
+                    out.push((edge_wire::encoded_version(&b.body).unwrap(), b.body.clone()));
+                    s.remove(b.seq)?;
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap();
+        assert_eq!(batches.len(), 2, "the device batch and the reading batch");
+        let (version, body) = &batches[0];
+        assert_eq!(*version, 5, "the device batch is sent first, as v5");
+        let first = edge_wire::decode(body, &Default::default()).unwrap();
+        assert!(first.instance.is_some() && first.series.is_empty());
+        assert_eq!(first.devices, vec![down.event()]);
+        let second = edge_wire::decode(&batches[1].1, &Default::default()).unwrap();
+        assert_eq!((second.reading_count(), second.devices.len()), (1, 0));
+        assert_eq!(stats.device_events_spooled.get(), 1);
+    }
+
+    /// Batches hold 2 readings. A 3-reading microcontroller sample is not
+    /// split: its readings and its mark are in one committed batch; plain
+    /// readings before and after it seal as usual.
+    #[tokio::test]
+    async fn a_sample_and_its_mark_are_committed_in_one_batch() {
+        let series = Arc::new(SeriesInfo {
+            name: "mcu.a".into(),
+            unit: String::new(),
+            tags: Default::default(),
+        });
+        let mut inputs: Vec<Input> = Vec::new();
+        inputs.push(reading(&series, 1.0).into());
+        let mark = Mark::Frame(crate::spool::frames::FrameMark {
+            device_id: "mcu".into(),
+            boot_id: 3,
+            seq: 7,
+            settled: Some(6),
+        });
+        let readings = (10..13).map(|v| reading(&series, f64::from(v))).collect();
+        inputs.push(Input::Sample { readings, mark });
+        inputs.push(reading(&series, 2.0).into());
+        let (_dir, spool, _) = run(2, inputs).await;
         let (progress, sizes) = spool
             .call(|s| {
                 let progress = s.frame_progress("mcu")?;

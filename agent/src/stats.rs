@@ -55,6 +55,9 @@ pub struct AgentStats {
     pub spool_remove_failures: Counter,
     /// Batches the relay rejected as invalid, moved to quarantine.
     pub batches_quarantined: Counter,
+    /// Device-state events (a device down, degraded or back) committed to
+    /// the spool's priority lane.
+    pub device_events_spooled: Counter,
     /// Alarm raise events detected.
     pub alarms_raised: Counter,
     /// Alarm clear events detected.

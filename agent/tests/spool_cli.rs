@@ -63,6 +63,7 @@ fn spool_with_backlog(path: &Path, oldest_us: i64) {
         )],
         alarms: vec![],
         gaps: Vec::new(),
+        devices: Vec::new(),
     };
     s.append(&mut b1, &[], Lane::Readings).unwrap();
     let mut b2 = Batch {

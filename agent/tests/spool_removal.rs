@@ -96,6 +96,7 @@ async fn a_batch_leaves_the_spool_only_after_a_2xx() {
         }],
         alarms: vec![],
         gaps: Vec::new(),
+        devices: Vec::new(),
     };
     let seq = spool.append(&mut batch, &[], Lane::Readings).unwrap();
     let spool = SharedSpool::new(spool);

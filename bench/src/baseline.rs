@@ -115,6 +115,7 @@ mod tests {
             ],
             alarms: Vec::new(),
             gaps: Vec::new(),
+            devices: Vec::new(),
         };
         let mut out = Vec::new();
         write_lines(&batch, "modbus", &mut out);

@@ -68,6 +68,7 @@ impl Dataset {
                 series,
                 alarms: Vec::new(),
                 gaps: Vec::new(),
+                devices: Vec::new(),
             });
         }
         out

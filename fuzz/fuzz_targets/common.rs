@@ -1,7 +1,7 @@
 //! What both targets do with bytes that reach the relay: the same steps as
 //! `POST /v1/batches` (decode within the default limits, match alarms to
 //! series, validate against the time window), then what the sinks render
-//! from an accepted batch (JSON messages of every kind, line protocol,
+//! from an accepted batch (JSON messages of every kind, device events included, line protocol,
 //! PostgreSQL rows).
 //! Any panic is a bug; errors are the expected outcome for most inputs.
 
@@ -33,6 +33,9 @@ pub fn decode_and_validate(body: &[u8]) {
     }
     for gap in &delivery.batch.gaps {
         let _ = delivery.gap_json(gap);
+    }
+    for device in &delivery.batch.devices {
+        let _ = delivery.device_json(device);
     }
     let _ = render(&delivery, &LineLayout::default(), 1 << 20);
     let _ = Rows::of(&delivery);

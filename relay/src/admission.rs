@@ -99,6 +99,7 @@ fn held_bytes(batch: &Batch) -> usize {
         + batch.series.len() * (size_of::<edge_wire::Series>() + 256)
         + batch.alarms.len() * (size_of::<edge_wire::AlarmEvent>() + 64)
         + batch.gaps.len() * size_of::<edge_wire::Gap>()
+        + batch.devices.len() * (size_of::<edge_wire::DeviceEvent>() + 64)
 }
 
 /// Decodes that may have held this much call [`give_back_to_os`] after.

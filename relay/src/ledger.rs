@@ -145,6 +145,29 @@ pub fn digest(batch: &Batch) -> Digest {
         h.update(g.readings.to_le_bytes());
         h.update(g.batches.to_le_bytes());
     }
+    // Only v5 batches carry device events; hashing nothing for the others
+    // keeps the digests of older batches as they were.
+    if !batch.devices.is_empty() {
+        h.update((batch.devices.len() as u64).to_le_bytes());
+    }
+    for d in &batch.devices {
+        text(&mut h, &d.device);
+        text(&mut h, &d.source);
+        h.update([d.state.code(), d.previous.code()]);
+        match &d.reason {
+            Some(r) => {
+                h.update([
+                    r.kind.code(),
+                    u8::from(r.code.is_some()),
+                    r.code.unwrap_or(0),
+                ]);
+                text(&mut h, &r.detail);
+            }
+            None => h.update([0]),
+        }
+        h.update(d.at_us.to_le_bytes());
+        h.update(d.since_us.to_le_bytes());
+    }
     let full = h.finalize();
     let mut d = [0; 16];
     d.copy_from_slice(&full[..16]);

@@ -1,7 +1,9 @@
 //! The JSON messages the relay publishes, one per reading (or, with
 //! `granularity = "series"`, one per series per batch), one per alarm event
 //! and one per gateway event (a gap: readings the gateway dropped): the
-//! values of Kafka messages and the lines of the file sink. Every message
+//! values of Kafka messages and the lines of the file sink. A device-state
+//! event (a device behind the gateway down, degraded or back) is a gateway
+//! event too (`"event": "device_state"`). Every message
 //! carries its `schema` name and the relay's enrichment: the gateway's `site`
 //! and `gateway_tags` from the config and the time the relay received the
 //! batch (`received_us`, `received`).
@@ -19,14 +21,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use edge_wire::{AlarmEvent, Batch, Gap, Point, Series};
+use edge_wire::{AlarmEvent, Batch, DeviceEvent, Gap, Point, Series};
 use serde::Serialize;
 
 /// Schema name of reading messages.
 pub const READING_SCHEMA: &str = "edge.reading.v1";
 /// Schema name of alarm messages.
 pub const ALARM_SCHEMA: &str = "edge.alarm.v1";
-/// Schema name of gateway event messages (gaps).
+/// Schema name of gateway event messages (gaps, device states).
 pub const EVENT_SCHEMA: &str = "edge.event.v1";
 /// Schema name of series-batch messages (`granularity = "series"`).
 pub const SERIES_BATCH_SCHEMA: &str = "edge.series-batch.v1";
@@ -169,6 +171,32 @@ impl Delivery {
         })
     }
 
+    /// The JSON message of one device-state event: a device behind the
+    /// gateway changed state (`event` = `"device_state"`); `reason` is
+    /// `null` when it is ok.
+    pub fn device_json(&self, device: &DeviceEvent) -> Vec<u8> {
+        to_json(&DeviceMessage {
+            schema: EVENT_SCHEMA,
+            event: "device_state",
+            gateway: &self.batch.gateway_id,
+            batch_seq: self.batch.seq,
+            device: &device.device,
+            source: &device.source,
+            state: device.state.as_str(),
+            previous_state: device.previous.as_str(),
+            reason: device.reason.as_ref().map(|r| ReasonFields {
+                kind: r.kind.as_str(),
+                code: r.code,
+                detail: &r.detail,
+            }),
+            at: rfc3339_micros(device.at_us),
+            at_us: device.at_us,
+            since: rfc3339_micros(device.since_us),
+            since_us: device.since_us,
+            origin: self.origin(),
+        })
+    }
+
     /// The JSON message of one series of the batch with all its points
     /// (`edge.series-batch.v1`).
     pub fn series_json(&self, series: &Series) -> Vec<u8> {
@@ -248,6 +276,33 @@ struct GapMessage<'a> {
     recorded_us: i64,
     #[serde(flatten)]
     origin: OriginFields<'a>,
+}
+
+#[derive(Serialize)]
+struct DeviceMessage<'a> {
+    schema: &'static str,
+    event: &'static str,
+    gateway: &'a str,
+    batch_seq: u64,
+    device: &'a str,
+    source: &'a str,
+    state: &'static str,
+    previous_state: &'static str,
+    reason: Option<ReasonFields<'a>>,
+    at: Option<String>,
+    at_us: i64,
+    since: Option<String>,
+    since_us: i64,
+    #[serde(flatten)]
+    origin: OriginFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ReasonFields<'a> {
+    kind: &'static str,
+    /// The Modbus exception code; `null` for other kinds.
+    code: Option<u8>,
+    detail: &'a str,
 }
 
 #[derive(Serialize)]

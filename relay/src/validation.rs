@@ -139,6 +139,7 @@ mod tests {
             }],
             alarms: vec![],
             gaps: Vec::new(),
+            devices: Vec::new(),
         }
     }
 

@@ -50,6 +50,7 @@ fn big_batch(seq: u64, series: u32, points: i64) -> Batch {
             .collect(),
         alarms: vec![],
         gaps: Vec::new(),
+        devices: Vec::new(),
     }
 }
 

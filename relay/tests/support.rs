@@ -181,6 +181,7 @@ pub fn batch(gateway: &str, seq: u64) -> Batch {
             duration_us: None,
         }],
         gaps: Vec::new(),
+        devices: Vec::new(),
     }
 }
 

@@ -563,6 +563,7 @@ pub fn recent_batch(gateway: &str, seq: u64, points: i64) -> Vec<u8> {
         }],
         alarms: Vec::new(),
         gaps: Vec::new(),
+        devices: Vec::new(),
     };
     edge_wire::encode(&batch).expect("a small batch encodes")
 }

@@ -1,6 +1,6 @@
 //! The batch codec: [`encode`] writes wire format v2, v3 for a batch that
-//! carries gap records, v4 for one with a spool instance
-//! ([`Batch::format_version`]); [`decode`] reads v1 to v4.
+//! carries gap records, v4 for one with a spool instance, v5 for one with
+//! device events ([`Batch::format_version`]); [`decode`] reads v1 to v5.
 //!
 //! A batch on the wire is a 6-byte prefix (magic `EDGB`, version) and one
 //! zstd frame of a positional CBOR document in which each series' readings
@@ -35,8 +35,9 @@ use crate::{Batch, Limits};
 
 /// Encode a batch: CBOR document, zstd level 3, behind the 6-byte prefix.
 ///
-/// Fails with [`WireError::Invalid`] if the batch has duplicate series ids or
-/// an alarm naming a series it does not contain (see [`Batch::validate`]).
+/// Fails with [`WireError::Invalid`] if the batch has duplicate series ids,
+/// an alarm naming a series it does not contain or device events without a
+/// spool instance (see [`Batch::validate`]).
 pub fn encode(batch: &Batch) -> Result<Vec<u8>, WireError> {
     batch.validate()?;
     let version = batch.format_version();

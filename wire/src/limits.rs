@@ -16,9 +16,12 @@ pub struct Limits {
     pub max_alarms: usize,
     /// Most gap records in one batch.
     pub max_gaps: usize,
+    /// Most device-state events in one batch.
+    pub max_device_events: usize,
     /// Most tags on one series.
     pub max_tags: usize,
-    /// Longest string (gateway id, series name, unit, tag key or value, rule), in bytes.
+    /// Longest string (gateway id, series name, unit, tag key or value, rule,
+    /// device name, source kind, reason detail), in bytes.
     pub max_string_bytes: usize,
 }
 
@@ -31,6 +34,7 @@ impl Default for Limits {
             max_readings: 1_000_000,
             max_alarms: 100_000,
             max_gaps: 10_000,
+            max_device_events: 10_000,
             max_tags: 32,
             max_string_bytes: 1024,
         }

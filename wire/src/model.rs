@@ -5,6 +5,7 @@
 //! the decoder):
 //! - series ids are unique within a batch;
 //! - every alarm names a series id present in `series`;
+//! - a batch with device events carries a spool instance (v5 extends v4);
 //! - every point carries a timestamp in microseconds since the Unix epoch.
 //!
 //! Values are `f64` and are carried bit-exactly, including NaN payloads,
@@ -12,16 +13,18 @@
 
 use std::collections::BTreeMap;
 
-/// Newest version of the batch format this crate writes: v4 adds the spool
-/// instance id to the header, v3 gap records. A batch without an instance
-/// id is still written as v3 or v2 (see [`Batch::format_version`]), so a
-/// relay that reads only older versions keeps accepting every batch that
-/// does not need the new fields.
-pub const FORMAT_VERSION: u16 = 4;
+/// Newest version of the batch format this crate writes: v5 adds
+/// device-state events, v4 the spool instance id to the header, v3 gap
+/// records. A batch is written in the oldest version that holds everything
+/// it carries (see [`Batch::format_version`]), so a relay that reads only
+/// older versions keeps accepting every batch that does not need the new
+/// fields: only the (rare) batches with device events are v5.
+pub const FORMAT_VERSION: u16 = 5;
 
 /// Every version this crate reads: v1 (alarms without severity, duration or
-/// acknowledgement), v2 (no gap records), v3 (no spool instance) and v4.
-pub const READABLE_VERSIONS: [u16; 4] = [1, 2, 3, 4];
+/// acknowledgement), v2 (no gap records), v3 (no spool instance), v4 (no
+/// device events) and v5.
+pub const READABLE_VERSIONS: [u16; 5] = [1, 2, 3, 4, 5];
 
 /// One upload unit: everything a gateway sends in one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +49,166 @@ pub struct Batch {
     /// Intervals of readings the gateway dropped under its spool policy
     /// (format v3 on; empty in v1 and v2 batches).
     pub gaps: Vec<Gap>,
+    /// Devices or connections behind the gateway that went down, degraded
+    /// or came back (format v5 on; empty in v1 to v4 batches). A batch
+    /// with device events carries a spool instance ([`Batch::validate`]).
+    pub devices: Vec<DeviceEvent>,
+}
+
+/// How a device behind the gateway is doing (a Modbus device, an MQTT
+/// broker connection, a microcontroller link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeviceState {
+    /// Not heard from since the agent started.
+    Pending,
+    /// Answering, every block with data.
+    Ok,
+    /// Answering, but some of what it was asked failed (an exception code
+    /// for a block): some points are bad.
+    Degraded,
+    /// Not answering after the retries the config allows (or the connection
+    /// to it is lost).
+    Down,
+}
+
+impl DeviceState {
+    /// `pending`, `ok`, `degraded` or `down`: the name on the page, in the
+    /// JSON API and in the Kafka event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Pending => "pending",
+            DeviceState::Ok => "ok",
+            DeviceState::Degraded => "degraded",
+            DeviceState::Down => "down",
+        }
+    }
+
+    /// The state for a name [`DeviceState::as_str`] gives.
+    pub fn parse(s: &str) -> Option<DeviceState> {
+        DeviceState::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The wire code (0 pending, 1 ok, 2 degraded, 3 down).
+    pub fn code(self) -> u8 {
+        match self {
+            DeviceState::Pending => 0,
+            DeviceState::Ok => 1,
+            DeviceState::Degraded => 2,
+            DeviceState::Down => 3,
+        }
+    }
+
+    /// The state for a wire code, or `None` for an unknown code.
+    pub fn from_code(code: u8) -> Option<DeviceState> {
+        DeviceState::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// Every state, in code order.
+    pub const ALL: [DeviceState; 4] = [
+        DeviceState::Pending,
+        DeviceState::Ok,
+        DeviceState::Degraded,
+        DeviceState::Down,
+    ];
+}
+
+/// Why a device is degraded or down, as a kind a program can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReasonKind {
+    /// No answer within the timeout.
+    Timeout,
+    /// The connection was refused (nothing listens on the port).
+    ConnectionRefused,
+    /// An open connection or line was lost, or could not be opened.
+    ConnectionLost,
+    /// The device answered with a Modbus exception code.
+    Exception,
+    /// Replies arrived with a bad checksum (line noise, a wrong baud rate).
+    Crc,
+    /// Anything else; the detail says what.
+    Error,
+}
+
+impl ReasonKind {
+    /// Every kind, in code order.
+    pub const ALL: [ReasonKind; 6] = [
+        ReasonKind::Timeout,
+        ReasonKind::ConnectionRefused,
+        ReasonKind::ConnectionLost,
+        ReasonKind::Exception,
+        ReasonKind::Crc,
+        ReasonKind::Error,
+    ];
+
+    /// `timeout`, `connection_refused`, `connection_lost`, `exception`,
+    /// `crc` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonKind::Timeout => "timeout",
+            ReasonKind::ConnectionRefused => "connection_refused",
+            ReasonKind::ConnectionLost => "connection_lost",
+            ReasonKind::Exception => "exception",
+            ReasonKind::Crc => "crc",
+            ReasonKind::Error => "error",
+        }
+    }
+
+    /// The kind for a name [`ReasonKind::as_str`] gives.
+    pub fn parse(s: &str) -> Option<ReasonKind> {
+        ReasonKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The wire code (1 timeout, 2 connection refused, 3 connection lost,
+    /// 4 exception, 5 crc, 6 error; 0 means "no reason" on the wire).
+    pub fn code(self) -> u8 {
+        match self {
+            ReasonKind::Timeout => 1,
+            ReasonKind::ConnectionRefused => 2,
+            ReasonKind::ConnectionLost => 3,
+            ReasonKind::Exception => 4,
+            ReasonKind::Crc => 5,
+            ReasonKind::Error => 6,
+        }
+    }
+
+    /// The kind for a non-zero wire code, or `None` for an unknown one.
+    pub fn from_code(code: u8) -> Option<ReasonKind> {
+        ReasonKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+}
+
+/// Why a device is degraded or down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceReason {
+    /// The kind of failure.
+    pub kind: ReasonKind,
+    /// The Modbus exception code, for [`ReasonKind::Exception`].
+    pub code: Option<u8>,
+    /// The error text, for a person.
+    pub detail: String,
+}
+
+/// A device behind the gateway changed state: it went down after the
+/// retries its config allows, answered with an exception, or came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceEvent {
+    /// The device's configured name, for example `"press-3"`.
+    pub device: String,
+    /// The kind of source it belongs to, as the agent's config section
+    /// names it (`"modbus"`, `"mqtt"`, `"frames"`). Text, not a code, so
+    /// the format stays ignorant of protocols and a new source kind needs
+    /// no new version.
+    pub source: String,
+    /// The state it is in now.
+    pub state: DeviceState,
+    /// The state it was in before.
+    pub previous: DeviceState,
+    /// Why it is degraded or down; `None` when it is ok.
+    pub reason: Option<DeviceReason>,
+    /// When the new state began, µs since the Unix epoch.
+    pub at_us: i64,
+    /// When the previous state began, µs since the Unix epoch.
+    pub since_us: i64,
 }
 
 /// Why a gateway dropped readings it had accepted.
@@ -303,12 +466,15 @@ impl Batch {
         self.series.iter().map(|s| s.points.len()).sum()
     }
 
-    /// The format version [`crate::encode`] writes for this batch: 4 when it
-    /// carries a spool instance id, else 3 when it carries gaps, else 2, so
-    /// readers of older versions keep reading batches that need nothing new.
+    /// The format version [`crate::encode`] writes for this batch: 5 when it
+    /// carries device events, else 4 when it carries a spool instance id,
+    /// else 3 when it carries gaps, else 2, so readers of older versions
+    /// keep reading batches that need nothing new.
     pub fn format_version(&self) -> u16 {
-        if self.instance.is_some() {
+        if !self.devices.is_empty() {
             FORMAT_VERSION
+        } else if self.instance.is_some() {
+            4
         } else if self.gaps.is_empty() {
             2
         } else {

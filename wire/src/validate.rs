@@ -3,14 +3,17 @@
 //!
 //! Only invariants that make a batch ambiguous are checked here (duplicate
 //! series ids, alarms naming unknown series, gap intervals that end before
-//! they start); size bounds belong to
+//! they start, device events in a batch without a spool instance, which no
+//! format version can carry); size bounds belong to
 //! [`crate::Limits`], which only the reader applies.
 
 use crate::{Batch, Gap, WireError};
 
 impl Batch {
     /// Check that series ids are unique, that every alarm names a series
-    /// of this batch and that every gap interval is well-formed.
+    /// of this batch, that every gap interval is well-formed and that a
+    /// batch with device events has a spool instance (format v5 is v4 plus
+    /// the device list, and v4's header always holds the instance).
     pub fn validate(&self) -> Result<(), WireError> {
         let mut ids: Vec<u32> = self.series.iter().map(|s| s.id).collect();
         ids.sort_unstable();
@@ -30,6 +33,12 @@ impl Batch {
         }
         for (k, gap) in self.gaps.iter().enumerate() {
             check_gap(k, gap)?;
+        }
+        if !self.devices.is_empty() && self.instance.is_none() {
+            return Err(WireError::Invalid(format!(
+                "the batch carries {} device events but no spool instance, which format v5 requires",
+                self.devices.len()
+            )));
         }
         Ok(())
     }
@@ -83,6 +92,7 @@ mod tests {
             series: ids.iter().copied().map(series).collect(),
             alarms: alarm_ids.iter().copied().map(alarm).collect(),
             gaps: Vec::new(),
+            devices: Vec::new(),
         }
     }
 
@@ -106,5 +116,26 @@ mod tests {
             let got = batch(ids, alarms).validate().err().map(|e| e.to_string());
             assert_eq!(got.as_deref(), expected, "series {ids:?} alarms {alarms:?}");
         }
+    }
+
+    #[test]
+    fn device_events_need_a_spool_instance() {
+        let mut b = batch(&[], &[]);
+        b.devices.push(crate::DeviceEvent {
+            device: "press-3".into(),
+            source: "modbus".into(),
+            state: crate::DeviceState::Ok,
+            previous: crate::DeviceState::Down,
+            reason: None,
+            at_us: 2,
+            since_us: 1,
+        });
+        let err = b.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid batch: the batch carries 1 device events but no spool instance, which format v5 requires"
+        );
+        b.instance = std::num::NonZeroU64::new(9);
+        b.validate().unwrap();
     }
 }

@@ -41,6 +41,7 @@ fn gap_batch(batch: &Batch, gaps: &[Gap]) -> Batch {
         series: Vec::new(),
         alarms: Vec::new(),
         gaps: gaps.iter().map(|g| g.to_wire(batch.created_us)).collect(),
+        devices: Vec::new(),
     }
 }
 
@@ -308,6 +309,7 @@ impl Spool {
             series: Vec::new(),
             alarms: Vec::new(),
             gaps: Vec::new(),
+            devices: Vec::new(),
         };
         let attempt = |s: &mut Spool| -> Result<(), SpoolError> {
             let path = s.path.clone();

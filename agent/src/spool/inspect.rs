@@ -45,6 +45,8 @@ pub struct Exported {
     /// Gap records (intervals dropped under the bound policy, not yet
     /// reported to the relay).
     pub gaps: u64,
+    /// Device-state events (a device down, degraded or back).
+    pub devices: u64,
     /// Batches that could not be decoded: (seq, why). They are not written.
     pub undecodable: Vec<(u64, String)>,
 }
@@ -140,7 +142,9 @@ impl Spool {
     /// lines: one per reading (`"type": "reading"`, with seq, series, unit,
     /// ts_us, value, quality), one per alarm event (`"type": "alarm"`) and
     /// one per gap record not yet reported to the relay (`"type": "gap"`,
-    /// with reason, first_us, last_us, readings, batches, recorded_us).
+    /// with reason, first_us, last_us, readings, batches, recorded_us) and
+    /// one per device-state event (`"type": "device"`, with device, source,
+    /// state, previous_state, reason, at_us, since_us).
     pub fn export(&self, out: &mut dyn Write) -> Result<Exported, SpoolError> {
         let limits = Limits {
             max_compressed_bytes: usize::MAX,
@@ -149,6 +153,7 @@ impl Spool {
             max_readings: usize::MAX,
             max_alarms: usize::MAX,
             max_gaps: usize::MAX,
+            max_device_events: usize::MAX,
             max_tags: usize::MAX,
             max_string_bytes: usize::MAX,
         };
@@ -201,6 +206,16 @@ impl Spool {
                 });
                 writeln!(out, "{line}").map_err(io)?;
                 done.gaps += 1;
+            }
+            for d in &batch.devices {
+                let line = json!({
+                    "type": "device", "seq": seq, "device": d.device, "source": d.source,
+                    "state": d.state.as_str(), "previous_state": d.previous.as_str(),
+                    "reason": d.reason.as_ref().map(|r| r.kind.as_str()),
+                    "at_us": d.at_us, "since_us": d.since_us,
+                });
+                writeln!(out, "{line}").map_err(io)?;
+                done.devices += 1;
             }
             done.batches += 1;
         }

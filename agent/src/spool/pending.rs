@@ -71,6 +71,7 @@ mod tests {
             series: Vec::new(),
             alarms: Vec::new(),
             gaps: Vec::new(),
+            devices: Vec::new(),
         }
     }
 

@@ -25,6 +25,7 @@ pub(super) fn batch(n: usize) -> Batch {
         }],
         alarms: vec![],
         gaps: Vec::new(),
+        devices: Vec::new(),
     }
 }
 

@@ -29,6 +29,7 @@ const COUNTERS: &[(&str, Field)] = &[
     ("upload_failures", |s| &s.upload_failures),
     ("spool_remove_failures", |s| &s.spool_remove_failures),
     ("batches_quarantined", |s| &s.batches_quarantined),
+    ("device_events_spooled", |s| &s.device_events_spooled),
     ("alarms_raised", |s| &s.alarms_raised),
     ("alarms_cleared", |s| &s.alarms_cleared),
     ("alarms_not_published", |s| &s.alarms_not_published),
@@ -158,6 +159,7 @@ pub fn render(stats: &AgentStats, snap: &Snapshot) -> String {
     modbus(&mut t, stats);
     mqtt(&mut t, stats);
     frames(&mut t, stats);
+    devices(&mut t, stats);
     spool(&mut t, snap);
     let a = &snap.activity;
     t.single(
@@ -319,6 +321,50 @@ fn frames(t: &mut Text, stats: &AgentStats) {
     );
     for ((link, event), n) in stats.frames_by_device() {
         t.sample(name, &[("link", &link), ("event", event.as_str())], n);
+    }
+}
+
+/// The device board as a state set, the way Prometheus exporters give an
+/// enum (kube-state-metrics' `kube_pod_status_phase`): one series per
+/// device and state, 1 for the state it is in and 0 for the others, so
+/// `edge_agent_device_state{state="down"} == 1` alerts on a device down and
+/// a change of state never leaves a stale series behind.
+fn devices(t: &mut Text, stats: &AgentStats) {
+    use crate::devices::DeviceState;
+    let devices = stats.devices.all();
+    let name = "edge_agent_device_state";
+    t.family(
+        name,
+        "gauge",
+        "State of each device or connection behind a source (source = modbus, mqtt or frames): one series per state (pending, ok, degraded, down), 1 for the state it is in, else 0.",
+    );
+    for (key, status) in &devices {
+        for state in DeviceState::ALL {
+            t.sample(
+                name,
+                &[
+                    ("source", key.kind.as_str()),
+                    ("device", &key.name),
+                    ("state", state.as_str()),
+                ],
+                u8::from(status.state == state),
+            );
+        }
+    }
+    let name = "edge_agent_device_last_ok_timestamp_seconds";
+    t.family(
+        name,
+        "gauge",
+        "When the device last answered with data (Unix time); absent for a device that has not answered since the agent started.",
+    );
+    for (key, status) in &devices {
+        if let Some(us) = status.last_ok_us {
+            t.sample(
+                name,
+                &[("source", key.kind.as_str()), ("device", &key.name)],
+                us as f64 / 1e6,
+            );
+        }
     }
 }
 
@@ -504,6 +550,52 @@ mod tests {
             assert!(page.lines().any(|l| l == line), "missing {line:?} in:\n{page}");
         }
         assert!(!page.contains("last_forward_success"), "{page}");
+    }
+
+    /// A device down after answering, one never heard from, and an MQTT
+    /// connection that is ok: every state is a series, the current one 1.
+    #[test]
+    fn device_states_are_a_state_set_with_last_ok() {
+        use crate::devices::{DeviceKey, Reason, ReasonKind, SourceKind};
+        let stats = AgentStats::default();
+        let press = DeviceKey::new(SourceKind::Modbus, "press-3");
+        let idle = DeviceKey::new(SourceKind::Modbus, "idle");
+        let broker = DeviceKey::new(SourceKind::Mqtt, "plant-broker");
+        stats.devices.with(|b| {
+            b.register(idle.clone(), 1_000_000);
+            b.ok(&press, 2_000_000);
+            b.ok(&press, 3_500_000);
+            b.down(&press, Reason::new(ReasonKind::Timeout, "t"), 9_000_000);
+            b.ok(&broker, 4_000_000);
+        });
+        let page = render(&stats, &snapshot());
+        let state = |source: &str, device: &str, state: &str, v: u8| {
+            format!("edge_agent_device_state{{source=\"{source}\",device=\"{device}\",state=\"{state}\"}} {v}")
+        };
+        for line in [
+            "# TYPE edge_agent_device_state gauge".to_string(),
+            state("modbus", "press-3", "down", 1),
+            state("modbus", "press-3", "ok", 0),
+            state("modbus", "press-3", "degraded", 0),
+            state("modbus", "press-3", "pending", 0),
+            state("modbus", "idle", "pending", 1),
+            state("modbus", "idle", "down", 0),
+            state("mqtt", "plant-broker", "ok", 1),
+            "# TYPE edge_agent_device_last_ok_timestamp_seconds gauge".to_string(),
+            "edge_agent_device_last_ok_timestamp_seconds{source=\"modbus\",device=\"press-3\"} 3.5".to_string(),
+            "edge_agent_device_last_ok_timestamp_seconds{source=\"mqtt\",device=\"plant-broker\"} 4".to_string(),
+        ] {
+            assert!(page.lines().any(|l| l == line), "missing {line:?} in:\n{page}");
+        }
+        let series = page
+            .lines()
+            .filter(|l| l.starts_with("edge_agent_device_state{"))
+            .count();
+        assert_eq!(series, 3 * 4, "four states for each of three devices");
+        assert!(
+            !page.contains("last_ok_timestamp_seconds{source=\"modbus\",device=\"idle\"}"),
+            "a device that never answered has no last ok: {page}"
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ fn batch(gateway: &str, n: usize, readings: usize, t0_us: i64) -> Batch {
         series,
         alarms: Vec::new(),
         gaps: Vec::new(),
+        devices: Vec::new(),
     }
 }
 

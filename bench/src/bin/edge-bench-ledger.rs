@@ -181,5 +181,6 @@ fn edge_bench_batch() -> edge_wire::Batch {
             .collect(),
         alarms: vec![],
         gaps: vec![],
+        devices: vec![],
     }
 }

@@ -114,6 +114,7 @@ fn batches(p: &Params, gateway: &str) -> Vec<Batch> {
                 .collect(),
             alarms: vec![],
             gaps: Vec::new(),
+            devices: Vec::new(),
         })
         .collect()
 }

@@ -67,6 +67,7 @@ fn batch(k: usize) -> Batch {
         series,
         alarms: vec![],
         gaps: Vec::new(),
+        devices: Vec::new(),
     }
 }
 

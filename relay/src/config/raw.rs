@@ -314,6 +314,8 @@ struct RawLimits {
     max_alarms: Option<i64>,
     /// Most gap records (intervals a gateway dropped) in one batch.
     max_gaps: Option<i64>,
+    /// Most device-state events (a device behind a gateway down, degraded or back) in one batch.
+    max_device_events: Option<i64>,
     /// Most tags on one series.
     max_tags: Option<i64>,
     /// Longest string in a batch (gateway id, series name, unit, tag key or value, rule), in bytes.
@@ -534,6 +536,11 @@ impl RawLimits {
             max_readings: size("max_readings", self.max_readings, d.max_readings),
             max_alarms: size("max_alarms", self.max_alarms, d.max_alarms),
             max_gaps: size("max_gaps", self.max_gaps, d.max_gaps),
+            max_device_events: size(
+                "max_device_events",
+                self.max_device_events,
+                d.max_device_events,
+            ),
             max_tags: size("max_tags", self.max_tags, d.max_tags),
             max_string_bytes: size(
                 "max_string_bytes",

@@ -426,6 +426,7 @@ fn the_digest_covers_every_field_and_not_the_encoding() {
             duration_us: None,
         }],
         gaps: vec![],
+        devices: vec![],
     };
     let d = digest(&batch);
     // Decoding its encoding gives the same digest.
@@ -449,6 +450,17 @@ fn the_digest_covers_every_field_and_not_the_encoding() {
         Box::new(|b| b.alarms[0].state = AlarmState::Cleared),
         Box::new(|b| b.alarms[0].duration_us = Some(0)),
         Box::new(|b| b.alarms.clear()),
+        Box::new(|b| {
+            b.devices.push(edge_wire::DeviceEvent {
+                device: "press-3".into(),
+                source: "modbus".into(),
+                state: edge_wire::DeviceState::Ok,
+                previous: edge_wire::DeviceState::Down,
+                reason: None,
+                at_us: 2,
+                since_us: 1,
+            })
+        }),
     ];
     for (i, change) in changes.iter().enumerate() {
         let mut other = batch.clone();

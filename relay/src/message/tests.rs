@@ -24,6 +24,7 @@ fn batch(points: Vec<Point>, alarms: Vec<AlarmEvent>) -> Batch {
         }],
         alarms,
         gaps: Vec::new(),
+        devices: Vec::new(),
     }
 }
 
@@ -326,6 +327,104 @@ mod schema_files {
         let mut no_interval = good;
         no_interval.as_object_mut().unwrap().remove("last_us");
         assert!(!event.is_valid(&no_interval));
+    }
+
+    fn device(
+        state: edge_wire::DeviceState,
+        previous: edge_wire::DeviceState,
+        reason: Option<(edge_wire::ReasonKind, Option<u8>, &str)>,
+    ) -> edge_wire::DeviceEvent {
+        edge_wire::DeviceEvent {
+            device: "press-3".into(),
+            source: "modbus".into(),
+            state,
+            previous,
+            reason: reason.map(|(kind, code, detail)| edge_wire::DeviceReason {
+                kind,
+                code,
+                detail: detail.into(),
+            }),
+            at_us: 1_795_316_402_500_000,
+            since_us: 1_795_309_920_000_000,
+        }
+    }
+
+    /// Every state change a source reports (down on each reason kind,
+    /// degraded on an exception, back to ok, down from start-up) renders
+    /// as a `device_state` event the published schema accepts; its exact
+    /// layout is pinned, and messages that break the documented rules are
+    /// refused by the schema.
+    #[test]
+    fn device_state_events_validate_and_say_what_changed() {
+        use edge_wire::{DeviceState as S, ReasonKind as K};
+        let event = validator(include_str!("../../../docs/schemas/edge.event.v1.json"));
+        let mut b = batch(vec![], vec![]);
+        b.instance = std::num::NonZeroU64::new(5);
+        b.devices = vec![
+            device(
+                S::Down,
+                S::Ok,
+                Some((K::Timeout, None, "timed out after 500 ms")),
+            ),
+            device(S::Ok, S::Down, None),
+            device(
+                S::Degraded,
+                S::Ok,
+                Some((
+                    K::Exception,
+                    Some(2),
+                    "exception code 2 (illegal data address)",
+                )),
+            ),
+            device(
+                S::Down,
+                S::Pending,
+                Some((K::ConnectionRefused, None, "refused")),
+            ),
+        ];
+        for kind in K::ALL {
+            b.devices
+                .push(device(S::Down, S::Degraded, Some((kind, None, "x"))));
+        }
+        let d = enriched(b);
+        for dev in &d.batch.devices {
+            assert_valid(&event, &d.device_json(dev));
+        }
+        let bytes = d.device_json(&d.batch.devices[0]);
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            format!(
+                r#"{{"schema":"edge.event.v1","event":"device_state","gateway":"gw-1","batch_seq":17,"device":"press-3","source":"modbus","state":"down","previous_state":"ok","reason":{{"kind":"timeout","code":null,"detail":"timed out after 500 ms"}},"at":"2026-11-22T03:00:02.500000Z","at_us":1795316402500000,"since":"2026-11-22T01:12:00.000000Z","since_us":1795309920000000,{ORIGIN_JSON}}}"#
+            )
+        );
+        let ok: Value = serde_json::from_slice(&d.device_json(&d.batch.devices[1])).unwrap();
+        assert_eq!(ok["reason"], Value::Null);
+        assert_eq!(
+            (ok["state"].as_str(), ok["previous_state"].as_str()),
+            (Some("ok"), Some("down"))
+        );
+        let degraded: Value = serde_json::from_slice(&d.device_json(&d.batch.devices[2])).unwrap();
+        assert_eq!(degraded["reason"]["code"], 2);
+
+        let good: Value = serde_json::from_slice(&bytes).unwrap();
+        let mut bad_kind = good.clone();
+        bad_kind["reason"]["kind"] = "gremlins".into();
+        assert!(!event.is_valid(&bad_kind));
+        let mut down_without_reason = good.clone();
+        down_without_reason["reason"] = Value::Null;
+        assert!(!event.is_valid(&down_without_reason));
+        let mut ok_with_reason = good.clone();
+        ok_with_reason["state"] = "ok".into();
+        assert!(!event.is_valid(&ok_with_reason));
+        let mut pending_now = ok;
+        pending_now["state"] = "pending".into();
+        assert!(
+            !event.is_valid(&pending_now),
+            "pending is never a new state"
+        );
+        let mut no_since = good;
+        no_since.as_object_mut().unwrap().remove("since_us");
+        assert!(!event.is_valid(&no_since));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::sink::SinkError;
 pub const READINGS_FILE: &str = "readings.jsonl";
 /// File holding alarm messages.
 pub const ALARMS_FILE: &str = "alarms.jsonl";
-/// File holding gateway event messages (gaps).
+/// File holding gateway event messages (gaps, device states).
 pub const EVENTS_FILE: &str = "events.jsonl";
 
 /// Appends JSON lines to three files in one directory.
@@ -137,6 +137,10 @@ fn render(delivery: &Delivery, with_readings: bool) -> (Vec<u8>, Vec<u8>, Vec<u8
         events.extend_from_slice(&delivery.gap_json(gap));
         events.push(b'\n');
     }
+    for device in &delivery.batch.devices {
+        events.extend_from_slice(&delivery.device_json(device));
+        events.push(b'\n');
+    }
     (readings, alarms, events)
 }
 
@@ -239,6 +243,19 @@ mod tests {
                 batches: 2,
                 recorded_us: 1_700_000_090_000_000,
             }],
+            devices: vec![edge_wire::DeviceEvent {
+                device: "press-3".into(),
+                source: "modbus".into(),
+                state: edge_wire::DeviceState::Down,
+                previous: edge_wire::DeviceState::Ok,
+                reason: Some(edge_wire::DeviceReason {
+                    kind: edge_wire::ReasonKind::ConnectionRefused,
+                    code: None,
+                    detail: "connect failed: Connection refused (os error 111)".into(),
+                }),
+                at_us: 1_700_000_100_000_000,
+                since_us: 1_700_000_000_000_000,
+            }],
         };
         Arc::new(Delivery::new(batch).unwrap())
     }
@@ -257,8 +274,15 @@ mod tests {
             std::fs::read_to_string(dir.path().join("nested/data").join(EVENTS_FILE)).unwrap();
         assert_eq!(readings.lines().count(), 4);
         assert_eq!(alarms.lines().count(), 2);
-        assert_eq!(events.lines().count(), 2);
-        let gap: serde_json::Value = serde_json::from_str(events.lines().nth(1).unwrap()).unwrap();
+        // Per batch: the gap, then the device event.
+        assert_eq!(events.lines().count(), 4);
+        let device: serde_json::Value =
+            serde_json::from_str(events.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(device["event"], "device_state");
+        assert_eq!(device["state"], "down");
+        assert_eq!(device["reason"]["kind"], "connection_refused");
+        assert_eq!(device["at"], "2023-11-14T22:15:00.000000Z");
+        let gap: serde_json::Value = serde_json::from_str(events.lines().nth(2).unwrap()).unwrap();
         assert_eq!(gap["schema"], "edge.event.v1");
         assert_eq!(gap["event"], "gap");
         assert_eq!(gap["batch_seq"], 2);
@@ -277,14 +301,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn beside_the_stores_only_alarms_and_gaps_are_written() {
+    async fn beside_the_stores_only_alarms_gaps_and_device_events_are_written() {
         let dir = tempfile::tempdir().unwrap();
         let sink = FileSink::open_events_only(dir.path()).unwrap();
         sink.deliver(delivery(1)).await.unwrap();
         let read = |name| std::fs::read_to_string(dir.path().join(name)).unwrap();
         assert_eq!(read(READINGS_FILE), "");
         assert_eq!(read(ALARMS_FILE).lines().count(), 1);
-        assert_eq!(read(EVENTS_FILE).lines().count(), 1);
+        assert_eq!(read(EVENTS_FILE).lines().count(), 2);
     }
 
     #[test]

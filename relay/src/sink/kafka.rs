@@ -5,8 +5,9 @@
 //! headers `gateway`, `batch_seq`, `schema`, and `spool_instance` (16 hex
 //! digits, wire v4 batches) and `batch_conflict: true` (a batch the ledger
 //! knew with other content, see [`crate::ledger`]) when they apply. Gap records (readings a gateway
-//! dropped under its spool policy) go to the events topic, one message each,
-//! key = gateway id (so one gateway's events stay ordered). Extra producer
+//! dropped under its spool policy) and device-state events (a device behind
+//! the gateway down, degraded or back) go to the events topic, one message
+//! each, key = gateway id (so one gateway's events stay ordered). Extra producer
 //! properties pass through [`properties`], which refuses any that would
 //! weaken delivery.
 //!
@@ -254,10 +255,13 @@ async fn await_reports<'t>(
 }
 
 /// Readings first (one message per reading, or one per series that has
-/// points), then alarms, then gateway events (gaps), each in batch order.
+/// points), then alarms, then gateway events (gaps, then device states),
+/// each in batch order.
 fn render(delivery: &Delivery, granularity: Granularity) -> Vec<Outgoing> {
     let batch = &delivery.batch;
-    let mut out = Vec::with_capacity(batch.reading_count() + batch.alarms.len() + batch.gaps.len());
+    let mut out = Vec::with_capacity(
+        batch.reading_count() + batch.alarms.len() + batch.gaps.len() + batch.devices.len(),
+    );
     for (i, series) in batch.series.iter().enumerate() {
         if granularity == Granularity::Series {
             if !series.points.is_empty() {
@@ -289,6 +293,13 @@ fn render(delivery: &Delivery, granularity: Granularity) -> Vec<Outgoing> {
             kind: Kind::Event,
             series: None,
             payload: delivery.gap_json(gap),
+        });
+    }
+    for device in &batch.devices {
+        out.push(Outgoing {
+            kind: Kind::Event,
+            series: None,
+            payload: delivery.device_json(device),
         });
     }
     out

@@ -446,6 +446,7 @@ mod tests {
             series: vec![series("s", &[], points)],
             alarms: vec![],
             gaps: Vec::new(),
+            devices: Vec::new(),
         };
         let delivery = Delivery::new(batch).unwrap();
         let whole = render(&delivery, &layout("edge"), 1 << 20);

@@ -1,7 +1,7 @@
 //! The PostgreSQL sink: one row per reading in a TimescaleDB-compatible
 //! table, written with one `INSERT ... SELECT FROM UNNEST(arrays)` statement
-//! per batch. Alarm events are not written here; they go to Kafka or the
-//! file sink.
+//! per batch. Alarm events, gaps and device-state events are not written
+//! here; they go to Kafka or the file sink.
 //!
 //! The table (created if missing, default `edge_readings`):
 //!
@@ -405,6 +405,7 @@ mod tests {
             }],
             alarms: vec![],
             gaps: Vec::new(),
+            devices: Vec::new(),
         };
         let delivery = Delivery::new(batch).unwrap();
         let rows = Rows::of(&delivery);

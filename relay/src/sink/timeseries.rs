@@ -1,7 +1,8 @@
 //! The time-series sink: POSTs the batch's readings as Influx line protocol
 //! (see [`super::line_protocol`] for the layout) to a write endpoint such as
-//! VictoriaMetrics' `/write` or InfluxDB 1.x's `/write?db=...`. Alarm events
-//! are not written here; they go to Kafka or the file sink.
+//! VictoriaMetrics' `/write` or InfluxDB 1.x's `/write?db=...`. Alarm events,
+//! gaps and device-state events are not written here; they go to Kafka or
+//! the file sink.
 //!
 //! A batch is acknowledged when every request answered 2xx (VictoriaMetrics
 //! and InfluxDB answer 204). Big batches are cut into bodies of about

@@ -134,6 +134,7 @@ fn reading_batch(n: usize) -> Batch {
         }],
         alarms: Vec::new(),
         gaps: Vec::new(),
+        devices: Vec::new(),
     }
 }
 

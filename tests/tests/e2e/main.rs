@@ -22,6 +22,8 @@
 //! - [`full_disk`]: the spool on a full 2 MiB tmpfs, drop-oldest and block:
 //!   gaps, the reserve, held-back sources, SIGTERM, the drain, exact accounting.
 //! - [`gaps`]: readings dropped by the spool's age bound arrive as gap events.
+//! - [`device_events`]: a Modbus device stopped and started again arrives
+//!   as `down` and `ok` device-state events on the events topic.
 //! - [`arm`]: the aarch64 agent under qemu polling Modbus and forwarding to the relay.
 //! - [`sinks`]: the relay's InfluxDB, VictoriaMetrics and PostgreSQL sinks, and several sinks at once.
 //! - [`ledger`]: a reinstalled agent loses nothing; two relays on one PostgreSQL
@@ -37,6 +39,7 @@
 mod alarms;
 mod arm;
 mod chaos;
+mod device_events;
 mod forward;
 mod forward_tls;
 mod frames;

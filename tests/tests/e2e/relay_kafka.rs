@@ -46,6 +46,7 @@ fn batch(seq: u64, series: u32, points: i64) -> Batch {
             .collect(),
         alarms: vec![],
         gaps: Vec::new(),
+        devices: Vec::new(),
     }
 }
 

@@ -83,6 +83,7 @@ fn batch(seq: u64, t0: i64, n: usize) -> Batch {
         ],
         alarms: vec![],
         gaps: Vec::new(),
+        devices: Vec::new(),
     }
 }
 

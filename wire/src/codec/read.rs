@@ -1,4 +1,4 @@
-//! Reading the v1, v2, v3 or v4 CBOR document (after decompression) into a [`Batch`].
+//! Reading the v1 to v5 CBOR document (after decompression) into a [`Batch`].
 //!
 //! The reader is written for hostile input: every declared length or count
 //! is checked against [`Limits`] (or against the bytes that are actually
@@ -14,13 +14,18 @@ use minicbor::Decoder;
 
 use super::columns::{decode_qualities, decode_timestamps, ColumnError};
 use super::values::decode_values;
+use super::write::document_len;
 use super::WireError;
-use crate::{AlarmEvent, AlarmState, Batch, Gap, GapReason, Limits, Series, Severity};
+use crate::{
+    AlarmEvent, AlarmState, Batch, DeviceEvent, DeviceReason, DeviceState, Gap, GapReason, Limits,
+    ReasonKind, Series, Severity,
+};
 
 /// Smallest possible encodings, used to cap reservations by the bytes left.
 const MIN_SERIES_ENTRY: usize = 5;
 const MIN_ALARM_ENTRY: usize = 7;
 const MIN_GAP_ENTRY: usize = 7;
+const MIN_DEVICE_ENTRY: usize = 10;
 
 /// Most heap bytes `read_document` can build from a document of
 /// `doc_len` bytes under `limits`: every count is bounded by its limit and
@@ -35,10 +40,12 @@ pub fn decoded_bound(doc_len: usize, limits: &Limits) -> usize {
     let series = (doc_len / MIN_SERIES_ENTRY).min(limits.max_series);
     let alarms = (doc_len / MIN_ALARM_ENTRY).min(limits.max_alarms);
     let gaps = (doc_len / MIN_GAP_ENTRY).min(limits.max_gaps);
+    let devices = (doc_len / MIN_DEVICE_ENTRY).min(limits.max_device_events);
     readings * size_of::<crate::Point>()
         + series * (size_of::<Series>() + PER_SERIES_OVERHEAD)
         + alarms * size_of::<AlarmEvent>()
         + gaps * size_of::<Gap>()
+        + devices * size_of::<DeviceEvent>()
         + doc_len
 }
 
@@ -101,6 +108,17 @@ impl<'b> Reader<'b, '_> {
         self.d.i64().map_err(|e| malformed(what, e))
     }
 
+    /// Whether a CBOR null is next; it is consumed if so.
+    fn null(&mut self, what: impl FnOnce() -> String) -> Result<bool, WireError> {
+        match self.d.datatype() {
+            Ok(minicbor::data::Type::Null) => {
+                self.d.null().map_err(|e| malformed(what, e))?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     fn bytes(&mut self, what: impl FnOnce() -> String) -> Result<&'b [u8], WireError> {
         self.d.bytes().map_err(|e| malformed(what, e))
     }
@@ -142,7 +160,7 @@ impl<'b> Reader<'b, '_> {
     }
 }
 
-/// Decode a CBOR document of format `envelope_version` (1 to 4, checked by
+/// Decode a CBOR document of format `envelope_version` (1 to 5, checked by
 /// the envelope), enforcing `limits`.
 pub fn read_document(
     doc: &[u8],
@@ -153,7 +171,7 @@ pub fn read_document(
         d: Decoder::new(doc),
         limits,
     };
-    r.tuple(if envelope_version >= 3 { 5 } else { 4 }, || {
+    r.tuple(document_len(envelope_version), || {
         format!("format v{envelope_version} document")
     })?;
 
@@ -203,6 +221,11 @@ pub fn read_document(
     } else {
         Vec::new()
     };
+    let devices = if version >= 5 {
+        read_devices(&mut r)?
+    } else {
+        Vec::new()
+    };
 
     let extra = r.remaining();
     if extra != 0 {
@@ -218,6 +241,7 @@ pub fn read_document(
         series,
         alarms,
         gaps,
+        devices,
     })
 }
 
@@ -387,12 +411,10 @@ fn read_alarms(
                     ))
                 })?),
             };
-            let duration_us = match r.d.datatype() {
-                Ok(minicbor::data::Type::Null) => {
-                    r.d.null().map_err(|e| malformed(|| at("duration_us"), e))?;
-                    None
-                }
-                _ => Some(r.i64(|| at("duration_us"))?),
+            let duration_us = if r.null(|| at("duration_us"))? {
+                None
+            } else {
+                Some(r.i64(|| at("duration_us"))?)
             };
             (severity, duration_us)
         };
@@ -429,7 +451,7 @@ fn read_gaps(r: &mut Reader<'_, '_>) -> Result<Vec<Gap>, WireError> {
         let code = r.u8(|| at("reason"))?;
         let reason = GapReason::from_code(code).ok_or_else(|| {
             WireError::Malformed(format!(
-                "gap {k} reason code {code}, expected 1 (spool full) or 2 (max age)"
+                "gap {k} reason code {code}, expected 1 (spool full), 2 (max age) or 3 (dropped by the device)"
             ))
         })?;
         let first_us = r.i64(|| at("first_us"))?;
@@ -449,4 +471,80 @@ fn read_gaps(r: &mut Reader<'_, '_>) -> Result<Vec<Gap>, WireError> {
         gaps.push(gap);
     }
     Ok(gaps)
+}
+
+/// The device-event list (v5): `[device, source, state, previous, reason,
+/// code | null, detail, at_us, since_us]` per entry; reason 0 (with a null
+/// code and an empty detail) is "no reason", an ok device.
+fn read_devices(r: &mut Reader<'_, '_>) -> Result<Vec<DeviceEvent>, WireError> {
+    let n = r.array(|| "device events".into())?;
+    if n > r.limits.max_device_events as u64 {
+        return Err(WireError::too_large(
+            format!("batch declares {n} device events"),
+            r.limits.max_device_events,
+            "max_device_events",
+        ));
+    }
+    let n = n as usize; // at most max_device_events
+    let mut devices = Vec::with_capacity(n.min(r.remaining() / MIN_DEVICE_ENTRY));
+    for k in 0..n {
+        r.tuple(9, || format!("device event {k}"))?;
+        let device = r.string(|| format!("device event {k} device"))?.to_owned();
+        let at = |field: &str| format!("device event {k} ({device:?}) {field}");
+        let source = r.string(|| at("source"))?.to_owned();
+        let state = device_state(r, &at, "state")?;
+        let previous = device_state(r, &at, "previous state")?;
+        let kind = r.u8(|| at("reason"))?;
+        let code = if r.null(|| at("exception code"))? {
+            None
+        } else {
+            Some(r.u8(|| at("exception code"))?)
+        };
+        let detail = r.string(|| at("detail"))?;
+        let reason = match kind {
+            0 if code.is_none() && detail.is_empty() => None,
+            0 => {
+                return Err(WireError::Malformed(format!(
+                    "{}: reason 0 (none) with an exception code or a detail",
+                    at("reason")
+                )))
+            }
+            kind => Some(DeviceReason {
+                kind: ReasonKind::from_code(kind).ok_or_else(|| {
+                    WireError::Malformed(format!(
+                        "{} code {kind}, expected 0 (none), 1 (timeout), 2 (connection refused), 3 (connection lost), 4 (exception), 5 (crc) or 6 (error)",
+                        at("reason")
+                    ))
+                })?,
+                code,
+                detail: detail.to_owned(),
+            }),
+        };
+        let at_us = r.i64(|| at("at_us"))?;
+        let since_us = r.i64(|| at("since_us"))?;
+        devices.push(DeviceEvent {
+            device,
+            source,
+            state,
+            previous,
+            reason,
+            at_us,
+            since_us,
+        });
+    }
+    Ok(devices)
+}
+
+fn device_state(
+    r: &mut Reader<'_, '_>,
+    at: &impl Fn(&str) -> String,
+    field: &str,
+) -> Result<DeviceState, WireError> {
+    let code = r.u8(|| at(field))?;
+    DeviceState::from_code(code).ok_or_else(|| {
+        WireError::Malformed(format!(
+            "{} code {code}, expected 0 (pending), 1 (ok), 2 (degraded) or 3 (down)",
+            at(field)
+        ))
+    })
 }

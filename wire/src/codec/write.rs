@@ -1,4 +1,4 @@
-//! Writing the v2, v3 or v4 CBOR document (before compression).
+//! Writing the v2, v3, v4 or v5 CBOR document (before compression).
 //!
 //! The document is positional (arrays, no field names) and written by hand
 //! with minicbor's `Encoder`; `docs/wire-format.md` gives it in full:
@@ -9,8 +9,10 @@
 //!   [ [count, timestamps, value_kind, scale, values, qualities] ... ],  readings
 //!   [ [series_id, rule, state, value_bits, limit_bits, ts_us,
 //!      severity, duration_us | null] ... ],                          alarms
-//!   [ [reason, first_us, last_us, readings, batches, recorded_us] ... ] ]
+//!   [ [reason, first_us, last_us, readings, batches, recorded_us] ... ],
 //!                                                   gaps, v3 on
+//!   [ [device, source, state, previous, reason, code | null, detail,
+//!      at_us, since_us] ... ] ]                     device events, v5
 //! ```
 //!
 //! `readings[i]` belongs to `dictionary[i]`. One scratch buffer is reused for
@@ -32,9 +34,9 @@ pub fn state_code(state: AlarmState) -> u8 {
     }
 }
 
-/// Write the CBOR document of `batch` in format `version` (2, 3 or 4; only
-/// v3 on has the gap list and only v4 the instance, so callers pass
-/// [`Batch::format_version`]).
+/// Write the CBOR document of `batch` in format `version` (2 to 5; only
+/// v3 on has the gap list, only v4 on the instance and only v5 the device
+/// events, so callers pass [`Batch::format_version`]).
 pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError> {
     if version < 3 && !batch.gaps.is_empty() {
         return Err(WireError::Invalid(format!(
@@ -47,12 +49,18 @@ pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError>
             "a format v{version} document cannot carry the batch's spool instance id"
         )));
     }
+    if version < 5 && !batch.devices.is_empty() {
+        return Err(WireError::Invalid(format!(
+            "a format v{version} document cannot carry the batch's {} device events",
+            batch.devices.len()
+        )));
+    }
     let readings = batch.reading_count();
     // Roughly what a typical batch needs, so the buffer rarely regrows.
     let mut e = Encoder::new(Vec::with_capacity(
         256 + batch.series.len() * 64 + readings * 3,
     ));
-    e.array(if version >= 3 { 5 } else { 4 })?;
+    e.array(document_len(version))?;
 
     e.array(if version >= 4 { 6 } else { 5 })?
         .u16(version)?
@@ -116,5 +124,40 @@ pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError>
                 .i64(g.recorded_us)?;
         }
     }
+
+    if version >= 5 {
+        e.array(batch.devices.len() as u64)?;
+        for d in &batch.devices {
+            e.array(9)?
+                .str(&d.device)?
+                .str(&d.source)?
+                .u8(d.state.code())?
+                .u8(d.previous.code())?;
+            match &d.reason {
+                Some(r) => {
+                    e.u8(r.kind.code())?;
+                    match r.code {
+                        Some(c) => e.u8(c)?,
+                        None => e.null()?,
+                    };
+                    e.str(&r.detail)?;
+                }
+                None => {
+                    e.u8(0)?.null()?.str("")?;
+                }
+            }
+            e.i64(d.at_us)?.i64(d.since_us)?;
+        }
+    }
     Ok(e.into_writer())
+}
+
+/// Elements of the top-level array: header, dictionary, readings, alarms
+/// (v1, v2), then gaps (v3 on), then device events (v5).
+pub fn document_len(version: u16) -> u64 {
+    match version {
+        ..=2 => 4,
+        3 | 4 => 5,
+        _ => 6,
+    }
 }

@@ -64,24 +64,24 @@ fn wrong_magic_and_version() {
     assert!(err.to_string().starts_with("not an edge batch"), "{err}");
 
     let mut newer = bytes.clone();
-    newer[4..6].copy_from_slice(&5u16.to_be_bytes());
+    newer[4..6].copy_from_slice(&6u16.to_be_bytes());
     let err = decode_default(&newer).unwrap_err();
     assert!(
         matches!(
             err,
             WireError::UnsupportedVersion {
-                found: 5,
-                supported: 4
+                found: 6,
+                supported: 5
             }
         ),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
-        "batch format version 5 is not supported, this build reads versions 1 to 4"
+        "batch format version 6 is not supported, this build reads versions 1 to 5"
     );
     assert_eq!(err.reason(), "bad_version");
-    assert_eq!(encoded_version(&newer).unwrap(), 5);
+    assert_eq!(encoded_version(&newer).unwrap(), 6);
 }
 
 #[test]
@@ -168,9 +168,10 @@ fn frame_asking_for_a_huge_window_is_refused() {
 
 /// Inputs that reach deeper and deeper into the decoder.
 fn hostile_input() -> impl Strategy<Value = Vec<u8>> {
-    // A v3 batch (it carries a gap), so `seal` (v3) fits the document and
-    // the damage reaches every part, the gap list included.
-    let mut batch = sample_batch(20);
+    // A v5 batch (a spool instance, a gap and a device event), so `seal`
+    // (v5) fits the document and the damage reaches every part, the gap
+    // and device lists included.
+    let mut batch = crate::support::with_device_event(sample_batch(20));
     batch.gaps.push(edge_wire::Gap {
         reason: edge_wire::GapReason::SpoolFull,
         first_us: batch.created_us - 60_000_000,

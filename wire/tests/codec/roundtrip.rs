@@ -29,6 +29,7 @@ fn empty_batch_round_trips() {
         series: Vec::new(),
         alarms: Vec::new(),
         gaps: Vec::new(),
+        devices: Vec::new(),
     };
     assert_eq!(round_trip(&batch), batch);
 }
@@ -81,6 +82,7 @@ fn tiny_batch_document_bytes() {
             )
         }],
         gaps: Vec::new(),
+        devices: Vec::new(),
     };
     let bytes = encode(&batch).unwrap();
     assert_eq!(&bytes[..6], b"EDGB\x00\x02");
@@ -120,6 +122,41 @@ fn tiny_batch_document_bytes() {
     v4.push(0x80);
     assert_eq!(doc.len(), 92);
     assert_eq!(doc, v4, "document {doc:02x?}");
+    assert_eq!(round_trip(&batch), batch);
+
+    // With one device event ("p3", modbus, down after ok on a timeout) it
+    // is v5: document array(6), header version 5, the rest as in v4, then
+    // the device list (docs/wire-format.md §5).
+    batch.devices.push(edge_wire::DeviceEvent {
+        device: "p3".into(),
+        source: "modbus".into(),
+        state: edge_wire::DeviceState::Down,
+        previous: edge_wire::DeviceState::Ok,
+        reason: Some(edge_wire::DeviceReason {
+            kind: edge_wire::ReasonKind::Timeout,
+            code: None,
+            detail: "t/o".into(),
+        }),
+        at_us: 3_000_000,
+        since_us: 1_000_000,
+    });
+    let bytes = encode(&batch).unwrap();
+    assert_eq!(&bytes[..6], b"EDGB\x00\x05");
+    let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
+    let mut v5 = vec![0x86, 0x86, 0x05];
+    v5.extend_from_slice(&v4[3..]);
+    v5.extend_from_slice(&[
+        0x81, 0x89, // device events: array(1), an entry of 9 fields
+        0x62, b'p', b'3', // device "p3"
+        0x66, b'm', b'o', b'd', b'b', b'u', b's', // source "modbus"
+        0x03, 0x01, // down, previously ok
+        0x01, 0xf6, // reason timeout, no exception code
+        0x63, b't', b'/', b'o', // detail "t/o"
+        0x1a, 0x00, 0x2d, 0xc6, 0xc0, // at_us 3000000
+        0x1a, 0x00, 0x0f, 0x42, 0x40, // since_us 1000000
+    ]);
+    assert_eq!(doc.len(), 122);
+    assert_eq!(doc, v5, "document {doc:02x?}");
     assert_eq!(round_trip(&batch), batch);
 }
 
@@ -161,6 +198,7 @@ fn one_million_readings() {
         series,
         alarms: Vec::new(),
         gaps: Vec::new(),
+        devices: Vec::new(),
     };
     assert_eq!(batch.reading_count(), 1_000_000);
     let bytes = encode(&batch).unwrap();
@@ -215,6 +253,7 @@ proptest! {
             }],
             alarms: Vec::new(),
             gaps: Vec::new(),
+            devices: Vec::new(),
         };
         prop_assert_eq!(round_trip(&batch), batch);
     }
@@ -416,7 +455,7 @@ fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "malformed batch: gap 0 reason code 7, expected 1 (spool full) or 2 (max age)"
+        "malformed batch: gap 0 reason code 7, expected 1 (spool full), 2 (max age) or 3 (dropped by the device)"
     );
 
     // An interval that ends before it starts: encode refuses it, decode too.
@@ -446,4 +485,112 @@ fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
         err.to_string(),
         "malformed batch: format v3 document: array of 4 items, expected 5"
     );
+}
+
+/// A batch with device events is v5 and reads back whole; every other
+/// batch keeps its older version (so relays that read v4 keep taking it);
+/// unknown codes, a reason-less entry with a detail, too many events and a
+/// v4 document behind a v5 prefix are named errors.
+#[test]
+fn device_events_make_a_v5_batch_and_bad_entries_are_named() {
+    let plain = support::with_device_event(sample_batch(2));
+    let bytes = encode(&plain).unwrap();
+    assert_eq!(edge_wire::encoded_version(&bytes).unwrap(), 5);
+    assert_eq!(decode(&bytes, &Limits::default()).unwrap(), plain);
+    let mut without = plain.clone();
+    without.devices.clear();
+    assert_eq!(
+        edge_wire::encoded_version(&encode(&without).unwrap()).unwrap(),
+        4
+    );
+
+    // An ok event (no reason) and a degraded one with an exception code.
+    let mut both = plain.clone();
+    both.devices[0].state = edge_wire::DeviceState::Ok;
+    both.devices[0].previous = edge_wire::DeviceState::Down;
+    both.devices[0].reason = None;
+    both.devices.push(edge_wire::DeviceEvent {
+        state: edge_wire::DeviceState::Degraded,
+        reason: Some(edge_wire::DeviceReason {
+            kind: edge_wire::ReasonKind::Exception,
+            code: Some(2),
+            detail: "exception code 2 (illegal data address)".into(),
+        }),
+        ..plain.devices[0].clone()
+    });
+    assert_eq!(round_trip(&both), both);
+
+    let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
+    // The entry: 0x89, "press-3", "modbus", state, previous, reason, ...
+    let entry = doc
+        .windows(9)
+        .position(|w| w == [0x89, 0x67, b'p', b'r', b'e', b's', b's', b'-', b'3'])
+        .expect("device entry");
+    let state_at = entry + 9 + 7;
+    assert_eq!(doc[state_at..state_at + 4], [0x03, 0x01, 0x01, 0xf6]);
+    let broken = |at: usize, byte: u8| {
+        let mut d = doc.clone();
+        d[at] = byte;
+        decode(&envelope::seal_version(&d, 5).unwrap(), &Limits::default())
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        broken(state_at, 0x04),
+        "malformed batch: device event 0 (\"press-3\") state code 4, expected 0 (pending), 1 (ok), 2 (degraded) or 3 (down)"
+    );
+    assert_eq!(
+        broken(state_at + 1, 0x09),
+        "malformed batch: device event 0 (\"press-3\") previous state code 9, expected 0 (pending), 1 (ok), 2 (degraded) or 3 (down)"
+    );
+    assert_eq!(
+        broken(state_at + 2, 0x07),
+        "malformed batch: device event 0 (\"press-3\") reason code 7, expected 0 (none), 1 (timeout), 2 (connection refused), 3 (connection lost), 4 (exception), 5 (crc) or 6 (error)"
+    );
+    assert_eq!(
+        broken(state_at + 2, 0x00),
+        "malformed batch: device event 0 (\"press-3\") reason: reason 0 (none) with an exception code or a detail"
+    );
+
+    let limits = Limits {
+        max_device_events: 0,
+        ..Limits::default()
+    };
+    let err = decode(&bytes, &limits).unwrap_err();
+    assert!(err.is_too_large(), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "batch declares 1 device events, limit is 0 (max_device_events)"
+    );
+    let limits = Limits {
+        max_string_bytes: 10,
+        ..Limits::default()
+    };
+    let mut long = plain.clone();
+    long.gateway_id = "gw".into();
+    long.series.clear();
+    long.alarms.clear();
+    let err = decode(&encode(&long).unwrap(), &limits).unwrap_err();
+    assert!(err.to_string().contains("detail is 22 bytes"), "{err}");
+
+    // A v4 document sealed as v5 lacks the device list.
+    let v4 = encode(&without).unwrap();
+    let v4_doc = envelope::decompress(&v4[6..], &Limits::default()).unwrap();
+    let mut as_v5 = v4_doc.clone();
+    as_v5[2] = 0x05; // header version
+    let err = decode(
+        &envelope::seal_version(&as_v5, 5).unwrap(),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed batch: format v5 document: array of 5 items, expected 6"
+    );
+    // And a v4 encoder cannot be asked for device events.
+    assert!(encode(&Batch {
+        instance: None,
+        ..plain
+    })
+    .is_err());
 }

@@ -6,8 +6,8 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use edge_wire::{
-    decode, AlarmEvent, AlarmState, Batch, Gap, GapReason, Limits, Point, Quality, Series,
-    Severity, WireError,
+    decode, AlarmEvent, AlarmState, Batch, DeviceEvent, DeviceReason, DeviceState, Gap, GapReason,
+    Limits, Point, Quality, ReasonKind, Series, Severity, WireError,
 };
 use proptest::prelude::*;
 
@@ -160,7 +160,28 @@ pub fn sample_batch(readings_per_series: usize) -> Batch {
             ),
         ],
         gaps: Vec::new(),
+        devices: Vec::new(),
     }
+}
+
+/// `batch` from a spool (instance 7) with one device event: a Modbus device
+/// that went down on a timeout (a v5 batch).
+pub fn with_device_event(mut batch: Batch) -> Batch {
+    batch.instance = std::num::NonZeroU64::new(7);
+    batch.devices.push(DeviceEvent {
+        device: "press-3".into(),
+        source: "modbus".into(),
+        state: DeviceState::Down,
+        previous: DeviceState::Ok,
+        reason: Some(DeviceReason {
+            kind: ReasonKind::Timeout,
+            code: None,
+            detail: "timed out after 500 ms".into(),
+        }),
+        at_us: batch.created_us,
+        since_us: batch.created_us - 60_000_000,
+    });
+    batch
 }
 
 pub fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -322,8 +343,43 @@ pub fn gap() -> impl Strategy<Value = Gap> {
         })
 }
 
+/// Any device event: every state pair, with or without a reason, awkward
+/// text and times.
+pub fn device_event() -> impl Strategy<Value = DeviceEvent> {
+    let state = || prop::sample::select(DeviceState::ALL.to_vec());
+    let reason = prop::option::of(
+        (
+            prop::sample::select(ReasonKind::ALL.to_vec()),
+            prop::option::of(any::<u8>()),
+            text(),
+        )
+            .prop_map(|(kind, code, detail)| DeviceReason { kind, code, detail }),
+    );
+    (
+        text(),
+        text(),
+        state(),
+        state(),
+        reason,
+        any::<i64>(),
+        any::<i64>(),
+    )
+        .prop_map(
+            |(device, source, state, previous, reason, at_us, since_us)| DeviceEvent {
+                device,
+                source,
+                state,
+                previous,
+                reason,
+                at_us,
+                since_us,
+            },
+        )
+}
+
 /// Any valid batch: unique series ids, alarms naming series of the batch,
-/// and (in about one batch of three) gap records.
+/// (in about one batch of three) gap records and (in about one of three
+/// with a spool instance) device events.
 pub fn batch() -> impl Strategy<Value = Batch> {
     prop::collection::btree_set(any::<u32>(), 0..6)
         .prop_flat_map(|ids| {
@@ -374,11 +430,21 @@ pub fn batch() -> impl Strategy<Value = Batch> {
                 ],
                 // v4 batches (a spool instance) and v2/v3 ones (none).
                 prop::option::of(1u64..).prop_map(|i| i.and_then(std::num::NonZeroU64::new)),
+                prop_oneof![
+                    2 => Just(Vec::new()),
+                    1 => prop::collection::vec(device_event(), 1..4),
+                ],
             )
         })
         .prop_map(
-            |(gateway_id, seq, created_us, series, alarms, gaps, instance)| Batch {
+            |(gateway_id, seq, created_us, series, alarms, gaps, instance, devices)| Batch {
                 gateway_id,
+                // Device events only travel with a spool instance (v5).
+                devices: if instance.is_some() {
+                    devices
+                } else {
+                    Vec::new()
+                },
                 instance,
                 seq,
                 created_us,

@@ -42,7 +42,7 @@ use super::plan::{plan_group, ReadBlock, ReadLimits};
 use super::schedule::{stagger, Schedule, Slot};
 use super::types::Table;
 use crate::config::{Link, ModbusDevice};
-use crate::devices::{DeviceBoard, DeviceKey, Reason, SourceKind, Transition};
+use crate::devices::{DeviceBoard, DeviceKey, Reason, ReasonKind, SourceKind, Transition};
 use crate::reading::{now_us, Input, Quality, Reading, SeriesInfo};
 use crate::source::{report_device, SourceError};
 use crate::stats::{AgentStats, ModbusEvent};
@@ -113,6 +113,21 @@ struct Failed {
     /// The link itself broke (connection refused or reset, serial port
     /// gone): it must be opened again, whichever device is asked next.
     link_broken: bool,
+    /// The reason kind, when the error's type says it (an I/O error on an
+    /// open TCP connection: the connection is lost, whatever the OS text,
+    /// e.g. "Resource temporarily unavailable" once the device closed it);
+    /// `None`: the device board tells from the text.
+    kind: Option<ReasonKind>,
+}
+
+impl Failed {
+    /// The reason for the device board.
+    fn reason(&self) -> Reason {
+        match self.kind {
+            Some(kind) => Reason::new(kind, &self.error),
+            None => Reason::from_transport(&self.error),
+        }
+    }
 }
 
 /// An open link.
@@ -258,7 +273,7 @@ impl ModbusLink {
                 if f.link_broken || matches!(c, Conn::Tcp(_)) {
                     conn = None;
                 }
-                let reason = Reason::from_transport(&f.error);
+                let reason = f.reason();
                 self.report(device, &out, |b, k, now| b.down(k, reason, now))
                     .await?;
             } else {
@@ -351,6 +366,7 @@ impl ModbusLink {
                         return Err(Failed {
                             error,
                             link_broken: true,
+                            kind: None,
                         })
                     }
                 },
@@ -447,20 +463,31 @@ async fn transact(
     let result = match answer {
         Ok(Ok(Ok(data))) => Ok(Answer::Data(data)),
         Ok(Ok(Err(exception))) => Ok(Answer::Exception(u8::from(exception))),
-        Ok(Err(tokio_modbus::Error::Transport(e))) => Err(Failed {
-            link_broken: !matches!(
-                e.kind(),
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::TimedOut
-            ),
-            error: e.to_string(),
-        }),
+        Ok(Err(tokio_modbus::Error::Transport(e))) => {
+            let kind = match e.kind() {
+                std::io::ErrorKind::InvalidData => None,
+                std::io::ErrorKind::TimedOut => Some(ReasonKind::Timeout),
+                std::io::ErrorKind::ConnectionRefused => Some(ReasonKind::ConnectionRefused),
+                _ => Some(ReasonKind::ConnectionLost),
+            };
+            Err(Failed {
+                link_broken: !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::TimedOut
+                ),
+                error: e.to_string(),
+                kind,
+            })
+        }
         Ok(Err(e)) => Err(Failed {
             error: e.to_string(),
             link_broken: false,
+            kind: None,
         }),
         Err(_) => Err(Failed {
             error: format!("timed out after {} ms", limit.as_millis()),
             link_broken: false,
+            kind: Some(ReasonKind::Timeout),
         }),
     };
     let Some((line, gap)) = serial else {
@@ -472,6 +499,9 @@ async fn transact(
             stats.record_modbus(&d.device.name, ModbusEvent::CrcError);
         }
         f.error = format!("{}: {}", why.as_str(), f.error);
+        // On a serial line the reply on the wire decides (a bad CRC, no
+        // reply), as the prefixed text says.
+        f.kind = (why == Failure::Crc).then_some(ReasonKind::Crc);
         f
     });
     tokio::time::sleep(gap).await;

@@ -36,6 +36,7 @@ fn delivery() -> Arc<Delivery> {
             duration_us: None,
         }],
         gaps: Vec::new(),
+        devices: Vec::new(),
     };
     Arc::new(Delivery::new(batch).unwrap())
 }
