@@ -28,6 +28,7 @@ libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
         qos: Qos::AtMostOnce,
         format: PayloadFormat::Sparkplug {
             rebirth_requests: false,
+            property_tags: Vec::new(),
         },
         series: Template::parse("{2}.{4}").expect("a valid template"),
         unit: String::new(),

@@ -63,6 +63,9 @@ pub struct RawSubscription {
     pub format: Option<String>,
     /// For "sparkplug": publish NCMD `Node Control/Rebirth` to an edge node whose messages arrive out of sequence, with unknown aliases or before its birth, at most once per 10 s per node (default false: many plants forbid clients to send commands; the problem is then counted and logged only).
     pub rebirth_requests: Option<bool>,
+    /// For "sparkplug": metric properties (from the births) that become tags of the metric's series, by property key, for example ["area", "Documentation"]; a metric without the property has no such tag (default none).
+    #[serde(default)]
+    pub property_tags: Vec<String>,
     /// Series name; `{1}`, `{2}`… are replaced by the topic's levels, for example "{2}.temp" for topic "plant/+/temp". With "json" and "json-object" the value's name is appended as `".<name>"`.
     pub series: String,
     /// Engineering unit of "number" and "json-object" readings, for example "degC".
@@ -154,6 +157,8 @@ pub enum PayloadFormat {
     Sparkplug {
         /// Publish rebirth requests (NCMD) when the session state needs one.
         rebirth_requests: bool,
+        /// Metric property keys that become tags.
+        property_tags: Vec<String>,
     },
 }
 
@@ -463,8 +468,24 @@ fn validate_subscription(p: &mut Problems, at: &str, s: &RawSubscription) -> Opt
                     );
                 }
             }
+            for (k, key) in s.property_tags.iter().enumerate() {
+                let reserved = [
+                    "protocol",
+                    "sparkplug_group",
+                    "edge_node",
+                    "device",
+                    "topic",
+                ];
+                if !is_plain_name(key) || reserved.contains(&key.as_str()) {
+                    p.add(
+                        format!("{at}.property_tags[{k}]"),
+                        format!("{key:?} cannot be a tag name (letters, digits, '-', '_', '.', '/'; not {reserved:?})"),
+                    );
+                }
+            }
             PayloadFormat::Sparkplug {
                 rebirth_requests: s.rebirth_requests.unwrap_or(false),
+                property_tags: s.property_tags.clone(),
             }
         }
         other => {
@@ -480,6 +501,12 @@ fn validate_subscription(p: &mut Problems, at: &str, s: &RawSubscription) -> Opt
     if format_name != "sparkplug" && s.rebirth_requests.is_some() {
         p.add(
             format!("{at}.rebirth_requests"),
+            "only used with format \"sparkplug\"",
+        );
+    }
+    if format_name != "sparkplug" && !s.property_tags.is_empty() {
+        p.add(
+            format!("{at}.property_tags"),
             "only used with format \"sparkplug\"",
         );
     }

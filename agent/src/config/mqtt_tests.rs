@@ -364,13 +364,14 @@ series = "{2}.temp"
 #[test]
 fn sparkplug_subscriptions_and_their_mistakes() {
     let ok = parse(
-        "[[mqtt]]\nhost = \"b\"\n[[mqtt.subscriptions]]\ntopic = \"spBv1.0/plant1/#\"\nformat = \"sparkplug\"\nseries = \"{2}.{4}\"\nrebirth_requests = true\n",
+        "[[mqtt]]\nhost = \"b\"\n[[mqtt.subscriptions]]\ntopic = \"spBv1.0/plant1/#\"\nformat = \"sparkplug\"\nseries = \"{2}.{4}\"\nrebirth_requests = true\nproperty_tags = [\"area\"]\n",
     )
     .unwrap();
     assert_eq!(
         ok.mqtt[0].subscriptions[0].format,
         PayloadFormat::Sparkplug {
-            rebirth_requests: true
+            rebirth_requests: true,
+            property_tags: vec!["area".into()],
         }
     );
     let off = parse(
@@ -380,14 +381,16 @@ fn sparkplug_subscriptions_and_their_mistakes() {
     assert_eq!(
         off.mqtt[0].subscriptions[0].format,
         PayloadFormat::Sparkplug {
-            rebirth_requests: false
+            rebirth_requests: false,
+            property_tags: Vec::new(),
         },
         "rebirth requests are off unless asked for"
     );
     let errors = parse(
         "[[mqtt]]\nhost = \"b\"\n\
          [[mqtt.subscriptions]]\ntopic = \"plant/#\"\nformat = \"sparkplug\"\nseries = \"{2}.{5}\"\ntimestamp_pointer = \"/t\"\ntimestamp_format = \"ms\"\n\
-         [[mqtt.subscriptions]]\ntopic = \"plant/+/t\"\nseries = \"{2}\"\nrebirth_requests = true\n",
+         [[mqtt.subscriptions]]\ntopic = \"plant/+/t\"\nseries = \"{2}\"\nrebirth_requests = true\nproperty_tags = [\"a\"]\n\
+         [[mqtt.subscriptions]]\ntopic = \"spBv1.0/#\"\nformat = \"sparkplug\"\nseries = \"{2}\"\nproperty_tags = [\"edge_node\"]\n",
     )
     .unwrap_err();
     for want in [
@@ -395,6 +398,8 @@ fn sparkplug_subscriptions_and_their_mistakes() {
         "mqtt[0].subscriptions[0].series: {5}: a Sparkplug node topic has 4 levels",
         "mqtt[0].subscriptions[0].timestamp_pointer: not used with format \"sparkplug\"",
         "mqtt[0].subscriptions[1].rebirth_requests: only used with format \"sparkplug\"",
+        "mqtt[0].subscriptions[1].property_tags: only used with format \"sparkplug\"",
+        "mqtt[0].subscriptions[2].property_tags[0]: \"edge_node\" cannot be a tag name",
     ] {
         assert!(
             errors.iter().any(|e| e.starts_with(want)),

@@ -58,6 +58,7 @@ fn main() -> Result<()> {
         qos: Qos::AtMostOnce,
         format: PayloadFormat::Sparkplug {
             rebirth_requests: false,
+            property_tags: Vec::new(),
         },
         series: Template::parse("{2}.{4}").map_err(anyhow::Error::msg)?,
         unit: String::new(),

@@ -252,7 +252,9 @@ impl MqttSource {
                         }
                     }
                     let result = match sub.format {
-                        PayloadFormat::Sparkplug { rebirth_requests } => {
+                        PayloadFormat::Sparkplug {
+                            rebirth_requests, ..
+                        } => {
                             self.sparkplug(&mut sparkplug, sub, &publish, &client, rebirth_requests)
                         }
                         _ => self.readings(sub, &publish, &mut series),

@@ -11,8 +11,9 @@
 //! the edge node) and characters a series name cannot hold (a space, `:`)
 //! become `_`. Tags: the gateway's and the subscription's, `protocol =
 //! "sparkplug"`, `sparkplug_group`, `edge_node` and, for device metrics,
-//! `device`. The unit is the birth's `engUnit` property, else the
-//! subscription's `unit`.
+//! `device`, and the metric properties the subscription's `property_tags`
+//! names, as the last birth gave them. The unit is the birth's `engUnit`
+//! property, else the subscription's `unit`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -76,6 +77,18 @@ impl Reader {
             error: format!("payload is not a Sparkplug B protobuf: {e}"),
         })?;
         let outcome = self.host.on_message(&parsed, &decoded, now_us / 1000);
+        // A birth may bring other properties: names and tags are made again.
+        if matches!(parsed.kind, topic::Kind::NBirth | topic::Kind::DBirth) {
+            self.cache.clear();
+        }
+        let property_tags: &[String] = match &sub.format {
+            crate::config::mqtt::PayloadFormat::Sparkplug { property_tags, .. } => property_tags,
+            _ => &[],
+        };
+        let node = NodeId {
+            group: parsed.group.to_string(),
+            node: parsed.node.to_string(),
+        };
         let levels: Vec<&str> = topic.split('/').collect();
         let base = sub
             .series
@@ -111,6 +124,14 @@ impl Reader {
                     tags.insert("edge_node".into(), parsed.node.to_string());
                     if let Some(device) = &s.device {
                         tags.insert("device".into(), device.clone());
+                    }
+                    if !property_tags.is_empty() {
+                        let def = self.host.metric(&node, s.device.as_deref(), &s.metric);
+                        for (key, value) in def.into_iter().flat_map(|d| &d.properties) {
+                            if property_tags.contains(key) {
+                                tags.insert(key.clone(), value.clone());
+                            }
+                        }
                     }
                     let info = Arc::new(SeriesInfo {
                         name: name.clone(),

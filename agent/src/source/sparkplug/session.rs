@@ -61,6 +61,8 @@ pub struct MetricDef {
     pub datatype: DataType,
     /// The engineering unit from the metric's properties, if any.
     pub unit: Option<String>,
+    /// The metric's scalar properties (key, value as text), for tags.
+    pub properties: Vec<(String, String)>,
 }
 
 /// The value a reading carries.
@@ -290,6 +292,17 @@ impl Host {
         out
     }
 
+    /// The metric `name` as the current birth of a node (`device` `None`)
+    /// or one of its devices defines it.
+    pub fn metric(&self, node: &NodeId, device: Option<&str>, name: &str) -> Option<&MetricDef> {
+        let n = self.nodes.get(node)?;
+        let births = match device {
+            None => n.birth.as_ref()?,
+            Some(d) => n.devices.get(d)?,
+        };
+        births.by_name.get(name)
+    }
+
     /// The metrics the current births define for a node (`device` `None`)
     /// or one of its devices; `None` without a birth.
     pub fn metrics(&self, node: &NodeId, device: Option<&str>) -> Option<Vec<MetricDef>> {
@@ -331,17 +344,38 @@ fn is_metadata(name: &str) -> bool {
     name == "bdSeq" || name.starts_with("Node Control/") || name.starts_with("Device Control/")
 }
 
-fn unit_of(m: &Metric) -> Option<String> {
-    let props = m.properties.as_ref()?;
+/// The metric's scalar properties as (key, text), in the birth's order.
+fn properties_of(m: &Metric) -> Vec<(String, String)> {
+    let Some(props) = m.properties.as_ref() else {
+        return Vec::new();
+    };
     props
         .keys
         .iter()
         .zip(&props.values)
-        .find(|(k, _)| matches!(k.as_str(), "engUnit" | "EngUnit" | "engineering_units"))
-        .and_then(|(_, v)| match &v.value {
-            Some(PropertyKind::String(s)) if !s.is_empty() => Some(s.clone()),
-            _ => None,
+        .filter(|(_, v)| v.is_null != Some(true))
+        .filter_map(|(k, v)| {
+            let text = match v.value.as_ref()? {
+                PropertyKind::String(s) => s.clone(),
+                PropertyKind::Int(i) => i.to_string(),
+                PropertyKind::Long(l) => l.to_string(),
+                PropertyKind::Float(f) => f.to_string(),
+                PropertyKind::Double(d) => d.to_string(),
+                PropertyKind::Boolean(b) => b.to_string(),
+                PropertyKind::PropertySet(_) | PropertyKind::PropertySets(_) => return None,
+            };
+            Some((k.clone(), text))
         })
+        .collect()
+}
+
+fn unit_of(properties: &[(String, String)]) -> Option<String> {
+    properties
+        .iter()
+        .find(|(k, v)| {
+            matches!(k.as_str(), "engUnit" | "EngUnit" | "engineering_units") && !v.is_empty()
+        })
+        .map(|(_, v)| v.clone())
 }
 
 /// Read a birth's metric table; its values are readings.
@@ -355,10 +389,12 @@ fn birth(device: Option<String>, payload: &Payload, sent_ms: i64, out: &mut Outc
         if is_metadata(&name) {
             continue;
         }
+        let properties = properties_of(m);
         let def = MetricDef {
             name: name.clone(),
             datatype: DataType::from_code(m.datatype.unwrap_or(0)),
-            unit: unit_of(m),
+            unit: unit_of(&properties),
+            properties,
         };
         if number(def.datatype, &MetricValue::Boolean(false)).is_none() {
             out.skipped.push(Skipped {

@@ -8,6 +8,7 @@ fn sub() -> Subscription {
         qos: Qos::AtMostOnce,
         format: PayloadFormat::Sparkplug {
             rebirth_requests: false,
+            property_tags: Vec::new(),
         },
         series: Template::parse("{2}.{4}").unwrap(),
         unit: "".into(),
@@ -259,4 +260,54 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn the_properties_named_in_property_tags_become_tags() {
+    let mut s = sub();
+    s.format = PayloadFormat::Sparkplug {
+        rebirth_requests: false,
+        property_tags: vec!["area".into(), "sensor".into()],
+    };
+    let string = |v: &str| PropertyValue {
+        value: Some(PropertyKind::String(v.into())),
+        ..Default::default()
+    };
+    let mut temp = metric(Some("temp"), 1, Some(10), MetricValue::Double(1.0));
+    temp.properties = Some(PropertySet {
+        keys: vec!["engUnit".into(), "area".into(), "ignored".into()],
+        values: vec![string("degC"), string("press hall"), string("x")],
+    });
+    let plain = metric(Some("plain"), 2, Some(10), MetricValue::Double(2.0));
+    let birth = bytes(Some(0), 1, vec![temp, plain]);
+    let got = r_read(&mut Reader::default(), &s, &birth);
+    let tags = |name: &str| {
+        got.iter()
+            .find(|r| r.series.name.ends_with(name))
+            .unwrap()
+            .series
+            .tags
+            .clone()
+    };
+    assert_eq!(
+        tags(".temp").get("area").map(String::as_str),
+        Some("press hall")
+    );
+    assert_eq!(
+        tags(".temp").get("ignored"),
+        None,
+        "only the properties named"
+    );
+    assert_eq!(
+        tags(".temp").get("sensor"),
+        None,
+        "a property the metric lacks"
+    );
+    assert_eq!(tags(".plain").get("area"), None);
+}
+
+fn r_read(r: &mut Reader, s: &Subscription, birth: &[u8]) -> Vec<Reading> {
+    r.read(s, &BTreeMap::new(), "spBv1.0/g/NBIRTH/n", birth, 0)
+        .unwrap()
+        .readings
 }
