@@ -305,6 +305,16 @@ impl MqttSource {
                         b.down(k, reason, now)
                     })
                     .await?;
+                    // Sparkplug: what the edge nodes last said is no longer
+                    // known to be true (once per lost session).
+                    for r in sparkplug.reader.lose_session(now_us()) {
+                        self.stats.readings_produced.inc();
+                        if out.send(r.into()).await.is_err() {
+                            return Err(SourceError::OutputClosed {
+                                source_name: format!("mqtt {}", b.client_id),
+                            });
+                        }
+                    }
                     // BACKOFF_MIN at first, doubled per failure in a row, jittered.
                     let backoff =
                         backoff_delay(BACKOFF_MIN, failures, BACKOFF_MAX, fastrand::f64());

@@ -49,6 +49,9 @@ pub struct Read {
 pub struct Reader {
     host: Host,
     cache: HashMap<String, Arc<SeriesInfo>>,
+    /// The series each (node, device, metric) was last given, for the bad
+    /// readings of a lost session; filled when a series is first named.
+    named: HashMap<(NodeId, Option<String>, String), Arc<SeriesInfo>>,
 }
 
 impl Default for Reader {
@@ -56,6 +59,7 @@ impl Default for Reader {
         Reader {
             host: Host::new(REBIRTH_INTERVAL),
             cache: HashMap::new(),
+            named: HashMap::new(),
         }
     }
 }
@@ -96,6 +100,9 @@ impl Reader {
             .map_err(|level| Malformed::MissingLevel { level })?;
         if self.cache.len() >= SERIES_CACHE_MAX {
             self.cache.clear();
+        }
+        if self.named.len() >= SERIES_CACHE_MAX {
+            self.named.clear();
         }
         let mut readings = Vec::with_capacity(outcome.samples.len());
         for s in &outcome.samples {
@@ -139,6 +146,8 @@ impl Reader {
                         tags,
                     });
                     self.cache.insert(name, info.clone());
+                    let key = (node.clone(), s.device.clone(), s.metric.clone());
+                    self.named.insert(key, info.clone());
                     info
                 }
             };
@@ -154,6 +163,27 @@ impl Reader {
             });
         }
         Ok(Read { readings, outcome })
+    }
+}
+
+impl Reader {
+    /// The agent's connection to the broker is lost: a bad reading (NaN, at
+    /// `now_us`) for every metric the births defined, under the series it
+    /// last had ([`Host::lose_session`]).
+    pub fn lose_session(&mut self, now_us: i64) -> Vec<Reading> {
+        self.host
+            .lose_session(now_us / 1000)
+            .into_iter()
+            .filter_map(|(node, s)| {
+                let info = self.named.get(&(node, s.device, s.metric))?;
+                Some(Reading {
+                    series: info.clone(),
+                    ts_us: now_us,
+                    value: f64::NAN,
+                    quality: Quality::Bad,
+                })
+            })
+            .collect()
     }
 }
 

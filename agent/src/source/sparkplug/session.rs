@@ -18,7 +18,8 @@
 //!   still read (its values are real; the gap says some were lost).
 //! - **bdSeq**: an NDEATH names the birth it ends by the `bdSeq` metric. One
 //!   that does not match the current NBIRTH's is the late will of an older
-//!   session: counted ([`Problem::StaleDeath`]) and ignored.
+//!   session: counted ([`Problem::StaleDeath`]), not applied, and a rebirth
+//!   asked for (the host may have missed a birth).
 //! - **Death**: an NDEATH (matching) marks every metric of the node and of
 //!   its devices bad, a DDEATH those of one device: one reading each, value
 //!   NaN, quality bad, so a dead PLC gateway is visible downstream and a
@@ -38,6 +39,9 @@
 //!   `is_historical` metrics are readings with their own time like others.
 //! - Node Control metrics (`Node Control/...`), `bdSeq` and properties are
 //!   metadata, not readings.
+//! - **A lost session** (the agent's own connection to the broker,
+//!   [`Host::lose_session`]) marks every metric of every node bad, as a
+//!   death would: nothing the host last heard is known to be true any more.
 //! - **Rebirth requests** are rate-limited per node to one per
 //!   `rebirth_interval`; whether one is sent (NCMD `Node Control/Rebirth`)
 //!   is the caller's decision (the config may forbid publishing).
@@ -133,12 +137,10 @@ impl Problem {
         }
     }
 
-    /// Whether it makes the host ask the node for a rebirth.
+    /// Whether it makes the host ask the node for a rebirth (a stale
+    /// death too: the host may have missed the birth that followed it).
     fn wants_rebirth(&self) -> bool {
-        !matches!(
-            self,
-            Problem::StaleDeath { .. } | Problem::Unnamed | Problem::TooMany
-        )
+        !matches!(self, Problem::Unnamed | Problem::TooMany)
     }
 }
 
@@ -290,6 +292,25 @@ impl Host {
             }
         }
         out
+    }
+
+    /// The host's own connection to the broker is lost: every metric of
+    /// every node and device is no longer known, so each gets a bad reading
+    /// at `now_ms`, and every node needs a new birth (its data until then is
+    /// [`Problem::NoBirth`], which asks for one).
+    pub fn lose_session(&mut self, now_ms: i64) -> Vec<(NodeId, Sample)> {
+        let mut lost = Vec::new();
+        for (id, node) in &mut self.nodes {
+            let mut out = Outcome::default();
+            if let Some(births) = node.birth.take() {
+                dead(None, &births, now_ms, &mut out);
+            }
+            for (name, births) in std::mem::take(&mut node.devices) {
+                dead(Some(name), &births, now_ms, &mut out);
+            }
+            lost.extend(out.samples.into_iter().map(|s| (id.clone(), s)));
+        }
+        lost
     }
 
     /// The metric `name` as the current birth of a node (`device` `None`)

@@ -374,7 +374,10 @@ fn a_death_marks_every_metric_of_the_node_and_its_devices_bad() {
             death: Some(4)
         }]
     );
-    assert_eq!((o.samples.len(), o.rebirth), (0, None));
+    assert_eq!(o.samples.len(), 0);
+    // Within 10 s of the request the dead device's data made at 30: not
+    // asked again.
+    assert_eq!(o.rebirth, None);
 
     // The matching NDEATH: node and device metrics all bad, at its arrival
     // (60), not at the will's stamp (55).
@@ -436,4 +439,50 @@ fn made_up_node_names_do_not_grow_memory_without_bound() {
     assert_eq!(o.problems, vec![Problem::TooMany]);
     assert!(o.samples.is_empty());
     assert_eq!(h.nodes.len(), MAX_NODES);
+}
+
+#[test]
+fn a_lost_session_marks_every_known_metric_bad_and_needs_new_births() {
+    let mut h = host();
+    feed(&mut h, "spBv1.0/g/NBIRTH/gw", &nbirth(1), 0);
+    let dbirth = payload(
+        Some(1),
+        10,
+        vec![metric(
+            Some("rpm"),
+            Some(1),
+            Some(10),
+            Some(MetricValue::Double(900.0)),
+        )],
+    );
+    feed(&mut h, "spBv1.0/g/DBIRTH/gw/motor", &dbirth, 10);
+    let lost = h.lose_session(99);
+    assert!(lost.iter().all(|(n, _)| n.node == "gw" && n.group == "g"));
+    let o = Outcome {
+        samples: lost.into_iter().map(|(_, s)| s).collect(),
+        ..Default::default()
+    };
+    let mut got = values(&o);
+    got.sort_by(|a, b| a.1.cmp(b.1));
+    assert_eq!(
+        got,
+        vec![
+            (None, "count", Value::Dead),
+            (Some("motor"), "rpm", Value::Dead),
+            (None, "temp", Value::Dead)
+        ]
+    );
+    assert!(o.samples.iter().all(|s| s.ts_ms == 99));
+    assert!(
+        h.lose_session(100).is_empty(),
+        "once: nothing is known after it"
+    );
+    let o = feed(
+        &mut h,
+        "spBv1.0/g/NDATA/gw",
+        &payload(Some(2), 110, vec![]),
+        110,
+    );
+    assert_eq!(o.problems, vec![Problem::NoBirth]);
+    assert!(o.rebirth.is_some());
 }
