@@ -587,12 +587,26 @@ series = "{{2}}.{{4}}"
             let mut node = tokio::task::block_in_place(|| EdgeNode::start(broker.port))?;
             tokio::task::block_in_place(|| node.command("birth"))?;
             tokio::task::block_in_place(|| node.command("alias"))?;
+            // "ok" means queued in the edge node's client: wait for the
+            // agent to have the data before the kill can cut it off.
+            wait_for(|| stats.readings_produced.get() >= 2 * N as u64).await?;
             {
                 use std::io::Write;
                 writeln!(node.stdin, "die")?;
                 node.stdin.flush()?;
             }
-            wait_for(|| stats.readings_forwarded.get() >= 3 * N as u64).await?;
+            wait_for(|| stats.readings_forwarded.get() >= 3 * N as u64)
+                .await
+                .with_context(|| {
+                    format!(
+                        "produced {}, spooled {}, forwarded {}, upload failures {}, quarantined {}",
+                        stats.readings_produced.get(),
+                        stats.readings_spooled.get(),
+                        stats.readings_forwarded.get(),
+                        stats.upload_failures.get(),
+                        stats.batches_quarantined.get()
+                    )
+                })?;
             stop.cancel();
             task.await??;
             relay.stop().await?;

@@ -315,11 +315,24 @@ fn r_read(r: &mut Reader, s: &Subscription, birth: &[u8]) -> Vec<Reading> {
 #[test]
 fn a_lost_session_gives_a_bad_reading_per_metric_under_its_series() {
     let mut r = Reader::default();
-    let birth = bytes(Some(0), 1, vec![metric(Some("temp"), 1, Some(10), MetricValue::Double(1.0))]);
+    let birth = bytes(
+        Some(0),
+        1,
+        vec![metric(Some("temp"), 1, Some(10), MetricValue::Double(1.0))],
+    );
     let born = r_read(&mut r, &sub(), &birth);
     let lost = r.lose_session(5_000_000);
     assert_eq!(lost.len(), 1);
-    assert!(Arc::ptr_eq(&lost[0].series, &born[0].series), "the series it had");
-    assert_eq!((lost[0].quality, lost[0].value.is_nan(), lost[0].ts_us), (Quality::Bad, true, 5_000_000));
-    assert!(r.lose_session(6_000_000).is_empty(), "nothing known any more");
+    assert!(
+        Arc::ptr_eq(&lost[0].series, &born[0].series),
+        "the series it had"
+    );
+    assert_eq!(
+        (lost[0].quality, lost[0].value.is_nan(), lost[0].ts_us),
+        (Quality::Bad, true, 5_000_000)
+    );
+    assert!(
+        r.lose_session(6_000_000).is_empty(),
+        "nothing known any more"
+    );
 }
