@@ -8,7 +8,8 @@ Usage: edge_node.py HOST PORT GROUP NODE
 It reads commands from stdin, one per line, and answers each on stdout
 with one line starting "ok " once it has published (or "error ..."):
   birth   connect: NBIRTH (every scalar datatype, with aliases), then a
-          DBIRTH of device "motor"
+          DBIRTH of device "motor" (the test waits for them to arrive before
+          its next command: "ok" means queued in the client)
   alias   NDATA and DDATA carrying aliases only, no names, no datatypes
   gap     an NDATA whose seq skips one number (a lost message)
   die     exit at once without DISCONNECT: the broker sends the NDEATH will
@@ -92,22 +93,20 @@ def on_command(edge_node, message):
         say(f"rebirth requested {rebirths + 1}")
 
 
-def connected():
-    node.register(sp.Device("motor", metrics(DEVICE_METRICS, True)))
-
-
 for line in sys.stdin:
     cmd = line.strip()
     try:
         if cmd == "birth":
             node = sp.EdgeNode(group, node_id, metrics(NODE_METRICS, True), cmd_callback=on_command)
+            # Registered before connecting: the connect callback publishes
+            # the NBIRTH and then this DBIRTH, once, in that order.
+            node.register(sp.Device("motor", metrics(DEVICE_METRICS, True)))
             node.connect(host, port=port, blocking=False)
-            # Wait until NBIRTH went out (the client's connect callback).
-            for _ in range(500):
+            # Connected: the client's callback is publishing the births.
+            for _ in range(2000):
                 if node._connected:
                     break
                 threading.Event().wait(0.01)
-            connected()
             say("ok birth")
         elif cmd == "alias":
             c = node._client

@@ -586,6 +586,7 @@ series = "{{2}}.{{4}}"
             wait_for(|| stats.mqtt_subscriptions_acked.get() >= 1).await?;
             let mut node = tokio::task::block_in_place(|| EdgeNode::start(broker.port))?;
             tokio::task::block_in_place(|| node.command("birth"))?;
+            wait_for(|| stats.readings_produced.get() >= N as u64).await?;
             tokio::task::block_in_place(|| node.command("alias"))?;
             // "ok" means queued in the edge node's client: wait for the
             // agent to have the data before the kill can cut it off.
