@@ -175,7 +175,6 @@ impl Agent {
                 tags: self.config.tags.clone(),
                 stats: self.stats.clone(),
                 ack_after_commit: true,
-                spool: Some(spool.clone()),
             };
             spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
         }
