@@ -397,14 +397,28 @@ fn run<const RING: usize>(kill: bool) -> anyhow::Result<()> {
         *seen.entry(x as i64).or_default() += 1;
     }
     let mut gap_readings = 0;
+    let mut link_down = 0;
     for e in tansu.read_topic("frames.events")? {
         let v = &e["value"];
+        if v["event"] == "device_state" {
+            // The pulled cable, as the cloud sees it.
+            ensure!(v["source"] == "frames", "{v}");
+            if v["state"] == "down" {
+                ensure!(v["reason"]["kind"] == "connection_lost", "{v}");
+                link_down += 1;
+            }
+            continue;
+        }
         ensure!(
             v["event"] == "gap" && v["reason"] == "device_dropped",
             "{v}"
         );
         gap_readings += v["readings"].as_u64().context("gap readings")?;
     }
+    ensure!(
+        link_down >= 1,
+        "no device_state down event for the pulled cable"
+    );
     let missing: Vec<i64> = (0..i64::from(SAMPLES))
         .filter(|n| !seen.contains_key(n))
         .collect();
