@@ -319,16 +319,7 @@ fn rebirth_requests_are_rate_limited_per_node() {
 fn a_death_marks_every_metric_of_the_node_and_its_devices_bad() {
     let mut h = host();
     feed(&mut h, "spBv1.0/g/NBIRTH/gw", &nbirth(5), 0);
-    let dbirth = payload(
-        Some(1),
-        10,
-        vec![metric(
-            Some("rpm"),
-            Some(1),
-            Some(10),
-            Some(MetricValue::Double(900.0)),
-        )],
-    );
+    let dbirth = motor_birth(1, 10, 900.0);
     let o = feed(&mut h, "spBv1.0/g/DBIRTH/gw/motor", &dbirth, 10);
     assert_eq!(
         values(&o),
@@ -360,7 +351,12 @@ fn a_death_marks_every_metric_of_the_node_and_its_devices_bad() {
     );
 
     // Born again, then an NDEATH of an older session (bdSeq 4): ignored.
-    feed(&mut h, "spBv1.0/g/DBIRTH/gw/motor", &dbirth_seq(4), 40);
+    feed(
+        &mut h,
+        "spBv1.0/g/DBIRTH/gw/motor",
+        &motor_birth(4, 40, 901.0),
+        40,
+    );
     let o = feed(
         &mut h,
         "spBv1.0/g/NDEATH/gw",
@@ -411,15 +407,16 @@ fn a_death_marks_every_metric_of_the_node_and_its_devices_bad() {
     assert_eq!(o.problems, vec![]);
 }
 
-fn dbirth_seq(seq: u64) -> Payload {
+/// The DBIRTH of device "motor": one Double metric "rpm", alias 1.
+fn motor_birth(seq: u64, ts: u64, rpm: f64) -> Payload {
     payload(
         Some(seq),
-        40,
+        ts,
         vec![metric(
             Some("rpm"),
             Some(1),
             Some(10),
-            Some(MetricValue::Double(901.0)),
+            Some(MetricValue::Double(rpm)),
         )],
     )
 }
@@ -445,16 +442,7 @@ fn made_up_node_names_do_not_grow_memory_without_bound() {
 fn a_lost_session_marks_every_known_metric_bad_and_needs_new_births() {
     let mut h = host();
     feed(&mut h, "spBv1.0/g/NBIRTH/gw", &nbirth(1), 0);
-    let dbirth = payload(
-        Some(1),
-        10,
-        vec![metric(
-            Some("rpm"),
-            Some(1),
-            Some(10),
-            Some(MetricValue::Double(900.0)),
-        )],
-    );
+    let dbirth = motor_birth(1, 10, 900.0);
     feed(&mut h, "spBv1.0/g/DBIRTH/gw/motor", &dbirth, 10);
     let lost = h.lose_session(99);
     assert!(lost.iter().all(|(n, _)| n.node == "gw" && n.group == "g"));
