@@ -31,7 +31,7 @@ use crate::publish::shared::SharedAlarms;
 use crate::publish::LocalEvent;
 use crate::reading::Reading;
 use crate::reading::{now_us, Alarm, AlarmState, Input};
-use crate::spool::frames::FrameMark;
+use crate::spool::Mark;
 use crate::spool::{self, Lane, SharedSpool};
 use crate::stats::AgentStats;
 use crate::timing::{sleep_until, LogLimiter};
@@ -75,7 +75,7 @@ pub(crate) async fn pipeline(
     }
     let mut batcher = Batcher::new(&config.gateway_id, config.batch);
     // Marks of the samples in the open batch.
-    let mut marks: Vec<FrameMark> = Vec::new();
+    let mut marks: Vec<Mark> = Vec::new();
     // Readings taken since the points board was last updated.
     let mut seen: Vec<Reading> = Vec::new();
     // Stale rules see silence only when time passes, not when readings do.
@@ -183,7 +183,7 @@ async fn report(transition: crate::devices::Transition, outlets: &AlarmOutlets<'
 /// Seal the open reading batch and commit it to the spool, with the marks
 /// of the microcontroller samples whose readings it holds. (A mark of a
 /// sample without readings waits for the next batch.)
-async fn commit(batcher: &mut Batcher, marks: &mut Vec<FrameMark>, outlets: &AlarmOutlets<'_>) {
+async fn commit(batcher: &mut Batcher, marks: &mut Vec<Mark>, outlets: &AlarmOutlets<'_>) {
     let Some(batch) = batcher.seal(now_us()) else {
         return;
     };
@@ -233,7 +233,7 @@ pub(crate) async fn store(
 async fn store_marked(
     batch: edge_wire::Batch,
     alarms: Vec<Alarm>,
-    marks: Vec<FrameMark>,
+    marks: Vec<Mark>,
     lane: Lane,
     spool: &SharedSpool,
     stats: &AgentStats,
@@ -479,12 +479,12 @@ mod tests {
         });
         let mut inputs: Vec<Input> = Vec::new();
         inputs.push(reading(&series, 1.0).into());
-        let mark = FrameMark {
+        let mark = Mark::Frame(crate::spool::frames::FrameMark {
             device_id: "mcu".into(),
             boot_id: 3,
             seq: 7,
             settled: Some(6),
-        };
+        });
         let readings = (10..13).map(|v| reading(&series, f64::from(v))).collect();
         inputs.push(Input::Sample { readings, mark });
         inputs.push(reading(&series, 2.0).into());

@@ -39,13 +39,14 @@ pub struct Reading {
 #[derive(Debug, Clone)]
 pub enum Input {
     Reading(Reading),
-    /// A microcontroller sample: its readings and its mark together, so the
+    /// A microcontroller sample or an MQTT message: its readings and its
+    /// mark together, so the
     /// pipeline puts them in one batch and commits the mark with it (a
     /// sample's readings are never split between two batches, of which a
     /// crash could keep one).
     Sample {
         readings: Vec<Reading>,
-        mark: crate::spool::frames::FrameMark,
+        mark: crate::spool::Mark,
     },
     /// A device or connection changed state (down, degraded, back): an
     /// event for the cloud, on the same channel so it keeps its place

@@ -175,6 +175,7 @@ impl Agent {
                 tags: self.config.tags.clone(),
                 stats: self.stats.clone(),
                 ack_after_commit: true,
+                spool: Some(spool.clone()),
             };
             spawn_source(&sources, source.run(tx.clone(), shutdown.clone()));
         }

@@ -78,6 +78,7 @@ pub mod check;
 mod error;
 pub mod frames;
 pub mod inspect;
+pub mod mqtt;
 mod options;
 mod pending;
 pub mod room;
@@ -87,6 +88,16 @@ mod schema;
 pub use self::bounds::{DropReason, Gap, OnFull};
 pub use self::check::StartupReport;
 use self::error::sqlite_error;
+
+/// Something a source took, committed with the batch that holds its
+/// readings, so a restarted agent knows not to take it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    /// A microcontroller sample ([`frames`]).
+    Frame(frames::FrameMark),
+    /// A QoS 1 MQTT message ([`mqtt`]).
+    Mqtt(mqtt::MqttMark),
+}
 pub use self::error::{FullCause, SpoolError};
 pub use self::options::{SpoolOptions, Synchronous};
 pub use self::room::Pressure;
@@ -237,6 +248,15 @@ impl Spool {
     /// epoch), for the alarms acknowledged and not yet cleared.
     pub fn acknowledged_alarms(&self) -> Result<Vec<(String, String, i64)>, SpoolError> {
         alarms::acknowledged(&self.conn).map_err(|e| self.err(e))
+    }
+
+    /// The MQTT messages of broker connection `client_id` committed so far:
+    /// packet id to digest ([`mqtt`]).
+    pub fn mqtt_delivered(
+        &self,
+        client_id: &str,
+    ) -> Result<std::collections::BTreeMap<u16, u64>, SpoolError> {
+        mqtt::load(&self.conn, client_id).map_err(|e| self.err(e))
     }
 
     /// What the spool holds of the microcontroller `device_id`'s sequence:

@@ -91,6 +91,9 @@ pub struct AgentStats {
     pub mqtt_subscriptions_acked: Counter,
     /// QoS 1 MQTT messages acknowledged to the broker after their readings were committed.
     pub mqtt_messages_acked: Counter,
+    /// QoS 1 MQTT messages the broker delivered again (DUP) that the spool
+    /// already holds: acknowledged, not stored twice.
+    pub mqtt_redeliveries_skipped: Counter,
     /// Malformed MQTT messages per (client id, topic filter).
     mqtt_malformed_by_subscription: Mutex<BTreeMap<(String, String), u64>>,
     /// The last connection error per MQTT client id, for diagnosis.

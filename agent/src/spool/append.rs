@@ -8,10 +8,10 @@
 use edge_wire::Batch;
 use rusqlite::{params, OptionalExtension};
 
-use super::frames::FrameMark;
+use super::Mark;
 use super::{
-    alarms, bounds, checksum, frames, room, sqlite_error, DropReason, FullCause, Gap, Lane, OnFull,
-    Spool, SpoolError,
+    alarms, bounds, checksum, frames, mqtt, room, sqlite_error, DropReason, FullCause, Gap, Lane,
+    OnFull, Spool, SpoolError,
 };
 use crate::reading::Alarm;
 
@@ -67,13 +67,14 @@ impl Spool {
     }
 
     /// [`Spool::append`], recording in the same transaction that the
-    /// microcontroller samples of `marks` are taken ([`super::frames`]).
+    /// microcontroller samples and MQTT messages of `marks` are taken
+    /// ([`super::frames`], [`super::mqtt`]).
     pub fn append_marked(
         &mut self,
         batch: &mut Batch,
         alarms: &[Alarm],
         lane: Lane,
-        marks: &[FrameMark],
+        marks: &[Mark],
     ) -> Result<u64, SpoolError> {
         let result = match self.try_append(batch, alarms, lane, marks, false) {
             Err(SpoolError::Full {
@@ -134,7 +135,7 @@ impl Spool {
         batch: &mut Batch,
         alarms: &[Alarm],
         lane: Lane,
-        marks: &[FrameMark],
+        marks: &[Mark],
         disk_full: bool,
     ) -> Result<u64, SpoolError> {
         let options = self.options;
@@ -237,7 +238,26 @@ impl Spool {
                 )
             })
             .and_then(|_| alarms::apply(&tx, alarms))
-            .and_then(|_| frames::apply(&tx, marks))
+            .and_then(|_| {
+                let frames: Vec<_> = marks
+                    .iter()
+                    .filter_map(|m| match m {
+                        Mark::Frame(f) => Some(f.clone()),
+                        Mark::Mqtt(_) => None,
+                    })
+                    .collect();
+                frames::apply(&tx, &frames)
+            })
+            .and_then(|_| {
+                let mqtt: Vec<_> = marks
+                    .iter()
+                    .filter_map(|m| match m {
+                        Mark::Mqtt(m) => Some(m),
+                        Mark::Frame(_) => None,
+                    })
+                    .collect();
+                mqtt::apply(&tx, &mqtt)
+            })
             .and_then(|_| tx.commit());
         result.map_err(|e| self.err(e))?;
         self.gaps.extend(gaps);

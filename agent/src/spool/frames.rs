@@ -153,6 +153,7 @@ mod tests {
         let path = dir.path().join("spool.db");
         for (i, (marks, want)) in table.into_iter().enumerate() {
             let mut s = Spool::open(&path).unwrap();
+            let marks: Vec<_> = marks.into_iter().map(crate::spool::Mark::Frame).collect();
             s.append_marked(&mut batch(1), &[], Lane::Readings, &marks).unwrap();
             drop(s);
             let s = Spool::open(&path).unwrap();
@@ -180,7 +181,12 @@ mod tests {
             for p in &mut b.series[0].points {
                 p.value = fastrand::f64();
             }
-            match s.append_marked(&mut b, &[], Lane::Readings, &[mark("a", 1, seq, None)]) {
+            match s.append_marked(
+                &mut b,
+                &[],
+                Lane::Readings,
+                &[crate::spool::Mark::Frame(mark("a", 1, seq, None))],
+            ) {
                 Ok(_) => stored.push(seq),
                 Err(e) => {
                     assert!(e.is_full(), "{e}");

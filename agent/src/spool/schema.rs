@@ -55,6 +55,12 @@ CREATE TABLE IF NOT EXISTS frames_taken (
     seq INTEGER NOT NULL,
     PRIMARY KEY (device_id, boot_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mqtt_delivered (
+    client_id TEXT NOT NULL,
+    packet_id INTEGER NOT NULL,
+    digest INTEGER NOT NULL,
+    PRIMARY KEY (client_id, packet_id)
+) WITHOUT ROWID;
 ";
 
 /// Columns added after the first release: (table, column, definition).

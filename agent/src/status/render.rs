@@ -45,6 +45,9 @@ const COUNTERS: &[(&str, Field)] = &[
     ("mqtt_connection_errors", |s| &s.mqtt_connection_errors),
     ("mqtt_subscriptions_acked", |s| &s.mqtt_subscriptions_acked),
     ("mqtt_messages_acked", |s| &s.mqtt_messages_acked),
+    ("mqtt_redeliveries_skipped", |s| {
+        &s.mqtt_redeliveries_skipped
+    }),
     ("readings_dropped_full", |s| &s.readings_dropped_full),
     ("readings_dropped_age", |s| &s.readings_dropped_age),
     ("batches_dropped_full", |s| &s.batches_dropped_full),

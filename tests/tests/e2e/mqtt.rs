@@ -92,6 +92,7 @@ pub(crate) fn start_source(
         tags: config.tags.clone(),
         stats: stats.clone(),
         ack_after_commit,
+        spool: None,
     };
     let (tx, rx) = mpsc::channel(64);
     let stop = CancellationToken::new();

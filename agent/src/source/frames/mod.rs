@@ -50,6 +50,7 @@ use crate::reading::{now_us, Input, Quality, Reading, SeriesInfo};
 use crate::source::mqtt::ack::AckQueue;
 use crate::source::{report_device, SourceError};
 use crate::spool::frames::FrameMark;
+use crate::spool::Mark;
 use crate::spool::{DropReason, Gap, SharedSpool};
 use crate::stats::{AgentStats, FrameEvent};
 use crate::timing::{backoff_delay, LogLimiter};
@@ -282,12 +283,12 @@ impl FramesSource {
                         else {
                             unreachable!("samples are taken only after a birth");
                         };
-                        let mark = FrameMark {
+                        let mark = Mark::Frame(FrameMark {
                             device_id: device_id.to_owned(),
                             boot_id,
                             seq,
                             settled: session.settled(),
-                        };
+                        });
                         if out.send(Input::Sample { readings, mark }).await.is_err() {
                             return Err(SourceError::OutputClosed {
                                 source_name: self.device.link.to_string(),

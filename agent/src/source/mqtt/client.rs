@@ -79,6 +79,22 @@ impl Message {
             Publish::V5(p) => &p.payload,
         }
     }
+
+    /// The packet id (0 for QoS 0).
+    pub fn packet_id(&self) -> u16 {
+        match &self.publish {
+            Publish::V311(p) => p.pkid,
+            Publish::V5(p) => p.pkid,
+        }
+    }
+
+    /// Whether the broker marked it as a redelivery (DUP).
+    pub fn dup(&self) -> bool {
+        match &self.publish {
+            Publish::V311(p) => p.dup,
+            Publish::V5(p) => p.dup,
+        }
+    }
 }
 
 /// The connection failed; polling again reconnects.

@@ -52,6 +52,8 @@ use crate::config::mqtt::{is_plain_name, MqttBroker, PayloadFormat, Subscription
 use crate::devices::{DeviceKey, Reason, ReasonKind, SourceKind};
 use crate::reading::{now_us, Input, Reading, SeriesInfo};
 use crate::source::sparkplug::{rebirth_request as sparkplug_rebirth, Reader};
+use crate::spool::mqtt::{digest as mqtt_digest, MqttMark};
+use crate::spool::{Mark, SharedSpool};
 use crate::stats::AgentStats;
 use crate::timing::{backoff_delay, LogLimiter};
 
@@ -79,6 +81,11 @@ pub struct MqttSource {
     /// Acknowledge QoS 1 messages only after their readings are committed to
     /// the spool (see [`ack`]); otherwise rumqttc acknowledges on receipt.
     pub ack_after_commit: bool,
+    /// The spool, to recognise a QoS 1 message of a persistent session
+    /// that the broker delivers again after the agent died between the
+    /// commit and the acknowledgement ([`crate::spool::mqtt`]); `None`
+    /// (the source driven alone): redeliveries are taken again.
+    pub spool: Option<SharedSpool>,
 }
 
 /// How often pending acknowledgements are checked against the spool.
@@ -127,6 +134,22 @@ impl MqttSource {
             log: LogLimiter::new(MALFORMED_LOG_INTERVAL),
         };
         let mut failures: u32 = 0;
+        // Exactly once into the spool: only where the broker redelivers
+        // (a persistent session) and acknowledgements wait for the commit.
+        let exactly_once = self.ack_after_commit && !b.clean_session && self.spool.is_some();
+        let mut delivered = match (&self.spool, exactly_once) {
+            (Some(spool), true) => {
+                let id = b.client_id.clone();
+                match spool.call(move |s| s.mqtt_delivered(&id)).await {
+                    Ok(map) => map,
+                    Err(error) => {
+                        warn!(%broker, client_id = %b.client_id, %error, "cannot read which MQTT messages the spool holds; a redelivery after the last crash may be stored twice");
+                        BTreeMap::new()
+                    }
+                }
+            }
+            _ => BTreeMap::new(),
+        };
         let device = DeviceKey::new(SourceKind::Mqtt, &b.client_id);
         self.stats
             .devices
@@ -213,6 +236,21 @@ impl MqttSource {
                         continue;
                     };
                     let sub = &b.subscriptions[i];
+                    let mark = (exactly_once && publish.needs_ack).then(|| MqttMark {
+                        client_id: b.client_id.clone(),
+                        packet_id: publish.packet_id(),
+                        digest: mqtt_digest(&publish.topic, publish.payload()),
+                    });
+                    if let Some(m) = &mark {
+                        if publish.dup() && delivered.get(&m.packet_id) == Some(&m.digest) {
+                            // Committed before; acknowledged once whatever
+                            // came before it is committed too.
+                            self.stats.mqtt_redeliveries_skipped.inc();
+                            debug!(%broker, topic = %publish.topic, packet_id = m.packet_id, "MQTT redelivery of a message the spool holds; acknowledged, not stored again");
+                            acks.sent(publish, self.stats.readings_produced.get());
+                            continue;
+                        }
+                    }
                     let result = match sub.format {
                         PayloadFormat::Sparkplug {
                             rebirth_requests, ..
@@ -223,12 +261,23 @@ impl MqttSource {
                     };
                     match result {
                         Ok(readings) => {
-                            for r in readings {
-                                self.stats.readings_produced.inc();
-                                if out.send(r.into()).await.is_err() {
-                                    return Err(SourceError::OutputClosed {
-                                        source_name: format!("mqtt {}", b.client_id),
-                                    });
+                            let closed = || SourceError::OutputClosed {
+                                source_name: format!("mqtt {}", b.client_id),
+                            };
+                            if let Some(m) = mark {
+                                // Readings and mark in one batch.
+                                self.stats.readings_produced.add(readings.len() as u64);
+                                delivered.insert(m.packet_id, m.digest);
+                                let mark = Mark::Mqtt(m);
+                                if out.send(Input::Sample { readings, mark }).await.is_err() {
+                                    return Err(closed());
+                                }
+                            } else {
+                                for r in readings {
+                                    self.stats.readings_produced.inc();
+                                    if out.send(r.into()).await.is_err() {
+                                        return Err(closed());
+                                    }
                                 }
                             }
                             if self.ack_after_commit && publish.needs_ack {
