@@ -10,6 +10,7 @@
 
 mod crafted;
 mod hostile;
+mod real_data;
 mod roundtrip;
 mod support;
 

@@ -1,6 +1,6 @@
 //! encode → decode returns the batch it was given, bit for bit.
 
-use edge_wire::codec::envelope;
+use edge_wire::codec::{encode_version, envelope};
 use edge_wire::{
     decode, encode, AlarmState, Batch, Gap, GapReason, Limits, Point, Quality, Series, Severity,
 };
@@ -8,9 +8,25 @@ use proptest::prelude::*;
 
 use crate::support::{self, sample_batch};
 
+/// Encode → decode in v6 and in the legacy version the batch needs; both
+/// must give the same batch, which is returned.
 fn round_trip(batch: &Batch) -> Batch {
     let bytes = encode(batch).expect("encode");
-    decode(&bytes, &Limits::default()).expect("decode")
+    let v6 = decode(&bytes, &Limits::default()).expect("decode");
+    let legacy = decode(&encode_legacy(batch), &Limits::default()).expect("decode legacy");
+    assert_eq!(
+        legacy,
+        v6,
+        "v{} and v6 decode differently",
+        batch.legacy_version()
+    );
+    v6
+}
+
+/// The batch in the oldest version before v6 that carries it, as `encode`
+/// wrote it before v6.
+fn encode_legacy(batch: &Batch) -> Vec<u8> {
+    encode_version(batch, batch.legacy_version()).expect("encode legacy")
 }
 
 #[test]
@@ -84,7 +100,7 @@ fn tiny_batch_document_bytes() {
         gaps: Vec::new(),
         devices: Vec::new(),
     };
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(&bytes[..6], b"EDGB\x00\x02");
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
     let expected: &[u8] = &[
@@ -112,7 +128,7 @@ fn tiny_batch_document_bytes() {
     // as above, then the empty gap list (docs/wire-format.md §5).
     let mut batch = batch;
     batch.instance = std::num::NonZeroU64::new(0x0102_0304_0506_0708);
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(&bytes[..6], b"EDGB\x00\x04");
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
     let mut v4 = vec![0x85, 0x86, 0x04];
@@ -140,7 +156,7 @@ fn tiny_batch_document_bytes() {
         at_us: 3_000_000,
         since_us: 1_000_000,
     });
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(&bytes[..6], b"EDGB\x00\x05");
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
     let mut v5 = vec![0x86, 0x86, 0x05];
@@ -314,7 +330,7 @@ fn v2_alarm_fields_round_trip_and_bad_codes_are_named() {
     );
 
     // Severity code 9 in a v2 document.
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     let mut doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
     let n = doc.len();
     // The last alarm ends with its severity (1 byte) and null duration.
@@ -348,7 +364,7 @@ fn a_spool_instance_makes_a_v4_batch_with_a_six_field_header() {
         batches: 1,
         recorded_us: 4,
     }];
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(&bytes[..6], b"EDGB\x00\x04");
     assert_eq!(decode(&bytes, &Limits::default()).unwrap(), batch);
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
@@ -371,7 +387,7 @@ fn a_spool_instance_makes_a_v4_batch_with_a_six_field_header() {
 
     // Without gaps, still v4, with an empty gap list.
     batch.gaps.clear();
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(edge_wire::encoded_version(&bytes).unwrap(), 4);
     assert_eq!(decode(&bytes, &Limits::default()).unwrap(), batch);
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
@@ -387,7 +403,7 @@ fn a_spool_instance_makes_a_v4_batch_with_a_six_field_header() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "malformed batch: header spool instance is 0, which is reserved"
+        "malformed batch: header spool instance is 0, which is reserved in v4"
     );
     // A v4 document behind a v3 prefix: the header has one field too many.
     let err = decode(
@@ -402,7 +418,7 @@ fn a_spool_instance_makes_a_v4_batch_with_a_six_field_header() {
     // Batches without an instance keep their older versions.
     batch.instance = None;
     assert_eq!(
-        edge_wire::encoded_version(&encode(&batch).unwrap()).unwrap(),
+        edge_wire::encoded_version(&encode_legacy(&batch)).unwrap(),
         2
     );
 }
@@ -411,7 +427,7 @@ fn a_spool_instance_makes_a_v4_batch_with_a_six_field_header() {
 fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
     let plain = sample_batch(3);
     assert_eq!(
-        edge_wire::encoded_version(&encode(&plain).unwrap()).unwrap(),
+        edge_wire::encoded_version(&encode_legacy(&plain)).unwrap(),
         2
     );
 
@@ -436,7 +452,7 @@ fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
             recorded_us: 0,
         },
     ];
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(edge_wire::encoded_version(&bytes).unwrap(), 3);
     assert_eq!(decode(&bytes, &Limits::default()).unwrap(), batch);
 
@@ -474,7 +490,7 @@ fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
     assert!(err.to_string().contains("(max_gaps)"), "{err}");
 
     // A v2 document sealed as v3 lacks the gap list.
-    let v2 = encode(&plain).unwrap();
+    let v2 = encode_legacy(&plain);
     let v2_doc = envelope::decompress(&v2[6..], &Limits::default()).unwrap();
     let err = decode(
         &envelope::seal_version(&v2_doc, 3).unwrap(),
@@ -494,13 +510,13 @@ fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
 #[test]
 fn device_events_make_a_v5_batch_and_bad_entries_are_named() {
     let plain = support::with_device_event(sample_batch(2));
-    let bytes = encode(&plain).unwrap();
+    let bytes = encode_legacy(&plain);
     assert_eq!(edge_wire::encoded_version(&bytes).unwrap(), 5);
     assert_eq!(decode(&bytes, &Limits::default()).unwrap(), plain);
     let mut without = plain.clone();
     without.devices.clear();
     assert_eq!(
-        edge_wire::encoded_version(&encode(&without).unwrap()).unwrap(),
+        edge_wire::encoded_version(&encode_legacy(&without)).unwrap(),
         4
     );
 
@@ -570,11 +586,11 @@ fn device_events_make_a_v5_batch_and_bad_entries_are_named() {
     long.gateway_id = "gw".into();
     long.series.clear();
     long.alarms.clear();
-    let err = decode(&encode(&long).unwrap(), &limits).unwrap_err();
+    let err = decode(&encode_legacy(&long), &limits).unwrap_err();
     assert!(err.to_string().contains("detail is 22 bytes"), "{err}");
 
     // A v4 document sealed as v5 lacks the device list.
-    let v4 = encode(&without).unwrap();
+    let v4 = encode_legacy(&without);
     let v4_doc = envelope::decompress(&v4[6..], &Limits::default()).unwrap();
     let mut as_v5 = v4_doc.clone();
     as_v5[2] = 0x05; // header version
