@@ -21,8 +21,10 @@
 /// Probability scale: probabilities are `p / 2^11` of a 0 bit.
 const PROB_BITS: u32 = 11;
 const PROB_INIT: u16 = 1 << (PROB_BITS - 1);
+/// Probability 1/2, where every model starts.
+pub const PROB_HALF: u16 = PROB_INIT;
 /// Adaptation speed: each bit moves its probability 1/32 of the way.
-const MOVE_BITS: u32 = 5;
+const MOVE_BITS: u32 = 4;
 const TOP: u32 = 1 << 24;
 /// Most zero bytes the decoder may read past the end of its input.
 pub const RANGE_SLACK: usize = 4;

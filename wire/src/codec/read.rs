@@ -32,7 +32,9 @@ const MIN_DEVICE_ENTRY: usize = 10;
 /// by the smallest encoding of one item (a reading costs at least one byte
 /// of timestamp column), strings are copies of document bytes, and each
 /// series gets a generous allowance for its allocations and tag map nodes.
-/// An upper estimate for a caller that budgets memory, not an exact figure.
+/// The v6 value codings add nothing on the heap: their models and the
+/// dictionary live on the stack while one column decodes. An upper
+/// estimate for a caller that budgets memory, not an exact figure.
 pub fn decoded_bound(doc_len: usize, limits: &Limits) -> usize {
     use std::mem::size_of;
     const PER_SERIES_OVERHEAD: usize = 256;

@@ -218,6 +218,27 @@ proptest! {
         prop_assert!(peak < 1 << 20, "peak allocation {} bytes", peak);
     }
 
+    /// `decode_bound` holds for the v6 value codings too: mutated v6
+    /// documents and valid batches never make decode allocate more.
+    #[test]
+    fn decode_allocates_within_decode_bound(bytes in hostile_input()) {
+        let limits = Limits::default();
+        if let Ok(bound) = edge_wire::decode_bound(&bytes, &limits) {
+            let (_, peak) = peak_allocation(|| decode(&bytes, &limits));
+            prop_assert!(peak <= bound, "peak allocation {} bytes, bound {}", peak, bound);
+        }
+    }
+
+    #[test]
+    fn valid_batches_decode_within_decode_bound(batch in crate::support::batch()) {
+        let limits = Limits::default();
+        let bytes = encode(&batch).unwrap();
+        let bound = edge_wire::decode_bound(&bytes, &limits).unwrap();
+        let (decoded, peak) = peak_allocation(|| decode(&bytes, &limits));
+        prop_assert_eq!(decoded.unwrap(), batch);
+        prop_assert!(peak <= bound, "peak allocation {} bytes, bound {}", peak, bound);
+    }
+
     #[test]
     fn random_corruption_never_panics(
         flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..8),
