@@ -1,31 +1,42 @@
 //! The value column of format v6: the encoder tries the codings below on
 //! each series of the batch and keeps the smallest; `docs/wire-format.md`
-//! §4.3.1 gives the bytes.
+//! §4.3.1 gives the bytes. Not here: the v1 to v5 codings
+//! ([`super::values`]) and the entropy coder itself ([`super::range`]).
 //!
 //! - **Decimal v6** (kind 0, scale `k` in `0..=9`): every value is one of
 //!   *plain* (exactly `m / 10^k`, the decoder's [`decimal_value`]),
-//!   *ulp-corrected* (the bits of `m / 10^k` plus a small signed integer: the
-//!   float noise `74.93588199999998` is `74.935882` and `-1` ulp) or an
-//!   *exception* (raw bits: NaN, -0.0, infinities, anything far from a
-//!   decimal). The mantissas go through a predictor named in the column's
-//!   first byte (the previous mantissa, or the mean of the last two or
-//!   four), and the residuals through the adaptive range coder of
-//!   [`super::range`], whose low bits travel raw.
+//!   *ulp-corrected* (the bits of `m / 10^k` plus a signed integer: the
+//!   float noise `74.93588199999998` is `74.935882` and -1 ulp, a few bits
+//!   instead of a 9-byte exception) or an *exception* (raw bits: NaN, -0.0,
+//!   infinities, anything far from a decimal). The column's first byte, its
+//!   shape, names the predictor (the previous mantissa, or the mean of the
+//!   last two or four) and whether the last decimal digit is split off and
+//!   coded in the context of the rest's magnitude (values printed to 6
+//!   significant digits have one decimal fewer from 1.0 up: the digit
+//!   scale follows the magnitude). Residuals go through the adaptive range
+//!   coder, their low bits raw.
 //! - **XOR** (kind 1): [`super::xor`], unchanged from v1, for series where
-//!   more than a quarter of the values would be exceptions.
-//! - **Dictionary** (kind 2, scale 0): up to [`MAX_DICTIONARY`] distinct
-//!   bit patterns, then each value's index, range coded with the previous
-//!   index as context: status words, pressure steps, a stuck sensor.
+//!   more than a quarter of the values are neither decimals nor near one.
+//! - **Dictionary** (kind 2 with the entries as decimal mantissas at scale
+//!   `k`, kind 3 with raw bit patterns): up to [`MAX_DICTIONARY`] distinct
+//!   values, then each value's index, range coded with the previous index
+//!   as context: status words, pressure steps, a stuck or constant sensor
+//!   (one entry: no index bits at all).
 //!
-//! Guarantees: lossless for any bits (every plain or corrected value is
-//! checked against the decoder's own formula before it is written, and
-//! anything else is an exception); the decoder produces exactly the
-//! declared count, allocates nothing beyond the points it fills (the
-//! dictionary is at most 16 entries, the models live on the stack), and
-//! rejects a stream it did not read to the end. Encoding is one pass to
-//! pick the scale, one to classify the values and estimate each predictor,
-//! and one to write, plus a second coding only for series with at most 16
-//! distinct values.
+//! The choice, per series: a dictionary is tried when the series has at
+//! most 64 distinct values (and at most a quarter as many as values), the
+//! decimal coding always unless the values are mostly not decimals; the
+//! smaller column wins, XOR when neither applies. Scale, predictor and the
+//! digit split are picked from estimates (bit lengths, digit entropy) in
+//! one pass each, so a series is coded once, or twice with a dictionary.
+//!
+//! Guarantees: lossless for any bits (a plain value is checked against
+//! the decoder's own formula before it is written, a corrected one is
+//! corrected from exactly that formula's bits, anything else is an
+//! exception); the decoder produces exactly the declared count, allocates
+//! nothing on the heap (the models and the dictionary live on the stack),
+//! and rejects a stream it did not read to the end, a mantissa of 2^53 or
+//! more, a digit above 9 and an index outside the dictionary.
 
 use super::columns::ColumnError;
 use super::range::{BitReader, BitWriter, IntModel, RangeDecoder, RangeEncoder, PROB_HALF};

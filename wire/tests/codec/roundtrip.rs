@@ -123,6 +123,26 @@ fn tiny_batch_document_bytes() {
     assert_eq!(doc, expected, "document {doc:02x?}");
     assert_eq!(round_trip(&batch), batch);
 
+    // What `encode` writes, v6: document array(6), header array(6) with
+    // version 6 and instance 0 (none), the v6 value column, then the empty
+    // gap and device lists (docs/wire-format.md §5).
+    let bytes = encode(&batch).unwrap();
+    assert_eq!(&bytes[..6], b"EDGB\x00\x06");
+    let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
+    let mut v6 = vec![0x86, 0x86, 0x06];
+    v6.extend_from_slice(&expected[3..13]);
+    v6.push(0x00); // instance: none
+    v6.extend_from_slice(&expected[13..39]);
+    v6.extend_from_slice(&[
+        0x4a, 0x02, 0x06, // values: 10 bytes; shape: mean of 4; 6 range-coded bytes
+        0x0d, 0x01, 0xb6, 0x61, 0x1e, 0xca, // kinds, bit lengths, top bits
+        0xcc, 0x28, // raw low bits of 4300, 50 and 11
+    ]);
+    v6.extend_from_slice(&expected[45..]);
+    v6.extend_from_slice(&[0x80, 0x80]); // no gaps, no device events
+    assert_eq!(doc.len(), 90);
+    assert_eq!(doc, v6, "document {doc:02x?}");
+
     // The same batch from a spool with instance 0x0102030405060708 is v4:
     // document array(5), header array(6) ending in the instance, the rest
     // as above, then the empty gap list (docs/wire-format.md §5).
