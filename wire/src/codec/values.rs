@@ -1,4 +1,9 @@
-//! The value column of one series: lossless `f64`s in one of two codings.
+//! The value column of one series in formats v1 to v5: lossless `f64`s in
+//! one of two codings. [`encode_column`] and [`decode_column`] are the
+//! entry points for every version: they use this module's codings before
+//! v6 and [`super::values_v6`]'s from v6 on (which reuses
+//! [`decimal_value`] and [`decimal_mantissa`], so a decimal means the same
+//! in every version).
 //!
 //! - **Decimal** (kind 0, scale `k` in `0..=9`): values equal to
 //!   `(m as f64) / 10^k` bit for bit, for an integer mantissa `|m| < 2^53`,
