@@ -458,7 +458,10 @@ mod tests {
             .unwrap();
         assert_eq!(batches.len(), 2, "the device batch and the reading batch");
         let (version, body) = &batches[0];
-        assert_eq!(*version, 5, "the device batch is sent first, as v5");
+        assert_eq!(
+            *version, 6,
+            "the device batch is sent first (v6, as every batch)"
+        );
         let first = edge_wire::decode(body, &Default::default()).unwrap();
         assert!(first.instance.is_some() && first.series.is_empty());
         assert_eq!(first.devices, vec![down.event()]);

@@ -103,17 +103,32 @@ pub fn load_skab(data_dir: &Path) -> Result<Dataset> {
     if files.is_empty() {
         bail!("no SKAB files (0.csv … 15.csv) in {}", dir.display());
     }
+    let paths: Vec<_> = files.into_iter().map(|(_, path)| path).collect();
+    skab_dataset("SKAB valve1 (8 sensors, 1 Hz)", "pump-1", &paths)
+}
+
+/// SKAB `anomaly-free/anomaly-free.csv`: the same testbed's eight sensors
+/// in normal operation, one file without the label columns.
+pub fn load_skab_anomaly_free(data_dir: &Path) -> Result<Dataset> {
+    let path = data_dir.join("skab/anomaly-free/anomaly-free.csv");
+    skab_dataset("SKAB anomaly-free (8 sensors, 1 Hz)", "pump-2", &[path])
+}
+
+/// The rows of SKAB `files`: `datetime`, the eight sensors, then (valve1)
+/// the `anomaly` and `changepoint` labels, which are skipped.
+fn skab_dataset(label: &str, asset: &str, files: &[std::path::PathBuf]) -> Result<Dataset> {
     let units = ["g", "g", "A", "bar", "degC", "degC", "V", "l/min"];
     let mut sensors = Vec::new();
     let mut ts_us = Vec::new();
     let mut values = Vec::new();
-    for (_, path) in &files {
+    for path in files {
         let text =
             fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
-        // datetime, 8 sensors, then the anomaly and changepoint labels.
-        if header.len() != 11 || header[0] != "datetime" {
+        // datetime, 8 sensors, then (valve1) the two labels.
+        let width = header.len();
+        if ![9, 11].contains(&width) || header[0] != "datetime" {
             bail!("{}: unexpected header {header:?}", path.display());
         }
         if sensors.is_empty() {
@@ -126,8 +141,8 @@ pub fn load_skab(data_dir: &Path) -> Result<Dataset> {
         for (i, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
             let at = || format!("{} line {}", path.display(), i + 2);
             let fields: Vec<&str> = line.split(';').collect();
-            if fields.len() != 11 {
-                bail!("{}: {} fields, expected 11", at(), fields.len());
+            if fields.len() != width {
+                bail!("{}: {} fields, expected {width}", at(), fields.len());
             }
             ts_us.push(parse_datetime_us(fields[0]).with_context(at)?);
             for f in &fields[1..9] {
@@ -139,9 +154,9 @@ pub fn load_skab(data_dir: &Path) -> Result<Dataset> {
         }
     }
     Ok(Dataset {
-        label: "SKAB valve1 (8 sensors, 1 Hz)".into(),
+        label: label.into(),
         measurement: "modbus".into(),
-        tags: tags("pump-1"),
+        tags: tags(asset),
         sensors,
         ts_us,
         values,

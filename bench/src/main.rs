@@ -1,10 +1,12 @@
-//! `edge-bench`: wire size and codec speed of our batch format against
-//! InfluxDB line protocol + gzip, on the real data sets in `testdata/`.
+//! `edge-bench`: wire size and codec speed of our batch format (v6 and the
+//! v5 value coding before it) against InfluxDB line protocol + gzip and raw
+//! `f64` columns + xz, on the real data sets in `testdata/`.
 //! Prints a markdown table; `scripts/bench` runs it, `docs/BENCHMARKS.md`
 //! records the results.
 //!
 //! Modules: [`data`] loads the CSV files and cuts batches, [`baseline`]
-//! writes line protocol + gzip, [`measure`] times one table cell,
+//! writes line protocol + gzip and the xz columns, [`measure`] times one
+//! table row,
 //! [`modbus`] measures the Modbus poller against in-process devices.
 
 mod baseline;
@@ -26,7 +28,7 @@ const USAGE: &str = "usage: edge-bench [--data-dir DIR] [--reps N] [--seconds S]
   --only SECTION   run one section: wire or modbus (default: all)";
 
 /// Batch sizes in readings, as the agent's `max_readings` would set them.
-const BATCH_SIZES: [usize; 2] = [256, 8192];
+const BATCH_SIZES: [usize; 3] = [256, 1000, 8192];
 
 struct Args {
     data_dir: PathBuf,
@@ -107,37 +109,50 @@ fn wire(args: &Args) -> Result<()> {
     }
     let datasets = [
         data::load_skab(&args.data_dir)?,
+        data::load_skab_anomaly_free(&args.data_dir)?,
         data::load_nab(&args.data_dir)?,
     ];
 
     println!(
-        "Ours: edge-wire v2 (CBOR columns + zstd 3). Baseline: InfluxDB line protocol, \
-         one line per timestamp per device, gzip level 6. Speeds: median of {} repetitions, \
-         M readings/s, one thread.\n",
+        "Ours: edge-wire v6 (what `encode` writes) and v5 (the value coding before v6), \
+         CBOR columns + zstd 3. Baselines: InfluxDB line protocol, one line per timestamp \
+         per device, gzip level 6; raw little-endian i64 timestamp and f64 value columns, \
+         xz preset {}. Bytes per reading. Speeds: median of {} repetitions, M readings/s, \
+         one thread.\n",
+        baseline::XZ_PRESET,
         args.reps
     );
     println!(
-        "| Data set | Batch (readings) | Ours B/reading | LP+gzip B/reading | LP+gzip / ours | \
-         Ours encode | Ours decode | LP+gzip encode |"
+        "| Data set | Batch (readings) | v6 | v5 | LP+gzip | f64+xz | \
+         v6 encode | v6 decode | v5 encode | v5 decode |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for dataset in &datasets {
         for size in BATCH_SIZES {
             let row = measure::measure(dataset, size, args.reps)?;
             println!(
-                "| {} | {} | {:.2} | {:.2} | {:.1}× | {:.2} M/s | {:.2} M/s | {:.2} M/s |",
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s |",
                 row.dataset,
                 row.batch_readings,
-                row.ours_bytes_per_reading(),
-                row.baseline_bytes_per_reading(),
-                row.baseline_bytes as f64 / row.ours_bytes as f64,
-                row.ours_encode_per_s / 1e6,
-                row.ours_decode_per_s / 1e6,
-                row.baseline_encode_per_s / 1e6,
+                row.per_reading(row.v6.bytes),
+                row.per_reading(row.v5.bytes),
+                row.per_reading(row.line_protocol_bytes),
+                row.per_reading(row.f64_xz_bytes),
+                row.v6.encode_per_s / 1e6,
+                row.v6.decode_per_s / 1e6,
+                row.v5.encode_per_s / 1e6,
+                row.v5.decode_per_s / 1e6,
             );
             eprintln!(
-                "  {}: {} readings in {} batches of {}: ours {} bytes, line protocol + gzip {} bytes",
-                row.dataset, row.readings, row.batches, row.batch_readings, row.ours_bytes, row.baseline_bytes
+                "  {}: {} readings in {} batches of {}: v6 {} bytes, v5 {}, line protocol + gzip {}, f64 + xz {}",
+                row.dataset,
+                row.readings,
+                row.batches,
+                row.batch_readings,
+                row.v6.bytes,
+                row.v5.bytes,
+                row.line_protocol_bytes,
+                row.f64_xz_bytes
             );
         }
     }

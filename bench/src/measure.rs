@@ -1,16 +1,18 @@
-//! Measuring one (data set, batch size) cell of the table: wire bytes of
-//! both formats over every batch, and encode/decode throughput as the median
-//! of a few timed repetitions.
+//! Measuring one (data set, batch size) row of the table: wire bytes of
+//! every format over every batch, and encode/decode throughput of our
+//! codec, v6 and v5, as the median of a few timed repetitions.
 //!
 //! Sizes are exact and deterministic. Speeds are wall-clock on whatever
 //! machine runs this, so only ratios between columns of one run mean much.
-//! Every batch is decoded once and compared before anything is timed.
+//! Every batch is decoded once in both versions and compared before
+//! anything is timed.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use edge_wire::{decode, encode, Limits};
+use edge_wire::codec::encode_version;
+use edge_wire::{decode, encode, Batch, Limits};
 
 use crate::baseline;
 use crate::data::Dataset;
@@ -21,79 +23,97 @@ pub struct Row {
     pub batch_readings: usize,
     pub batches: usize,
     pub readings: usize,
-    pub ours_bytes: usize,
-    pub baseline_bytes: usize,
-    pub ours_encode_per_s: f64,
-    pub ours_decode_per_s: f64,
-    pub baseline_encode_per_s: f64,
+    /// Ours, v6 (what `encode` writes).
+    pub v6: Codec,
+    /// Ours, v5: the value coding before v6 ([`Batch::legacy_version`]).
+    pub v5: Codec,
+    pub line_protocol_bytes: usize,
+    pub f64_xz_bytes: usize,
+}
+
+/// Size and speed of one of our format versions.
+pub struct Codec {
+    pub bytes: usize,
+    pub encode_per_s: f64,
+    pub decode_per_s: f64,
 }
 
 impl Row {
-    pub fn ours_bytes_per_reading(&self) -> f64 {
-        self.ours_bytes as f64 / self.readings as f64
-    }
-
-    pub fn baseline_bytes_per_reading(&self) -> f64 {
-        self.baseline_bytes as f64 / self.readings as f64
+    /// `bytes` per reading of this row.
+    pub fn per_reading(&self, bytes: usize) -> f64 {
+        bytes as f64 / self.readings as f64
     }
 }
 
 /// Each timed repetition runs the workload for at least this long.
 const MIN_REPETITION: Duration = Duration::from_millis(200);
 
+/// Encode `batch` as v5 did: the oldest version before v6 that holds it.
+fn encode_v5(batch: &Batch) -> Result<Vec<u8>, edge_wire::WireError> {
+    encode_version(batch, batch.legacy_version())
+}
+
+/// Sizes and speeds of one version: `encode` over every batch, checked to
+/// decode to the batch, then timed.
+fn measure_codec(
+    dataset: &Dataset,
+    batches: &[Batch],
+    reps: usize,
+    encode: fn(&Batch) -> Result<Vec<u8>, edge_wire::WireError>,
+) -> Result<Codec> {
+    let readings: usize = batches.iter().map(|b| b.reading_count()).sum();
+    let limits = Limits::default();
+    let mut bytes = 0;
+    let mut encoded = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let body = encode(batch)?;
+        if decode(&body, &limits)? != *batch {
+            bail!("{}: batch {} does not round-trip", dataset.label, batch.seq);
+        }
+        bytes += body.len();
+        encoded.push(body);
+    }
+    let encode_per_s = median_rate(reps, readings, || {
+        for batch in batches {
+            let _ = black_box(encode(black_box(batch)));
+        }
+    });
+    let decode_per_s = median_rate(reps, readings, || {
+        for body in &encoded {
+            let _ = black_box(decode(black_box(body), &limits));
+        }
+    });
+    Ok(Codec {
+        bytes,
+        encode_per_s,
+        decode_per_s,
+    })
+}
+
 /// Measure `dataset` cut into batches of `batch_readings` readings.
 pub fn measure(dataset: &Dataset, batch_readings: usize, reps: usize) -> Result<Row> {
     let batches = dataset.batches(batch_readings);
     let readings: usize = batches.iter().map(|b| b.reading_count()).sum();
-    let limits = Limits::default();
-
-    let mut ours_bytes = 0;
-    let mut encoded = Vec::with_capacity(batches.len());
-    for batch in &batches {
-        let bytes = encode(batch)?;
-        if decode(&bytes, &limits)? != *batch {
-            bail!("{}: batch {} does not round-trip", dataset.label, batch.seq);
-        }
-        ours_bytes += bytes.len();
-        encoded.push(bytes);
-    }
-
-    let mut text = Vec::new();
-    let baseline_bytes = batches
+    let v6 = measure_codec(dataset, &batches, reps, encode)?;
+    let v5 = measure_codec(dataset, &batches, reps, encode_v5)?;
+    let mut scratch = Vec::new();
+    let line_protocol_bytes = batches
         .iter()
-        .map(|b| baseline::encode(b, &dataset.measurement, &mut text).len())
+        .map(|b| baseline::encode(b, &dataset.measurement, &mut scratch).len())
         .sum();
-
-    let ours_encode_per_s = median_rate(reps, readings, || {
-        for batch in &batches {
-            let _ = black_box(encode(black_box(batch)));
-        }
-    });
-    let ours_decode_per_s = median_rate(reps, readings, || {
-        for bytes in &encoded {
-            let _ = black_box(decode(black_box(bytes), &limits));
-        }
-    });
-    let baseline_encode_per_s = median_rate(reps, readings, || {
-        for batch in &batches {
-            black_box(baseline::encode(
-                black_box(batch),
-                &dataset.measurement,
-                &mut text,
-            ));
-        }
-    });
-
+    let f64_xz_bytes = batches
+        .iter()
+        .map(|b| baseline::encode_f64_xz(b, &mut scratch).len())
+        .sum();
     Ok(Row {
         dataset: dataset.label.clone(),
         batch_readings,
         batches: batches.len(),
         readings,
-        ours_bytes,
-        baseline_bytes,
-        ours_encode_per_s,
-        ours_decode_per_s,
-        baseline_encode_per_s,
+        v6,
+        v5,
+        line_protocol_bytes,
+        f64_xz_bytes,
     })
 }
 

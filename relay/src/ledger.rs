@@ -145,7 +145,7 @@ pub fn digest(batch: &Batch) -> Digest {
         h.update(g.readings.to_le_bytes());
         h.update(g.batches.to_le_bytes());
     }
-    // Only v5 batches carry device events; hashing nothing for the others
+    // Only batches with device events (v5, v6) carry them; hashing nothing for the others
     // keeps the digests of older batches as they were.
     if !batch.devices.is_empty() {
         h.update((batch.devices.len() as u64).to_le_bytes());

@@ -1,6 +1,7 @@
-//! The batch codec: [`encode`] writes wire format v2, v3 for a batch that
+//! The batch codec: [`encode`] writes wire format v6 for every batch;
+//! [`encode_version`] still writes v2 to v5 (v2, v3 for a batch that
 //! carries gap records, v4 for one with a spool instance, v5 for one with
-//! device events ([`Batch::format_version`]); [`decode`] reads v1 to v5.
+//! device events: [`Batch::legacy_version`]); [`decode`] reads v1 to v6.
 //!
 //! A batch on the wire is a 6-byte prefix (magic `EDGB`, version) and one
 //! zstd frame of a positional CBOR document in which each series' readings
@@ -11,7 +12,10 @@
 //! - [`envelope`]: prefix, bounded zstd (de)compression;
 //! - `write` / `read`: the CBOR document;
 //! - [`columns`]: timestamp (delta-of-delta) and quality (run-length) columns;
-//! - [`values`]: the value column (decimal mantissas with exceptions);
+//! - [`values`]: the v1 to v5 value column (decimal mantissas with exceptions);
+//! - [`values_v6`]: the v6 value column (decimal with predictors and ulp
+//!   corrections, dictionary), chosen per series by trial;
+//! - [`range`]: the adaptive range coder and raw bit stream of v6;
 //! - [`xor`]: the value column's fallback coding (XOR of bits);
 //! - [`varint`]: zigzag and LEB128 building blocks.
 //!
@@ -22,8 +26,10 @@
 pub mod columns;
 pub mod envelope;
 mod error;
+pub mod range;
 mod read;
 pub mod values;
+pub mod values_v6;
 pub mod varint;
 mod write;
 pub mod xor;
@@ -33,14 +39,29 @@ pub use read::decoded_bound;
 
 use crate::{Batch, Limits};
 
-/// Encode a batch: CBOR document, zstd level 3, behind the 6-byte prefix.
+/// Encode a batch in the current format ([`crate::FORMAT_VERSION`], v6):
+/// CBOR document, zstd level 3, behind the 6-byte prefix.
 ///
 /// Fails with [`WireError::Invalid`] if the batch has duplicate series ids,
 /// an alarm naming a series it does not contain or device events without a
 /// spool instance (see [`Batch::validate`]).
 pub fn encode(batch: &Batch) -> Result<Vec<u8>, WireError> {
+    encode_version(batch, crate::FORMAT_VERSION)
+}
+
+/// Encode a batch in format `version` (2 to 6), for a reader that does not
+/// know v6 yet and for comparisons: [`Batch::legacy_version`] is the oldest
+/// version that can carry the batch. Fails as [`encode`] does, and with
+/// [`WireError::Invalid`] if the batch holds what `version` cannot carry
+/// or `version` is not one this crate writes.
+pub fn encode_version(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError> {
     batch.validate()?;
-    let version = batch.format_version();
+    if !(2..=crate::FORMAT_VERSION).contains(&version) {
+        return Err(WireError::Invalid(format!(
+            "format version {version} cannot be written, only 2 to {}",
+            crate::FORMAT_VERSION
+        )));
+    }
     let doc = write::write_document(batch, version)?;
     envelope::seal_version(&doc, version)
 }

@@ -1,10 +1,13 @@
-//! `edge-wire`: the batch format (v5 with device-state events, v4 with a spool instance id, v3 with gap records, v2 without; v1 for reading) that the edge agent
-//! writes and the relay reads. It knows nothing of Modbus, MQTT, SQLite or Kafka.
+//! `edge-wire`: the batch format (v6, whose value column is coded per
+//! series; v2 to v5 still written on request, v1 read only) that the edge
+//! agent writes and the relay reads. It knows nothing of Modbus, MQTT,
+//! SQLite or Kafka.
 //!
 //! Reading order:
 //! - [`model`]: the plain data types (`Batch`, `Series`, `Point`, `AlarmEvent`, `Gap`,
 //!   `DeviceEvent`).
-//! - [`codec`]: `encode` (CBOR then zstd) and `decode` (bounded, never panics).
+//! - [`codec`]: `encode` (CBOR then zstd) and `decode` (bounded, never panics);
+//!   `codec::encode_version` for the versions before v6.
 //! - [`validate`]: `Batch::validate`, the invariants `encode` checks.
 //! - [`limits`]: the bounds the decoder enforces on hostile input.
 //!

@@ -13,18 +13,20 @@
 
 use std::collections::BTreeMap;
 
-/// Newest version of the batch format this crate writes: v5 adds
-/// device-state events, v4 the spool instance id to the header, v3 gap
-/// records. A batch is written in the oldest version that holds everything
-/// it carries (see [`Batch::format_version`]), so a relay that reads only
-/// older versions keeps accepting every batch that does not need the new
-/// fields: only the (rare) batches with device events are v5.
-pub const FORMAT_VERSION: u16 = 5;
+/// Newest version of the batch format this crate writes, and the one
+/// [`crate::encode`] writes for every batch: v6 codes the value column per
+/// series (predictors, ulp corrections, dictionaries, a range coder) and
+/// always carries the instance (0 for none), gap and device-event fields
+/// of v5. Before v6 a batch was written in the oldest version that holds
+/// everything it carries ([`Batch::legacy_version`]): v5 adds device-state
+/// events, v4 the spool instance id to the header, v3 gap records;
+/// [`crate::codec::encode_version`] still writes those.
+pub const FORMAT_VERSION: u16 = 6;
 
 /// Every version this crate reads: v1 (alarms without severity, duration or
 /// acknowledgement), v2 (no gap records), v3 (no spool instance), v4 (no
-/// device events) and v5.
-pub const READABLE_VERSIONS: [u16; 5] = [1, 2, 3, 4, 5];
+/// device events), v5 and v6 (the v6 value column).
+pub const READABLE_VERSIONS: [u16; 6] = [1, 2, 3, 4, 5, 6];
 
 /// One upload unit: everything a gateway sends in one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -466,13 +468,14 @@ impl Batch {
         self.series.iter().map(|s| s.points.len()).sum()
     }
 
-    /// The format version [`crate::encode`] writes for this batch: 5 when it
-    /// carries device events, else 4 when it carries a spool instance id,
-    /// else 3 when it carries gaps, else 2, so readers of older versions
-    /// keep reading batches that need nothing new.
-    pub fn format_version(&self) -> u16 {
+    /// The oldest format version before v6 that can carry this batch (what
+    /// [`crate::encode`] wrote before v6, and what
+    /// [`crate::codec::encode_version`] needs for a reader without v6): 5
+    /// when it carries device events, else 4 when it carries a spool
+    /// instance id, else 3 when it carries gaps, else 2.
+    pub fn legacy_version(&self) -> u16 {
         if !self.devices.is_empty() {
-            FORMAT_VERSION
+            5
         } else if self.instance.is_some() {
             4
         } else if self.gaps.is_empty() {

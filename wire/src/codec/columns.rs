@@ -198,6 +198,45 @@ pub fn decode_qualities(bytes: &[u8], points: &mut [Point]) -> Result<(), Column
     expect_end(bytes, pos, count)
 }
 
+/// Points holding `values` (timestamp 0, quality good): the value column
+/// tests' input.
+#[cfg(test)]
+pub(crate) fn points_of(values: &[f64]) -> Vec<Point> {
+    values
+        .iter()
+        .map(|&value| Point {
+            ts_us: 0,
+            value,
+            quality: Quality::Good,
+        })
+        .collect()
+}
+
+/// A value coding's encoder, as [`round_trip_values`] takes it.
+#[cfg(test)]
+pub(crate) type EncodeValues = fn(&[Point], &mut Vec<u8>) -> (u8, u8);
+/// A value coding's decoder, as [`round_trip_values`] takes it.
+#[cfg(test)]
+pub(crate) type DecodeValues = fn(u8, u8, &[u8], &mut [Point]) -> Result<(), ColumnError>;
+
+/// Encode `values`, decode them again and check every bit; the column's
+/// `(kind, scale, bytes)`.
+#[cfg(test)]
+pub(crate) fn round_trip_values(
+    values: &[f64],
+    encode: EncodeValues,
+    decode: DecodeValues,
+) -> (u8, u8, Vec<u8>) {
+    let points = points_of(values);
+    let mut out = Vec::new();
+    let (kind, scale) = encode(&points, &mut out);
+    let mut back = points_of(&vec![0.0; values.len()]);
+    decode(kind, scale, &out, &mut back).unwrap();
+    let bits = |ps: &[Point]| ps.iter().map(|p| p.value.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&back), bits(&points), "values {values:?}");
+    (kind, scale, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -228,10 +228,10 @@ mod tests {
     #[test]
     fn prefix_bytes() {
         let sealed = seal(b"\x80").unwrap();
-        assert_eq!(&sealed[..PREFIX_LEN], b"EDGB\x00\x05");
-        assert_eq!(version(&sealed).unwrap(), 5);
+        assert_eq!(&sealed[..PREFIX_LEN], b"EDGB\x00\x06");
+        assert_eq!(version(&sealed).unwrap(), 6);
         let (v, frame) = open(&sealed, &Limits::default()).unwrap();
-        assert_eq!(v, 5);
+        assert_eq!(v, 6);
         assert_eq!(decompress(frame, &Limits::default()).unwrap(), b"\x80");
     }
 
@@ -245,7 +245,7 @@ mod tests {
         assert_eq!(reason(b"XDGB\x00\x01"), "bad_magic");
         assert_eq!(reason(b"\x28\xb5\x2f\xfd"), "bad_magic");
         assert_eq!(reason(b"EDGB\x00\x00"), "bad_version");
-        assert_eq!(reason(b"EDGB\x00\x06"), "bad_version");
+        assert_eq!(reason(b"EDGB\x00\x07"), "bad_version");
         assert_eq!(reason(b"EDGB\x01\x00"), "bad_version");
     }
 

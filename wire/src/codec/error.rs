@@ -42,7 +42,7 @@ pub enum WireError {
     /// The zstd frame after the envelope prefix could not be decompressed.
     #[error("zstd frame could not be decompressed: {0}")]
     Decompress(String),
-    /// The decompressed document does not follow the v1 structure: wrong
+    /// The decompressed document does not follow its version's structure: wrong
     /// CBOR types or counts, a column that does not hold its declared count,
     /// trailing bytes.
     #[error("malformed batch: {0}")]

@@ -1,4 +1,4 @@
-//! Reading the v1 to v5 CBOR document (after decompression) into a [`Batch`].
+//! Reading the v1 to v6 CBOR document (after decompression) into a [`Batch`].
 //!
 //! The reader is written for hostile input: every declared length or count
 //! is checked against [`Limits`] (or against the bytes that are actually
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use minicbor::Decoder;
 
 use super::columns::{decode_qualities, decode_timestamps, ColumnError};
-use super::values::decode_values;
+use super::values::decode_column;
 use super::write::document_len;
 use super::WireError;
 use crate::{
@@ -32,7 +32,9 @@ const MIN_DEVICE_ENTRY: usize = 10;
 /// by the smallest encoding of one item (a reading costs at least one byte
 /// of timestamp column), strings are copies of document bytes, and each
 /// series gets a generous allowance for its allocations and tag map nodes.
-/// An upper estimate for a caller that budgets memory, not an exact figure.
+/// The v6 value codings add nothing on the heap: their models and the
+/// dictionary live on the stack while one column decodes. An upper
+/// estimate for a caller that budgets memory, not an exact figure.
 pub fn decoded_bound(doc_len: usize, limits: &Limits) -> usize {
     use std::mem::size_of;
     const PER_SERIES_OVERHEAD: usize = 256;
@@ -160,7 +162,7 @@ impl<'b> Reader<'b, '_> {
     }
 }
 
-/// Decode a CBOR document of format `envelope_version` (1 to 5, checked by
+/// Decode a CBOR document of format `envelope_version` (1 to 6, checked by
 /// the envelope), enforcing `limits`.
 pub fn read_document(
     doc: &[u8],
@@ -190,9 +192,16 @@ pub fn read_document(
     let total = r.u64(|| "header reading count".into())?;
     let instance = if version >= 4 {
         let id = r.u64(|| "header spool instance".into())?;
-        Some(std::num::NonZeroU64::new(id).ok_or_else(|| {
-            WireError::Malformed("header spool instance is 0, which is reserved".into())
-        })?)
+        match std::num::NonZeroU64::new(id) {
+            // v6 writes every batch, so 0 stands for "no instance" there.
+            None if version >= 6 => None,
+            None => {
+                return Err(WireError::Malformed(format!(
+                    "header spool instance is 0, which is reserved in v{version}"
+                )))
+            }
+            some => some,
+        }
     } else {
         None
     };
@@ -214,7 +223,7 @@ pub fn read_document(
         )));
     }
 
-    read_readings(&mut r, &mut series, created_us, total)?;
+    read_readings(&mut r, &mut series, created_us, total, version)?;
     let alarms = read_alarms(&mut r, &ids, version)?;
     let gaps = if version >= 3 {
         read_gaps(&mut r)?
@@ -307,6 +316,7 @@ fn read_readings(
     series: &mut [Series],
     created_us: i64,
     total: u64,
+    version: u16,
 ) -> Result<(), WireError> {
     let n = r.array(|| "readings".into())?;
     if n != series.len() as u64 {
@@ -342,7 +352,8 @@ fn read_readings(
         let mut points = Vec::new();
         decode_timestamps(timestamps, created_us, count, &mut points)
             .map_err(|e| column("timestamps", e))?;
-        decode_values(kind, scale, values, &mut points).map_err(|e| column("values", e))?;
+        decode_column(version, (kind, scale), values, &mut points)
+            .map_err(|e| column("values", e))?;
         decode_qualities(qualities, &mut points).map_err(|e| column("qualities", e))?;
         s.points = points;
     }

@@ -1,4 +1,9 @@
-//! The value column of one series: lossless `f64`s in one of two codings.
+//! The value column of one series in formats v1 to v5: lossless `f64`s in
+//! one of two codings. [`encode_column`] and [`decode_column`] are the
+//! entry points for every version: they use this module's codings before
+//! v6 and [`super::values_v6`]'s from v6 on (which reuses
+//! [`decimal_value`] and [`decimal_mantissa`], so a decimal means the same
+//! in every version).
 //!
 //! - **Decimal** (kind 0, scale `k` in `0..=9`): values equal to
 //!   `(m as f64) / 10^k` bit for bit, for an integer mantissa `|m| < 2^53`,
@@ -31,7 +36,8 @@ pub const KIND_XOR: u8 = 1;
 pub const MAX_SCALE: u8 = 9;
 
 /// Powers of ten up to `10^MAX_SCALE`; all exact in `f64`.
-const POW10: [f64; MAX_SCALE as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+pub(crate) const POW10: [f64; MAX_SCALE as usize + 1] =
+    [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 
 /// Mantissas must stay below 2^53 so that `m as f64` is exact.
 const MANTISSA_LIMIT: i64 = 1 << 53;
@@ -58,7 +64,7 @@ pub fn decimal_mantissa(v: f64, k: u8) -> Option<i64> {
 
 /// The smallest scale at which `v` is a decimal, searching near `hint` (the
 /// previous value's scale) first, since neighbours usually share one.
-fn smallest_scale(v: f64, hint: u8) -> Option<u8> {
+pub(crate) fn smallest_scale(v: f64, hint: u8) -> Option<u8> {
     if decimal_mantissa(v, hint).is_some() {
         let mut k = hint;
         while k > 0 && decimal_mantissa(v, k - 1).is_some() {
@@ -109,7 +115,34 @@ pub fn choose_scale(points: &[Point]) -> Option<u8> {
     (exceptions <= max_exceptions).then_some(k)
 }
 
-/// Append the value column of `points` to `out` and return its `(kind, scale)`.
+/// Append the value column of `points` in format `version` to `out` and
+/// return its `(kind, scale)`: the v6 codings of [`super::values_v6`] from
+/// v6 on, the ones of this module before.
+pub fn encode_column(version: u16, points: &[Point], out: &mut Vec<u8>) -> (u8, u8) {
+    if version >= 6 {
+        super::values_v6::encode_values(points, out)
+    } else {
+        encode_values(points, out)
+    }
+}
+
+/// Fill in the values of `points` (which hold the declared count) from the
+/// format `version` column `bytes` in coding `kind` at `scale`.
+pub fn decode_column(
+    version: u16,
+    (kind, scale): (u8, u8),
+    bytes: &[u8],
+    points: &mut [Point],
+) -> Result<(), ColumnError> {
+    if version >= 6 {
+        super::values_v6::decode_values((kind, scale), bytes, points)
+    } else {
+        decode_values(kind, scale, bytes, points)
+    }
+}
+
+/// Append the v1 to v5 value column of `points` to `out` and return its
+/// `(kind, scale)`.
 pub fn encode_values(points: &[Point], out: &mut Vec<u8>) -> (u8, u8) {
     if let Some(k) = choose_scale(points) {
         let start = out.len();
@@ -155,8 +188,7 @@ fn encode_decimal(points: &[Point], k: u8, out: &mut Vec<u8>) -> bool {
     true
 }
 
-/// Fill in the values of `points` (which hold the declared count) from the
-/// column `bytes` in coding `kind` at `scale`.
+/// The v1 to v5 decoder of [`decode_column`].
 pub fn decode_values(
     kind: u8,
     scale: u8,
@@ -275,27 +307,10 @@ impl ExceptionWalk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Quality;
-
-    fn points_of(values: &[f64]) -> Vec<Point> {
-        values
-            .iter()
-            .map(|&value| Point {
-                ts_us: 0,
-                value,
-                quality: Quality::Good,
-            })
-            .collect()
-    }
+    use crate::codec::columns::{points_of, round_trip_values};
 
     fn round_trip(values: &[f64]) -> (u8, u8, Vec<u8>) {
-        let points = points_of(values);
-        let mut out = Vec::new();
-        let (kind, scale) = encode_values(&points, &mut out);
-        let mut back = points_of(&vec![0.0; values.len()]);
-        decode_values(kind, scale, &out, &mut back).unwrap();
-        assert_eq!(back, points, "values {values:?}");
-        (kind, scale, out)
+        round_trip_values(values, encode_values, decode_values)
     }
 
     #[test]

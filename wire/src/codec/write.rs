@@ -1,4 +1,4 @@
-//! Writing the v2, v3, v4 or v5 CBOR document (before compression).
+//! Writing the v2 to v6 CBOR document (before compression).
 //!
 //! The document is positional (arrays, no field names) and written by hand
 //! with minicbor's `Encoder`; `docs/wire-format.md` gives it in full:
@@ -12,7 +12,14 @@
 //!   [ [reason, first_us, last_us, readings, batches, recorded_us] ... ],
 //!                                                   gaps, v3 on
 //!   [ [device, source, state, previous, reason, code | null, detail,
-//!      at_us, since_us] ... ] ]                     device events, v5
+//!      at_us, since_us] ... ] ]                     device events, v5 on
+//! ```
+//!
+//! v6 has the shape of v5, with the instance 0 standing for none, and its
+//! own value codings ([`super::values_v6`]); v2 to v5 share
+//! [`super::values`].
+//!
+//! ```text
 //! ```
 //!
 //! `readings[i]` belongs to `dictionary[i]`. One scratch buffer is reused for
@@ -21,7 +28,7 @@
 use minicbor::Encoder;
 
 use super::columns::{encode_qualities, encode_timestamps};
-use super::values::encode_values;
+use super::values::encode_column;
 use super::WireError;
 use crate::{AlarmState, Batch};
 
@@ -34,9 +41,10 @@ pub fn state_code(state: AlarmState) -> u8 {
     }
 }
 
-/// Write the CBOR document of `batch` in format `version` (2 to 5; only
-/// v3 on has the gap list, only v4 on the instance and only v5 the device
-/// events, so callers pass [`Batch::format_version`]).
+/// Write the CBOR document of `batch` in format `version` (2 to 6; only
+/// v3 on has the gap list, only v4 on the instance and only v5 on the
+/// device events, so a caller wanting an old version passes
+/// [`Batch::legacy_version`]).
 pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError> {
     if version < 3 && !batch.gaps.is_empty() {
         return Err(WireError::Invalid(format!(
@@ -89,7 +97,7 @@ pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError>
         encode_timestamps(&s.points, batch.created_us, &mut scratch);
         e.bytes(&scratch)?;
         scratch.clear();
-        let (kind, scale) = encode_values(&s.points, &mut scratch);
+        let (kind, scale) = encode_column(version, &s.points, &mut scratch);
         e.u8(kind)?.u8(scale)?.bytes(&scratch)?;
         scratch.clear();
         encode_qualities(&s.points, &mut scratch);

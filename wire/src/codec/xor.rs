@@ -61,18 +61,7 @@ pub fn decode_xor(bytes: &[u8], points: &mut [Point]) -> Result<(), ColumnError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Quality;
-
-    fn points_of(values: &[f64]) -> Vec<Point> {
-        values
-            .iter()
-            .map(|&value| Point {
-                ts_us: 0,
-                value,
-                quality: Quality::Good,
-            })
-            .collect()
-    }
+    use crate::codec::columns::points_of;
 
     fn round_trip(values: &[f64]) -> Vec<u8> {
         let points = points_of(values);

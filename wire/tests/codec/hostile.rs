@@ -55,7 +55,7 @@ fn single_byte_corruption_never_yields_different_readings() {
 #[test]
 fn wrong_magic_and_version() {
     let bytes = encode(&sample_batch(5)).unwrap();
-    assert_eq!(encoded_version(&bytes).unwrap(), 2);
+    assert_eq!(encoded_version(&bytes).unwrap(), 6);
 
     let mut foreign = bytes.clone();
     foreign[0] = b'{';
@@ -64,24 +64,24 @@ fn wrong_magic_and_version() {
     assert!(err.to_string().starts_with("not an edge batch"), "{err}");
 
     let mut newer = bytes.clone();
-    newer[4..6].copy_from_slice(&6u16.to_be_bytes());
+    newer[4..6].copy_from_slice(&7u16.to_be_bytes());
     let err = decode_default(&newer).unwrap_err();
     assert!(
         matches!(
             err,
             WireError::UnsupportedVersion {
-                found: 6,
-                supported: 5
+                found: 7,
+                supported: 6
             }
         ),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
-        "batch format version 6 is not supported, this build reads versions 1 to 5"
+        "batch format version 7 is not supported, this build reads versions 1 to 6"
     );
     assert_eq!(err.reason(), "bad_version");
-    assert_eq!(encoded_version(&newer).unwrap(), 6);
+    assert_eq!(encoded_version(&newer).unwrap(), 7);
 }
 
 #[test]
@@ -216,6 +216,27 @@ proptest! {
             prop_assert!(!err.to_string().is_empty());
         }
         prop_assert!(peak < 1 << 20, "peak allocation {} bytes", peak);
+    }
+
+    /// `decode_bound` holds for the v6 value codings too: mutated v6
+    /// documents and valid batches never make decode allocate more.
+    #[test]
+    fn decode_allocates_within_decode_bound(bytes in hostile_input()) {
+        let limits = Limits::default();
+        if let Ok(bound) = edge_wire::decode_bound(&bytes, &limits) {
+            let (_, peak) = peak_allocation(|| decode(&bytes, &limits));
+            prop_assert!(peak <= bound, "peak allocation {} bytes, bound {}", peak, bound);
+        }
+    }
+
+    #[test]
+    fn valid_batches_decode_within_decode_bound(batch in crate::support::batch()) {
+        let limits = Limits::default();
+        let bytes = encode(&batch).unwrap();
+        let bound = edge_wire::decode_bound(&bytes, &limits).unwrap();
+        let (decoded, peak) = peak_allocation(|| decode(&bytes, &limits));
+        prop_assert_eq!(decoded.unwrap(), batch);
+        prop_assert!(peak <= bound, "peak allocation {} bytes, bound {}", peak, bound);
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! Integration tests of the v1 codec, one binary with modules by theme:
+//! Integration tests of the codec (v6, and v1 to v5), one binary with
+//! modules by theme:
 //! - `roundtrip`: encode → decode gives back the same batch, bit for bit;
 //! - `hostile`: truncated, corrupted, oversized and bomb input is refused
 //!   with the right error, without panicking;
+//! - `real_data`: the bytes per reading of the data sets in `testdata/`,
+//!   kept at or below the targets of v6 (SKAB 1.55, NAB 4.0 at 8192);
 //! - `crafted`: hand-written CBOR documents that declare more than the limits
 //!   or the input hold, or break the structure, get exact error messages and
 //!   cost no more memory than the bytes present;
@@ -10,6 +13,7 @@
 
 mod crafted;
 mod hostile;
+mod real_data;
 mod roundtrip;
 mod support;
 

@@ -1,6 +1,6 @@
 //! encode → decode returns the batch it was given, bit for bit.
 
-use edge_wire::codec::envelope;
+use edge_wire::codec::{encode_version, envelope};
 use edge_wire::{
     decode, encode, AlarmState, Batch, Gap, GapReason, Limits, Point, Quality, Series, Severity,
 };
@@ -8,9 +8,25 @@ use proptest::prelude::*;
 
 use crate::support::{self, sample_batch};
 
+/// Encode → decode in v6 and in the legacy version the batch needs; both
+/// must give the same batch, which is returned.
 fn round_trip(batch: &Batch) -> Batch {
     let bytes = encode(batch).expect("encode");
-    decode(&bytes, &Limits::default()).expect("decode")
+    let v6 = decode(&bytes, &Limits::default()).expect("decode");
+    let legacy = decode(&encode_legacy(batch), &Limits::default()).expect("decode legacy");
+    assert_eq!(
+        legacy,
+        v6,
+        "v{} and v6 decode differently",
+        batch.legacy_version()
+    );
+    v6
+}
+
+/// The batch in the oldest version before v6 that carries it, as `encode`
+/// wrote it before v6.
+fn encode_legacy(batch: &Batch) -> Vec<u8> {
+    encode_version(batch, batch.legacy_version()).expect("encode legacy")
 }
 
 #[test]
@@ -84,7 +100,7 @@ fn tiny_batch_document_bytes() {
         gaps: Vec::new(),
         devices: Vec::new(),
     };
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(&bytes[..6], b"EDGB\x00\x02");
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
     let expected: &[u8] = &[
@@ -107,12 +123,32 @@ fn tiny_batch_document_bytes() {
     assert_eq!(doc, expected, "document {doc:02x?}");
     assert_eq!(round_trip(&batch), batch);
 
+    // What `encode` writes, v6: document array(6), header array(6) with
+    // version 6 and instance 0 (none), the v6 value column, then the empty
+    // gap and device lists (docs/wire-format.md §5).
+    let bytes = encode(&batch).unwrap();
+    assert_eq!(&bytes[..6], b"EDGB\x00\x06");
+    let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
+    let mut v6 = vec![0x86, 0x86, 0x06];
+    v6.extend_from_slice(&expected[3..13]);
+    v6.push(0x00); // instance: none
+    v6.extend_from_slice(&expected[13..39]);
+    v6.extend_from_slice(&[
+        0x4a, 0x02, 0x06, // values: 10 bytes; shape: mean of 4; 6 range-coded bytes
+        0x0d, 0x01, 0xb6, 0x61, 0x1e, 0xca, // kinds, bit lengths, top bits
+        0xcc, 0x28, // raw low bits of 4300, 50 and 11
+    ]);
+    v6.extend_from_slice(&expected[45..]);
+    v6.extend_from_slice(&[0x80, 0x80]); // no gaps, no device events
+    assert_eq!(doc.len(), 90);
+    assert_eq!(doc, v6, "document {doc:02x?}");
+
     // The same batch from a spool with instance 0x0102030405060708 is v4:
     // document array(5), header array(6) ending in the instance, the rest
     // as above, then the empty gap list (docs/wire-format.md §5).
     let mut batch = batch;
     batch.instance = std::num::NonZeroU64::new(0x0102_0304_0506_0708);
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(&bytes[..6], b"EDGB\x00\x04");
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
     let mut v4 = vec![0x85, 0x86, 0x04];
@@ -140,7 +176,7 @@ fn tiny_batch_document_bytes() {
         at_us: 3_000_000,
         since_us: 1_000_000,
     });
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(&bytes[..6], b"EDGB\x00\x05");
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
     let mut v5 = vec![0x86, 0x86, 0x05];
@@ -226,9 +262,8 @@ proptest! {
 
     #[test]
     fn any_batch_round_trips(batch in support::batch()) {
-        let bytes = encode(&batch).unwrap();
-        let decoded = decode(&bytes, &Limits::default()).unwrap();
-        prop_assert_eq!(decoded, batch);
+        // v6, and the legacy version the batch needs (v2 to v5).
+        prop_assert_eq!(round_trip(&batch), batch);
     }
 
     #[test]
@@ -314,7 +349,7 @@ fn v2_alarm_fields_round_trip_and_bad_codes_are_named() {
     );
 
     // Severity code 9 in a v2 document.
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     let mut doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
     let n = doc.len();
     // The last alarm ends with its severity (1 byte) and null duration.
@@ -348,7 +383,7 @@ fn a_spool_instance_makes_a_v4_batch_with_a_six_field_header() {
         batches: 1,
         recorded_us: 4,
     }];
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(&bytes[..6], b"EDGB\x00\x04");
     assert_eq!(decode(&bytes, &Limits::default()).unwrap(), batch);
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
@@ -371,7 +406,7 @@ fn a_spool_instance_makes_a_v4_batch_with_a_six_field_header() {
 
     // Without gaps, still v4, with an empty gap list.
     batch.gaps.clear();
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(edge_wire::encoded_version(&bytes).unwrap(), 4);
     assert_eq!(decode(&bytes, &Limits::default()).unwrap(), batch);
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
@@ -387,7 +422,7 @@ fn a_spool_instance_makes_a_v4_batch_with_a_six_field_header() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "malformed batch: header spool instance is 0, which is reserved"
+        "malformed batch: header spool instance is 0, which is reserved in v4"
     );
     // A v4 document behind a v3 prefix: the header has one field too many.
     let err = decode(
@@ -402,7 +437,7 @@ fn a_spool_instance_makes_a_v4_batch_with_a_six_field_header() {
     // Batches without an instance keep their older versions.
     batch.instance = None;
     assert_eq!(
-        edge_wire::encoded_version(&encode(&batch).unwrap()).unwrap(),
+        edge_wire::encoded_version(&encode_legacy(&batch)).unwrap(),
         2
     );
 }
@@ -411,7 +446,7 @@ fn a_spool_instance_makes_a_v4_batch_with_a_six_field_header() {
 fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
     let plain = sample_batch(3);
     assert_eq!(
-        edge_wire::encoded_version(&encode(&plain).unwrap()).unwrap(),
+        edge_wire::encoded_version(&encode_legacy(&plain)).unwrap(),
         2
     );
 
@@ -436,7 +471,7 @@ fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
             recorded_us: 0,
         },
     ];
-    let bytes = encode(&batch).unwrap();
+    let bytes = encode_legacy(&batch);
     assert_eq!(edge_wire::encoded_version(&bytes).unwrap(), 3);
     assert_eq!(decode(&bytes, &Limits::default()).unwrap(), batch);
 
@@ -474,7 +509,7 @@ fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
     assert!(err.to_string().contains("(max_gaps)"), "{err}");
 
     // A v2 document sealed as v3 lacks the gap list.
-    let v2 = encode(&plain).unwrap();
+    let v2 = encode_legacy(&plain);
     let v2_doc = envelope::decompress(&v2[6..], &Limits::default()).unwrap();
     let err = decode(
         &envelope::seal_version(&v2_doc, 3).unwrap(),
@@ -494,13 +529,13 @@ fn gaps_make_a_v3_batch_and_bad_gaps_are_named() {
 #[test]
 fn device_events_make_a_v5_batch_and_bad_entries_are_named() {
     let plain = support::with_device_event(sample_batch(2));
-    let bytes = encode(&plain).unwrap();
+    let bytes = encode_legacy(&plain);
     assert_eq!(edge_wire::encoded_version(&bytes).unwrap(), 5);
     assert_eq!(decode(&bytes, &Limits::default()).unwrap(), plain);
     let mut without = plain.clone();
     without.devices.clear();
     assert_eq!(
-        edge_wire::encoded_version(&encode(&without).unwrap()).unwrap(),
+        edge_wire::encoded_version(&encode_legacy(&without)).unwrap(),
         4
     );
 
@@ -570,11 +605,11 @@ fn device_events_make_a_v5_batch_and_bad_entries_are_named() {
     long.gateway_id = "gw".into();
     long.series.clear();
     long.alarms.clear();
-    let err = decode(&encode(&long).unwrap(), &limits).unwrap_err();
+    let err = decode(&encode_legacy(&long), &limits).unwrap_err();
     assert!(err.to_string().contains("detail is 22 bytes"), "{err}");
 
     // A v4 document sealed as v5 lacks the device list.
-    let v4 = encode(&without).unwrap();
+    let v4 = encode_legacy(&without);
     let v4_doc = envelope::decompress(&v4[6..], &Limits::default()).unwrap();
     let mut as_v5 = v4_doc.clone();
     as_v5[2] = 0x05; // header version

@@ -1,0 +1,66 @@
+//! Wire sizes of the real data sets in `testdata/`, pinned: the v6 value
+//! column must keep SKAB valve1 at or below 1.55 bytes per reading and NAB
+//! machine temperature at or below 4.0, in batches of 8192 readings, as
+//! `scripts/bench --only wire` measures them (`docs/BENCHMARKS.md`). Sizes
+//! are deterministic, so this is no timing test. The data sets are loaded
+//! and cut by the benchmark's own code (`bench/src/data.rs`).
+
+use edge_wire::codec::encode_version;
+use edge_wire::{decode, encode, Limits};
+
+#[path = "../../../bench/src/data.rs"]
+#[allow(dead_code)]
+mod data;
+
+fn data_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))
+}
+
+/// Bytes per reading of `dataset` in batches of `size`, in format `version`,
+/// after checking that every batch decodes to itself.
+fn bytes_per_reading(dataset: &data::Dataset, size: usize, version: u16) -> f64 {
+    let mut bytes = 0;
+    let mut readings = 0;
+    for batch in dataset.batches(size) {
+        let encoded = encode_version(&batch, version).expect("encode");
+        assert_eq!(decode(&encoded, &Limits::default()).expect("decode"), batch);
+        bytes += encoded.len();
+        readings += batch.reading_count();
+    }
+    bytes as f64 / readings as f64
+}
+
+/// Check that `dataset` in batches of 8192 costs at most `limit` bytes a
+/// reading in v6, and show it beside v5 (the legacy coding, as v2).
+fn assert_at_most(dataset: &data::Dataset, limit: f64) {
+    let v6 = bytes_per_reading(dataset, 8192, 6);
+    let v5 = bytes_per_reading(dataset, 8192, 2);
+    eprintln!(
+        "{} at 8192: v6 {v6:.3} B/reading, v5 {v5:.3}",
+        dataset.label
+    );
+    assert!(v6 <= limit, "{}: {v6:.3} bytes per reading", dataset.label);
+}
+
+#[test]
+fn skab_valve1_at_8192_is_at_most_1_55_bytes_per_reading() {
+    assert_at_most(
+        &data::load_skab(&data_dir()).expect("testdata/skab/valve1"),
+        1.55,
+    );
+}
+
+#[test]
+fn nab_machine_temperature_at_8192_is_at_most_4_bytes_per_reading() {
+    assert_at_most(&data::load_nab(&data_dir()).expect("testdata/nab"), 4.0);
+}
+
+#[test]
+fn encode_writes_v6() {
+    let nab = data::load_nab(&data_dir()).expect("testdata/nab");
+    let batch = &nab.batches(256)[0];
+    assert_eq!(
+        edge_wire::encoded_version(&encode(batch).unwrap()).unwrap(),
+        6
+    );
+}
