@@ -38,6 +38,7 @@
 //! try. While a backlog drains, its size, the rate and the estimated time to
 //! empty are logged every `progress_interval` ([`progress`]).
 
+pub mod compat;
 pub mod progress;
 pub mod unremoved;
 pub mod upload;
@@ -84,6 +85,7 @@ impl Forwarder {
                 return;
             }
         };
+        let formats = Arc::new(compat::RelayFormats::default());
         let mut uploads: JoinSet<(StoredBatch, Outcome)> = JoinSet::new();
         let mut seq_of: HashMap<tokio::task::Id, u64> = HashMap::new();
         let mut backoff = Window::new(
@@ -124,10 +126,15 @@ impl Forwarder {
                             if !backoff.started(batch.seq) {
                                 continue;
                             }
-                            let uploader = uploader.clone();
+                            let (uploader, formats) = (uploader.clone(), formats.clone());
+                            let stats = self.stats.clone();
                             let seq = batch.seq;
                             let handle = uploads.spawn(async move {
-                                let outcome = uploader.send(batch.body.clone()).await;
+                                let (outcome, legacy) =
+                                    compat::send(&uploader, &formats, batch.body.clone()).await;
+                                if legacy {
+                                    stats.batches_sent_in_legacy_format.inc();
+                                }
                                 (batch, outcome)
                             });
                             seq_of.insert(handle.id(), seq);

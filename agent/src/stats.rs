@@ -153,6 +153,9 @@ pub struct AgentStats {
     /// gateway, spool instance and seq with other content (two gateways
     /// sharing one id and one cloned spool?) and published them flagged.
     pub batches_acked_as_conflict: Counter,
+    /// Uploads sent in an older wire format because the relay does not
+    /// read the newest (it answered `bad_version`): upgrade the relay.
+    pub batches_sent_in_legacy_format: Counter,
     /// Per Modbus device: readings, errors and request round trips, for
     /// the status page.
     modbus_devices: Mutex<BTreeMap<String, DeviceCounts>>,

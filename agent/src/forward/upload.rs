@@ -8,7 +8,11 @@
 //!   (the relay knew this gateway, spool instance and seq with other
 //!   content and published this batch flagged), which the forwarder warns
 //!   about;
-//! - 400, 413 and 422: the relay will never accept these bytes (rejected);
+//! - 400 with the reason `bad_version`: the relay does not read this wire
+//!   format version ([`Outcome::TooNew`]; [`super::compat`] sends the batch
+//!   again in an older one);
+//! - other 400s, 413 and 422: the relay will never accept these bytes
+//!   (rejected);
 //! - anything else (network error, timeout, 5xx, 401/403, 429): transient,
 //!   with the `Retry-After` the relay asked for, if any.
 
@@ -38,6 +42,10 @@ pub enum Outcome {
     Delivered { duplicate: bool, conflict: bool },
     /// The relay will never accept this batch.
     Rejected(String),
+    /// The relay does not read this batch's wire format version (400,
+    /// reason `bad_version`): an older relay. [`super::compat::send`]
+    /// turns it into an upload in an older format, or [`Outcome::Rejected`].
+    TooNew(String),
     /// Try again later, after `after` if the relay said so.
     Retry {
         reason: String,
@@ -178,7 +186,15 @@ pub fn classify(status: StatusCode, body: &str, after: Option<Duration>) -> Outc
         "relay answered {status}: {}",
         body.chars().take(300).collect::<String>()
     );
+    let reason_code = || {
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| Some(v.get("reason")?.as_str()?.to_string()))
+    };
     match status {
+        StatusCode::BAD_REQUEST if reason_code().as_deref() == Some("bad_version") => {
+            Outcome::TooNew(reason)
+        }
         StatusCode::BAD_REQUEST
         | StatusCode::PAYLOAD_TOO_LARGE
         | StatusCode::UNPROCESSABLE_ENTITY => Outcome::Rejected(reason),
@@ -258,6 +274,24 @@ mod tests {
                 "bad",
                 None,
                 Outcome::Rejected("relay answered 400 Bad Request: bad".into()),
+            ),
+            (
+                400,
+                r#"{"error":"malformed","reason":"bad_version"}"#,
+                None,
+                Outcome::TooNew(
+                    r#"relay answered 400 Bad Request: {"error":"malformed","reason":"bad_version"}"#
+                        .into(),
+                ),
+            ),
+            (
+                400,
+                r#"{"error":"malformed","reason":"malformed"}"#,
+                None,
+                Outcome::Rejected(
+                    r#"relay answered 400 Bad Request: {"error":"malformed","reason":"malformed"}"#
+                        .into(),
+                ),
             ),
             (
                 413,

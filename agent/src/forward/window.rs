@@ -149,7 +149,7 @@ impl Window {
                     uplink,
                 }
             }
-            Outcome::Rejected(reason) => Decision {
+            Outcome::Rejected(reason) | Outcome::TooNew(reason) => Decision {
                 action: Action::Quarantine(reason.clone()),
                 uplink: None,
             },

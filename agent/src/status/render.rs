@@ -82,6 +82,9 @@ const COUNTERS: &[(&str, Field)] = &[
     ("batches_acked_as_conflict", |s| {
         &s.batches_acked_as_conflict
     }),
+    ("batches_sent_in_legacy_format", |s| {
+        &s.batches_sent_in_legacy_format
+    }),
 ];
 
 /// The source of `AgentStats`, read for the counters' doc comments.

@@ -371,3 +371,112 @@ async fn a_failing_delete_backs_off_and_never_resends_a_confirmed_batch() -> any
     assert_eq!(stats.batches_forwarded.get(), BATCHES);
     Ok(())
 }
+
+/// An agent newer than its relay: the real relay behind a proxy that makes
+/// it an older relay, one that does not read the newest wire format (the
+/// proxy relabels such a batch with a version no relay reads and returns
+/// the real relay's answer: 400, reason `bad_version`). The forwarder sends
+/// each batch again in its legacy format instead of quarantining it, then
+/// sends the older format first: every reading reaches the relay's sink
+/// once and the spool empties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_for_a_relay_that_does_not_read_the_newest_format_go_in_an_older_one(
+) -> anyhow::Result<()> {
+    use edge_relay::config::GatewayConfig;
+    use edge_relay::{Relay, RelayConfig};
+
+    const BATCHES: usize = 6;
+    const TOKEN: &str = "fwd-compat-token-0123456789";
+    let dir = tempfile::tempdir()?;
+    let relay_dir = dir.path().join("relay");
+    std::fs::create_dir_all(&relay_dir)?;
+    let relay = Relay::from_config(RelayConfig::new(
+        &relay_dir,
+        vec![GatewayConfig::with_token("gw-fwd", TOKEN)],
+    ))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let relay_url = format!("http://{}/v1/batches", listener.local_addr()?);
+    let stop_relay = CancellationToken::new();
+    let relay_task = tokio::spawn(edge_relay::serve(listener, relay, stop_relay.clone()));
+
+    #[derive(Clone)]
+    struct Proxy {
+        to: String,
+        client: reqwest::Client,
+        /// (wire version of each request, status answered).
+        seen: Arc<Mutex<Vec<(u16, u16)>>>,
+    }
+    async fn proxy(
+        State(p): State<Proxy>,
+        headers: axum::http::HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let version = edge_wire::encoded_version(&body).unwrap_or(0);
+        let mut body = body.to_vec();
+        if version >= edge_wire::FORMAT_VERSION && body.len() >= 6 {
+            body[4..6].copy_from_slice(&99u16.to_be_bytes());
+        }
+        let mut request = p.client.post(&p.to).body(body);
+        for name in ["authorization", "content-type", "x-edge-gateway"] {
+            if let Some(v) = headers.get(name) {
+                request = request.header(name, v.as_bytes());
+            }
+        }
+        let answer = request.send().await.expect("the relay answers");
+        let status = answer.status().as_u16();
+        p.seen.lock().unwrap().push((version, status));
+        let text = answer.bytes().await.expect("the relay's answer");
+        (StatusCode::from_u16(status).unwrap(), text).into_response()
+    }
+    let p = Proxy {
+        to: relay_url,
+        client: reqwest::Client::new(),
+        seen: Arc::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/batches", listener.local_addr()?);
+    let app = Router::new()
+        .route("/v1/batches", post(proxy))
+        .with_state(p.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let spool = SharedSpool::new(fill_spool(&dir.path().join("spool.db"), BATCHES)?);
+    let stats = Arc::new(AgentStats::default());
+    let mut up = UplinkConfig::new(&url, TOKEN);
+    up.max_in_flight = 1;
+    up.retry_initial = Duration::from_millis(20);
+    up.retry_max = Duration::from_millis(200);
+    let (stop, task) = start(&spool, up, &stats);
+    until_empty_then_stop(&spool, stop, task).await?;
+
+    let seen = p.seen.lock().unwrap().clone();
+    // The first batch: refused in the newest format, accepted in its legacy
+    // one (v4: the spool gives each batch its instance, and these carry no
+    // device events); the others go in the legacy format at once.
+    let mut want = vec![(edge_wire::FORMAT_VERSION, 400), (4, 200)];
+    want.extend(std::iter::repeat_n((4, 200), BATCHES - 1));
+    assert_eq!(seen, want);
+    assert_eq!(stats.batches_quarantined.get(), 0);
+    assert_eq!(stats.batches_sent_in_legacy_format.get(), BATCHES as u64);
+    assert_eq!(stats.batches_forwarded.get(), BATCHES as u64);
+
+    // Every reading once in the relay's sink.
+    stop_relay.cancel();
+    relay_task.await??;
+    let text = std::fs::read_to_string(relay_dir.join("readings.jsonl"))?;
+    let mut stamps: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            v["ts_us"].as_i64().expect("ts_us")
+        })
+        .collect();
+    let lines = stamps.len();
+    stamps.sort_unstable();
+    stamps.dedup();
+    assert_eq!(
+        (lines, stamps.len()),
+        (BATCHES * READINGS_PER_BATCH, BATCHES * READINGS_PER_BATCH)
+    );
+    Ok(())
+}
