@@ -377,7 +377,7 @@ impl SharedSpool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 mod model_tests;

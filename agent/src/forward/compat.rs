@@ -97,36 +97,11 @@ fn settle(outcome: Outcome) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edge_wire::{Batch, Point, Quality, Series};
-
-    fn batch() -> Batch {
-        Batch {
-            gateway_id: "gw".into(),
-            instance: None,
-            seq: 4,
-            created_us: 1_700_000_000_000_000,
-            series: vec![Series {
-                id: 0,
-                name: "press-3.oil_temp".into(),
-                unit: "degC".into(),
-                tags: Default::default(),
-                points: (0..20)
-                    .map(|i| Point {
-                        ts_us: 1_700_000_000_000_000 + i * 1_000_000,
-                        value: 40.0 + i as f64 / 10.0,
-                        quality: Quality::Good,
-                    })
-                    .collect(),
-            }],
-            alarms: Vec::new(),
-            gaps: Vec::new(),
-            devices: Vec::new(),
-        }
-    }
+    use crate::spool::tests::batch;
 
     #[test]
     fn a_newest_format_body_becomes_the_same_batch_in_its_legacy_format() {
-        let b = batch();
+        let b = batch(20);
         let newest = edge_wire::encode(&b).unwrap();
         assert_eq!(
             edge_wire::encoded_version(&newest).unwrap(),

@@ -4,7 +4,7 @@
 use super::*;
 use edge_wire::{Batch, Point, Quality, Series};
 
-pub(super) fn batch(n: usize) -> Batch {
+pub(crate) fn batch(n: usize) -> Batch {
     Batch {
         gateway_id: "gw".into(),
         instance: None,
