@@ -85,6 +85,7 @@ impl Batcher {
                 unit: info.unit.clone(),
                 tags: info.tags.clone(),
                 points,
+                reporting: None,
             })
             .collect();
         Some(Batch {
@@ -130,6 +131,7 @@ pub fn alarm_batch(gateway_id: &str, alarms: &[Alarm], created_us: i64) -> Batch
                     unit: a.series.unit.clone(),
                     tags: a.series.tags.clone(),
                     points: Vec::new(),
+                    reporting: None,
                 });
                 series.len() - 1
             }

@@ -21,6 +21,7 @@ fn batch(points: Vec<Point>, alarms: Vec<AlarmEvent>) -> Batch {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             points,
+            reporting: None,
         }],
         alarms,
         gaps: Vec::new(),

@@ -42,6 +42,7 @@ fn batch(seq: u64, series: u32, points: i64) -> Batch {
                         quality: Quality::Good,
                     })
                     .collect(),
+                reporting: None,
             })
             .collect(),
         alarms: vec![],
