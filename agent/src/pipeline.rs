@@ -1,5 +1,7 @@
 //! The pipeline between the sources and the spool: every reading goes
-//! through the detector and the batcher; sealed batches and alarm events are
+//! through the detector, then (for a series reported by exception) the
+//! filter of [`crate::exception`], and what the filter passes through the
+//! batcher; sealed batches and alarm events are
 //! committed to the spool (`store`), alarm events also handed to the
 //! local publisher. A device-state transition a source reports
 //! (`Input::Device`) is committed at once as a device event in the priority
@@ -27,6 +29,7 @@ use tracing::{error, info, warn};
 use crate::batch::{self, Batcher};
 use crate::config::AgentConfig;
 use crate::detect::{ActiveAlarm, Detector};
+use crate::exception::{ExceptionFilter, Intake};
 use crate::publish::shared::SharedAlarms;
 use crate::publish::LocalEvent;
 use crate::reading::Reading;
@@ -62,9 +65,12 @@ pub(crate) async fn pipeline(
     mut rx: mpsc::Receiver<Input>,
     outlets: AlarmOutlets<'_>,
 ) {
-    let mut detector = Detector::new(&config.rules);
+    let mut intake = Intake {
+        detector: Detector::new(&config.rules),
+        filter: ExceptionFilter::new(&config.report_by_exception),
+    };
     let seeded = active.len();
-    for a in detector.seed(active) {
+    for a in intake.detector.seed(active) {
         warn!(series = %a.series, rule = %a.rule, raised_us = a.raised_us, "alarm raised before the restart belongs to no configured rule; it stays raised");
     }
     if seeded > 0 {
@@ -76,6 +82,10 @@ pub(crate) async fn pipeline(
     let mut batcher = Batcher::new(&config.gateway_id, config.batch);
     // Marks of the samples in the open batch.
     let mut marks: Vec<Mark> = Vec::new();
+    // Readings report by exception held back while a batch was open: they
+    // count as settled (`readings_filtered`) only once that batch is
+    // committed, so MQTT and frames acknowledgements never run ahead.
+    let mut held: u64 = 0;
     // Readings taken since the points board was last updated.
     let mut seen: Vec<Reading> = Vec::new();
     // Stale rules see silence only when time passes, not when readings do.
@@ -88,8 +98,17 @@ pub(crate) async fn pipeline(
                 Some(input) => {
                     let (mut alarms, mut seal) = (Vec::new(), false);
                     for r in input.readings() {
-                        alarms.extend(detector.observe(r));
-                        seal |= batcher.push(r, Instant::now());
+                        // Detection first, on every sample; the filter
+                        // only decides what the batch gets.
+                        let (raised, verdict) = intake.take(r);
+                        alarms.extend(raised);
+                        if verdict.sends() {
+                            seal |= batcher.push_reported(r, verdict.reporting(), Instant::now());
+                        } else if batcher.is_empty() {
+                            outlets.stats.readings_filtered.inc();
+                        } else {
+                            held += 1;
+                        }
                     }
                     seen.extend_from_slice(input.readings());
                     match input {
@@ -104,7 +123,7 @@ pub(crate) async fn pipeline(
             _ = clock.tick() => {
                 outlets.stats.points.update(&seen);
                 seen.clear();
-                (detector.tick(now_us()), false)
+                (intake.detector.tick(now_us()), false)
             }
             _ = sleep_until(deadline), if deadline.is_some() => (Vec::new(), true),
         };
@@ -115,10 +134,15 @@ pub(crate) async fn pipeline(
             outlets.stats.points.update(&seen);
             seen.clear();
             commit(&mut batcher, &mut marks, &outlets).await;
+            outlets
+                .stats
+                .readings_filtered
+                .add(std::mem::take(&mut held));
         }
     }
     outlets.stats.points.update(&seen);
     commit(&mut batcher, &mut marks, &outlets).await;
+    outlets.stats.readings_filtered.add(held);
 }
 
 /// Count and log alarm transitions, hand them to the local publisher
