@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use edge_wire::{AlarmEvent, Batch, DeviceEvent, Point, Series};
+use edge_wire::{AlarmEvent, Batch, DeviceEvent, Point, Reporting, Series};
 use tokio::time::Instant;
 
 use crate::config::BatchConfig;
@@ -20,7 +20,9 @@ use crate::reading::{Alarm, Reading, SeriesInfo};
 pub struct Batcher {
     config: BatchConfig,
     gateway_id: String,
-    series: Vec<(Arc<SeriesInfo>, Vec<Point>)>,
+    /// Each series of the open batch, what the batch says about how it is
+    /// reported (report by exception, when filtered) and its points.
+    series: Vec<(Arc<SeriesInfo>, Option<Reporting>, Vec<Point>)>,
     index: HashMap<String, usize>,
     readings: usize,
     /// When the first reading of the open batch arrived.
@@ -44,7 +46,7 @@ impl Batcher {
         if let Some(&i) = self.index.get(series.name.as_str()) {
             return i;
         }
-        self.series.push((series.clone(), Vec::new()));
+        self.series.push((series.clone(), None, Vec::new()));
         self.index
             .insert(series.name.clone(), self.series.len() - 1);
         self.series.len() - 1
@@ -52,8 +54,22 @@ impl Batcher {
 
     /// Add a reading; true when the batch is now full and should be sealed.
     pub fn push(&mut self, r: &Reading, now: Instant) -> bool {
+        self.push_reported(r, None, now)
+    }
+
+    /// Add a reading of a series reported as `reporting` says (`Some` for
+    /// a series reported by exception); true when the batch is now full.
+    pub fn push_reported(
+        &mut self,
+        r: &Reading,
+        reporting: Option<Reporting>,
+        now: Instant,
+    ) -> bool {
         let i = self.slot(&r.series, now);
-        self.series[i].1.push(Point {
+        if reporting.is_some() {
+            self.series[i].1 = reporting;
+        }
+        self.series[i].2.push(Point {
             ts_us: r.ts_us,
             value: r.value,
             quality: r.quality,
@@ -79,12 +95,13 @@ impl Batcher {
         let series = std::mem::take(&mut self.series)
             .into_iter()
             .enumerate()
-            .map(|(id, (info, points))| Series {
+            .map(|(id, (info, reporting, points))| Series {
                 id: id as u32,
                 name: info.name.clone(),
                 unit: info.unit.clone(),
                 tags: info.tags.clone(),
                 points,
+                reporting,
             })
             .collect();
         Some(Batch {
@@ -130,6 +147,7 @@ pub fn alarm_batch(gateway_id: &str, alarms: &[Alarm], created_us: i64) -> Batch
                     unit: a.series.unit.clone(),
                     tags: a.series.tags.clone(),
                     points: Vec::new(),
+                    reporting: None,
                 });
                 series.len() - 1
             }

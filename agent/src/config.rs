@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod alarm_publish;
+mod exception;
 pub mod frames;
 mod issue;
 mod modbus;
@@ -37,6 +38,7 @@ mod status;
 mod uplink;
 
 pub use self::alarm_publish::{AlarmPublishConfig, RawAlarmPublish};
+pub use self::exception::{describe as describe_exception, RawReportByException};
 pub use self::uplink::{RawUplink, Secret, UplinkConfig, UplinkTls, DEFAULT_MAX_IN_FLIGHT};
 
 pub use self::modbus::{
@@ -108,6 +110,9 @@ pub struct RawConfig {
     /// Threshold rules evaluated on the gateway.
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// Report by exception (opt-in, lossy): series whose readings are sent only when they move, or as a heartbeat; alarms still see every sample.
+    #[serde(default)]
+    pub report_by_exception: Vec<RawReportByException>,
     /// Publish alarm events and per-series alarm state on a local MQTT broker (optional).
     pub alarm_publish: Option<RawAlarmPublish>,
     /// Serve Prometheus metrics and /healthz on a local address (optional; off when absent).
@@ -178,6 +183,8 @@ pub struct AgentConfig {
     pub mqtt: Vec<mqtt::MqttBroker>,
     pub frames: Vec<frames::FramesDevice>,
     pub rules: Vec<crate::detect::Rule>,
+    /// `[[report_by_exception]]`; empty (every reading sent) by default.
+    pub report_by_exception: Vec<crate::exception::ExceptionRule>,
     pub alarm_publish: Option<AlarmPublishConfig>,
     pub status: Option<StatusConfig>,
 }
@@ -356,6 +363,7 @@ impl AgentConfig {
         // frames series by the device's birth: not known before.
         let known = (mqtt.is_empty() && frames.is_empty()).then_some(&series_names[..]);
         let rules = rules::validate(&mut p, &raw.rules, known);
+        let report_by_exception = exception::validate(&mut p, &raw.report_by_exception, known);
         if !mqtt.is_empty() {
             mqtt::check_rule_series(&mut p, &raw.rules, &series_names, &mqtt);
         }
@@ -388,6 +396,7 @@ impl AgentConfig {
             mqtt,
             frames,
             rules,
+            report_by_exception,
             alarm_publish,
             status,
         })

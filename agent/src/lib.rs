@@ -8,6 +8,8 @@
 //! - [`source`]: tasks that bring readings in (Modbus TCP, MQTT, simulated).
 //! - [`detect`]: alarm rules (limits, rate, stale, flatline, quality), a
 //!   pure state machine.
+//! - [`exception`]: report by exception (opt-in, lossy): which readings of
+//!   a series travel, after detection has judged every one.
 //! - [`batch`]: seals readings and alarms into `edge_wire::Batch`es.
 //! - [`spool`]: SQLite store of encoded batches awaiting the relay, and of
 //!   the alarms raised, so a restart neither raises them again nor forgets
@@ -36,6 +38,7 @@ pub mod batch;
 pub mod config;
 pub mod detect;
 pub mod devices;
+pub mod exception;
 pub mod forward;
 pub mod pipeline;
 pub mod points;

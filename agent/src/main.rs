@@ -209,6 +209,9 @@ fn main() -> ExitCode {
                 for warning in c.warnings() {
                     println!("warning: {warning}");
                 }
+                for rule in &c.report_by_exception {
+                    println!("{}", edge_agent::config::describe_exception(rule));
+                }
                 spool_size_note(&c);
                 ExitCode::SUCCESS
             }

@@ -1,5 +1,7 @@
 //! The pipeline between the sources and the spool: every reading goes
-//! through the detector and the batcher; sealed batches and alarm events are
+//! through the detector, then (for a series reported by exception) the
+//! filter of [`crate::exception`], and what the filter passes through the
+//! batcher; sealed batches and alarm events are
 //! committed to the spool (`store`), alarm events also handed to the
 //! local publisher. A device-state transition a source reports
 //! (`Input::Device`) is committed at once as a device event in the priority
@@ -27,6 +29,7 @@ use tracing::{error, info, warn};
 use crate::batch::{self, Batcher};
 use crate::config::AgentConfig;
 use crate::detect::{ActiveAlarm, Detector};
+use crate::exception::{ExceptionFilter, Intake};
 use crate::publish::shared::SharedAlarms;
 use crate::publish::LocalEvent;
 use crate::reading::Reading;
@@ -62,9 +65,12 @@ pub(crate) async fn pipeline(
     mut rx: mpsc::Receiver<Input>,
     outlets: AlarmOutlets<'_>,
 ) {
-    let mut detector = Detector::new(&config.rules);
+    let mut intake = Intake {
+        detector: Detector::new(&config.rules),
+        filter: ExceptionFilter::new(&config.report_by_exception),
+    };
     let seeded = active.len();
-    for a in detector.seed(active) {
+    for a in intake.detector.seed(active) {
         warn!(series = %a.series, rule = %a.rule, raised_us = a.raised_us, "alarm raised before the restart belongs to no configured rule; it stays raised");
     }
     if seeded > 0 {
@@ -76,6 +82,10 @@ pub(crate) async fn pipeline(
     let mut batcher = Batcher::new(&config.gateway_id, config.batch);
     // Marks of the samples in the open batch.
     let mut marks: Vec<Mark> = Vec::new();
+    // Readings report by exception held back while a batch was open: they
+    // count as settled (`readings_filtered`) only once that batch is
+    // committed, so MQTT and frames acknowledgements never run ahead.
+    let mut held: u64 = 0;
     // Readings taken since the points board was last updated.
     let mut seen: Vec<Reading> = Vec::new();
     // Stale rules see silence only when time passes, not when readings do.
@@ -88,8 +98,17 @@ pub(crate) async fn pipeline(
                 Some(input) => {
                     let (mut alarms, mut seal) = (Vec::new(), false);
                     for r in input.readings() {
-                        alarms.extend(detector.observe(r));
-                        seal |= batcher.push(r, Instant::now());
+                        // Detection first, on every sample; the filter
+                        // only decides what the batch gets.
+                        let (raised, verdict) = intake.take(r);
+                        alarms.extend(raised);
+                        if verdict.sends() {
+                            seal |= batcher.push_reported(r, verdict.reporting(), Instant::now());
+                        } else if batcher.is_empty() {
+                            outlets.stats.readings_filtered.inc();
+                        } else {
+                            held += 1;
+                        }
                     }
                     seen.extend_from_slice(input.readings());
                     match input {
@@ -104,7 +123,7 @@ pub(crate) async fn pipeline(
             _ = clock.tick() => {
                 outlets.stats.points.update(&seen);
                 seen.clear();
-                (detector.tick(now_us()), false)
+                (intake.detector.tick(now_us()), false)
             }
             _ = sleep_until(deadline), if deadline.is_some() => (Vec::new(), true),
         };
@@ -115,10 +134,15 @@ pub(crate) async fn pipeline(
             outlets.stats.points.update(&seen);
             seen.clear();
             commit(&mut batcher, &mut marks, &outlets).await;
+            outlets
+                .stats
+                .readings_filtered
+                .add(std::mem::take(&mut held));
         }
     }
     outlets.stats.points.update(&seen);
     commit(&mut batcher, &mut marks, &outlets).await;
+    outlets.stats.readings_filtered.add(held);
 }
 
 /// Count and log alarm transitions, hand them to the local publisher
@@ -390,11 +414,20 @@ mod tests {
         max_readings: usize,
         inputs: Vec<Input>,
     ) -> (tempfile::TempDir, SharedSpool, AgentStats) {
+        run_with(max_readings, "", inputs).await
+    }
+
+    /// [`run`], with `extra` config appended.
+    async fn run_with(
+        max_readings: usize,
+        extra: &str,
+        inputs: Vec<Input>,
+    ) -> (tempfile::TempDir, SharedSpool, AgentStats) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool.db");
         let config = AgentConfig::parse(
             &format!(
-                "gateway_id = \"gw\"\n[spool]\npath = \"{}\"\n[uplink]\nurl = \"http://127.0.0.1:9/ingest\"\ntoken = \"t-0123456789abcdef0123\"\n[batch]\nmax_readings = {max_readings}\nmax_age_ms = 60000\n[[simulated]]\nname = \"s\"\nmean = 1.0\n",
+                "gateway_id = \"gw\"\n[spool]\npath = \"{}\"\n[uplink]\nurl = \"http://127.0.0.1:9/ingest\"\ntoken = \"t-0123456789abcdef0123\"\n[batch]\nmax_readings = {max_readings}\nmax_age_ms = 60000\n[[simulated]]\nname = \"s\"\nmean = 1.0\n{extra}",
                 path.display()
             ),
             "t.toml",
@@ -522,5 +555,75 @@ mod tests {
         assert_eq!(sizes.iter().map(Vec::len).sum::<usize>(), 5, "{sizes:?}");
         let p = progress.expect("the mark was committed");
         assert_eq!((p.boot_id, p.settled, p.taken), (3, Some(6), vec![7]));
+    }
+
+    /// Report by exception in the pipeline: the spool gets the first
+    /// reading, the move and the heartbeat, each with its own timestamp and
+    /// the series marked as reported by exception; the rest are counted
+    /// as filtered and settled; an alarm on a held sample is still raised.
+    #[tokio::test]
+    async fn a_series_reported_by_exception_is_filtered_after_detection() {
+        let series = Arc::new(SeriesInfo {
+            name: "s".into(),
+            unit: String::new(),
+            tags: Default::default(),
+        });
+        let at = |t_s: i64, v: f64| Reading {
+            series: series.clone(),
+            ts_us: t_s * 1_000_000,
+            value: v,
+            quality: Quality::Good,
+        };
+        // 1.0 held, 1.04 within the band, 1.2 a move, 1.2 held, 1.2 at 70 s a
+        // heartbeat; 1.25 at 71 s is held but above the rule's max of 1.22.
+        let inputs: Vec<Input> = [
+            (0, 1.0),
+            (1, 1.04),
+            (2, 1.2),
+            (3, 1.2),
+            (70, 1.2),
+            (71, 1.25),
+        ]
+        .into_iter()
+        .map(|(t, v)| at(t, v).into())
+        .collect();
+        let extra = "[[report_by_exception]]\nseries = \"s\"\ndeadband_pct = 0.5\nspan = [0, 20]\nmax_silence_s = 60\n[[rules]]\nname = \"s.high\"\nseries = \"s\"\nmax = 1.22\n";
+        let (_dir, spool, stats) = run_with(100, extra, inputs).await;
+        let batches = spool
+            .call(|s| {
+                let mut out = Vec::new();
+                while let Some(b) = s.oldest()? {
+                    out.push(edge_wire::decode(&b.body, &Default::default()).unwrap());
+                    s.remove(b.seq)?;
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap();
+        // The alarm batch names the series too, without points.
+        let readings: Vec<_> = batches
+            .iter()
+            .flat_map(|b| &b.series)
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        assert_eq!(readings.len(), 1, "{batches:?}");
+        let s = readings[0];
+        let sent: Vec<(i64, f64)> = s
+            .points
+            .iter()
+            .map(|p| (p.ts_us / 1_000_000, p.value))
+            .collect();
+        assert_eq!(sent, vec![(0, 1.0), (2, 1.2), (70, 1.2)]);
+        assert_eq!(
+            s.reporting,
+            Some(edge_wire::Reporting {
+                deadband: 0.1,
+                max_silence_ms: 60_000
+            })
+        );
+        assert_eq!(stats.readings_filtered.get(), 3);
+        assert_eq!(stats.readings_spooled.get(), 3);
+        assert_eq!(stats.readings_settled(), 6);
+        assert_eq!(stats.alarms_raised.get(), 1, "raised on the held 1.25");
     }
 }

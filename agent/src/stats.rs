@@ -41,6 +41,10 @@ pub struct AgentStats {
     pub readings_produced: Counter,
     /// Readings sealed into batches and committed to the spool.
     pub readings_spooled: Counter,
+    /// Readings of series reported by exception that were held back (within
+    /// the deadband of the last one sent, before the heartbeat), so not
+    /// spooled; detection saw them all.
+    pub readings_filtered: Counter,
     /// Readings lost because the spool task itself failed (a panic inside
     /// SQLite code); zero in a healthy agent, and logged when it is not.
     pub readings_dropped: Counter,
@@ -212,6 +216,16 @@ pub enum ModbusEvent {
 }
 
 impl AgentStats {
+    /// Readings the pipeline is done with, in channel order: committed,
+    /// given up on after a spool failure, or held back by report by
+    /// exception. The pipeline counts a held reading only once every
+    /// reading before it is committed (the open batch sealed), so this
+    /// never runs ahead of the spool; MQTT and frames acknowledgements wait
+    /// for it.
+    pub fn readings_settled(&self) -> u64 {
+        self.readings_spooled.get() + self.readings_dropped.get() + self.readings_filtered.get()
+    }
+
     /// Count an exception `code` that `device` answered with.
     pub fn record_modbus_exception(&self, device: &str, code: u8) {
         self.modbus_exceptions.inc();

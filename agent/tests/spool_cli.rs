@@ -15,6 +15,7 @@ fn series(name: &str, points: Vec<Point>) -> Series {
         unit: "degC".into(),
         tags: Default::default(),
         points,
+        reporting: None,
     }
 }
 

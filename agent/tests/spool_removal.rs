@@ -93,6 +93,7 @@ async fn a_batch_leaves_the_spool_only_after_a_2xx() {
                 value: 1.5,
                 quality: Quality::Good,
             }],
+            reporting: None,
         }],
         alarms: vec![],
         gaps: Vec::new(),

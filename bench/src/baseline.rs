@@ -129,6 +129,7 @@ mod tests {
                     quality: Quality::Good,
                 })
                 .collect(),
+            reporting: None,
         };
         let batch = Batch {
             gateway_id: "gw".into(),

@@ -58,6 +58,7 @@ impl Dataset {
                             quality: Quality::Good,
                         })
                         .collect(),
+                    reporting: None,
                 })
                 .collect();
             out.push(Batch {

@@ -7,10 +7,12 @@
 //! Modules: [`data`] loads the CSV files and cuts batches, [`baseline`]
 //! writes line protocol + gzip and the xz columns, [`measure`] times one
 //! table row,
-//! [`modbus`] measures the Modbus poller against in-process devices.
+//! [`modbus`] measures the Modbus poller against in-process devices,
+//! [`exception`] the bytes report by exception saves on SKAB.
 
 mod baseline;
 mod data;
+mod exception;
 mod measure;
 mod modbus;
 
@@ -100,6 +102,52 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Report by exception on SKAB valve1, 0.5 % of span and a 60 s heartbeat,
+/// beside every reading, in the same run.
+fn report_by_exception(skab: &data::Dataset) -> Result<()> {
+    let (pct, max_silence_s) = (0.5, 60);
+    println!(
+        "\n### Report by exception\n\n{}: every reading beside report by exception \
+         (deadband {pct} % of each sensor's span, its min..max over the data set; heartbeat \
+         {max_silence_s} s), edge-wire v6. Batches of the same number of readings sent. \
+         Bytes per reading taken (the cost of the signal) and per reading sent.\n",
+        skab.label
+    );
+    println!(
+        "| Batch (readings) | Readings taken | Readings sent | Kept | v6 bytes, every reading | \
+         v6 bytes, by exception | B/reading taken, every | B/reading taken, by exception | \
+         B/reading sent, by exception |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut per_sensor = Vec::new();
+    for size in BATCH_SIZES {
+        let r = exception::measure(skab, size, pct, max_silence_s)?;
+        per_sensor = r.per_sensor.clone();
+        println!(
+            "| {} | {} | {} | {:.1} % | {} | {} | {:.2} | {:.2} | {:.2} |",
+            r.batch_readings,
+            r.readings,
+            r.sent,
+            100.0 * r.sent as f64 / r.readings as f64,
+            r.all_bytes,
+            r.filtered_bytes,
+            r.all_bytes as f64 / r.readings as f64,
+            r.filtered_bytes as f64 / r.readings as f64,
+            r.filtered_bytes as f64 / r.sent as f64,
+        );
+    }
+    let rows = skab.rows();
+    println!("\n| Sensor | Deadband (0.5 % of span) | Readings sent | Kept |");
+    println!("|---|---:|---:|---:|");
+    for (name, deadband, sent) in per_sensor {
+        println!(
+            "| {name} | {deadband:.3e} | {sent} | {:.1} % |",
+            100.0 * sent as f64 / rows as f64
+        );
+    }
+    Ok(())
+}
+
 fn wire(args: &Args) -> Result<()> {
     if !args.data_dir.is_dir() {
         bail!(
@@ -156,5 +204,5 @@ fn wire(args: &Args) -> Result<()> {
             );
         }
     }
-    Ok(())
+    report_by_exception(&datasets[0])
 }

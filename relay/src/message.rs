@@ -15,6 +15,10 @@
 //!   `*_text` field (`"NaN"`, `"inf"`, `"-inf"`); finite values round-trip
 //!   exactly (serde_json prints the shortest representation that parses back
 //!   to the same `f64`).
+//! - A reading of a series the gateway reports by exception carries
+//!   `"reporting": {"mode": "exception", "deadband", "max_silence_s"}`
+//!   (so is a series-batch message of one); every other message has no
+//!   such field, and is byte for byte what it was before.
 //! - `ts` is derived from `ts_us` (RFC 3339, UTC, always six fractional
 //!   digits); `ts_us` is authoritative. Outside years 0000..=9999 RFC 3339
 //!   has no spelling, and `ts` is `null`.
@@ -146,6 +150,7 @@ impl Delivery {
             value,
             value_text,
             quality: point.quality.as_str(),
+            reporting: ReportingFields::of(series),
             origin: self.origin(),
         })
     }
@@ -220,6 +225,7 @@ impl Delivery {
                     }
                 })
                 .collect(),
+            reporting: ReportingFields::of(series),
             origin: self.origin(),
         })
     }
@@ -319,8 +325,31 @@ struct ReadingMessage<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     value_text: Option<&'static str>,
     quality: &'static str,
+    /// Only for a series the gateway reports by exception.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reporting: Option<ReportingFields>,
     #[serde(flatten)]
     origin: OriginFields<'a>,
+}
+
+/// `"reporting"`: the series is reported by exception, so a value holds
+/// between two readings (within `deadband`) rather than being a measured
+/// flat line; absent when every reading is sent.
+#[derive(Serialize)]
+struct ReportingFields {
+    mode: &'static str,
+    deadband: f64,
+    max_silence_s: f64,
+}
+
+impl ReportingFields {
+    fn of(series: &Series) -> Option<ReportingFields> {
+        series.reporting.map(|r| ReportingFields {
+            mode: "exception",
+            deadband: r.deadband,
+            max_silence_s: r.max_silence_ms as f64 / 1000.0,
+        })
+    }
 }
 
 /// The enrichment fields, last in every message.
@@ -341,6 +370,9 @@ struct SeriesBatchMessage<'a> {
     unit: &'a str,
     tags: &'a BTreeMap<String, String>,
     points: Vec<PointMessage>,
+    /// Only for a series the gateway reports by exception.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reporting: Option<ReportingFields>,
     #[serde(flatten)]
     origin: OriginFields<'a>,
 }

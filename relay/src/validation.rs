@@ -136,6 +136,7 @@ mod tests {
                         quality,
                     })
                     .collect(),
+                reporting: None,
             }],
             alarms: vec![],
             gaps: Vec::new(),

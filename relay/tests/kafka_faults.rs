@@ -46,6 +46,7 @@ fn big_batch(seq: u64, series: u32, points: i64) -> Batch {
                         quality: Quality::Good,
                     })
                     .collect(),
+                reporting: None,
             })
             .collect(),
         alarms: vec![],

@@ -150,6 +150,7 @@ pub fn batch(gateway: &str, seq: u64) -> Batch {
                         quality: Quality::Bad,
                     },
                 ],
+                reporting: None,
             },
             Series {
                 id: 2,
@@ -168,6 +169,7 @@ pub fn batch(gateway: &str, seq: u64) -> Batch {
                         quality: Quality::Good,
                     },
                 ],
+                reporting: None,
             },
         ],
         alarms: vec![AlarmEvent {

@@ -560,6 +560,7 @@ pub fn recent_batch(gateway: &str, seq: u64, points: i64) -> Vec<u8> {
                     quality: Quality::Good,
                 })
                 .collect(),
+            reporting: None,
         }],
         alarms: Vec::new(),
         gaps: Vec::new(),

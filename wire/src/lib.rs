@@ -22,5 +22,5 @@ pub use codec::{decode, decode_bound, encode, encoded_version, WireError};
 pub use limits::Limits;
 pub use model::{
     AlarmEvent, AlarmState, Batch, DeviceEvent, DeviceReason, DeviceState, Gap, GapReason, Point,
-    Quality, ReasonKind, Series, Severity, FORMAT_VERSION, READABLE_VERSIONS,
+    Quality, ReasonKind, Reporting, Series, Severity, FORMAT_VERSION, READABLE_VERSIONS,
 };

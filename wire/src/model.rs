@@ -289,6 +289,35 @@ pub struct Series {
     pub tags: BTreeMap<String, String>,
     /// Readings in the order they were taken.
     pub points: Vec<Point>,
+    /// `Some` when the gateway reports this series by exception: the
+    /// readings that travel are only those that moved by more than the
+    /// deadband, changed quality or are a heartbeat, so a missing reading
+    /// means "held", not "lost" and not "flat by measurement". `None`
+    /// (every reading sent) in batches that do not say, which is every
+    /// batch before this field (v6 series entry, 5th element).
+    pub reporting: Option<Reporting>,
+}
+
+/// How a series reported by exception was filtered on the gateway: what a
+/// consumer needs to read a held value correctly. The filter is lossy by
+/// design; alarms are judged on every sample before it.
+#[derive(Debug, Clone, Copy)]
+pub struct Reporting {
+    /// A reading is sent when it differs from the last one sent by more than
+    /// this, in the series' unit (a percent deadband is resolved to units on
+    /// the gateway). Finite and not negative.
+    pub deadband: f64,
+    /// A reading is sent at least this often (ms) while samples arrive, as
+    /// a heartbeat, even when the value holds. Above 0.
+    pub max_silence_ms: u64,
+}
+
+/// Bit-exact, as [`Point`].
+impl PartialEq for Reporting {
+    fn eq(&self, other: &Self) -> bool {
+        self.deadband.to_bits() == other.deadband.to_bits()
+            && self.max_silence_ms == other.max_silence_ms
+    }
 }
 
 /// A single reading of a series.

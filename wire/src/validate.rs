@@ -4,10 +4,11 @@
 //! Only invariants that make a batch ambiguous are checked here (duplicate
 //! series ids, alarms naming unknown series, gap intervals that end before
 //! they start, device events in a batch without a spool instance, which no
-//! format version can carry); size bounds belong to
+//! format version can carry, a report-by-exception description with a
+//! deadband that is negative or not finite or no heartbeat); size bounds belong to
 //! [`crate::Limits`], which only the reader applies.
 
-use crate::{Batch, Gap, WireError};
+use crate::{Batch, Gap, Reporting, WireError};
 
 impl Batch {
     /// Check that series ids are unique, that every alarm names a series
@@ -34,6 +35,13 @@ impl Batch {
         for (k, gap) in self.gaps.iter().enumerate() {
             check_gap(k, gap)?;
         }
+        for s in &self.series {
+            if let Some(r) = &s.reporting {
+                check_reporting(r).map_err(|e| {
+                    WireError::Invalid(format!("series {} ({:?}) reporting: {e}", s.id, s.name))
+                })?;
+            }
+        }
         if !self.devices.is_empty() && self.instance.is_none() {
             return Err(WireError::Invalid(format!(
                 "the batch carries {} device events but no spool instance, which format v5 requires",
@@ -42,6 +50,21 @@ impl Batch {
         }
         Ok(())
     }
+}
+
+/// A report-by-exception description must be one a consumer can use: a
+/// finite deadband of at least 0 and a heartbeat interval above 0.
+pub(crate) fn check_reporting(r: &Reporting) -> Result<(), String> {
+    if !(r.deadband.is_finite() && r.deadband >= 0.0) {
+        return Err(format!(
+            "deadband {} must be a finite number of at least 0",
+            r.deadband
+        ));
+    }
+    if r.max_silence_ms == 0 {
+        return Err("max_silence_ms must be above 0".into());
+    }
+    Ok(())
 }
 
 /// A gap must end no earlier than it starts. (It may hold no readings: a
@@ -67,6 +90,7 @@ mod tests {
             unit: String::new(),
             tags: Default::default(),
             points: Vec::new(),
+            reporting: None,
         }
     }
 

@@ -141,9 +141,17 @@ pub(super) fn validate(p: &mut Problems, raw: &[RawRule], series: Option<&[Strin
         .collect()
 }
 
-fn validate_rule(p: &mut Problems, at: &str, r: &RawRule, series: Option<&[String]>) -> Rule {
-    check_name(p, &format!("{at}.name"), &r.name);
-    let selector = match (&r.series, &r.match_tags) {
+/// The series a table selects, as `[[rules]]` and `[[report_by_exception]]`
+/// write it: exactly one of `series` (checked against the configured
+/// series when they are known) and `match_tags` (at least one tag).
+pub(super) fn selector(
+    p: &mut Problems,
+    at: &str,
+    series_key: &Option<String>,
+    match_tags: &Option<BTreeMap<String, String>>,
+    series: Option<&[String]>,
+) -> Selector {
+    match (series_key, match_tags) {
         (Some(s), None) => {
             if series.is_some_and(|all| all.binary_search(s).is_err()) {
                 p.add(
@@ -167,7 +175,12 @@ fn validate_rule(p: &mut Problems, at: &str, r: &RawRule, series: Option<&[Strin
             p.add(at, "give series or match_tags");
             Selector::Tags(BTreeMap::new())
         }
-    };
+    }
+}
+
+fn validate_rule(p: &mut Problems, at: &str, r: &RawRule, series: Option<&[String]>) -> Rule {
+    check_name(p, &format!("{at}.name"), &r.name);
+    let selector = selector(p, at, &r.series, &r.match_tags, series);
     let levels = [
         (Level::HighHigh, &r.high_high, Severity::Critical),
         (Level::High, &r.high, Severity::Major),

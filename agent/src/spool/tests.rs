@@ -22,6 +22,7 @@ pub(crate) fn batch(n: usize) -> Batch {
                     quality: Quality::Good,
                 })
                 .collect(),
+            reporting: None,
         }],
         alarms: vec![],
         gaps: Vec::new(),

@@ -24,6 +24,7 @@ const COUNTERS: &[(&str, Field)] = &[
     ("readings_produced", |s| &s.readings_produced),
     ("readings_spooled", |s| &s.readings_spooled),
     ("readings_dropped", |s| &s.readings_dropped),
+    ("readings_filtered", |s| &s.readings_filtered),
     ("readings_forwarded", |s| &s.readings_forwarded),
     ("batches_forwarded", |s| &s.batches_forwarded),
     ("upload_failures", |s| &s.upload_failures),

@@ -60,6 +60,7 @@ fn batch(gateway: &str, n: usize, readings: usize, t0_us: i64) -> Batch {
                     quality: Quality::Good,
                 })
                 .collect(),
+            reporting: None,
         })
         .collect();
     Batch {

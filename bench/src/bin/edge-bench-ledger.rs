@@ -177,6 +177,7 @@ fn edge_bench_batch() -> edge_wire::Batch {
                         quality: Quality::Good,
                     })
                     .collect(),
+                reporting: None,
             })
             .collect(),
         alarms: vec![],

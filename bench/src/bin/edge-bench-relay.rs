@@ -110,6 +110,7 @@ fn batches(p: &Params, gateway: &str) -> Vec<Batch> {
                             quality: Quality::Good,
                         })
                         .collect(),
+                    reporting: None,
                 })
                 .collect(),
             alarms: vec![],

@@ -57,6 +57,7 @@ fn batch(k: usize) -> Batch {
                     }
                 })
                 .collect(),
+            reporting: None,
         })
         .collect();
     Batch {

@@ -414,6 +414,7 @@ fn the_digest_covers_every_field_and_not_the_encoding() {
                 value: 1.5,
                 quality: Quality::Good,
             }],
+            reporting: None,
         }],
         alarms: vec![AlarmEvent {
             series_id: 1,

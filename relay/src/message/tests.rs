@@ -21,6 +21,7 @@ fn batch(points: Vec<Point>, alarms: Vec<AlarmEvent>) -> Batch {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             points,
+            reporting: None,
         }],
         alarms,
         gaps: Vec::new(),
@@ -425,6 +426,36 @@ mod schema_files {
         let mut no_since = good;
         no_since.as_object_mut().unwrap().remove("since_us");
         assert!(!event.is_valid(&no_since));
+    }
+
+    /// A series reported by exception: its readings and its series-batch
+    /// message say so, validate, and a broken `reporting` does not.
+    #[test]
+    fn a_series_reported_by_exception_says_so_and_validates() {
+        let reading = validator(include_str!("../../../docs/schemas/edge.reading.v1.json"));
+        let series = validator(include_str!(
+            "../../../docs/schemas/edge.series-batch.v1.json"
+        ));
+        let mut b = batch(vec![point(1_795_316_400_000_000, 73.9)], vec![]);
+        b.series[0].reporting = Some(edge_wire::Reporting {
+            deadband: 0.05,
+            max_silence_ms: 60_000,
+        });
+        let d = enriched(b);
+        let (s, p) = d.readings().next().unwrap();
+        let json = String::from_utf8(d.reading_json(s, p)).unwrap();
+        assert!(
+            json.contains(r#""quality":"good","reporting":{"mode":"exception","deadband":0.05,"max_silence_s":60.0},"site""#),
+            "{json}"
+        );
+        assert_valid(&reading, json.as_bytes());
+        assert_valid(&series, &d.series_json(&d.batch.series[0]));
+        let mut bad: Value = serde_json::from_str(&json).unwrap();
+        bad["reporting"]["mode"] = "sampled".into();
+        assert!(!reading.is_valid(&bad));
+        bad["reporting"]["mode"] = "exception".into();
+        bad["reporting"]["max_silence_s"] = 0.into();
+        assert!(!reading.is_valid(&bad));
     }
 
     #[test]

@@ -224,6 +224,7 @@ mod tests {
                         quality: Quality::Bad,
                     },
                 ],
+                reporting: None,
             }],
             alarms: vec![AlarmEvent {
                 series_id: 7,

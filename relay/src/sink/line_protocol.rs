@@ -353,6 +353,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             points,
+            reporting: None,
         }
     }
 

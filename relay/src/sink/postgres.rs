@@ -402,6 +402,7 @@ mod tests {
                         quality: Quality::Uncertain,
                     },
                 ],
+                reporting: None,
             }],
             alarms: vec![],
             gaps: Vec::new(),

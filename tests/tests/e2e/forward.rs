@@ -131,6 +131,7 @@ fn reading_batch(n: usize) -> Batch {
                     quality: Quality::Good,
                 })
                 .collect(),
+            reporting: None,
         }],
         alarms: Vec::new(),
         gaps: Vec::new(),

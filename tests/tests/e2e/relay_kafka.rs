@@ -1,6 +1,7 @@
 //! The `edge-relay` binary against tansu, read back with kafka-python:
 //! both message granularities with the relay's enrichment (site, gateway
-//! tags, arrival time) and headers, and a graceful shutdown (SIGTERM while a
+//! tags, arrival time) and headers, a series reported by exception marked
+//! as such (every message checked against its JSON Schema), and a graceful shutdown (SIGTERM while a
 //! batch is in flight: the batch is answered 200, is in Kafka, and the
 //! process exits 0).
 
@@ -42,6 +43,7 @@ fn batch(seq: u64, series: u32, points: i64) -> Batch {
                         quality: Quality::Good,
                     })
                     .collect(),
+                reporting: None,
             })
             .collect(),
         alarms: vec![],
@@ -144,7 +146,33 @@ fn both_granularities_publish_enriched_messages_with_series_keys_and_headers() -
         tansu.create_topic(topic)?;
     }
     let (series_count, points) = (3, 40);
-    let sent = batch(1, series_count, points);
+    let mut sent = batch(1, series_count, points);
+    // Series 0 is reported by exception: its messages say so, the others
+    // have no `reporting`, and every message validates against its schema.
+    sent.series[0].reporting = Some(edge_wire::Reporting {
+        deadband: 0.05,
+        max_silence_ms: 60_000,
+    });
+    let reported =
+        serde_json::json!({"mode": "exception", "deadband": 0.05, "max_silence_s": 60.0});
+    let schema = |text: &str| -> anyhow::Result<jsonschema::Validator> {
+        let schema: serde_json::Value = serde_json::from_str(text)?;
+        jsonschema::validator_for(&schema).context("the schema compiles")
+    };
+    let reading_schema = schema(include_str!("../../../docs/schemas/edge.reading.v1.json"))?;
+    let series_schema = schema(include_str!(
+        "../../../docs/schemas/edge.series-batch.v1.json"
+    ))?;
+    let check_reporting = |msg: &serde_json::Value, v: &jsonschema::Validator| {
+        let value = &msg["value"];
+        let errors: Vec<String> = v.iter_errors(value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{value}: {errors:?}");
+        if value["series"] == "press-0.oil_temp" {
+            assert_eq!(value["reporting"], reported, "{msg}");
+        } else {
+            assert!(value.get("reporting").is_none(), "{msg}");
+        }
+    };
     let sent_us = now_us();
     let (mut by_reading, reading_port, _) =
         start_relay(dir.path(), &tansu, "g.readings", "reading")?;
@@ -160,6 +188,7 @@ fn both_granularities_publish_enriched_messages_with_series_keys_and_headers() -
     let mut per_series: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for msg in &readings {
         check_common(msg, sent_us, "edge.reading.v1");
+        check_reporting(msg, &reading_schema);
         per_series
             .entry(msg["key"].as_str().unwrap().to_owned())
             .or_default()
@@ -171,6 +200,7 @@ fn both_granularities_publish_enriched_messages_with_series_keys_and_headers() -
     assert_eq!(batches.len(), series_count as usize);
     for msg in &batches {
         check_common(msg, sent_us, "edge.series-batch.v1");
+        check_reporting(msg, &series_schema);
         let key = msg["key"].as_str().unwrap();
         let points: Vec<i64> = msg["value"]["points"]
             .as_array()

@@ -72,6 +72,7 @@ fn batch(seq: u64, t0: i64, n: usize) -> Batch {
                     };
                     (20.0 + i as f64 / 4.0, q)
                 }),
+                reporting: None,
             },
             Series {
                 id: 2,
@@ -79,6 +80,7 @@ fn batch(seq: u64, t0: i64, n: usize) -> Batch {
                 unit: "bar".into(),
                 tags: tags(&[("site", "plant a"), ("line", "1")]),
                 points: points(&|i| (1.0 + i as f64 / 8.0, Quality::Good)),
+                reporting: None,
             },
         ],
         alarms: vec![],

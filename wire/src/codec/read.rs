@@ -16,9 +16,10 @@ use super::columns::{decode_qualities, decode_timestamps, ColumnError};
 use super::values::decode_column;
 use super::write::document_len;
 use super::WireError;
+use crate::validate::check_reporting;
 use crate::{
     AlarmEvent, AlarmState, Batch, DeviceEvent, DeviceReason, DeviceState, Gap, GapReason, Limits,
-    ReasonKind, Series, Severity,
+    ReasonKind, Reporting, Series, Severity,
 };
 
 /// Smallest possible encodings, used to cap reservations by the bytes left.
@@ -213,7 +214,7 @@ pub fn read_document(
         ));
     }
 
-    let mut series = read_dictionary(&mut r)?;
+    let mut series = read_dictionary(&mut r, version)?;
     let mut ids: Vec<u32> = series.iter().map(|s| s.id).collect();
     ids.sort_unstable();
     if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -254,7 +255,7 @@ pub fn read_document(
     })
 }
 
-fn read_dictionary(r: &mut Reader<'_, '_>) -> Result<Vec<Series>, WireError> {
+fn read_dictionary(r: &mut Reader<'_, '_>, version: u16) -> Result<Vec<Series>, WireError> {
     let n = r.array(|| "series dictionary".into())?;
     if n > r.limits.max_series as u64 {
         return Err(WireError::too_large(
@@ -266,7 +267,14 @@ fn read_dictionary(r: &mut Reader<'_, '_>) -> Result<Vec<Series>, WireError> {
     let n = n as usize; // at most max_series
     let mut series = Vec::with_capacity(n.min(r.remaining() / MIN_SERIES_ENTRY));
     for i in 0..n {
-        r.tuple(4, || format!("series {i}"))?;
+        let fields = r.array(|| format!("series {i}"))?;
+        // v6 adds an optional 5th element: report by exception.
+        if !(fields == 4 || (fields == 5 && version >= 6)) {
+            return Err(WireError::Malformed(format!(
+                "series {i}: array of {fields} items, expected 4{}",
+                if version >= 6 { " or 5" } else { "" }
+            )));
+        }
         let id = r.u32(|| format!("series {i} id"))?;
         let name = r.string(|| format!("series {i} name"))?;
         let at = |field: &str| format!("series {i} ({name:?}) {field}");
@@ -300,15 +308,41 @@ fn read_dictionary(r: &mut Reader<'_, '_>) -> Result<Vec<Series>, WireError> {
             prev = Some(key);
             tags.insert(key.to_owned(), value.to_owned());
         }
+        let reporting = if fields == 5 {
+            Some(read_reporting(r, &at)?)
+        } else {
+            None
+        };
         series.push(Series {
             id,
             name: name.to_owned(),
             unit,
             tags,
             points: Vec::new(),
+            reporting,
         });
     }
     Ok(series)
+}
+
+/// A v6 series entry's report-by-exception element:
+/// `[deadband: float, max_silence_ms: uint]`.
+fn read_reporting(
+    r: &mut Reader<'_, '_>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Reporting, WireError> {
+    r.tuple(2, || at("reporting"))?;
+    let deadband =
+        r.d.f64()
+            .map_err(|e| malformed(|| at("reporting deadband"), e))?;
+    let max_silence_ms = r.u64(|| at("reporting max_silence_ms"))?;
+    let reporting = Reporting {
+        deadband,
+        max_silence_ms,
+    };
+    check_reporting(&reporting)
+        .map_err(|e| WireError::Malformed(format!("{}: {e}", at("reporting"))))?;
+    Ok(reporting)
 }
 
 fn read_readings(

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! [ [version, gateway_id, seq, created_us, reading_count, instance (v4)],
-//!   [ [id, name, unit, {tag: value}] ... ],                       dictionary
+//!   [ [id, name, unit, {tag: value}, ? [deadband, max_silence_ms] (v6)] ... ],
+//!                                                                 dictionary
 //!   [ [count, timestamps, value_kind, scale, values, qualities] ... ],  readings
 //!   [ [series_id, rule, state, value_bits, limit_bits, ts_us,
 //!      severity, duration_us | null] ... ],                          alarms
@@ -17,7 +18,9 @@
 //!
 //! v6 has the shape of v5, with the instance 0 standing for none, and its
 //! own value codings ([`super::values_v6`]); v2 to v5 share
-//! [`super::values`].
+//! [`super::values`]. A v6 series entry has a 5th element only for a
+//! series reported by exception (`Series::reporting`); every other entry
+//! keeps its 4, so readers before that field still read such batches.
 //!
 //! ```text
 //! ```
@@ -57,6 +60,14 @@ pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError>
             "a format v{version} document cannot carry the batch's spool instance id"
         )));
     }
+    if let Some(s) = batch.series.iter().find(|s| s.reporting.is_some()) {
+        if version < 6 {
+            return Err(WireError::Invalid(format!(
+                "a format v{version} document cannot say that series {:?} is reported by exception",
+                s.name
+            )));
+        }
+    }
     if version < 5 && !batch.devices.is_empty() {
         return Err(WireError::Invalid(format!(
             "a format v{version} document cannot carry the batch's {} device events",
@@ -82,10 +93,16 @@ pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError>
 
     e.array(batch.series.len() as u64)?;
     for s in &batch.series {
-        e.array(4)?.u32(s.id)?.str(&s.name)?.str(&s.unit)?;
+        // The 5th element only when there is something to say, so a batch
+        // without report by exception is the v6 document it always was.
+        let fields = if s.reporting.is_some() { 5 } else { 4 };
+        e.array(fields)?.u32(s.id)?.str(&s.name)?.str(&s.unit)?;
         e.map(s.tags.len() as u64)?;
         for (key, value) in &s.tags {
             e.str(key)?.str(value)?;
+        }
+        if let Some(r) = &s.reporting {
+            e.array(2)?.f64(r.deadband)?.u64(r.max_silence_ms)?;
         }
     }
 

@@ -8,12 +8,15 @@
 //! - `crafted`: hand-written CBOR documents that declare more than the limits
 //!   or the input hold, or break the structure, get exact error messages and
 //!   cost no more memory than the bytes present;
+//! - `reporting`: the optional report-by-exception element of a v6
+//!   series entry;
 //! - `support`: sample batches, proptest strategies, and an allocation
 //!   counter (this binary's global allocator) to measure what decode reserves.
 
 mod crafted;
 mod hostile;
 mod real_data;
+mod reporting;
 mod roundtrip;
 mod support;
 

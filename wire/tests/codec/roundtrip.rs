@@ -85,6 +85,7 @@ fn tiny_batch_document_bytes() {
                 point(2_000_000, 21.75, Quality::Good),
                 point(3_000_000, 21.5, Quality::Bad),
             ],
+            reporting: None,
         }],
         alarms: vec![edge_wire::AlarmEvent {
             severity: Some(edge_wire::Severity::Major),
@@ -224,6 +225,7 @@ fn one_million_readings() {
                     point(base + i as i64 * 100_000, value, Quality::Good)
                 })
                 .collect(),
+            reporting: None,
         })
         .collect();
     let batch = Batch {
@@ -285,6 +287,7 @@ proptest! {
                     .enumerate()
                     .map(|(i, &v)| point(i as i64, v, Quality::Good))
                     .collect(),
+                    reporting: None,
             }],
             alarms: Vec::new(),
             gaps: Vec::new(),

@@ -111,6 +111,7 @@ pub fn sample_batch(readings_per_series: usize) -> Batch {
                     },
                 })
                 .collect(),
+            reporting: None,
         })
         .collect();
     series.push(Series {
@@ -134,6 +135,7 @@ pub fn sample_batch(readings_per_series: usize) -> Batch {
             quality: Quality::Bad,
         })
         .collect(),
+        reporting: None,
     });
     Batch {
         gateway_id: "plant-a-gw-1".into(),
@@ -316,6 +318,7 @@ fn series(id: u32) -> impl Strategy<Value = Series> {
             unit,
             tags,
             points,
+            reporting: None,
         })
 }
 

@@ -192,7 +192,7 @@ impl FramesSource {
                     Err(e) => return Ok(End::Lost(e.to_string())),
                 },
                 _ = tick.tick() => {
-                    let done = self.stats.readings_spooled.get() + self.stats.readings_dropped.get();
+                    let done = self.stats.readings_settled();
                     for seq in acks.committed(done) {
                         uncommitted.remove(&seq);
                     }

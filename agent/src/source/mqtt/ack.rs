@@ -7,11 +7,13 @@
 //! - `readings_produced`: every source counts a reading *before* sending it
 //!   into the channel. Read just after a message's readings were sent, it
 //!   counts those readings and every reading ahead of them in the channel.
-//! - `readings_spooled + readings_dropped`: readings the pipeline has
-//!   committed (or given up on after a spool failure, which it logs and
-//!   counts). The pipeline commits in channel order and the batcher keeps
-//!   every reading, so once this reaches the first count, the message's
-//!   readings are settled.
+//! - `readings_spooled + readings_dropped + readings_filtered`
+//!   ([`AgentStats::readings_settled`](crate::stats::AgentStats::readings_settled)):
+//!   readings the pipeline has committed (or given up on after a spool
+//!   failure, which it logs and counts, or held back by report by
+//!   exception, counted only once what came before them is committed).
+//!   The pipeline commits in channel order, so once this reaches the first
+//!   count, the message's readings are settled.
 //!
 //! The first count also includes readings produced but not yet sent; that
 //! only delays an acknowledgement, never advances it.

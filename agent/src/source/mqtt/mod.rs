@@ -171,7 +171,7 @@ impl MqttSource {
                 }
                 e = events.poll() => e,
                 _ = ack_check.tick(), if !acks.is_empty() => {
-                    let settled = self.stats.readings_spooled.get() + self.stats.readings_dropped.get();
+                    let settled = self.stats.readings_settled();
                     let mut ready = acks.committed(settled).into_iter();
                     while let Some(message) = ready.next() {
                         if let Err(error) = client.try_ack(&message) {

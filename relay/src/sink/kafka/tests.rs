@@ -24,6 +24,7 @@ fn delivery() -> Arc<Delivery> {
                     quality: Quality::Good,
                 })
                 .collect(),
+            reporting: None,
         }],
         alarms: vec![AlarmEvent {
             series_id: 1,
