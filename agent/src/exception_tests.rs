@@ -52,13 +52,16 @@ fn verdicts(rule: ExceptionRule, readings: &[Reading]) -> Vec<Option<Why>> {
         .collect()
 }
 
+/// (case, rule, readings in order, the verdict on each).
+type Case = (&'static str, ExceptionRule, Vec<Reading>, Vec<Option<Why>>);
+
 #[test]
 fn verdict_table() {
     use crate::reading::Quality::{Bad, Good, Uncertain};
     use Why::*;
     let nan = f64::NAN;
     let q = with_quality;
-    let table: Vec<(&str, ExceptionRule, Vec<Reading>, Vec<Option<Why>>)> = vec![
+    let table: Vec<Case> = vec![
         (
             "first is sent, small moves held",
             rule(),

@@ -163,10 +163,13 @@ fn nab_machine_temperature() {
     assert_eq!((c.out_of_order, c.clock_steps, c.nan), (2, 1, 0));
 }
 
+/// One sensor of a run: its series and its (ts, value) rows.
+type Sensor = (Arc<SeriesInfo>, Vec<(i64, f64)>);
+
 /// One SKAB valve1 run: its sensors as series, each sensor's (ts, value)
 /// rows, and its labeled windows.
 struct SkabRun {
-    sensors: Vec<(Arc<SeriesInfo>, Vec<(i64, f64)>)>,
+    sensors: Vec<Sensor>,
     windows: Vec<(i64, i64)>,
 }
 
