@@ -10,6 +10,8 @@
 //!
 //! Modules, in the order data flows through them when decoding:
 //! - [`envelope`]: prefix, bounded zstd (de)compression;
+//! - [`mod@reference`]: format v7, a v6 batch that names its series table by
+//!   a content id instead of carrying it (a wire form only: never spooled);
 //! - `write` / `read`: the CBOR document;
 //! - [`columns`]: timestamp (delta-of-delta) and quality (run-length) columns;
 //! - [`values`]: the v1 to v5 value column (decimal mantissas with exceptions);
@@ -28,6 +30,7 @@ pub mod envelope;
 mod error;
 pub mod range;
 mod read;
+pub mod reference;
 pub mod values;
 pub mod values_v6;
 pub mod varint;
@@ -68,7 +71,13 @@ pub fn encode_version(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError>
 
 /// Decode a batch, enforcing `limits`. Never panics; see [`WireError`] for
 /// what can go wrong and [`WireError::is_too_large`] for the limit errors.
+///
+/// A referenced batch (v7) fails with [`WireError::UnknownTable`]: only
+/// [`reference::decode_parts`], given the table, decodes it.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Batch, WireError> {
+    if let Some(id) = reference::referenced_id(bytes)? {
+        return Err(WireError::UnknownTable { id });
+    }
     let (version, frame) = envelope::open(bytes, limits)?;
     let doc = envelope::decompress(frame, limits)?;
     read::read_document(&doc, version, limits)
@@ -82,6 +91,10 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Batch, WireError> {
 /// caller can refuse those without spending anything. Exact for nothing,
 /// an upper bound for everything the decoder allocates.
 pub fn decode_bound(bytes: &[u8], limits: &Limits) -> Result<usize, WireError> {
+    if let Some(id) = reference::referenced_id(bytes)? {
+        // Its bound depends on the table: reference::decode_bound.
+        return Err(WireError::UnknownTable { id });
+    }
     let (_, frame) = envelope::open(bytes, limits)?;
     let inflate = envelope::inflate_bound(frame, limits)?;
     let doc = envelope::declared_size(frame).map_or(limits.max_decompressed_bytes, |s| s as usize);

@@ -21,6 +21,7 @@ pub mod validate;
 pub use codec::{decode, decode_bound, encode, encoded_version, WireError};
 pub use limits::Limits;
 pub use model::{
-    AlarmEvent, AlarmState, Batch, DeviceEvent, DeviceReason, DeviceState, Gap, GapReason, Point,
-    Quality, ReasonKind, Reporting, Series, Severity, FORMAT_VERSION, READABLE_VERSIONS,
+    AlarmEvent, AlarmState, Batch, DeviceEvent, DeviceReason, DeviceState, Gap, GapReason,
+    LimitKind, Point, Quality, ReasonKind, Reporting, Series, Severity, SpcDetail, FORMAT_VERSION,
+    READABLE_VERSIONS,
 };

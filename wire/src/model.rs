@@ -456,6 +456,63 @@ impl Severity {
     }
 }
 
+/// Which of the four classic limits a limit alarm is about, so a low and
+/// a high alarm of one `min`/`max` rule (which share the event name) can
+/// be told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LimitKind {
+    /// Above the high-high limit.
+    HighHigh,
+    /// Above the high limit.
+    High,
+    /// Below the low limit.
+    Low,
+    /// Below the low-low limit.
+    LowLow,
+}
+
+impl LimitKind {
+    /// `high_high`, `high`, `low` or `low_low`: the config key and the JSON
+    /// value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::HighHigh => "high_high",
+            LimitKind::High => "high",
+            LimitKind::Low => "low",
+            LimitKind::LowLow => "low_low",
+        }
+    }
+
+    /// `"high"` for values above the limit, `"low"` for values below it.
+    pub fn direction(self) -> &'static str {
+        match self {
+            LimitKind::HighHigh | LimitKind::High => "high",
+            LimitKind::Low | LimitKind::LowLow => "low",
+        }
+    }
+
+    /// The wire code (1 high-high, 2 high, 3 low, 4 low-low).
+    pub fn code(self) -> u8 {
+        match self {
+            LimitKind::HighHigh => 1,
+            LimitKind::High => 2,
+            LimitKind::Low => 3,
+            LimitKind::LowLow => 4,
+        }
+    }
+
+    /// The kind of a wire code, or `None` for an unknown one.
+    pub fn from_code(code: u8) -> Option<LimitKind> {
+        match code {
+            1 => Some(LimitKind::HighHigh),
+            2 => Some(LimitKind::High),
+            3 => Some(LimitKind::Low),
+            4 => Some(LimitKind::LowLow),
+            _ => None,
+        }
+    }
+}
+
 /// An alarm transition detected on the gateway.
 #[derive(Debug, Clone)]
 pub struct AlarmEvent {
@@ -476,6 +533,40 @@ pub struct AlarmEvent {
     /// On a clear: how long the alarm was raised, in µs. `None` on other
     /// events and in v1 batches.
     pub duration_us: Option<i64>,
+    /// For an alarm of a limit check: which limit. `None` for other checks
+    /// (rate, stale, ...), from agents before the field, and in documents
+    /// before v6, which cannot carry it.
+    pub limit_kind: Option<LimitKind>,
+    /// For an alarm of a statistical process control test: what fired
+    /// (v6 alarm element 10; `None` for every other alarm).
+    pub spc: Option<SpcDetail>,
+}
+
+/// What an SPC test saw when its alarm changed, in the series' units: the
+/// optional 10th element of a v6 alarm entry (`docs/wire-format.md`).
+#[derive(Debug, Clone, Copy)]
+pub struct SpcDetail {
+    /// 1 beyond limits, 2 two of three beyond 2 sigma, 3 four of five
+    /// beyond 1 sigma, 4 eight on one side, 5 six trending, 6 EWMA,
+    /// 7 CUSUM; readers keep codes they do not know.
+    pub test: u8,
+    /// Centre line.
+    pub centre: f64,
+    pub sigma: f64,
+    /// The test's lower and upper limit.
+    pub lower: f64,
+    pub upper: f64,
+    /// The point, the EWMA statistic, or the signed CUSUM.
+    pub statistic: f64,
+}
+
+/// Bit-exact, as [`Point`].
+impl PartialEq for SpcDetail {
+    fn eq(&self, other: &Self) -> bool {
+        let bits =
+            |d: &SpcDetail| [d.centre, d.sigma, d.lower, d.upper, d.statistic].map(f64::to_bits);
+        self.test == other.test && bits(self) == bits(other)
+    }
 }
 
 impl PartialEq for AlarmEvent {
@@ -488,6 +579,8 @@ impl PartialEq for AlarmEvent {
             && self.ts_us == other.ts_us
             && self.severity == other.severity
             && self.duration_us == other.duration_us
+            && self.limit_kind == other.limit_kind
+            && self.spc == other.spc
     }
 }
 

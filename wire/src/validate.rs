@@ -97,6 +97,7 @@ mod tests {
     fn alarm(series_id: u32) -> AlarmEvent {
         AlarmEvent {
             series_id,
+            spc: None,
             rule: "r".into(),
             state: AlarmState::Raised,
             value: 1.0,
@@ -104,6 +105,7 @@ mod tests {
             ts_us: 0,
             severity: None,
             duration_us: None,
+            limit_kind: None,
         }
     }
 

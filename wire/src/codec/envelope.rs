@@ -92,15 +92,21 @@ pub fn version(bytes: &[u8]) -> Result<u16, WireError> {
     }
 }
 
+/// The error for a version this build does not read at all (a referenced
+/// v7 batch is read by [`super::reference`], and refused here).
+pub fn unsupported(found: u16) -> WireError {
+    WireError::UnsupportedVersion {
+        found,
+        supported: super::reference::REFERENCE_VERSION,
+    }
+}
+
 /// Check the prefix and the compressed size; return the format version and
-/// the zstd frame.
+/// the zstd frame (of a self-contained batch, v1 to v6).
 pub fn open<'b>(bytes: &'b [u8], limits: &Limits) -> Result<(u16, &'b [u8]), WireError> {
     let found = version(bytes)?;
     if !READABLE_VERSIONS.contains(&found) {
-        return Err(WireError::UnsupportedVersion {
-            found,
-            supported: FORMAT_VERSION,
-        });
+        return Err(unsupported(found));
     }
     if bytes.len() > limits.max_compressed_bytes {
         return Err(WireError::too_large(

@@ -19,7 +19,7 @@ pub enum WireError {
     },
     /// The envelope names a format version this build does not read.
     #[error(
-        "batch format version {found} is not supported, this build reads versions 1 to {supported}"
+        "batch format version {found} is not supported, this build reads versions 1 to {supported} (7 with its series table)"
     )]
     UnsupportedVersion {
         /// Version found in the envelope.
@@ -55,11 +55,20 @@ pub enum WireError {
     /// Encoding failed inside the CBOR writer or the zstd compressor.
     #[error("could not encode batch: {0}")]
     Encode(String),
+    /// A referenced batch (format v7) names a series table the reader was
+    /// not given ([`super::reference`]): the sender must send the batch
+    /// again with its table.
+    #[error("batch refers to series table {} which this reader does not hold; send the batch with its table", super::reference::hex(.id))]
+    UnknownTable {
+        /// The table id in the batch's envelope.
+        id: super::reference::TableId,
+    },
 }
 
 impl WireError {
     /// A short stable label for metrics: `bad_magic`, `bad_version`,
-    /// `too_large`, `decompress`, `malformed`, `invalid` or `encode`.
+    /// `too_large`, `decompress`, `malformed`, `invalid`, `encode` or
+    /// `unknown_series_table`.
     pub fn reason(&self) -> &'static str {
         match self {
             WireError::BadMagic { .. } => "bad_magic",
@@ -69,6 +78,7 @@ impl WireError {
             WireError::Malformed(_) => "malformed",
             WireError::Invalid(_) => "invalid",
             WireError::Encode(_) => "encode",
+            WireError::UnknownTable { .. } => "unknown_series_table",
         }
     }
 

@@ -18,8 +18,8 @@ use super::write::document_len;
 use super::WireError;
 use crate::validate::check_reporting;
 use crate::{
-    AlarmEvent, AlarmState, Batch, DeviceEvent, DeviceReason, DeviceState, Gap, GapReason, Limits,
-    ReasonKind, Reporting, Series, Severity,
+    AlarmEvent, AlarmState, Batch, DeviceEvent, DeviceReason, DeviceState, Gap, GapReason,
+    LimitKind, Limits, ReasonKind, Reporting, Series, Severity, SpcDetail,
 };
 
 /// Smallest possible encodings, used to cap reservations by the bytes left.
@@ -400,7 +400,9 @@ fn read_readings(
 }
 
 /// The alarm list; v1 entries have 6 fields, v2 entries add severity and
-/// duration.
+/// duration. A v6 entry may have a 9th (the limit kind, or `null`) and a
+/// 10th: an element a later writer adds, skipped unread so such batches
+/// still decode here.
 fn read_alarms(
     r: &mut Reader<'_, '_>,
     sorted_ids: &[u32],
@@ -418,8 +420,18 @@ fn read_alarms(
     let mut alarms = Vec::with_capacity(n.min(r.remaining() / MIN_ALARM_ENTRY));
     for j in 0..n {
         let at = |field: &str| format!("alarm {j} {field}");
-        let fields = if version == 1 { 6 } else { 8 };
-        r.tuple(fields, || format!("alarm {j}"))?;
+        let fields = match version {
+            1 => r.tuple(6, || format!("alarm {j}")).map(|()| 6)?,
+            2..=5 => r.tuple(8, || format!("alarm {j}")).map(|()| 8)?,
+            _ => match r.array(|| format!("alarm {j}"))? {
+                n @ 8..=10 => n,
+                n => {
+                    return Err(WireError::Malformed(format!(
+                        "alarm {j}: array of {n} items, expected 8, 9 or 10"
+                    )))
+                }
+            },
+        };
         let series_id = r.u32(|| at("series id"))?;
         if sorted_ids.binary_search(&series_id).is_err() {
             return Err(WireError::Invalid(format!(
@@ -463,6 +475,21 @@ fn read_alarms(
             };
             (severity, duration_us)
         };
+        let limit_kind = if fields < 9 || r.null(|| at("limit_kind"))? {
+            None
+        } else {
+            let code = r.u8(|| at("limit_kind"))?;
+            Some(LimitKind::from_code(code).ok_or_else(|| {
+                WireError::Malformed(format!(
+                    "alarm {j} ({rule:?}) limit kind code {code}, expected 1 (high_high), 2 (high), 3 (low) or 4 (low_low)"
+                ))
+            })?)
+        };
+        let spc = if fields == 10 {
+            Some(read_spc(r, &at)?)
+        } else {
+            None
+        };
         alarms.push(AlarmEvent {
             series_id,
             rule,
@@ -472,9 +499,36 @@ fn read_alarms(
             ts_us,
             severity,
             duration_us,
+            limit_kind,
+            spc,
         });
     }
     Ok(alarms)
+}
+
+/// A v6 alarm's SPC element:
+/// `[test: uint, centre, sigma, lower, upper, statistic: float]`.
+fn read_spc(r: &mut Reader<'_, '_>, at: &dyn Fn(&str) -> String) -> Result<SpcDetail, WireError> {
+    r.tuple(6, || at("spc"))?;
+    let test = r.u8(|| at("spc test"))?;
+    let mut v = [0.0; 5];
+    for (x, name) in v
+        .iter_mut()
+        .zip(["centre", "sigma", "lower", "upper", "statistic"])
+    {
+        *x =
+            r.d.f64()
+                .map_err(|e| malformed(|| at(&format!("spc {name}")), e))?;
+    }
+    let [centre, sigma, lower, upper, statistic] = v;
+    Ok(SpcDetail {
+        test,
+        centre,
+        sigma,
+        lower,
+        upper,
+        statistic,
+    })
 }
 
 /// The gap list (v3): `[reason, first_us, last_us, readings, batches,

@@ -9,7 +9,9 @@
 //!                                                                 dictionary
 //!   [ [count, timestamps, value_kind, scale, values, qualities] ... ],  readings
 //!   [ [series_id, rule, state, value_bits, limit_bits, ts_us,
-//!      severity, duration_us | null] ... ],                          alarms
+//!      severity, duration_us | null,
+//!      ? limit_kind | null, ? [test, centre, sigma, lower, upper, statistic] (v6)] ... ],
+//!                                                                    alarms
 //!   [ [reason, first_us, last_us, readings, batches, recorded_us] ... ],
 //!                                                   gaps, v3 on
 //!   [ [device, source, state, previous, reason, code | null, detail,
@@ -21,6 +23,12 @@
 //! [`super::values`]. A v6 series entry has a 5th element only for a
 //! series reported by exception (`Series::reporting`); every other entry
 //! keeps its 4, so readers before that field still read such batches.
+//! Likewise a v6 alarm entry has a 9th element (the limit kind's code)
+//! only for an alarm that knows its limit kind (`AlarmEvent::limit_kind`),
+//! and a 10th only for an alarm with SPC detail (`AlarmEvent::spc`), the
+//! 9th then null when the kind is unknown; every other keeps its 8.
+//! Documents before v6 leave the kind out (the event name still says
+//! which check fired).
 //!
 //! ```text
 //! ```
@@ -67,6 +75,11 @@ pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError>
                 s.name
             )));
         }
+    }
+    if version < 6 && batch.alarms.iter().any(|a| a.spc.is_some()) {
+        return Err(WireError::Invalid(format!(
+            "a format v{version} document cannot carry the SPC detail of an alarm"
+        )));
     }
     if version < 5 && !batch.devices.is_empty() {
         return Err(WireError::Invalid(format!(
@@ -123,7 +136,15 @@ pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError>
 
     e.array(batch.alarms.len() as u64)?;
     for a in &batch.alarms {
-        e.array(8)?
+        let limit_kind = a.limit_kind.filter(|_| version >= 6);
+        let fields = if a.spc.is_some() {
+            10
+        } else if limit_kind.is_some() {
+            9
+        } else {
+            8
+        };
+        e.array(fields)?
             .u32(a.series_id)?
             .str(&a.rule)?
             .u8(state_code(a.state))?
@@ -135,6 +156,19 @@ pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError>
             Some(d) => e.i64(d)?,
             None => e.null()?,
         };
+        if fields >= 9 {
+            match limit_kind {
+                Some(kind) => e.u8(kind.code())?,
+                // Element 9 is the limit kind, unknown here: null.
+                None => e.null()?,
+            };
+        }
+        if let Some(d) = &a.spc {
+            e.array(6)?.u8(d.test)?;
+            for v in [d.centre, d.sigma, d.lower, d.upper, d.statistic] {
+                e.f64(v)?;
+            }
+        }
     }
 
     if version >= 3 {

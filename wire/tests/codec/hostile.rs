@@ -64,24 +64,24 @@ fn wrong_magic_and_version() {
     assert!(err.to_string().starts_with("not an edge batch"), "{err}");
 
     let mut newer = bytes.clone();
-    newer[4..6].copy_from_slice(&7u16.to_be_bytes());
+    newer[4..6].copy_from_slice(&8u16.to_be_bytes());
     let err = decode_default(&newer).unwrap_err();
     assert!(
         matches!(
             err,
             WireError::UnsupportedVersion {
-                found: 7,
-                supported: 6
+                found: 8,
+                supported: 7
             }
         ),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
-        "batch format version 7 is not supported, this build reads versions 1 to 6"
+        "batch format version 8 is not supported, this build reads versions 1 to 7 (7 with its series table)"
     );
     assert_eq!(err.reason(), "bad_version");
-    assert_eq!(encoded_version(&newer).unwrap(), 7);
+    assert_eq!(encoded_version(&newer).unwrap(), 8);
 }
 
 #[test]

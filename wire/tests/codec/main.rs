@@ -8,16 +8,22 @@
 //! - `crafted`: hand-written CBOR documents that declare more than the limits
 //!   or the input hold, or break the structure, get exact error messages and
 //!   cost no more memory than the bytes present;
+//! - `reference`: format v7, a batch naming its series table by content id;
 //! - `reporting`: the optional report-by-exception element of a v6
 //!   series entry;
+//! - `limit_kind`: the optional limit kind of a v6 alarm entry (element 9);
+//! - `spc`: the optional SPC element of a v6 alarm entry (element 10);
 //! - `support`: sample batches, proptest strategies, and an allocation
 //!   counter (this binary's global allocator) to measure what decode reserves.
 
 mod crafted;
 mod hostile;
+mod limit_kind;
 mod real_data;
+mod reference;
 mod reporting;
 mod roundtrip;
+mod spc;
 mod support;
 
 #[global_allocator]

@@ -203,6 +203,7 @@ pub fn alarm(
 ) -> AlarmEvent {
     AlarmEvent {
         series_id,
+        spc: None,
         rule: rule.into(),
         state,
         value,
@@ -210,6 +211,7 @@ pub fn alarm(
         ts_us,
         severity: None,
         duration_us: None,
+        limit_kind: None,
     }
 }
 
@@ -416,6 +418,7 @@ pub fn batch() -> impl Strategy<Value = Batch> {
                         |(id, rule, state, value, limit, ts, severity, duration_us)| AlarmEvent {
                             severity,
                             duration_us,
+                            limit_kind: None,
                             ..alarm(id, &rule, state, value, limit, ts)
                         },
                     );
