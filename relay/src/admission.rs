@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use edge_wire::codec::reference;
 use edge_wire::{Batch, Limits, WireError};
 
 pub use budget::{Busy, DecodeBudget, Reservation};
@@ -68,18 +69,28 @@ pub enum DecodeError {
 /// inflated), reserve the most decoding may hold, decode on a blocking
 /// thread, then keep only the estimate of the decoded batch reserved. The
 /// caller holds the [`Reservation`] while the batch is in memory.
+///
+/// A referenced batch (format v7) decodes with `table`, the bytes of the
+/// series table it names (the caller looked it up); the delivery carries
+/// the table of a v6 or v7 batch ([`Delivery::table`]).
 pub async fn decode(
     budget: &Arc<DecodeBudget>,
     limits: &Limits,
     body: Bytes,
+    table: Option<Arc<[u8]>>,
 ) -> Result<(Delivery, Reservation), DecodeError> {
-    let bound = edge_wire::decode_bound(&body, limits)?;
+    let table_len = table.as_ref().map_or(0, |t| t.len());
+    let bound = reference::decode_bound(&body, table_len, limits)?;
     let mut reservation = budget.reserve(bound).await?;
     let limits = limits.clone();
     let decoded = tokio::task::spawn_blocking(move || {
-        let result = edge_wire::decode(&body, &limits)
+        let result = reference::decode_parts(&body, &limits, table.as_deref())
             .map_err(DecodeError::from)
-            .and_then(|batch| Delivery::new(batch).map_err(DecodeError::from));
+            .and_then(|parts| {
+                let mut delivery = Delivery::new(parts.batch)?;
+                delivery.table = parts.table;
+                Ok(delivery)
+            });
         drop(body);
         if bound >= TRIM_ABOVE_BYTES {
             give_back_to_os();

@@ -40,6 +40,7 @@
 pub mod claims;
 mod postgres;
 mod sqlite;
+pub mod tables;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -233,6 +234,8 @@ pub struct Pruned {
     pub by_rows: u64,
     /// Claims whose lease had ended.
     pub claims: u64,
+    /// Series tables not stored again within [`tables::TABLE_RETENTION`].
+    pub tables: u64,
 }
 
 /// What the ledger says about a batch about to be delivered.
@@ -263,6 +266,8 @@ pub struct Ledger {
 struct Inner {
     store: Store,
     options: LedgerOptions,
+    /// Series tables read or kept lately ([`tables`]).
+    tables: tables::TableCache,
 }
 
 /// The two stores.
@@ -315,7 +320,11 @@ impl Ledger {
 
     fn with(store: Store, options: LedgerOptions) -> Ledger {
         Ledger {
-            inner: Arc::new(Inner { store, options }),
+            inner: Arc::new(Inner {
+                store,
+                options,
+                tables: tables::TableCache::default(),
+            }),
         }
     }
 
@@ -419,16 +428,28 @@ impl Ledger {
     }
 
     /// Forget rows older than the window, then the oldest beyond
-    /// `max_rows`, and claims whose lease ended by `now_ms`.
+    /// `max_rows`, claims whose lease ended by `now_ms`, and series tables
+    /// not stored again within [`tables::TABLE_RETENTION`].
     pub async fn prune(&self, now_ms: i64) -> Result<Pruned, LedgerError> {
         let cutoff = self.cutoff_ms(now_ms);
         let max_rows = self.inner.options.max_rows;
+        let tables_cutoff = now_ms.saturating_sub(tables::TABLE_RETENTION.as_millis() as i64);
         match &self.inner.store {
             Store::Sqlite(_) => {
                 let ledger = self.clone();
-                blocking(move || ledger.as_sqlite().prune(cutoff, max_rows, now_ms)).await
+                blocking(move || {
+                    let sqlite = ledger.as_sqlite();
+                    let mut pruned = sqlite.prune(cutoff, max_rows, now_ms)?;
+                    pruned.tables = sqlite.prune_series_tables(tables_cutoff)?;
+                    Ok(pruned)
+                })
+                .await
             }
-            Store::Postgres(p) => p.prune(cutoff, max_rows, now_ms).await,
+            Store::Postgres(p) => {
+                let mut pruned = p.prune(cutoff, max_rows, now_ms).await?;
+                pruned.tables = p.prune_series_tables(tables_cutoff).await?;
+                Ok(pruned)
+            }
         }
     }
 

@@ -19,6 +19,10 @@
 //!   `"reporting": {"mode": "exception", "deadband", "max_silence_s"}`
 //!   (so is a series-batch message of one); every other message has no
 //!   such field, and is byte for byte what it was before.
+//! - Two generations ([`Version`]): v1 and v2 messages differ only as
+//!   `message/version.rs` says (key, `gateway_site`, points' `ts`,
+//!   `limit_kind` always present); a v1 message is byte for byte what it
+//!   was, except for `limit_kind` on alarms that know it (additive).
 //! - `ts` is derived from `ts_us` (RFC 3339, UTC, always six fractional
 //!   digits); `ts_us` is authoritative. Outside years 0000..=9999 RFC 3339
 //!   has no spelling, and `ts` is `null`.
@@ -27,6 +31,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use edge_wire::{AlarmEvent, Batch, DeviceEvent, Gap, Point, Series};
 use serde::Serialize;
+
+mod version;
+
+pub use version::{
+    series_key, split_key, Version, ALARM_SCHEMA_V2, KEY_SEPARATOR, READING_SCHEMA_V2,
+    SERIES_BATCH_SCHEMA_V2,
+};
 
 /// Schema name of reading messages.
 pub const READING_SCHEMA: &str = "edge.reading.v1";
@@ -65,6 +76,9 @@ pub struct Delivery {
     /// The ledger knew this batch's key with other content: published
     /// anyway, flagged (Kafka header `batch_conflict`).
     pub conflict: bool,
+    /// The series table the batch carried (v6) or named (v7), for the
+    /// relay to keep ([`crate::ledger::tables`]); `None` before v6.
+    pub table: Option<edge_wire::codec::reference::SeriesTable>,
 }
 
 /// An alarm names a series id that the batch does not define.
@@ -109,6 +123,7 @@ impl Delivery {
             alarm_series,
             origin: Origin::default(),
             conflict: false,
+            table: None,
         })
     }
 
@@ -135,11 +150,16 @@ impl Delivery {
         &self.alarm_series
     }
 
-    /// The JSON message of one reading.
+    /// The JSON message of one reading (`edge.reading.v1`).
     pub fn reading_json(&self, series: &Series, point: &Point) -> Vec<u8> {
+        self.reading_json_as(Version::V1, series, point)
+    }
+
+    /// The JSON message of one reading in `version`'s shape.
+    pub fn reading_json_as(&self, version: Version, series: &Series, point: &Point) -> Vec<u8> {
         let (value, value_text) = number(point.value);
         to_json(&ReadingMessage {
-            schema: READING_SCHEMA,
+            schema: version.reading_schema(),
             gateway: &self.batch.gateway_id,
             batch_seq: self.batch.seq,
             series: &series.name,
@@ -151,7 +171,7 @@ impl Delivery {
             value_text,
             quality: point.quality.as_str(),
             reporting: ReportingFields::of(series),
-            origin: self.origin(),
+            origin: self.origin(version),
         })
     }
 
@@ -172,7 +192,7 @@ impl Delivery {
             batches: gap.batches,
             recorded: rfc3339_micros(gap.recorded_us),
             recorded_us: gap.recorded_us,
-            origin: self.origin(),
+            origin: self.origin(Version::V1),
         })
     }
 
@@ -198,15 +218,21 @@ impl Delivery {
             at_us: device.at_us,
             since: rfc3339_micros(device.since_us),
             since_us: device.since_us,
-            origin: self.origin(),
+            origin: self.origin(Version::V1),
         })
     }
 
     /// The JSON message of one series of the batch with all its points
     /// (`edge.series-batch.v1`).
     pub fn series_json(&self, series: &Series) -> Vec<u8> {
+        self.series_json_as(Version::V1, series)
+    }
+
+    /// The JSON message of one series of the batch with all its points, in
+    /// `version`'s shape (v2 points carry `ts`).
+    pub fn series_json_as(&self, version: Version, series: &Series) -> Vec<u8> {
         to_json(&SeriesBatchMessage {
-            schema: SERIES_BATCH_SCHEMA,
+            schema: version.series_batch_schema(),
             gateway: &self.batch.gateway_id,
             batch_seq: self.batch.seq,
             series: &series.name,
@@ -219,6 +245,7 @@ impl Delivery {
                     let (value, value_text) = number(p.value);
                     PointMessage {
                         t_us: p.ts_us,
+                        ts: (version >= Version::V2).then(|| rfc3339_micros(p.ts_us)),
                         value,
                         value_text,
                         quality: p.quality.as_str(),
@@ -226,25 +253,34 @@ impl Delivery {
                 })
                 .collect(),
             reporting: ReportingFields::of(series),
-            origin: self.origin(),
+            origin: self.origin(version),
         })
     }
 
-    fn origin(&self) -> OriginFields<'_> {
+    fn origin(&self, version: Version) -> OriginFields<'_> {
+        let site = self.origin.site.as_deref();
         OriginFields {
-            site: self.origin.site.as_deref(),
+            site: match version {
+                Version::V1 => SiteField::Site(site),
+                Version::V2 => SiteField::GatewaySite(site),
+            },
             gateway_tags: &self.origin.gateway_tags,
             received: rfc3339_micros(self.origin.received_us),
             received_us: self.origin.received_us,
         }
     }
 
-    /// The JSON message of one alarm event.
+    /// The JSON message of one alarm event (`edge.alarm.v1`).
     pub fn alarm_json(&self, series: &Series, alarm: &AlarmEvent) -> Vec<u8> {
+        self.alarm_json_as(Version::V1, series, alarm)
+    }
+
+    /// The JSON message of one alarm event in `version`'s shape.
+    pub fn alarm_json_as(&self, version: Version, series: &Series, alarm: &AlarmEvent) -> Vec<u8> {
         let (value, value_text) = number(alarm.value);
         let (limit, limit_text) = number(alarm.limit);
         to_json(&AlarmMessage {
-            schema: ALARM_SCHEMA,
+            schema: version.alarm_schema(),
             gateway: &self.batch.gateway_id,
             batch_seq: self.batch.seq,
             series: &series.name,
@@ -260,8 +296,53 @@ impl Delivery {
             ts_us: alarm.ts_us,
             severity: alarm.severity.map(|s| s.as_str()),
             duration_us: alarm.duration_us,
-            origin: self.origin(),
+            limit_kind: match version {
+                Version::V1 => alarm.limit_kind.map(|k| Some(k.as_str())),
+                Version::V2 => Some(alarm.limit_kind.map(|k| k.as_str())),
+            },
+            spc: alarm.spc.as_ref().map(SpcFields::of),
+            origin: self.origin(version),
         })
+    }
+}
+
+/// `spc` of an alarm message: what a statistical process control test saw
+/// (the wire's SPC element); absent for every other alarm. Non-finite
+/// numbers are written as null.
+#[derive(Serialize)]
+struct SpcFields {
+    test: u8,
+    /// The test's name for the codes this relay knows, else null.
+    test_name: Option<&'static str>,
+    centre: f64,
+    sigma: f64,
+    lower: f64,
+    upper: f64,
+    statistic: f64,
+}
+
+impl SpcFields {
+    fn of(d: &edge_wire::SpcDetail) -> SpcFields {
+        let names = [
+            "beyond_limits",
+            "two_of_three",
+            "four_of_five",
+            "eight_one_side",
+            "six_trending",
+            "ewma",
+            "cusum",
+        ];
+        SpcFields {
+            test: d.test,
+            test_name: usize::from(d.test)
+                .checked_sub(1)
+                .and_then(|i| names.get(i).copied()),
+            centre: d.centre,
+            sigma: d.sigma,
+            lower: d.lower,
+            upper: d.upper,
+            statistic: d.statistic,
+        }
     }
 }
 
@@ -355,10 +436,21 @@ impl ReportingFields {
 /// The enrichment fields, last in every message.
 #[derive(Serialize)]
 struct OriginFields<'a> {
-    site: Option<&'a str>,
+    #[serde(flatten)]
+    site: SiteField<'a>,
     gateway_tags: &'a BTreeMap<String, String>,
     received: Option<String>,
     received_us: i64,
+}
+
+/// The relay's `site` for the gateway: `"site"` in v1, `"gateway_site"` in
+/// v2 (so it cannot collide with a `site` among the series' tags).
+#[derive(Serialize)]
+enum SiteField<'a> {
+    #[serde(rename = "site")]
+    Site(Option<&'a str>),
+    #[serde(rename = "gateway_site")]
+    GatewaySite(Option<&'a str>),
 }
 
 #[derive(Serialize)]
@@ -380,6 +472,10 @@ struct SeriesBatchMessage<'a> {
 #[derive(Serialize)]
 struct PointMessage {
     t_us: i64,
+    /// v2 only: `t_us` in RFC 3339 (`Some(None)` is `null`, outside years
+    /// 0000..=9999); v1 points stay as compact as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ts: Option<Option<String>>,
     value: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     value_text: Option<&'static str>,
@@ -408,6 +504,14 @@ struct AlarmMessage<'a> {
     severity: Option<&'static str>,
     /// Only on a clear.
     duration_us: Option<i64>,
+    /// Which limit of a limit check: in v1 only when known (additive), in
+    /// v2 always (`Some(None)` is `null`: not a limit check, or an agent
+    /// that does not send it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit_kind: Option<Option<&'static str>>,
+    /// Only for an alarm of an SPC test.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spc: Option<SpcFields>,
     #[serde(flatten)]
     origin: OriginFields<'a>,
 }

@@ -37,10 +37,13 @@ pub enum Outcome {
     Throttled,
     /// 500: a bug in the relay (a task panicked).
     Internal,
+    /// 409: the batch names a series table the relay does not hold; the
+    /// gateway sends it again with its table.
+    UnknownTable,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 9] = [
+    const ALL: [Outcome; 10] = [
         Outcome::Accepted,
         Outcome::Unauthorized,
         Outcome::Forbidden,
@@ -50,6 +53,7 @@ impl Outcome {
         Outcome::Unavailable,
         Outcome::Throttled,
         Outcome::Internal,
+        Outcome::UnknownTable,
     ];
 
     /// The label value.
@@ -64,6 +68,7 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::Throttled => "throttled",
             Outcome::Internal => "internal",
+            Outcome::UnknownTable => "unknown_series_table",
         }
     }
 }
@@ -88,6 +93,10 @@ pub struct Metrics {
     ledger_pruned: [AtomicU64; 2],
     batches_received: AtomicU64,
     readings_received: AtomicU64,
+    /// Batches that named their series table instead of carrying it.
+    referenced_batches: AtomicU64,
+    /// Series tables written to the ledger's store.
+    series_tables_kept: AtomicU64,
     /// `(status, reason)` → count.
     rejected: Mutex<BTreeMap<(u16, &'static str), u64>>,
     /// Gateway id → what was last seen of it.
@@ -182,6 +191,17 @@ impl Metrics {
             .fetch_add(readings as u64, Ordering::Relaxed);
     }
 
+    /// Count a batch that named its series table (format v7) and decoded
+    /// with the table the relay held.
+    pub fn referenced_batch(&self) {
+        self.referenced_batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a series table written to the ledger's store.
+    pub fn series_table_kept(&self) {
+        self.series_tables_kept.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Count a refused request by HTTP status and reason (the decoder's
     /// label for 400/413 from decoding, else the outcome's label).
     pub fn rejected(&self, status: u16, reason: &'static str) {
@@ -272,6 +292,26 @@ impl Metrics {
             out,
             "edge_relay_duplicate_batches_total {}",
             get(&self.duplicates)
+        );
+        head(
+            &mut out,
+            "edge_relay_referenced_batches_total",
+            "Batches that named their series table by content id instead of carrying it (format v7), decoded with the table the relay held.",
+        );
+        let _ = writeln!(
+            out,
+            "edge_relay_referenced_batches_total {}",
+            get(&self.referenced_batches)
+        );
+        head(
+            &mut out,
+            "edge_relay_series_tables_kept_total",
+            "Series tables written to the ledger's store, so the gateway's next batches can name them instead of carrying them.",
+        );
+        let _ = writeln!(
+            out,
+            "edge_relay_series_tables_kept_total {}",
+            get(&self.series_tables_kept)
         );
         head(
             &mut out,

@@ -60,6 +60,9 @@ struct Inner {
     unauthorized_log: LogLimit,
     /// Throttled requests are logged at most once per interval.
     throttled_log: LogLimit,
+    /// Batches naming a series table this relay does not hold are logged
+    /// at most once per interval.
+    unknown_table_log: LogLimit,
 }
 
 /// At most one log line per [`LogLimit::INTERVAL`]; the calls in between
@@ -201,6 +204,7 @@ impl Relay {
                 fairness: crate::fairness::Fairness::new(config.fairness),
                 unauthorized_log: LogLimit::default(),
                 throttled_log: LogLimit::default(),
+                unknown_table_log: LogLimit::default(),
                 budget: crate::admission::DecodeBudget::new(
                     config.admission.decode_budget_bytes,
                     config.admission.decode_wait,
@@ -236,6 +240,12 @@ impl Relay {
         self.inner.throttled_log.allow()
     }
 
+    /// `Some(suppressed)` when a refusal for an unknown series table may be
+    /// logged now.
+    pub(crate) fn unknown_table_log(&self) -> Option<u64> {
+        self.inner.unknown_table_log.allow()
+    }
+
     /// The gateway id a bearer token belongs to.
     pub fn authenticate(&self, token: &[u8]) -> Option<&str> {
         let index = self.inner.credentials.lookup(token)?;
@@ -264,8 +274,9 @@ impl Relay {
     pub async fn decode(
         &self,
         body: axum::body::Bytes,
+        table: Option<Arc<[u8]>>,
     ) -> Result<(Delivery, crate::admission::Reservation), crate::admission::DecodeError> {
-        crate::admission::decode(&self.inner.budget, &self.inner.limits, body).await
+        crate::admission::decode(&self.inner.budget, &self.inner.limits, body, table).await
     }
 
     /// The shared decode budget.
@@ -371,7 +382,8 @@ impl Relay {
         }
     }
 
-    /// The delivered-batch ledger.
+    /// The delivered-batch ledger (which also keeps the gateways' series
+    /// tables, [`crate::ledger::tables`]).
     pub fn ledger(&self) -> &Ledger {
         &self.inner.ledger
     }

@@ -270,6 +270,7 @@ impl Rejection {
             Outcome::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Outcome::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Outcome::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Outcome::UnknownTable => StatusCode::CONFLICT,
         }
     }
 
@@ -414,7 +415,9 @@ async fn accept_batch(
     if let Some(extra) = (body_bytes as u64).checked_sub(declared.unwrap_or(0)) {
         relay.charge_bytes(&gateway, extra);
     }
-    let (delivery, _budget) = relay.decode(body).await.map_err(|e| {
+    let table = referenced_table(relay, peer, &gateway, &body).await?;
+    let referenced = table.is_some();
+    let (delivery, _budget) = relay.decode(body, table).await.map_err(|e| {
         use crate::admission::DecodeError;
         let (outcome, reason) = match &e {
             DecodeError::Wire(w) if w.is_too_large() => (Outcome::TooLarge, Some(w.reason())),
@@ -454,29 +457,45 @@ async fn accept_batch(
     }
 
     let (seq, readings, alarms) = (batch.seq, batch.reading_count(), batch.alarms.len());
+    if referenced {
+        relay.metrics().referenced_batch();
+    }
     let mut delivery = delivery;
     delivery.origin = relay.origin(&gateway, now_us);
+    let table = delivery.table.take();
+    let answer = |mut body: serde_json::Value, table: Option<String>| {
+        if let Some(id) = table {
+            body["series_table"] = id.into();
+        }
+        Json(body)
+    };
     match relay.deliver_once(delivery).await {
         Ok(Stored::Now) => {
             relay.metrics().accepted(readings, alarms);
             relay.metrics().gateway_stored(&gateway, seq);
             tracing::debug!(gateway = ?gateway, seq, readings, alarms, "batch accepted");
-            Ok(Json(
+            let table = keep_table(relay, &gateway, table, referenced).await;
+            Ok(answer(
                 json!({ "seq": seq, "readings": readings, "alarms": alarms }),
+                table,
             ))
         }
         Ok(Stored::Conflict) => {
             relay.metrics().accepted(readings, alarms);
             relay.metrics().gateway_stored(&gateway, seq);
-            Ok(Json(
+            let table = keep_table(relay, &gateway, table, referenced).await;
+            Ok(answer(
                 json!({ "seq": seq, "readings": readings, "alarms": alarms, "conflict": true }),
+                table,
             ))
         }
         Ok(Stored::Before) => {
             relay.metrics().gateway_stored(&gateway, seq);
             info!(gateway = ?gateway, seq, readings, alarms, "batch delivered before; answered without publishing again");
-            Ok(Json(
+            let table = keep_table(relay, &gateway, table, referenced).await;
+            Ok(answer(
                 json!({ "seq": seq, "readings": readings, "alarms": alarms, "duplicate": true }),
+                table,
             ))
         }
         Err(e) => {
@@ -485,6 +504,85 @@ async fn accept_batch(
                 Outcome::Unavailable,
                 format!("batch not stored: {e}"),
             ))
+        }
+    }
+}
+
+/// The series table a referenced (v7) batch names, from the ledger;
+/// `None` for a self-contained batch. 409 (reason `unknown_series_table`)
+/// when the relay does not hold it, 503 when the ledger cannot be read,
+/// both before anything is decompressed. A body whose prefix is broken
+/// passes through, for the decoder to name what is wrong.
+async fn referenced_table(
+    relay: &Relay,
+    peer: std::net::SocketAddr,
+    gateway: &str,
+    body: &[u8],
+) -> Result<Option<Arc<[u8]>>, Rejection> {
+    let Ok(Some(id)) = edge_wire::codec::reference::referenced_id(body) else {
+        return Ok(None);
+    };
+    let hex = edge_wire::codec::reference::hex(&id);
+    match relay.ledger().series_table(gateway, &id).await {
+        Ok(Some(table)) => Ok(Some(table)),
+        Ok(None) => {
+            // Expected once per table and relay; a gateway that keeps
+            // naming unknown tables is logged at most once per 10 s.
+            if let Some(suppressed) = relay.unknown_table_log() {
+                info!(%peer, gateway = ?gateway, series_table = %hex, suppressed, "batch names a series table this relay does not hold; the gateway sends it again with the table (one line per 10 s)");
+            }
+            Err(Rejection {
+                reason: Some("unknown_series_table"),
+                ..Rejection::new(
+                    Outcome::UnknownTable,
+                    format!("series table {hex} is not held by this relay; send the batch with its series table"),
+                )
+            })
+        }
+        Err(e) => {
+            warn!(%peer, gateway = ?gateway, series_table = %hex, error = %e, "series table lookup failed; the gateway will retry");
+            Err(Rejection {
+                retry_after: Some(u64::from(RETRY_AFTER_SECS)),
+                ..Rejection::new(
+                    Outcome::Unavailable,
+                    format!("series table {hex} could not be looked up: {e}"),
+                )
+            })
+        }
+    }
+}
+
+/// Keep the series table of a delivered batch, so the gateway may name
+/// it from now on; the hex id to put in the answer, or `None` when there
+/// is none or it could not be kept (the batch is delivered either way; the
+/// gateway then keeps sending the table). A referenced batch's table is
+/// held already.
+async fn keep_table(
+    relay: &Relay,
+    gateway: &str,
+    table: Option<edge_wire::codec::reference::SeriesTable>,
+    referenced: bool,
+) -> Option<String> {
+    let table = table?;
+    let hex = edge_wire::codec::reference::hex(&table.id);
+    if referenced {
+        return Some(hex);
+    }
+    let now_ms = crate::ledger::now_ms();
+    match relay
+        .ledger()
+        .keep_series_table(gateway, &table, now_ms)
+        .await
+    {
+        Ok(crate::ledger::tables::Kept::Written) => {
+            relay.metrics().series_table_kept();
+            Some(hex)
+        }
+        Ok(crate::ledger::tables::Kept::Held) => Some(hex),
+        Ok(crate::ledger::tables::Kept::TooLarge) => None,
+        Err(error) => {
+            warn!(gateway = ?gateway, series_table = %hex, %error, "series table not kept; the gateway keeps sending it with every batch");
+            None
         }
     }
 }

@@ -106,7 +106,14 @@ async fn accepts_a_valid_batch_and_writes_every_reading_and_alarm() {
     let relay = start(cfg, dir).await;
     let response = relay.post(Some(TOKEN_1), encoded(&batch("gw-1", 17))).await;
     assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
+    let mut answer: Value = response.json().await.unwrap();
+    // The relay now holds the batch's series table (tests/series_tables.rs).
+    let table = answer
+        .as_object_mut()
+        .unwrap()
+        .remove("series_table")
+        .unwrap();
+    assert_eq!(table.as_str().map(str::len), Some(32), "{table}");
     assert_eq!(
         answer,
         serde_json::json!({"seq": 17, "readings": 5, "alarms": 1})

@@ -174,6 +174,7 @@ pub fn batch(gateway: &str, seq: u64) -> Batch {
         ],
         alarms: vec![AlarmEvent {
             series_id: 1,
+            spc: None,
             rule: "oil_temp.high".into(),
             state: AlarmState::Raised,
             value: 74.25,
@@ -181,6 +182,7 @@ pub fn batch(gateway: &str, seq: u64) -> Batch {
             ts_us: TS0 + 1_000_000,
             severity: None,
             duration_us: None,
+            limit_kind: None,
         }],
         gaps: Vec::new(),
         devices: Vec::new(),

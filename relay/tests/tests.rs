@@ -11,6 +11,8 @@
 //! - `fairness`: per-gateway token buckets (429), the operations listener,
 //!   unauthenticated refusals counted by reason.
 //! - `ledger`: claims released on every path, pruning while running, conflicts.
+//! - `series_tables`: batches that name their series table (format v7),
+//!   409 for a table the relay does not hold, tables across a restart.
 //! - `kafka_faults`: produce errors and a broker outage against librdkafka's
 //!   mock cluster, and the metrics they move.
 
@@ -22,5 +24,6 @@ mod ledger;
 mod postgres;
 mod readyz;
 mod security;
+mod series_tables;
 mod support;
 mod timeseries;

@@ -92,10 +92,26 @@ impl RelayConfig {
             for (key, topic) in [
                 ("readings_topic", &k.readings_topic),
                 ("alarms_topic", &k.alarms_topic),
+                ("readings_topic_v2", &k.readings_topic_v2),
+                ("alarms_topic_v2", &k.alarms_topic_v2),
                 ("events_topic", &k.events_topic),
             ] {
                 if let Err(why) = check_topic(topic) {
                     issues.add(format!("kafka.{key}"), format!("{topic:?}: {why}"));
+                }
+            }
+            // Both generations on one topic would mix two keys per series
+            // (and two partitions for it) in one stream.
+            if k.message_versions.len() > 1 {
+                for v2 in [&k.readings_topic_v2, &k.alarms_topic_v2] {
+                    if [&k.readings_topic, &k.alarms_topic].contains(&v2) {
+                        issues.add(
+                            "kafka.message_versions",
+                            format!(
+                                "\"both\" needs v2 topics apart from the v1 ones; {v2:?} is both"
+                            ),
+                        );
+                    }
                 }
             }
             for (name, value) in &k.producer {

@@ -17,6 +17,8 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::auth::{check_token, TokenHash};
+use crate::message::Version;
+use crate::sink::kafka::config::{DEFAULT_ALARMS_TOPIC_V2, DEFAULT_READINGS_TOPIC_V2};
 use crate::sink::line_protocol::{LineLayout, QualityAs};
 use crate::sink::postgres::DEFAULT_TABLE;
 use crate::validation::{TimeWindow, DEFAULT_MAX_FUTURE_SECS, DEFAULT_MAX_PAST_HOURS};
@@ -331,10 +333,16 @@ struct RawLimits {
 struct RawKafka {
     /// Bootstrap brokers, host:port each.
     brokers: Option<Vec<String>>,
-    /// Topic for readings, one message per reading.
+    /// Topic for v1 readings (key = series name), one message per reading.
     readings_topic: Option<String>,
-    /// Topic for alarm events, one message per event.
+    /// Topic for v1 alarm events (key = series name), one message per event.
     alarms_topic: Option<String>,
+    /// Topic for v2 readings (key = <gateway>:<series>).
+    readings_topic_v2: Option<String>,
+    /// Topic for v2 alarm events (key = <gateway>:<series>).
+    alarms_topic_v2: Option<String>,
+    /// Which message generations to publish: "v1" (default), "v2", or "both" while consumers migrate (docs/kafka-messages.md, "Versions and migration").
+    message_versions: Option<String>,
     /// Topic for gateway events (readings a gateway dropped under its spool policy), keyed by gateway id.
     events_topic: Option<String>,
     /// Longest wait for the brokers to acknowledge a message (librdkafka message.timeout.ms); past it the batch fails with 503.
@@ -569,6 +577,24 @@ impl RawKafka {
             alarms_topic: self
                 .alarms_topic
                 .unwrap_or_else(|| DEFAULT_ALARMS_TOPIC.into()),
+            readings_topic_v2: self
+                .readings_topic_v2
+                .unwrap_or_else(|| DEFAULT_READINGS_TOPIC_V2.into()),
+            alarms_topic_v2: self
+                .alarms_topic_v2
+                .unwrap_or_else(|| DEFAULT_ALARMS_TOPIC_V2.into()),
+            message_versions: match self.message_versions.as_deref() {
+                None | Some("v1") => vec![Version::V1],
+                Some("v2") => vec![Version::V2],
+                Some("both") => vec![Version::V1, Version::V2],
+                Some(other) => {
+                    issues.add(
+                        "kafka.message_versions",
+                        format!("{other:?} is not \"v1\", \"v2\" or \"both\""),
+                    );
+                    vec![Version::V1]
+                }
+            },
             events_topic: self
                 .events_topic
                 .unwrap_or_else(|| DEFAULT_EVENTS_TOPIC.into()),

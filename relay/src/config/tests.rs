@@ -44,6 +44,35 @@ fn example_file_is_valid_and_sets_every_section() {
     assert_eq!(p.table, crate::sink::postgres::DEFAULT_TABLE);
 }
 
+#[rustfmt::skip]
+#[test]
+fn message_versions_choose_the_generations_and_both_needs_apart_topics() {
+    use crate::message::Version::{self, V1, V2};
+    // (the [kafka] lines after brokers, the generations, or the error)
+    let table: [(&str, Result<Vec<Version>, &str>); 6] = [
+        ("",                                 Ok(vec![V1])),
+        ("message_versions = \"v1\"",        Ok(vec![V1])),
+        ("message_versions = \"v2\"",        Ok(vec![V2])),
+        ("message_versions = \"both\"",      Ok(vec![V1, V2])),
+        ("message_versions = \"v3\"",        Err("kafka.message_versions: \"v3\" is not \"v1\", \"v2\" or \"both\"")),
+        ("message_versions = \"both\"\nreadings_topic_v2 = \"edge.readings.v1\"",
+                                             Err("kafka.message_versions: \"both\" needs v2 topics apart from the v1 ones; \"edge.readings.v1\" is both")),
+    ];
+    for (lines, expected) in table {
+        let text = format!("{MINIMAL}\n[kafka]\nbrokers = [\"k1:9092\"]\n{lines}\n");
+        match (RelayConfig::from_toml(&text), expected) {
+            (Ok(c), Ok(versions)) => {
+                let k = c.kafka.unwrap();
+                assert_eq!(k.message_versions, versions, "{lines}");
+                assert_eq!((k.readings_topic_v2.as_str(), k.alarms_topic_v2.as_str()),
+                           ("edge.readings.v2", "edge.alarms.v2"));
+            }
+            (Err(e), Err(says)) => assert!(e.to_string().contains(says), "{lines}: {e}"),
+            (got, want) => panic!("{lines}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
 #[test]
 fn kafka_and_timeseries_defaults() {
     let text = format!(

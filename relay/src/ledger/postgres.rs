@@ -11,6 +11,9 @@
 //!     gateway text NOT NULL, instance bigint NOT NULL, seq bigint NOT NULL,
 //!     digest bytea NOT NULL, token bigint NOT NULL, expires_ms bigint NOT NULL,
 //!     PRIMARY KEY (gateway, instance, seq, digest));
+//! CREATE TABLE <table>_series_tables (              -- super::tables
+//!     gateway text NOT NULL, id bytea NOT NULL, body bytea NOT NULL,
+//!     stored_ms bigint NOT NULL, PRIMARY KEY (gateway, id));
 //! ```
 //!
 //! (`instance` and `seq` hold the u64's bits.) The statements, each one
@@ -54,6 +57,8 @@ struct Conn {
     recorded: Statement,
     record: Statement,
     release: Statement,
+    table: Statement,
+    keep_table: Statement,
 }
 
 /// Any number: the advisory lock taken while creating the tables.
@@ -73,6 +78,9 @@ fn create_sql(table: &str) -> String {
              gateway text NOT NULL, instance bigint NOT NULL, seq bigint NOT NULL,
              digest bytea NOT NULL, token bigint NOT NULL, expires_ms bigint NOT NULL,
              PRIMARY KEY (gateway, instance, seq, digest));
+         CREATE TABLE IF NOT EXISTS {table}_series_tables (
+             gateway text NOT NULL, id bytea NOT NULL, body bytea NOT NULL,
+             stored_ms bigint NOT NULL, PRIMARY KEY (gateway, id));
          COMMIT;"
     )
 }
@@ -180,6 +188,24 @@ impl PostgresLedger {
         ))
         .await
         .map_err(|e| self.error("prepare release", &e))?;
+        let table = prepare(format!(
+            "SELECT body FROM {t}_series_tables WHERE gateway = $1 AND id = $2"
+        ))
+        .await
+        .map_err(|e| self.error("prepare table lookup", &e))?;
+        // Insert (or refresh) and keep the gateway's newest, in one statement.
+        let keep_table = prepare(format!(
+            "WITH kept AS (
+                 INSERT INTO {t}_series_tables (gateway, id, body, stored_ms)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (gateway, id) DO UPDATE SET stored_ms = excluded.stored_ms
+                 RETURNING id)
+             DELETE FROM {t}_series_tables WHERE gateway = $1 AND id <> $2 AND id NOT IN (
+                 SELECT id FROM {t}_series_tables WHERE gateway = $1 AND id <> $2
+                 ORDER BY stored_ms DESC LIMIT ($5::bigint - 1))"
+        ))
+        .await
+        .map_err(|e| self.error("prepare table keep", &e))?;
         tracing::info!(target = %self.target, table = %self.table, "PostgreSQL ledger connected");
         let conn = Arc::new(Conn {
             client,
@@ -187,6 +213,8 @@ impl PostgresLedger {
             recorded,
             record,
             release,
+            table,
+            keep_table,
         });
         *slot = Some(conn.clone());
         Ok(conn)
@@ -363,9 +391,77 @@ impl PostgresLedger {
                 by_age,
                 by_rows,
                 claims,
+                tables: 0,
             })
         })
         .await
+    }
+
+    /// The body of series table `id` of `gateway`, if stored.
+    pub(super) async fn series_table(
+        &self,
+        gateway: &str,
+        id: &[u8; 16],
+    ) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.bounded("table lookup", async {
+            let conn = self.connection().await?;
+            let rows = conn
+                .client
+                .query(&conn.table, &[&gateway, &id.as_slice()])
+                .await
+                .map_err(|e| self.error("table lookup", &e))?;
+            Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
+        })
+        .await
+    }
+
+    /// Store a series table and keep only the gateway's newest
+    /// [`super::tables::TABLES_PER_GATEWAY`], in one statement.
+    pub(super) async fn keep_series_table(
+        &self,
+        gateway: &str,
+        id: &[u8; 16],
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
+        self.bounded("table keep", async {
+            let conn = self.connection().await?;
+            conn.client
+                .execute(
+                    &conn.keep_table,
+                    &[
+                        &gateway,
+                        &id.as_slice(),
+                        &body,
+                        &now_ms,
+                        &super::tables::TABLES_PER_GATEWAY,
+                    ],
+                )
+                .await
+                .map_err(|e| self.error("table keep", &e))
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Delete series tables last stored before `cutoff_ms`.
+    pub(super) async fn prune_series_tables(&self, cutoff_ms: i64) -> Result<u64, LedgerError> {
+        let t = self.table.clone();
+        self.bounded("prune tables", async {
+            let conn = self.connection().await?;
+            conn.client
+                .execute(
+                    &format!("DELETE FROM {t}_series_tables WHERE stored_ms < $1"),
+                    &[&cutoff_ms],
+                )
+                .await
+                .map_err(|e| self.error("prune tables", &e))
+        })
+        .await
+    }
+
+    pub(super) async fn series_tables(&self) -> Result<u64, LedgerError> {
+        self.count(&format!("{}_series_tables", self.table)).await
     }
 
     /// `SELECT 1` on the connection (opened, and the tables created, if needed).

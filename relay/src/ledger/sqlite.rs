@@ -11,6 +11,13 @@
 //!     delivered_ms INTEGER NOT NULL,
 //!     PRIMARY KEY (gateway, instance, seq, digest)
 //! ) WITHOUT ROWID;
+//! CREATE TABLE series_tables (       -- super::tables
+//!     gateway TEXT NOT NULL,
+//!     id BLOB NOT NULL,              -- 16 bytes: SHA-256 of body
+//!     body BLOB NOT NULL,            -- the CBOR of the series table
+//!     stored_ms INTEGER NOT NULL,
+//!     PRIMARY KEY (gateway, id)
+//! ) WITHOUT ROWID;
 //! ```
 //!
 //! A ledger file from before instance ids (`delivered (gateway, seq,
@@ -47,6 +54,13 @@ CREATE TABLE IF NOT EXISTS delivered_batches (
     PRIMARY KEY (gateway, instance, seq, digest)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS delivered_batches_by_age ON delivered_batches (delivered_ms);
+CREATE TABLE IF NOT EXISTS series_tables (
+    gateway TEXT NOT NULL,
+    id BLOB NOT NULL,
+    body BLOB NOT NULL,
+    stored_ms INTEGER NOT NULL,
+    PRIMARY KEY (gateway, id)
+) WITHOUT ROWID;
 ";
 
 /// Rows of the ledger before instance ids and digests.
@@ -202,7 +216,71 @@ impl SqliteLedger {
             by_age,
             by_rows,
             claims,
+            tables: 0,
         })
+    }
+
+    /// The body of series table `id` of `gateway`, if stored.
+    pub(super) fn series_table(
+        &self,
+        gateway: &str,
+        id: &[u8; 16],
+    ) -> Result<Option<Vec<u8>>, LedgerError> {
+        use rusqlite::OptionalExtension as _;
+        lock(&self.db)
+            .prepare_cached("SELECT body FROM series_tables WHERE gateway = ?1 AND id = ?2")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![gateway, id.as_slice()], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Store a series table, then keep only the gateway's newest
+    /// [`super::tables::TABLES_PER_GATEWAY`]; one transaction.
+    pub(super) fn keep_series_table(
+        &self,
+        gateway: &str,
+        id: &[u8; 16],
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
+        let mut db = lock(&self.db);
+        let tx = db.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO series_tables (gateway, id, body, stored_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO UPDATE SET stored_ms = excluded.stored_ms",
+            params![gateway, id.as_slice(), body, now_ms],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "DELETE FROM series_tables WHERE gateway = ?1 AND id NOT IN (
+                 SELECT id FROM series_tables WHERE gateway = ?1
+                 ORDER BY stored_ms DESC LIMIT ?2)",
+            params![gateway, super::tables::TABLES_PER_GATEWAY],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Delete series tables last stored before `cutoff_ms`.
+    pub(super) fn prune_series_tables(&self, cutoff_ms: i64) -> Result<u64, LedgerError> {
+        lock(&self.db)
+            .execute(
+                "DELETE FROM series_tables WHERE stored_ms < ?1",
+                params![cutoff_ms],
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    pub(super) fn series_tables(&self) -> Result<u64, LedgerError> {
+        lock(&self.db)
+            .query_row("SELECT count(*) FROM series_tables", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
     }
 
     pub(super) fn len(&self) -> Result<u64, LedgerError> {

@@ -418,6 +418,7 @@ fn the_digest_covers_every_field_and_not_the_encoding() {
         }],
         alarms: vec![AlarmEvent {
             series_id: 1,
+            spc: None,
             rule: "hi".into(),
             state: AlarmState::Raised,
             severity: None,
@@ -425,6 +426,7 @@ fn the_digest_covers_every_field_and_not_the_encoding() {
             limit: 1.0,
             ts_us: 5,
             duration_us: None,
+            limit_kind: None,
         }],
         gaps: vec![],
         devices: vec![],
@@ -468,4 +470,134 @@ fn the_digest_covers_every_field_and_not_the_encoding() {
         change(&mut other);
         assert_ne!(digest(&other), d, "change {i}");
     }
+}
+
+/// Another ledger on the store of `store` (a restarted relay, or another
+/// relay of a PostgreSQL fleet): nothing in its memory.
+fn reopen(store: &Store) -> Ledger {
+    match &store.schema {
+        None => Ledger::sqlite(
+            &store._dir.as_ref().unwrap().path().join("delivered.db"),
+            options(),
+        )
+        .unwrap(),
+        Some((schema, _)) => Ledger::postgres(
+            &PG_URL.parse().unwrap(),
+            &format!("{schema}.ledger"),
+            Duration::from_secs(5),
+            options(),
+        ),
+    }
+}
+
+fn series_table(n: u32) -> edge_wire::codec::reference::SeriesTable {
+    // Any bytes: the ledger stores tables, it does not read them.
+    edge_wire::codec::reference::SeriesTable::new(format!("table {n}").into_bytes())
+}
+
+#[tokio::test]
+async fn series_tables_are_kept_per_gateway_and_found_by_another_ledger_on_the_store() {
+    use tables::Kept;
+    for store in stores().await {
+        let l = &store.ledger;
+        let t = series_table(1);
+        assert_eq!(l.series_table("gw", &t.id).await.unwrap(), None);
+        assert_eq!(
+            l.keep_series_table("gw", &t, T0).await.unwrap(),
+            Kept::Written
+        );
+        assert_eq!(l.keep_series_table("gw", &t, T0).await.unwrap(), Kept::Held);
+        assert_eq!(
+            l.series_table("gw", &t.id).await.unwrap().as_deref(),
+            Some(t.bytes.as_slice()),
+            "{}",
+            store.name
+        );
+        assert_eq!(l.series_table("other-gw", &t.id).await.unwrap(), None);
+        assert_eq!(l.series_tables().await.unwrap(), 1);
+
+        // Another ledger on the same store (a restarted relay, or another
+        // relay of a PostgreSQL fleet) reads it from the store.
+        let again = reopen(&store);
+        assert_eq!(
+            again.series_table("gw", &t.id).await.unwrap().as_deref(),
+            Some(t.bytes.as_slice()),
+            "{}",
+            store.name
+        );
+        store.drop_all().await;
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_keeps_its_newest_64_tables_and_old_ones_are_pruned() {
+    for store in stores().await {
+        let l = &store.ledger;
+        let n = tables::TABLES_PER_GATEWAY as u32;
+        for i in 0..n + 3 {
+            l.keep_series_table("gw", &series_table(i), T0 + i64::from(i))
+                .await
+                .unwrap();
+        }
+        l.keep_series_table("gw-2", &series_table(0), T0)
+            .await
+            .unwrap();
+        assert_eq!(
+            l.series_tables().await.unwrap(),
+            u64::from(n) + 1,
+            "{}",
+            store.name
+        );
+        // A fresh ledger on the store, so the memory cache does not answer.
+        let fresh = reopen(&store);
+        for i in 0..3 {
+            let t = series_table(i);
+            assert_eq!(fresh.series_table("gw", &t.id).await.unwrap(), None, "{i}");
+        }
+        assert!(fresh
+            .series_table("gw", &series_table(3).id)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(fresh
+            .series_table("gw-2", &series_table(0).id)
+            .await
+            .unwrap()
+            .is_some());
+
+        // Thirty days after the last store, prune forgets them.
+        let retention = tables::TABLE_RETENTION.as_millis() as i64;
+        let pruned = fresh.prune(T0 + 6 + retention).await.unwrap();
+        assert_eq!(
+            pruned.tables,
+            3 + 1,
+            "{}: gw's tables 3, 4, 5 and gw-2's",
+            store.name
+        );
+        assert_eq!(fresh.series_tables().await.unwrap(), u64::from(n) - 3);
+        store.drop_all().await;
+    }
+}
+
+#[test]
+fn a_stored_table_that_does_not_hash_to_its_id_counts_as_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("delivered.db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = series_table(7);
+    runtime.block_on(async {
+        let l = Ledger::sqlite(&path, options()).unwrap();
+        l.keep_series_table("gw", &t, T0).await.unwrap();
+    });
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute("UPDATE series_tables SET body = x'00'", [])
+        .unwrap();
+    drop(db);
+    runtime.block_on(async {
+        let l = Ledger::sqlite(&path, options()).unwrap();
+        assert_eq!(l.series_table("gw", &t.id).await.unwrap(), None);
+    });
 }

@@ -94,6 +94,7 @@ fn non_finite_values_become_null_with_value_text() {
 fn alarm_message_layout_and_non_finite_limit() {
     let alarm = AlarmEvent {
         series_id: 3,
+        spc: None,
         rule: "oil_temp.high".into(),
         state: AlarmState::Cleared,
         value: 79.5,
@@ -101,6 +102,7 @@ fn alarm_message_layout_and_non_finite_limit() {
         ts_us: 1_795_316_401_500_000,
         severity: Some(Severity::Critical),
         duration_us: Some(90_000_000),
+        limit_kind: None,
     };
     let d = enriched(batch(vec![], vec![alarm]));
     let (s, a) = d.alarms().next().unwrap();
@@ -111,6 +113,42 @@ fn alarm_message_layout_and_non_finite_limit() {
             r#"{{"schema":"edge.alarm.v1","gateway":"gw-1","batch_seq":17,"series":"press-3.oil_temp","unit":"degC","tags":{{"line":"L1","site":"plant-a"}},"rule":"oil_temp.high","state":"cleared","value":79.5,"limit":null,"limit_text":"inf","ts":"2026-11-22T03:00:01.500000Z","ts_us":1795316401500000,"severity":"critical","duration_us":90000000,{ORIGIN_JSON}}}"#
         )
     );
+}
+
+/// An SPC alarm carries `spc` after `duration_us`; the layout of every
+/// other alarm is unchanged (the test above).
+#[test]
+fn spc_alarm_carries_the_test_limits_and_statistic() {
+    let alarm = AlarmEvent {
+        series_id: 3,
+        spc: Some(edge_wire::SpcDetail {
+            test: 7,
+            centre: 32.0,
+            sigma: 0.5,
+            lower: -2.5,
+            upper: 2.5,
+            statistic: 2.75,
+        }),
+        rule: "oil_temp.spc_cusum".into(),
+        state: AlarmState::Raised,
+        value: 2.75,
+        limit: 2.5,
+        ts_us: 1_795_316_401_500_000,
+        severity: Some(Severity::Warning),
+        duration_us: None,
+        limit_kind: None,
+    };
+    let d = enriched(batch(vec![], vec![alarm]));
+    let (s, a) = d.alarms().next().unwrap();
+    let json = String::from_utf8(d.alarm_json(s, a)).unwrap();
+    assert!(
+        json.contains(r#""duration_us":null,"spc":{"test":7,"test_name":"cusum","centre":32.0,"sigma":0.5,"lower":-2.5,"upper":2.5,"statistic":2.75},"site""#),
+        "{json}"
+    );
+    let mut unknown = a.clone();
+    unknown.spc = unknown.spc.map(|d| edge_wire::SpcDetail { test: 99, ..d });
+    let msg: Value = serde_json::from_slice(&d.alarm_json(s, &unknown)).unwrap();
+    assert_eq!(msg["spc"]["test_name"], Value::Null, "{msg}");
 }
 
 #[test]
@@ -149,6 +187,7 @@ fn without_a_site_the_message_says_null_and_empty_gateway_tags() {
 fn alarm_naming_an_unknown_series_is_refused() {
     let alarm = AlarmEvent {
         series_id: 99,
+        spc: None,
         rule: "r".into(),
         state: AlarmState::Raised,
         value: 1.0,
@@ -156,6 +195,7 @@ fn alarm_naming_an_unknown_series_is_refused() {
         ts_us: 0,
         severity: None,
         duration_us: None,
+        limit_kind: None,
     };
     let err = Delivery::new(batch(vec![], vec![alarm]))
         .unwrap_err()
@@ -169,6 +209,7 @@ fn alarm_naming_an_unknown_series_is_refused() {
 fn alarm_without_v2_fields_has_null_severity_and_duration() {
     let alarm = AlarmEvent {
         series_id: 3,
+        spc: None,
         rule: "r".into(),
         state: AlarmState::Raised,
         value: 1.0,
@@ -176,6 +217,7 @@ fn alarm_without_v2_fields_has_null_severity_and_duration() {
         ts_us: 0,
         severity: None,
         duration_us: None,
+        limit_kind: None,
     };
     let d = Delivery::new(batch(vec![], vec![alarm])).unwrap();
     let (s, a) = d.alarms().next().unwrap();
@@ -259,6 +301,7 @@ mod schema_files {
     fn alarm(state: AlarmState, limit: f64, severity: Option<Severity>) -> AlarmEvent {
         AlarmEvent {
             series_id: 3,
+            spc: None,
             rule: "oil_temp.high".into(),
             state,
             value: f64::NAN,
@@ -266,6 +309,7 @@ mod schema_files {
             ts_us: 1_795_316_401_500_000,
             severity,
             duration_us: Some(5),
+            limit_kind: None,
         }
     }
 
@@ -281,10 +325,20 @@ mod schema_files {
             point(1_795_316_400_100_000, f64::INFINITY),
             point(-62_167_219_200_000_001, -0.0), // before year 0: ts is null
         ];
+        let mut spc = alarm(AlarmState::Raised, 2.5, Some(Severity::Warning));
+        spc.spc = Some(edge_wire::SpcDetail {
+            test: 6,
+            centre: 10.0,
+            sigma: 1.0,
+            lower: 9.4,
+            upper: 10.6,
+            statistic: 10.7,
+        });
         let alarms = vec![
             alarm(AlarmState::Raised, 90.0, Some(Severity::Warning)),
             alarm(AlarmState::Cleared, f64::NEG_INFINITY, None),
             alarm(AlarmState::Acknowledged, 1.0, Some(Severity::Critical)),
+            spc,
         ];
         for d in [
             enriched(batch(points.clone(), alarms.clone())),
@@ -484,3 +538,5 @@ mod schema_files {
         assert!(!series.is_valid(&bad_quality));
     }
 }
+
+mod v2;

@@ -228,6 +228,7 @@ mod tests {
             }],
             alarms: vec![AlarmEvent {
                 series_id: 7,
+                spc: None,
                 rule: "oil_temp.high".into(),
                 state: AlarmState::Raised,
                 value: 91.0,
@@ -235,6 +236,7 @@ mod tests {
                 ts_us: 2,
                 severity: None,
                 duration_us: None,
+                limit_kind: None,
             }],
             gaps: vec![Gap {
                 reason: GapReason::MaxAge,

@@ -1,7 +1,10 @@
 //! The Kafka sink: one message per reading (or, with `granularity =
 //! "series"`, one per series per batch) to the readings topic and one per
-//! alarm event to the alarms topic, key = series name (so one series stays
-//! ordered within its partition), value = the JSON of [`crate::message`],
+//! alarm event to the alarms topic, in each message generation
+//! `kafka.message_versions` asks for (v1 topics keyed by series name, v2
+//! topics keyed by `<gateway>:<series>`, [`crate::message::series_key`]; so
+//! one series of one gateway stays ordered within its partition), value =
+//! the JSON of [`crate::message`],
 //! headers `gateway`, `batch_seq`, `schema`, and `spool_instance` (16 hex
 //! digits, wire v4 batches) and `batch_conflict: true` (a batch the ledger
 //! knew with other content, see [`crate::ledger`]) when they apply. Gap records (readings a gateway
@@ -9,7 +12,8 @@
 //! the gateway down, degraded or back) go to the events topic, one message
 //! each, key = gateway id (so one gateway's events stay ordered). Extra producer
 //! properties pass through [`properties`], which refuses any that would
-//! weaken delivery.
+//! weaken delivery. Partitions are chosen by [`PARTITIONER`], the Java
+//! client's murmur2, unless `[kafka.producer]` names another.
 //!
 //! Durability: the producer runs with `enable.idempotence=true` and
 //! `acks=all`, and `deliver` enqueues every message of the batch, then waits
@@ -32,33 +36,42 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::message::{Delivery, ALARM_SCHEMA, EVENT_SCHEMA, READING_SCHEMA, SERIES_BATCH_SCHEMA};
+use crate::message::{series_key, Delivery, Version, EVENT_SCHEMA};
 use crate::sink::SinkError;
 
 pub mod config;
 pub mod properties;
 
-pub use config::{Granularity, KafkaConfig};
+pub use config::{Granularity, KafkaConfig, Topics};
+
+/// The librdkafka partitioner the relay sets unless `[kafka.producer]`
+/// names another: Java-client compatible murmur2 (keys are never null).
+pub const PARTITIONER: &str = "murmur2_random";
 
 /// Publishes batches to Kafka.
 pub struct KafkaSink {
     producer: FutureProducer,
     brokers: String,
-    readings_topic: String,
-    alarms_topic: String,
+    /// Readings and alarms topics of v1 messages.
+    v1: Topics,
+    /// Readings and alarms topics of v2 messages.
+    v2: Topics,
     events_topic: String,
     delivery_timeout: Duration,
     granularity: Granularity,
+    /// The generations published, each to its own topics.
+    versions: Vec<Version>,
 }
 
 impl fmt::Debug for KafkaSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KafkaSink")
             .field("brokers", &self.brokers)
-            .field("readings_topic", &self.readings_topic)
-            .field("alarms_topic", &self.alarms_topic)
+            .field("v1", &self.v1)
+            .field("v2", &self.v2)
             .field("events_topic", &self.events_topic)
             .field("granularity", &self.granularity)
+            .field("versions", &self.versions)
             .finish_non_exhaustive()
     }
 }
@@ -71,10 +84,11 @@ enum Kind {
     Event,
 }
 
-/// One rendered message: which topic, which series (the key; `None` for a
-/// gateway event, keyed by the gateway id), the JSON.
+/// One rendered message: which topic, which generation, which series (the
+/// key; `None` for a gateway event, keyed by the gateway id), the JSON.
 struct Outgoing {
     kind: Kind,
+    version: Version,
     series: Option<usize>,
     payload: Vec<u8>,
 }
@@ -86,6 +100,13 @@ impl KafkaSink {
         let brokers = config.brokers.join(",");
         let mut client = ClientConfig::new();
         client.set("compression.type", "lz4");
+        // The Java client's default partitioner (murmur2 of the key, positive
+        // modulo the partition count), so a Kafka Streams or Flink job keyed
+        // the same way is co-partitioned with the relay's topics. librdkafka's
+        // own default (`consistent_random`, CRC32) puts most keys elsewhere.
+        // Set before the pass-through properties: an operator may choose
+        // another one in `[kafka.producer]`.
+        client.set("partitioner", PARTITIONER);
         // The config check refuses these already; a config built in code
         // reaches here unchecked.
         for (name, value) in &config.producer {
@@ -111,11 +132,12 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer,
             brokers,
-            readings_topic: config.readings_topic.clone(),
-            alarms_topic: config.alarms_topic.clone(),
+            v1: config.topics(Version::V1),
+            v2: config.topics(Version::V2),
             events_topic: config.events_topic.clone(),
             delivery_timeout: config.delivery_timeout,
             granularity: config.granularity,
+            versions: config.message_versions.clone(),
         })
     }
 
@@ -143,7 +165,8 @@ impl KafkaSink {
         let granularity = self.granularity;
         let rendered = {
             let delivery = delivery.clone();
-            tokio::task::spawn_blocking(move || render(&delivery, granularity))
+            let versions = self.versions.clone();
+            tokio::task::spawn_blocking(move || render(&delivery, granularity, &versions))
                 .await
                 .map_err(|e| SinkError::Task {
                     sink: "kafka",
@@ -162,20 +185,24 @@ impl KafkaSink {
         let deadline = Instant::now() + self.delivery_timeout;
         let mut pending: Vec<(&str, DeliveryFuture)> = Vec::new();
         for (n, msg) in rendered.iter().enumerate() {
+            let topics = match msg.version {
+                Version::V1 => &self.v1,
+                Version::V2 => &self.v2,
+            };
             let (topic, schema) = match msg.kind {
-                Kind::Alarm => (self.alarms_topic.as_str(), ALARM_SCHEMA),
+                Kind::Alarm => (topics.alarms.as_str(), msg.version.alarm_schema()),
                 Kind::Event => (self.events_topic.as_str(), EVENT_SCHEMA),
                 Kind::Reading => {
                     let schema = match granularity {
-                        Granularity::Reading => READING_SCHEMA,
-                        Granularity::Series => SERIES_BATCH_SCHEMA,
+                        Granularity::Reading => msg.version.reading_schema(),
+                        Granularity::Series => msg.version.series_batch_schema(),
                     };
-                    (self.readings_topic.as_str(), schema)
+                    (topics.readings.as_str(), schema)
                 }
             };
             let key = match msg.series {
-                Some(i) => batch.series[i].name.as_str(),
-                None => batch.gateway_id.as_str(),
+                Some(i) => series_key(msg.version, &batch.gateway_id, &batch.series[i].name),
+                None => batch.gateway_id.clone(),
             };
             let mut headers = OwnedHeaders::new_with_capacity(5)
                 .insert(Header {
@@ -203,7 +230,7 @@ impl KafkaSink {
                 });
             }
             let mut record = FutureRecord::to(topic)
-                .key(key)
+                .key(key.as_str())
                 .payload(msg.payload.as_slice())
                 .headers(headers);
             loop {
@@ -254,43 +281,23 @@ async fn await_reports<'t>(
     Ok(())
 }
 
-/// Readings first (one message per reading, or one per series that has
-/// points), then alarms, then gateway events (gaps, then device states),
-/// each in batch order.
-fn render(delivery: &Delivery, granularity: Granularity) -> Vec<Outgoing> {
+/// For each generation in `versions`: readings first (one message per
+/// reading, or one per series that has points), then alarms; then gateway
+/// events once (gaps, then device states); each in batch order.
+fn render(delivery: &Delivery, granularity: Granularity, versions: &[Version]) -> Vec<Outgoing> {
     let batch = &delivery.batch;
     let mut out = Vec::with_capacity(
-        batch.reading_count() + batch.alarms.len() + batch.gaps.len() + batch.devices.len(),
+        (batch.reading_count() + batch.alarms.len()) * versions.len()
+            + batch.gaps.len()
+            + batch.devices.len(),
     );
-    for (i, series) in batch.series.iter().enumerate() {
-        if granularity == Granularity::Series {
-            if !series.points.is_empty() {
-                out.push(Outgoing {
-                    kind: Kind::Reading,
-                    series: Some(i),
-                    payload: delivery.series_json(series),
-                });
-            }
-            continue;
-        }
-        for point in &series.points {
-            out.push(Outgoing {
-                kind: Kind::Reading,
-                series: Some(i),
-                payload: delivery.reading_json(series, point),
-            });
-        }
-    }
-    for ((series, alarm), &i) in delivery.alarms().zip(delivery.alarm_series()) {
-        out.push(Outgoing {
-            kind: Kind::Alarm,
-            series: Some(i),
-            payload: delivery.alarm_json(series, alarm),
-        });
+    for &version in versions {
+        render_series(delivery, granularity, version, &mut out);
     }
     for gap in &batch.gaps {
         out.push(Outgoing {
             kind: Kind::Event,
+            version: Version::V1,
             series: None,
             payload: delivery.gap_json(gap),
         });
@@ -298,11 +305,51 @@ fn render(delivery: &Delivery, granularity: Granularity) -> Vec<Outgoing> {
     for device in &batch.devices {
         out.push(Outgoing {
             kind: Kind::Event,
+            version: Version::V1,
             series: None,
             payload: delivery.device_json(device),
         });
     }
     out
+}
+
+/// The readings and alarms of one generation.
+fn render_series(
+    delivery: &Delivery,
+    granularity: Granularity,
+    version: Version,
+    out: &mut Vec<Outgoing>,
+) {
+    let batch = &delivery.batch;
+    for (i, series) in batch.series.iter().enumerate() {
+        if granularity == Granularity::Series {
+            if !series.points.is_empty() {
+                out.push(Outgoing {
+                    kind: Kind::Reading,
+                    version,
+                    series: Some(i),
+                    payload: delivery.series_json_as(version, series),
+                });
+            }
+            continue;
+        }
+        for point in &series.points {
+            out.push(Outgoing {
+                kind: Kind::Reading,
+                version,
+                series: Some(i),
+                payload: delivery.reading_json_as(version, series, point),
+            });
+        }
+    }
+    for ((series, alarm), &i) in delivery.alarms().zip(delivery.alarm_series()) {
+        out.push(Outgoing {
+            kind: Kind::Alarm,
+            version,
+            series: Some(i),
+            payload: delivery.alarm_json_as(version, series, alarm),
+        });
+    }
 }
 
 mod ready;

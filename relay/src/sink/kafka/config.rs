@@ -1,14 +1,21 @@
-//! The Kafka sink's configuration (`[kafka]`): brokers, topics, delivery
-//! bound, granularity and pass-through producer properties. Parsed and
-//! checked in [`crate::config`]; used by [`super::KafkaSink`].
+//! The Kafka sink's configuration (`[kafka]`): brokers, topics, message
+//! generations, delivery bound, granularity and pass-through producer
+//! properties. Parsed and checked in [`crate::config`]; used by
+//! [`super::KafkaSink`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use crate::message::Version;
 
 /// Default Kafka topic for readings.
 pub const DEFAULT_READINGS_TOPIC: &str = "edge.readings.v1";
 /// Default Kafka topic for alarm events.
 pub const DEFAULT_ALARMS_TOPIC: &str = "edge.alarms.v1";
+/// Default Kafka topic for v2 readings (keyed by gateway and series).
+pub const DEFAULT_READINGS_TOPIC_V2: &str = "edge.readings.v2";
+/// Default Kafka topic for v2 alarm events (keyed by gateway and series).
+pub const DEFAULT_ALARMS_TOPIC_V2: &str = "edge.alarms.v2";
 /// Default Kafka topic for gateway events (gap records).
 pub const DEFAULT_EVENTS_TOPIC: &str = "edge.events.v1";
 /// Default bound on one Kafka delivery, in milliseconds.
@@ -19,10 +26,17 @@ pub const DEFAULT_DELIVERY_TIMEOUT_MS: u64 = 30_000;
 pub struct KafkaConfig {
     /// Bootstrap brokers, host:port each.
     pub brokers: Vec<String>,
-    /// Topic for readings, one message per reading.
+    /// Topic for v1 readings (key = series name), one message per reading.
     pub readings_topic: String,
-    /// Topic for alarm events, one message per event.
+    /// Topic for v1 alarm events (key = series name), one message per event.
     pub alarms_topic: String,
+    /// Topic for v2 readings (key = `<gateway>:<series>`).
+    pub readings_topic_v2: String,
+    /// Topic for v2 alarm events (key = `<gateway>:<series>`).
+    pub alarms_topic_v2: String,
+    /// Which message generations to publish, each to its own topics:
+    /// `["v1"]`, `["v2"]` or both during a migration; sorted, never empty.
+    pub message_versions: Vec<Version>,
     /// Topic for gateway events (readings a gateway dropped under its spool policy), keyed by gateway id.
     pub events_topic: String,
     /// Longest wait for the brokers to acknowledge a message (librdkafka message.timeout.ms); past it the batch fails with 503.
@@ -47,6 +61,9 @@ impl std::fmt::Debug for KafkaConfig {
             .field("brokers", &self.brokers)
             .field("readings_topic", &self.readings_topic)
             .field("alarms_topic", &self.alarms_topic)
+            .field("readings_topic_v2", &self.readings_topic_v2)
+            .field("alarms_topic_v2", &self.alarms_topic_v2)
+            .field("message_versions", &self.message_versions)
             .field("events_topic", &self.events_topic)
             .field("delivery_timeout", &self.delivery_timeout)
             .field("granularity", &self.granularity)
@@ -56,19 +73,43 @@ impl std::fmt::Debug for KafkaConfig {
 }
 
 impl KafkaConfig {
-    /// A config with the default topics, timeout and granularity and no
-    /// extra producer properties.
+    /// A config with the default topics, timeout, granularity and message
+    /// generation (v1) and no extra producer properties.
     pub fn new(brokers: Vec<String>) -> KafkaConfig {
         KafkaConfig {
             brokers,
             readings_topic: DEFAULT_READINGS_TOPIC.into(),
             alarms_topic: DEFAULT_ALARMS_TOPIC.into(),
+            readings_topic_v2: DEFAULT_READINGS_TOPIC_V2.into(),
+            alarms_topic_v2: DEFAULT_ALARMS_TOPIC_V2.into(),
+            message_versions: vec![Version::V1],
             events_topic: DEFAULT_EVENTS_TOPIC.into(),
             delivery_timeout: Duration::from_millis(DEFAULT_DELIVERY_TIMEOUT_MS),
             granularity: Granularity::default(),
             producer: BTreeMap::new(),
         }
     }
+
+    /// The readings and alarms topics of one generation.
+    pub fn topics(&self, version: Version) -> Topics {
+        let (readings, alarms) = match version {
+            Version::V1 => (&self.readings_topic, &self.alarms_topic),
+            Version::V2 => (&self.readings_topic_v2, &self.alarms_topic_v2),
+        };
+        Topics {
+            readings: readings.clone(),
+            alarms: alarms.clone(),
+        }
+    }
+}
+
+/// The readings and alarms topics of one message generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Readings (or series batches).
+    pub readings: String,
+    /// Alarm events.
+    pub alarms: String,
 }
 
 /// How readings are cut into Kafka messages (`kafka.granularity`).

@@ -28,6 +28,7 @@ fn delivery() -> Arc<Delivery> {
         }],
         alarms: vec![AlarmEvent {
             series_id: 1,
+            spc: None,
             rule: "oil_temp.high".into(),
             state: AlarmState::Raised,
             value: 49.0,
@@ -35,6 +36,7 @@ fn delivery() -> Arc<Delivery> {
             ts_us: 49,
             severity: None,
             duration_us: None,
+            limit_kind: None,
         }],
         gaps: Vec::new(),
         devices: Vec::new(),
