@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use edge_wire::{AlarmEvent, Batch, DeviceEvent, Point, Reporting, Series};
+use edge_wire::{AlarmEvent, Batch, DeviceEvent, Point, Reporting, Series, SpcDetail};
 use tokio::time::Instant;
 
 use crate::config::BatchConfig;
@@ -121,6 +121,14 @@ impl Batcher {
 fn event(a: &Alarm, series_id: u32) -> AlarmEvent {
     AlarmEvent {
         series_id,
+        spc: a.spc.map(|d| SpcDetail {
+            test: d.test.code(),
+            centre: d.centre,
+            sigma: d.sigma,
+            lower: d.lower,
+            upper: d.upper,
+            statistic: d.statistic,
+        }),
         rule: a.rule.clone(),
         state: a.state,
         value: a.value,
@@ -128,6 +136,7 @@ fn event(a: &Alarm, series_id: u32) -> AlarmEvent {
         ts_us: a.ts_us,
         severity: Some(a.severity),
         duration_us: a.duration_us,
+        limit_kind: a.limit_kind,
     }
 }
 
@@ -255,6 +264,8 @@ mod tests {
             limit: 4.0,
             ts_us: 7,
             duration_us,
+            limit_kind: None,
+            spc: None,
         };
         let batch = alarm_batch(
             "gw",

@@ -165,8 +165,10 @@ pub struct RawSimulated {
 }
 
 mod rules;
+mod spc;
 
 pub use self::rules::{parse_rule_set, RawFlatline, RawLimit, RawRate, RawRule, RawTimeout};
+pub use self::spc::{RawMode, RawSpc};
 
 /// The validated configuration the agent runs with.
 #[derive(Debug, Clone)]

@@ -10,7 +10,9 @@
 //! applied to its own batch:
 //!
 //! - 2xx (a 200 with `"duplicate": true` or `"conflict": true` included):
-//!   the batch is removed; a conflict is warned about and counted;
+//!   the batch is removed; a conflict is warned about and counted. Once
+//!   the relay says it holds a batch's series table, later batches name it
+//!   instead of carrying it ([`tables`]);
 //! - 400, 413 and 422 mean the relay will never accept these bytes: the
 //!   batch is moved to the spool's quarantine table, logged and counted, so
 //!   one bad batch cannot block the queue forever;
@@ -40,6 +42,7 @@
 
 pub mod compat;
 pub mod progress;
+pub mod tables;
 pub mod unremoved;
 pub mod upload;
 pub mod window;
@@ -86,6 +89,7 @@ impl Forwarder {
             }
         };
         let formats = Arc::new(compat::RelayFormats::default());
+        let tables = Arc::new(tables::RelayTables::default());
         let mut uploads: JoinSet<(StoredBatch, Outcome)> = JoinSet::new();
         let mut seq_of: HashMap<tokio::task::Id, u64> = HashMap::new();
         let mut backoff = Window::new(
@@ -126,14 +130,22 @@ impl Forwarder {
                             if !backoff.started(batch.seq) {
                                 continue;
                             }
-                            let (uploader, formats) = (uploader.clone(), formats.clone());
+                            let (uploader, formats, tables) =
+                                (uploader.clone(), formats.clone(), tables.clone());
                             let stats = self.stats.clone();
                             let seq = batch.seq;
                             let handle = uploads.spawn(async move {
-                                let (outcome, legacy) =
-                                    compat::send(&uploader, &formats, batch.body.clone()).await;
-                                if legacy {
+                                let (outcome, form) =
+                                    tables::send(&uploader, &formats, &tables, batch.body.clone())
+                                        .await;
+                                if form.legacy {
                                     stats.batches_sent_in_legacy_format.inc();
+                                }
+                                if form.referenced {
+                                    stats.batches_sent_with_table_reference.inc();
+                                }
+                                if form.table_resent {
+                                    stats.series_tables_resent.inc();
                                 }
                                 (batch, outcome)
                             });
@@ -213,6 +225,7 @@ impl Forwarder {
                 if let Outcome::Delivered {
                     duplicate,
                     conflict,
+                    ..
                 } = outcome
                 {
                     if duplicate {

@@ -6,8 +6,8 @@
 //! - [`config`]: the TOML a technician writes, validated with key paths.
 //! - [`reading`]: what flows through the pipeline (`Reading`, `Alarm`).
 //! - [`source`]: tasks that bring readings in (Modbus TCP, MQTT, simulated).
-//! - [`detect`]: alarm rules (limits, rate, stale, flatline, quality), a
-//!   pure state machine.
+//! - [`detect`]: alarm rules (limits, rate, stale, flatline, quality,
+//!   statistical process control), a pure state machine.
 //! - [`exception`]: report by exception (opt-in, lossy): which readings of
 //!   a series travel, after detection has judged every one.
 //! - [`batch`]: seals readings and alarms into `edge_wire::Batch`es.

@@ -79,6 +79,10 @@ pub(crate) async fn pipeline(
             "alarms still raised from before the restart"
         );
     }
+    let spc = config.rules.iter().any(|r| r.spc.is_some());
+    if spc {
+        seed_spc(&mut intake.detector, outlets.spool).await;
+    }
     let mut batcher = Batcher::new(&config.gateway_id, config.batch);
     // Marks of the samples in the open batch.
     let mut marks: Vec<Mark> = Vec::new();
@@ -134,6 +138,9 @@ pub(crate) async fn pipeline(
             outlets.stats.points.update(&seen);
             seen.clear();
             commit(&mut batcher, &mut marks, &outlets).await;
+            if spc {
+                save_spc(&intake.detector, outlets.spool).await;
+            }
             outlets
                 .stats
                 .readings_filtered
@@ -142,7 +149,49 @@ pub(crate) async fn pipeline(
     }
     outlets.stats.points.update(&seen);
     commit(&mut batcher, &mut marks, &outlets).await;
+    if spc {
+        save_spc(&intake.detector, outlets.spool).await;
+    }
     outlets.stats.readings_filtered.add(held);
+}
+
+/// Give the detector the SPC baselines and charts saved before the restart.
+/// A state the config no longer matches (its baseline keys changed, or the
+/// test is gone) is dropped, and logged: that is the record of an explicit
+/// re-baselining.
+async fn seed_spc(detector: &mut Detector, spool: &SharedSpool) {
+    let (states, unreadable) = match spool.call(|s| s.spc_states()).await {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            warn!(%error, "cannot read the saved SPC baselines; every SPC test learns its baseline again");
+            return;
+        }
+    };
+    if unreadable > 0 {
+        warn!(
+            rows = unreadable,
+            "saved SPC states that do not parse; those tests learn their baselines again"
+        );
+    }
+    let saved = states.len();
+    for s in detector.seed_spc(states) {
+        info!(series = %s.series, rule = %s.rule, was = %s.fingerprint, "SPC baseline dropped: the rule's baseline keys changed or the test is gone (re-baselining); it is learned again");
+    }
+    if saved > 0 {
+        info!(
+            charts = saved,
+            "SPC baselines and charts from before the restart"
+        );
+    }
+}
+
+/// Save every SPC baseline and chart, after a reading batch was committed.
+/// A failure is logged and the next batch tries again.
+async fn save_spc(detector: &Detector, spool: &SharedSpool) {
+    let states = detector.spc_states();
+    if let Err(error) = spool.call(move |s| s.save_spc(&states)).await {
+        warn!(%error, "cannot save the SPC baselines and charts");
+    }
 }
 
 /// Count and log alarm transitions, hand them to the local publisher
@@ -424,7 +473,18 @@ mod tests {
         inputs: Vec<Input>,
     ) -> (tempfile::TempDir, SharedSpool, AgentStats) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("spool.db");
+        let (spool, stats) = run_in(dir.path(), max_readings, extra, inputs).await;
+        (dir, spool, stats)
+    }
+
+    /// [`run_with`] on the spool in `dir` (a restart when it exists).
+    async fn run_in(
+        dir: &std::path::Path,
+        max_readings: usize,
+        extra: &str,
+        inputs: Vec<Input>,
+    ) -> (SharedSpool, AgentStats) {
+        let path = dir.join("spool.db");
         let config = AgentConfig::parse(
             &format!(
                 "gateway_id = \"gw\"\n[spool]\npath = \"{}\"\n[uplink]\nurl = \"http://127.0.0.1:9/ingest\"\ntoken = \"t-0123456789abcdef0123\"\n[batch]\nmax_readings = {max_readings}\nmax_age_ms = 60000\n[[simulated]]\nname = \"s\"\nmean = 1.0\n{extra}",
@@ -451,7 +511,7 @@ mod tests {
             stop: &stop,
         };
         pipeline(&config, Vec::new(), rx, outlets).await;
-        (dir, spool, stats)
+        (spool, stats)
     }
 
     /// A device transition is committed at once in the priority lane: its
@@ -625,5 +685,68 @@ mod tests {
         assert_eq!(stats.readings_spooled.get(), 3);
         assert_eq!(stats.readings_settled(), 6);
         assert_eq!(stats.alarms_raised.get(), 1, "raised on the held 1.25");
+    }
+
+    /// The pipeline saves the SPC baselines with its batches and gives them
+    /// back after a restart: a value beyond the limits learned before the
+    /// restart raises at once. A changed `baseline_id` is the explicit
+    /// re-baselining: the same value then only starts a new baseline.
+    #[tokio::test]
+    async fn spc_baselines_survive_a_restart_and_a_new_baseline_id_learns_again() {
+        let series = Arc::new(SeriesInfo {
+            name: "s".into(),
+            unit: String::new(),
+            tags: Default::default(),
+        });
+        let at = |t_s: i64, v: f64| -> Input {
+            Reading {
+                series: series.clone(),
+                ts_us: t_s * 1_000_000,
+                value: v,
+                quality: Quality::Good,
+            }
+            .into()
+        };
+        let rule = |id: &str| {
+            format!(
+                "[[rules]]\nname = \"s\"\nseries = \"s\"\n[rules.spc]\ntests = [\"beyond_limits\"]\nbaseline_samples = 20\nbaseline_id = \"{id}\"\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // 20 readings alternating 10.0 and 10.2: centre 10.1, sigma from
+        // the moving range 0.2 / 1.128 = 0.177, limits 9.57 .. 10.63.
+        let baseline: Vec<Input> = (0..20)
+            .map(|t| at(t, if t % 2 == 0 { 10.0 } else { 10.2 }))
+            .collect();
+        let (_, stats) = run_in(dir.path(), 100, &rule("a"), baseline).await;
+        assert_eq!(
+            stats.alarms_raised.get(),
+            0,
+            "nothing judged while learning"
+        );
+
+        // Restarted: 10.5 is inside, 12.0 beyond the learned limits.
+        let (_, stats) = run_in(
+            dir.path(),
+            100,
+            &rule("a"),
+            vec![at(100, 10.5), at(101, 12.0)],
+        )
+        .await;
+        assert_eq!(
+            stats.alarms_raised.get(),
+            1,
+            "the baseline came back from the spool"
+        );
+
+        // baseline_id changed: 12.0 is the first sample of a new baseline.
+        let (_, stats) = run_in(
+            dir.path(),
+            100,
+            &rule("b"),
+            vec![at(200, 12.0), at(201, 30.0)],
+        )
+        .await;
+        assert_eq!(stats.alarms_raised.get(), 0, "a new baseline is learned");
     }
 }

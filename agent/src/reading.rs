@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 /// [`Severity`] comes from the wire format (v2 carries it with every alarm
 /// event), so the agent and the relay name it alike.
-pub use edge_wire::{AlarmState, Quality, Severity};
+pub use edge_wire::{AlarmState, LimitKind, Quality, Severity};
 
 /// Name, unit and tags of one signal, fixed at configuration time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,6 +86,11 @@ pub struct Alarm {
     /// On a clear: how long the alarm was raised, in µs. `None` on a raise
     /// or an acknowledgement.
     pub duration_us: Option<i64>,
+    /// For a limit check: which limit fired (the `min`/`max` shorthand
+    /// names its low and high alarms alike). `None` for other checks.
+    pub limit_kind: Option<LimitKind>,
+    /// For an SPC test: which test, its limits and the statistic.
+    pub spc: Option<crate::detect::spc::Detail>,
 }
 
 /// Microseconds since the Unix epoch, now.

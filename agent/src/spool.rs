@@ -36,7 +36,11 @@
 //!   (see [`alarms`]);
 //! - likewise the `frames_progress` and `frames_taken` tables, which
 //!   microcontroller samples are taken, change only in the transaction that
-//!   stores their readings (see [`frames`]).
+//!   stores their readings (see [`frames`]);
+//! - the `spc_state` table (created by the first save) holds the SPC
+//!   baselines and charts, replaced
+//!   after each reading batch the pipeline commits (see [`spc`];
+//!   `spc::tests::spc_state_survives_reopen`).
 //!
 //! Two lanes: alarm-only batches ([`Spool::append`] with [`Lane::Alarms`]) and gap batches
 //! are stored with `priority` 1 and [`Spool::oldest`] hands them out before
@@ -69,7 +73,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::detect::ActiveAlarm;
+use crate::detect::{ActiveAlarm, SpcState};
 
 pub mod alarms;
 mod append;
@@ -84,6 +88,7 @@ mod pending;
 pub mod room;
 pub mod salvage;
 mod schema;
+pub mod spc;
 
 pub use self::bounds::{DropReason, Gap, OnFull};
 pub use self::check::StartupReport;
@@ -242,6 +247,17 @@ impl Spool {
     /// detector is seeded with at start-up.
     pub fn active_alarms(&self) -> Result<Vec<ActiveAlarm>, SpoolError> {
         alarms::load(&self.conn).map_err(|e| self.err(e))
+    }
+
+    /// The SPC baselines and charts as last saved, and how many rows did
+    /// not parse ([`spc`]).
+    pub fn spc_states(&self) -> Result<(Vec<SpcState>, usize), SpoolError> {
+        spc::load(&self.conn).map_err(|e| self.err(e))
+    }
+
+    /// Replace the saved SPC baselines and charts with `states`.
+    pub fn save_spc(&mut self, states: &[SpcState]) -> Result<(), SpoolError> {
+        spc::save(&mut self.conn, states).map_err(|e| sqlite_error(&self.path, e))
     }
 
     /// When each raised alarm was acknowledged: (series, rule, µs since the

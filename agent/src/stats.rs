@@ -160,6 +160,13 @@ pub struct AgentStats {
     /// Uploads sent in an older wire format because the relay does not
     /// read the newest (it answered `bad_version`): upgrade the relay.
     pub batches_sent_in_legacy_format: Counter,
+    /// Batches delivered with a reference to their series table instead of
+    /// the table itself (format v7): the relay held it already.
+    pub batches_sent_with_table_reference: Counter,
+    /// References the relay refused because it did not hold the series
+    /// table (another relay of a fleet, a reset store): each batch went
+    /// again at once with its table.
+    pub series_tables_resent: Counter,
     /// Per Modbus device: readings, errors and request round trips, for
     /// the status page.
     modbus_devices: Mutex<BTreeMap<String, DeviceCounts>>,

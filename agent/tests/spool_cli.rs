@@ -81,6 +81,7 @@ fn spool_with_backlog(path: &Path, oldest_us: i64) {
         series: vec![series("press-3.oil_temp", vec![])],
         alarms: vec![AlarmEvent {
             series_id: 0,
+            spc: None,
             rule: "oil_temp.high".into(),
             state: AlarmState::Raised,
             severity: Some(Severity::Critical),
@@ -88,6 +89,7 @@ fn spool_with_backlog(path: &Path, oldest_us: i64) {
             limit: 80.0,
             ts_us: oldest_us + 2_500_000,
             duration_us: None,
+            limit_kind: None,
         }],
         ..b1.clone()
     };

@@ -229,4 +229,27 @@ mod tests {
         let got = problems("[[report_by_exception]]\nseries = \"s\"\ndeadband = 1\nspan = [0]\nmax_silence_s = 60\n");
         assert!(got[0].contains("line 13"), "{got:?}");
     }
+
+    /// The example's commented `[[report_by_exception]]`, uncommented and
+    /// added to the example itself: the documented keys stay valid and say
+    /// what the comments say (0.5 % of a 150-unit span, 60 s heartbeat).
+    #[test]
+    fn the_example_block_is_valid_once_uncommented() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/agent.example.toml");
+        let example = std::fs::read_to_string(path).unwrap();
+        let block: String = example
+            .lines()
+            .skip_while(|l| !l.starts_with("# [[report_by_exception]]"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or("")))
+            .collect();
+        assert!(block.contains("max_silence_s"), "no block in:\n{block}");
+        let dir = std::path::Path::new(path).parent().unwrap();
+        let parse = |text: &str| AgentConfig::parse_in(text, "agent.toml", dir);
+        let c = parse(&format!("{example}\n{block}")).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        let r = &c.report_by_exception[..];
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].deadband, r[0].max_silence_us), (0.75, 60_000_000));
+        assert!(parse(&example).unwrap().report_by_exception.is_empty());
+    }
 }

@@ -57,6 +57,8 @@ pub struct RawRule {
     pub flatline: Option<RawFlatline>,
     /// Raise `<name>.bad_quality` when every reading was of bad quality for `after_s` seconds.
     pub bad_quality: Option<RawTimeout>,
+    /// Statistical process control: limits learned from the process, run rules, EWMA, CUSUM (`[rules.spc]`).
+    pub spc: Option<super::RawSpc>,
 }
 
 /// `high_high`, `high`, `low`, `low_low`: one limit level.
@@ -284,13 +286,18 @@ fn validate_rule(p: &mut Problems, at: &str, r: &RawRule, series: Option<&[Strin
             severity: severity(p, &key, &f.severity, Severity::Warning),
         });
     }
+    rule.spc = r
+        .spc
+        .as_ref()
+        .map(|s| super::spc::validate(p, &format!("{at}.spc"), s, series));
     let has_check = !rule.limits.is_empty()
+        || rule.spc.is_some()
         || rule.rate.is_some()
         || rule.stale.is_some()
         || rule.flatline.is_some()
         || rule.bad_quality.is_some();
     if !has_check {
-        p.add(at, "give at least one check (min, max, high_high, high, low, low_low, rate, stale, flatline, bad_quality)");
+        p.add(at, "give at least one check (min, max, high_high, high, low, low_low, rate, stale, flatline, bad_quality, spc)");
     }
     rule
 }
@@ -360,7 +367,12 @@ fn seconds(p: &mut Problems, key: &str, s: f64, zero_ok: bool) -> i64 {
     (s * 1e6).round() as i64
 }
 
-fn severity(p: &mut Problems, key: &str, raw: &Option<String>, default: Severity) -> Severity {
+pub(super) fn severity(
+    p: &mut Problems,
+    key: &str,
+    raw: &Option<String>,
+    default: Severity,
+) -> Severity {
     let Some(s) = raw else { return default };
     Severity::parse(s).unwrap_or_else(|| {
         p.add(

@@ -121,7 +121,8 @@ match_tags = {}
 fn example_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/agent.example.toml");
     let c = AgentConfig::load(std::path::Path::new(path)).unwrap();
-    assert_eq!(c.rules.len(), 2);
+    assert_eq!(c.rules.len(), 3);
+    assert!(c.rules[2].spc.as_ref().is_some_and(|s| s.mode.is_some()));
 }
 
 #[test]

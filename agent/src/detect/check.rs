@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 
 use super::delay::{Change, Debounce};
 use super::rule::{Hold, Level, Rule};
+use super::spc::{Chart, Detail, Test};
 use crate::reading::{AlarmState, Severity};
 
 /// What a check watches, with the state the condition needs.
@@ -39,6 +40,11 @@ pub(crate) enum Kind {
         after_us: i64,
         since: Option<i64>,
     },
+    /// One SPC test; its settings are the rule's `spc`.
+    Spc {
+        test: Test,
+        chart: Box<Chart>,
+    },
 }
 
 /// Samples of the last `window_us`, for the rate of change.
@@ -64,6 +70,8 @@ pub(crate) struct Event {
     pub limit: f64,
     pub ts_us: i64,
     pub duration_us: Option<i64>,
+    /// What an SPC test saw at this point.
+    pub spc: Option<Detail>,
 }
 
 /// One reading as the checks see it.
@@ -91,6 +99,14 @@ pub(crate) struct Check {
 }
 
 impl Check {
+    /// Which limit a limit check watches; `None` for other checks.
+    pub(crate) fn limit_kind(&self) -> Option<crate::reading::LimitKind> {
+        match self.kind {
+            Kind::Limit { level, .. } => Some(level.kind()),
+            _ => None,
+        }
+    }
+
     /// Every check `rule` asks for, in a fixed order.
     pub(crate) fn all_of(rule: &Rule) -> Vec<Check> {
         let mut out = Vec::new();
@@ -150,14 +166,25 @@ impl Check {
             };
             add("bad_quality", b.severity, false, kind);
         }
+        if let Some(spc) = &rule.spc {
+            for &test in &spc.tests {
+                let kind = Kind::Spc {
+                    test,
+                    chart: Box::default(),
+                };
+                add(&format!("spc_{}", test.as_str()), spc.severity, true, kind);
+            }
+        }
         out
     }
 
-    /// Evaluate one accepted reading.
-    pub(crate) fn observe(&mut self, s: Sample, rule: &Rule) -> Option<Event> {
+    /// Evaluate one accepted reading; `mode` is the SPC mode the reading
+    /// belongs to (0 without a mode source; `None`: unknown, not judged).
+    pub(crate) fn observe(&mut self, s: Sample, mode: Option<i64>, rule: &Rule) -> Option<Event> {
         let judged = !s.bad && !s.value.is_nan();
         let raised = self.state.is_raised();
         let v = s.value;
+        let mut detail = None;
         let cond = match &mut self.kind {
             Kind::Limit { level, limit } => judged.then(|| {
                 // Hysteresis: once raised, the value must be back inside by
@@ -209,9 +236,42 @@ impl Check {
                     Some((false, 0.0, secs(*after_us)))
                 }
             }
+            Kind::Spc { test, chart } => {
+                let spc = rule.spc.as_ref()?;
+                // ±infinity is no point of a process: it would poison the
+                // baseline and the EWMA for good.
+                let j = match mode {
+                    Some(m) if judged && v.is_finite() => chart.judge(*test, v, m, spc),
+                    _ => None,
+                }?;
+                detail = Some(j.detail);
+                Some((j.present, j.detail.statistic, j.limit()))
+            }
         };
         let (present, value, limit) = cond?;
-        self.step(present, value, limit, s.ts_us, rule)
+        let mut e = self.step(present, value, limit, s.ts_us, rule)?;
+        e.spc = detail;
+        Some(e)
+    }
+
+    /// The SPC chart of this check, if it is an SPC test.
+    pub(crate) fn chart(&self) -> Option<&Chart> {
+        match &self.kind {
+            Kind::Spc { chart, .. } => Some(chart),
+            _ => None,
+        }
+    }
+
+    /// Replace the SPC chart (persisted state); false if this check is no
+    /// SPC test.
+    pub(crate) fn set_chart(&mut self, c: Chart) -> bool {
+        match &mut self.kind {
+            Kind::Spc { chart, .. } => {
+                **chart = c;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Evaluate the passing of time: only the stale check listens.
@@ -246,6 +306,7 @@ impl Check {
             Kind::Rise { window, .. } | Kind::Fall { window, .. } => window.samples.clear(),
             Kind::Flatline { run, .. } => *run = None,
             Kind::BadQuality { since, .. } => *since = None,
+            Kind::Spc { chart, .. } => chart.restart(),
             Kind::Limit { .. } | Kind::Stale { .. } => {}
         }
     }
@@ -276,6 +337,7 @@ impl Check {
             limit,
             ts_us,
             duration_us,
+            spc: None,
         })
     }
 }

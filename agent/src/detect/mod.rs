@@ -16,8 +16,12 @@
 //!   the next reading clears it.
 //! - **flatline**: every sample within `epsilon` of each other for T.
 //! - **bad quality** without a break for T.
+//! - **SPC** (statistical process control, [`spc`]): limits learned from a
+//!   baseline of the process per series and mode, the Western Electric /
+//!   Nelson run rules, EWMA and CUSUM; each selected test is one check.
 //!
-//! On-delay and off-delay (in samples or in time) apply to limits and rate:
+//! On-delay and off-delay (in samples or in time) apply to limits, rate and
+//! SPC tests:
 //! the condition must hold that long before raising, and be gone that long
 //! before clearing. The time checks have their duration built in; a
 //! duration is reached when exactly T has passed.
@@ -25,7 +29,8 @@
 //! Edge cases, decided once for every check:
 //! - **NaN** is ignored by the value checks (counted in
 //!   [`Counters::nan`]); it is still a reading for stale and quality.
-//!   ±infinity is a value (beyond every limit).
+//!   ±infinity is a value (beyond every limit), but no point of an SPC
+//!   chart (it would poison a baseline or an EWMA for good).
 //! - **Bad quality**: the value is not judged by value checks; it feeds the
 //!   bad-quality check. Uncertain quality is judged like good.
 //! - **Gap in timestamps**: nothing happens during the gap (no reading, no
@@ -53,16 +58,25 @@
 //! (a pending on-delay restarts its count; a raised alarm's off-delay does
 //! too). A seeded alarm applies when its series first reports; one whose
 //! event name no rule produces any more is handed back by `seed`.
+//! SPC tests are the exception: their baselines and charts survive through
+//! [`Detector::spc_states`] and [`Detector::seed_spc`] (persisted in the
+//! spool), so a restart neither learns a baseline again nor loses a CUSUM
+//! that was building up; a clock step back restarts the charts (not the
+//! baselines). A state whose rule's baseline keys changed is handed back by
+//! `seed_spc` instead: that is how a baseline is learned again.
 //!
 //! Event names are `<rule name>.<kind>` (kinds: `high_high`, `high`, `low`,
 //! `low_low`, `rate_rise`, `rate_fall`, `stale`, `flatline`,
-//! `bad_quality`), except for the `min`/`max` shorthand whose events keep
+//! `bad_quality`, `spc_<test>` such as `spc_cusum`), except for the `min`/`max` shorthand whose events keep
 //! the rule name as is. For the time checks the event's value is the
-//! seconds elapsed and its limit the configured seconds.
+//! seconds elapsed and its limit the configured seconds. For an SPC test
+//! the value is the test's statistic and the limit the one on its side;
+//! [`Alarm::spc`] carries the rest (test, centre, sigma, both limits).
 
 mod check;
 mod delay;
 pub mod rule;
+pub mod spc;
 
 #[cfg(test)]
 mod tests;
@@ -70,8 +84,11 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use self::check::{Check, Sample};
 pub use self::rule::{Flatline, Hold, Level, Limit, Rate, Rule, Selector, Timeout};
+pub use self::spc::Spc;
 use crate::reading::{Alarm, Quality, Reading, SeriesInfo, Severity};
 
 /// Readings in a row older than the last accepted one that make the
@@ -104,6 +121,19 @@ pub struct ActiveAlarm {
     pub severity: Severity,
 }
 
+/// The state of one SPC test on one series (its baselines and chart), as
+/// persisted across restarts: keyed by (rule, series).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpcState {
+    /// Event name ("pump.flow.spc_cusum").
+    pub rule: String,
+    /// Series name.
+    pub series: String,
+    /// [`Spc::fingerprint`] of the rule the baselines were learned under.
+    pub fingerprint: String,
+    pub chart: spc::Chart,
+}
+
 /// Evaluates every configured rule against the readings it is given.
 pub struct Detector {
     rules: Vec<Rule>,
@@ -111,6 +141,11 @@ pub struct Detector {
     /// Seeded alarms of series that have not reported yet, by series name:
     /// checks exist only once a series' metadata is known.
     seeds: HashMap<String, Vec<ActiveAlarm>>,
+    /// Seeded SPC states of series that have not reported yet.
+    spc_seeds: HashMap<String, Vec<SpcState>>,
+    /// The last good value of every series an SPC rule takes its mode
+    /// from (`None` until it reports).
+    modes: HashMap<String, Option<f64>>,
     counters: Counters,
 }
 
@@ -127,12 +162,70 @@ struct Tracked {
 
 impl Detector {
     pub fn new(rules: &[Rule]) -> Detector {
+        let modes = rules
+            .iter()
+            .filter_map(|r| r.spc.as_ref()?.mode.as_ref())
+            .map(|m| (m.series.clone(), None))
+            .collect();
         Detector {
             rules: rules.to_vec(),
             series: HashMap::new(),
             seeds: HashMap::new(),
+            spc_seeds: HashMap::new(),
+            modes,
             counters: Counters::default(),
         }
+    }
+
+    /// Take persisted SPC states back (baselines and charts from before a
+    /// restart). Returns those not taken: their event name is no SPC test
+    /// of the config any more, or the rule's baseline keys changed (the
+    /// explicit re-baselining: the agent logs each as an event).
+    pub fn seed_spc(&mut self, states: Vec<SpcState>) -> Vec<SpcState> {
+        let prints: HashMap<String, String> = self
+            .rules
+            .iter()
+            .filter_map(|r| Some((r, r.spc.as_ref()?.fingerprint())))
+            .flat_map(|(r, f)| {
+                Check::all_of(r)
+                    .into_iter()
+                    .filter(|c| c.chart().is_some())
+                    .map(move |c| (c.name, f.clone()))
+            })
+            .collect();
+        let mut dropped = Vec::new();
+        for s in states {
+            if prints.get(&s.rule) != Some(&s.fingerprint) {
+                dropped.push(s);
+                continue;
+            }
+            match self.series.get_mut(&s.series) {
+                Some(t) => apply_spc_seed(t, s),
+                None => self.spc_seeds.entry(s.series.clone()).or_default().push(s),
+            }
+        }
+        dropped
+    }
+
+    /// The state of every SPC test on every series, seeded ones of series
+    /// not yet seen included, sorted by (series, rule): what to persist.
+    pub fn spc_states(&self) -> Vec<SpcState> {
+        let mut out: Vec<SpcState> = self.spc_seeds.values().flatten().cloned().collect();
+        for t in self.series.values() {
+            for (i, c) in &t.checks {
+                let (Some(chart), Some(spc)) = (c.chart(), &self.rules[*i].spc) else {
+                    continue;
+                };
+                out.push(SpcState {
+                    rule: c.name.clone(),
+                    series: t.info.name.clone(),
+                    fingerprint: spc.fingerprint(),
+                    chart: chart.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.series, &a.rule).cmp(&(&b.series, &b.rule)));
+        out
     }
 
     /// Take `active` as raised without reporting them (they were reported
@@ -183,8 +276,16 @@ impl Detector {
 
     /// Feed one reading; returns the alarm transitions it causes, in order.
     pub fn observe(&mut self, reading: &Reading) -> Vec<Alarm> {
+        let bad = reading.quality == Quality::Bad;
+        if let Some(m) = self.modes.get_mut(&reading.series.name) {
+            if !bad && reading.value.is_finite() {
+                *m = Some(reading.value);
+            }
+        }
         let rules = &self.rules;
         let seeds = &mut self.seeds;
+        let spc_seeds = &mut self.spc_seeds;
+        let modes = &self.modes;
         let t = self
             .series
             .entry(reading.series.name.clone())
@@ -202,6 +303,9 @@ impl Detector {
                 };
                 for a in seeds.remove(&reading.series.name).unwrap_or_default() {
                     apply_seed(&mut t, &a);
+                }
+                for s in spc_seeds.remove(&reading.series.name).unwrap_or_default() {
+                    apply_spc_seed(&mut t, s);
                 }
                 t
             });
@@ -224,7 +328,6 @@ impl Detector {
         }
         t.behind = 0;
         t.last_ts_us = Some(ts);
-        let bad = reading.quality == Quality::Bad;
         if reading.value.is_nan() && !bad {
             self.counters.nan += 1;
         }
@@ -235,7 +338,16 @@ impl Detector {
         };
         let mut out = Vec::new();
         for (i, c) in &mut t.checks {
-            if let Some(e) = c.observe(sample, &rules[*i]) {
+            let rule = &rules[*i];
+            let mode = match rule.spc.as_ref().and_then(|s| s.mode.as_ref()) {
+                None => Some(0),
+                Some(m) => modes
+                    .get(&m.series)
+                    .copied()
+                    .flatten()
+                    .and_then(|v| m.mode_of(v)),
+            };
+            if let Some(e) = c.observe(sample, mode, rule) {
                 out.push(alarm(&t.info, c, e));
             }
         }
@@ -277,6 +389,14 @@ fn apply_seed(t: &mut Tracked, a: &ActiveAlarm) {
     }
 }
 
+/// Put a persisted SPC state into the check it names; one for a check this
+/// series no longer has is dropped.
+fn apply_spc_seed(t: &mut Tracked, s: SpcState) {
+    if let Some((_, c)) = t.checks.iter_mut().find(|(_, c)| c.name == s.rule) {
+        c.set_chart(s.chart);
+    }
+}
+
 fn alarm(series: &Arc<SeriesInfo>, c: &Check, e: check::Event) -> Alarm {
     Alarm {
         series: series.clone(),
@@ -287,5 +407,7 @@ fn alarm(series: &Arc<SeriesInfo>, c: &Check, e: check::Event) -> Alarm {
         limit: e.limit,
         ts_us: e.ts_us,
         duration_us: e.duration_us,
+        limit_kind: c.limit_kind(),
+        spc: e.spc,
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! A [`Rule`] selects series (one exact name, or every series carrying some
 //! tags) and holds any number of checks on them: limit levels, rate of
-//! change, stale, flatline, bad quality. Each check raises and clears its
+//! change, stale, flatline, bad quality, SPC tests. Each check raises and clears its
 //! own alarm, named `<rule name>.<kind>` ("oil_temp.high_high"), so the
 //! severity can be looked up from the name on the far side of the wire.
 //!
@@ -13,7 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::reading::{SeriesInfo, Severity};
+use super::spc::Spc;
+use crate::reading::{LimitKind, SeriesInfo, Severity};
 
 /// Which series a rule watches.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +64,16 @@ impl Level {
             Level::High => "high",
             Level::Low => "low",
             Level::LowLow => "low_low",
+        }
+    }
+
+    /// The wire name of this level, carried in the alarm event.
+    pub fn kind(self) -> LimitKind {
+        match self {
+            Level::HighHigh => LimitKind::HighHigh,
+            Level::High => LimitKind::High,
+            Level::Low => LimitKind::Low,
+            Level::LowLow => LimitKind::LowLow,
         }
     }
 
@@ -132,6 +143,8 @@ pub struct Rule {
     pub flatline: Option<Flatline>,
     /// Bad quality without a break for this long.
     pub bad_quality: Option<Timeout>,
+    /// Statistical process control tests, each its own alarm.
+    pub spc: Option<Spc>,
 }
 
 impl Rule {
@@ -149,6 +162,7 @@ impl Rule {
             stale: None,
             flatline: None,
             bad_quality: None,
+            spc: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //! answer means for the batch. No spool access and no retry loop here; the
 //! forwarder decides what to do with each [`Outcome`].
 //!
-//! - 2xx: delivered. A 200 whose JSON body says `"duplicate": true` (the
+//! - 2xx: delivered (with the series table the relay says it holds, if
+//!   any). A 200 whose JSON body says `"duplicate": true` (the
 //!   relay had delivered this batch before, for example when its first 200
 //!   was lost) is delivered too; so is one that says `"conflict": true`
 //!   (the relay knew this gateway, spool instance and seq with other
@@ -11,6 +12,9 @@
 //! - 400 with the reason `bad_version`: the relay does not read this wire
 //!   format version ([`Outcome::TooNew`]; [`super::compat`] sends the batch
 //!   again in an older one);
+//! - 409 with the reason `unknown_series_table`: the batch named a series
+//!   table the relay does not hold ([`Outcome::UnknownTable`];
+//!   [`super::tables`] sends it again with the table);
 //! - other 400s, 413 and 422: the relay will never accept these bytes
 //!   (rejected);
 //! - anything else (network error, timeout, 5xx, 401/403, 429): transient,
@@ -29,6 +33,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::{ClientConfig, RootCertStore};
 
+use edge_wire::codec::reference::{parse_hex, TableId};
+
 use crate::config::UplinkConfig;
 
 /// Media type of an encoded batch (see docs/wire-format.md).
@@ -38,8 +44,19 @@ pub const BATCH_CONTENT_TYPE: &str = "application/vnd.edge-ingest.batch";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The relay answered 2xx; `duplicate` when it had delivered it before,
-    /// `conflict` when it knew the batch's key with other content.
-    Delivered { duplicate: bool, conflict: bool },
+    /// `conflict` when it knew the batch's key with other content;
+    /// `series_table` when it says it holds the batch's series table
+    /// (`"series_table": "<id>"`), so later batches may name it instead
+    /// of carrying it ([`super::tables`]).
+    Delivered {
+        duplicate: bool,
+        conflict: bool,
+        series_table: Option<TableId>,
+    },
+    /// The batch named a series table the relay does not hold (409, reason
+    /// `unknown_series_table`): [`super::tables::send`] sends it again with
+    /// its table.
+    UnknownTable(String),
     /// The relay will never accept this batch.
     Rejected(String),
     /// The relay does not read this batch's wire format version (400,
@@ -180,6 +197,9 @@ pub fn classify(status: StatusCode, body: &str, after: Option<Duration>) -> Outc
         return Outcome::Delivered {
             duplicate: flag("duplicate"),
             conflict: flag("conflict"),
+            series_table: answer
+                .as_ref()
+                .and_then(|v| parse_hex(v.get("series_table")?.as_str()?)),
         };
     }
     let reason = format!(
@@ -194,6 +214,9 @@ pub fn classify(status: StatusCode, body: &str, after: Option<Duration>) -> Outc
     match status {
         StatusCode::BAD_REQUEST if reason_code().as_deref() == Some("bad_version") => {
             Outcome::TooNew(reason)
+        }
+        StatusCode::CONFLICT if reason_code().as_deref() == Some("unknown_series_table") => {
+            Outcome::UnknownTable(reason)
         }
         StatusCode::BAD_REQUEST
         | StatusCode::PAYLOAD_TOO_LARGE
@@ -231,6 +254,7 @@ mod tests {
                 Outcome::Delivered {
                     duplicate: false,
                     conflict: false,
+                    series_table: None,
                 },
             ),
             (
@@ -240,6 +264,7 @@ mod tests {
                 Outcome::Delivered {
                     duplicate: true,
                     conflict: false,
+                    series_table: None,
                 },
             ),
             (
@@ -249,6 +274,7 @@ mod tests {
                 Outcome::Delivered {
                     duplicate: false,
                     conflict: true,
+                    series_table: None,
                 },
             ),
             (
@@ -258,6 +284,7 @@ mod tests {
                 Outcome::Delivered {
                     duplicate: false,
                     conflict: false,
+                    series_table: None,
                 },
             ),
             (
@@ -267,6 +294,45 @@ mod tests {
                 Outcome::Delivered {
                     duplicate: false,
                     conflict: false,
+                    series_table: None,
+                },
+            ),
+            (
+                200,
+                r#"{"seq":9,"readings":8,"alarms":0,"series_table":"000102030405060708090a0b0c0d0e0f"}"#,
+                None,
+                Outcome::Delivered {
+                    duplicate: false,
+                    conflict: false,
+                    series_table: Some([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]),
+                },
+            ),
+            (
+                200,
+                r#"{"series_table":"not hex at all, not 32 digits"}"#,
+                None,
+                Outcome::Delivered {
+                    duplicate: false,
+                    conflict: false,
+                    series_table: None,
+                },
+            ),
+            (
+                409,
+                r#"{"error":"unknown_series_table","reason":"unknown_series_table"}"#,
+                None,
+                Outcome::UnknownTable(
+                    r#"relay answered 409 Conflict: {"error":"unknown_series_table","reason":"unknown_series_table"}"#
+                        .into(),
+                ),
+            ),
+            (
+                409,
+                "conflict",
+                None,
+                Outcome::Retry {
+                    reason: "relay answered 409 Conflict: conflict".into(),
+                    after: None,
                 },
             ),
             (

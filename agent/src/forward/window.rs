@@ -153,6 +153,12 @@ impl Window {
                 action: Action::Quarantine(reason.clone()),
                 uplink: None,
             },
+            // [`super::tables::send`] answers this itself by sending the
+            // table; should one get here, the batch goes again, inline.
+            Outcome::UnknownTable(_) => Decision {
+                action: Action::Keep,
+                uplink: None,
+            },
             Outcome::Retry { after, .. } => {
                 let uplink = match &mut self.failing_since {
                     None => {
@@ -200,6 +206,7 @@ mod tests {
         Outcome::Delivered {
             duplicate: false,
             conflict: false,
+            series_table: None,
         }
     }
 

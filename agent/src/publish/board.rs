@@ -227,6 +227,8 @@ impl AlarmBoard {
             limit: r.limit,
             ts_us: now_us,
             duration_us: None,
+            limit_kind: None,
+            spc: None,
         }))
     }
 

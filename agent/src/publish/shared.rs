@@ -94,6 +94,8 @@ mod tests {
             limit: 50.0,
             ts_us: i,
             duration_us: None,
+            limit_kind: None,
+            spc: None,
         }
     }
 

@@ -86,6 +86,10 @@ const COUNTERS: &[(&str, Field)] = &[
     ("batches_sent_in_legacy_format", |s| {
         &s.batches_sent_in_legacy_format
     }),
+    ("batches_sent_with_table_reference", |s| {
+        &s.batches_sent_with_table_reference
+    }),
+    ("series_tables_resent", |s| &s.series_tables_resent),
 ];
 
 /// The source of `AgentStats`, read for the counters' doc comments.

@@ -153,3 +153,47 @@ fn limits_table() {
         ),
     ]);
 }
+
+/// Guards against the `min`/`max` shorthand losing which side fired: its
+/// low and high alarms share the event name, so the limit kind is what
+/// tells them apart; checks that are not limits carry none.
+#[rustfmt::skip]
+#[test]
+fn every_alarm_says_which_limit_fired() {
+    use crate::reading::LimitKind::{High, HighHigh, Low, LowLow};
+    let all_four = with(rule(), |r| {
+        r.limits.push(limit(Level::HighHigh, 20.0));
+        r.limits.push(limit(Level::High, 10.0));
+        r.limits.push(limit(Level::Low, 0.0));
+        r.limits.push(limit(Level::LowLow, -10.0));
+    });
+    let mut stale = rule();
+    stale.stale = Some(crate::detect::rule::Timeout { after_us: 5_000_000, severity: Severity::Major });
+    // (rule, inputs, (second, state, event name, limit kind) expected)
+    let cases = vec![
+        (Rule::min_max("oil", "s", Some(0.0), Some(10.0)),
+         vec![V(0, 11.0), V(1, -1.0), V(2, 5.0)],
+         vec![(0, Raised, "oil", Some(High)), (1, Cleared, "oil", Some(High)),
+              (1, Raised, "oil", Some(Low)), (2, Cleared, "oil", Some(Low))]),
+        (all_four,
+         vec![V(0, 25.0), V(1, -15.0)],
+         vec![(0, Raised, "r.high_high", Some(HighHigh)), (0, Raised, "r.high", Some(High)),
+              (1, Cleared, "r.high_high", Some(HighHigh)), (1, Cleared, "r.high", Some(High)),
+              (1, Raised, "r.low", Some(Low)), (1, Raised, "r.low_low", Some(LowLow))]),
+        (stale,
+         vec![V(0, 1.0), Tick(10)],
+         vec![(10, Raised, "r.stale", None)]),
+    ];
+    for (r, inputs, want) in cases {
+        let mut d = Detector::new(&[r]);
+        let got: Vec<_> = run_alarms(&mut d, &inputs)
+            .into_iter()
+            .map(|a| (a.ts_us / 1_000_000, a.state, a.rule, a.limit_kind))
+            .collect();
+        let want: Vec<_> = want
+            .into_iter()
+            .map(|(t, s, n, k)| (t, s, n.to_string(), k))
+            .collect();
+        assert_eq!(got, want);
+    }
+}

@@ -10,6 +10,7 @@ use AlarmState::{Cleared, Raised};
 
 mod limits;
 mod seed;
+mod spc;
 mod time;
 
 /// One input: a reading of good or uncertain quality, a bad-quality

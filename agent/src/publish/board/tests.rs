@@ -21,6 +21,8 @@ fn event(rule: &str, state: AlarmState, ts_us: i64) -> Alarm {
         limit: 90.0,
         ts_us,
         duration_us: (state == AlarmState::Cleared).then_some(ts_us - 10),
+        limit_kind: None,
+        spc: None,
     }
 }
 

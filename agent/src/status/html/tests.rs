@@ -93,6 +93,8 @@ fn view(ack_token: bool) -> View {
             limit: 50.0,
             ts_us: 99 * S,
             duration_us: None,
+            limit_kind: None,
+            spc: None,
         }],
         ack_token,
         ack_basic: false,
