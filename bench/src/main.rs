@@ -162,41 +162,50 @@ fn wire(args: &Args) -> Result<()> {
     ];
 
     println!(
-        "Ours: edge-wire v6 (what `encode` writes) and v5 (the value coding before v6), \
-         CBOR columns + zstd 3. Baselines: InfluxDB line protocol, one line per timestamp \
+        "Ours: edge-wire v6 (what `encode` writes), v6 + table ref (format v7: the same batch \
+         naming its series table by content id, as the agent sends it once the relay holds \
+         the table; encode includes cutting the table out) and v5 (the value coding before \
+         v6), CBOR columns + zstd 3. Baselines: InfluxDB line protocol, one line per timestamp \
          per device, gzip level 6; raw little-endian i64 timestamp and f64 value columns, \
          xz preset {}. Bytes per reading. Speeds: median of {} repetitions, M readings/s, \
-         one thread.\n",
+         one thread (the baselines: encode only).\n",
         baseline::XZ_PRESET,
         args.reps
     );
     println!(
-        "| Data set | Batch (readings) | v6 | v5 | LP+gzip | f64+xz | \
-         v6 encode | v6 decode | v5 encode | v5 decode |"
+        "| Data set | Batch (readings) | v6 + table ref | v6 | v5 | LP+gzip | f64+xz | \
+         v6 + ref encode | v6 + ref decode | v6 encode | v6 decode | v5 encode | v5 decode | \
+         LP+gzip encode | f64+xz encode |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for dataset in &datasets {
         for size in BATCH_SIZES {
             let row = measure::measure(dataset, size, args.reps)?;
             println!(
-                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s |",
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s |",
                 row.dataset,
                 row.batch_readings,
+                row.per_reading(row.v7.bytes),
                 row.per_reading(row.v6.bytes),
                 row.per_reading(row.v5.bytes),
                 row.per_reading(row.line_protocol_bytes),
                 row.per_reading(row.f64_xz_bytes),
+                row.v7.encode_per_s / 1e6,
+                row.v7.decode_per_s / 1e6,
                 row.v6.encode_per_s / 1e6,
                 row.v6.decode_per_s / 1e6,
                 row.v5.encode_per_s / 1e6,
                 row.v5.decode_per_s / 1e6,
+                row.line_protocol_per_s / 1e6,
+                row.f64_xz_per_s / 1e6,
             );
             eprintln!(
-                "  {}: {} readings in {} batches of {}: v6 {} bytes, v5 {}, line protocol + gzip {}, f64 + xz {}",
+                "  {}: {} readings in {} batches of {}: v6 + table ref {} bytes, v6 {}, v5 {}, line protocol + gzip {}, f64 + xz {}",
                 row.dataset,
                 row.readings,
                 row.batches,
                 row.batch_readings,
+                row.v7.bytes,
                 row.v6.bytes,
                 row.v5.bytes,
                 row.line_protocol_bytes,

@@ -1,6 +1,7 @@
 //! Measuring one (data set, batch size) row of the table: wire bytes of
 //! every format over every batch, and encode/decode throughput of our
-//! codec, v6 and v5, as the median of a few timed repetitions.
+//! codec, v6 (alone and with a series-table reference) and v5, as the
+//! median of a few timed repetitions.
 //!
 //! Sizes are exact and deterministic. Speeds are wall-clock on whatever
 //! machine runs this, so only ratios between columns of one run mean much.
@@ -25,10 +26,17 @@ pub struct Row {
     pub readings: usize,
     /// Ours, v6 (what `encode` writes).
     pub v6: Codec,
+    /// Ours, v6 with a series-table reference (format v7, what the agent
+    /// sends once the relay holds the table): encode is `encode` then
+    /// `shorten`, decode is `decode_parts` with the table.
+    pub v7: Codec,
     /// Ours, v5: the value coding before v6 ([`Batch::legacy_version`]).
     pub v5: Codec,
     pub line_protocol_bytes: usize,
     pub f64_xz_bytes: usize,
+    /// Readings per second into line protocol + gzip, and into f64 + xz.
+    pub line_protocol_per_s: f64,
+    pub f64_xz_per_s: f64,
 }
 
 /// Size and speed of one of our format versions.
@@ -90,11 +98,49 @@ fn measure_codec(
     })
 }
 
+/// Sizes and speeds of the referenced form (format v7): each batch is
+/// encoded (v6) and shortened, checked to decode with its table, then timed.
+fn measure_referenced(dataset: &Dataset, batches: &[Batch], reps: usize) -> Result<Codec> {
+    use edge_wire::codec::reference::{decode_parts, shorten};
+    let readings: usize = batches.iter().map(|b| b.reading_count()).sum();
+    let limits = Limits::default();
+    let mut bytes = 0;
+    let mut encoded = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let (table, short) = shorten(&encode(batch)?, &limits)?;
+        if decode_parts(&short, &limits, Some(&table.bytes))?.batch != *batch {
+            bail!(
+                "{}: batch {} does not round-trip referenced",
+                dataset.label,
+                batch.seq
+            );
+        }
+        bytes += short.len();
+        encoded.push((table.bytes, short));
+    }
+    let encode_per_s = median_rate(reps, readings, || {
+        for batch in batches {
+            let _ = black_box(encode(black_box(batch)).map(|b| shorten(&b, &limits)));
+        }
+    });
+    let decode_per_s = median_rate(reps, readings, || {
+        for (table, short) in &encoded {
+            let _ = black_box(decode_parts(black_box(short), &limits, Some(table)));
+        }
+    });
+    Ok(Codec {
+        bytes,
+        encode_per_s,
+        decode_per_s,
+    })
+}
+
 /// Measure `dataset` cut into batches of `batch_readings` readings.
 pub fn measure(dataset: &Dataset, batch_readings: usize, reps: usize) -> Result<Row> {
     let batches = dataset.batches(batch_readings);
     let readings: usize = batches.iter().map(|b| b.reading_count()).sum();
     let v6 = measure_codec(dataset, &batches, reps, encode)?;
+    let v7 = measure_referenced(dataset, &batches, reps)?;
     let v5 = measure_codec(dataset, &batches, reps, encode_v5)?;
     let mut scratch = Vec::new();
     let line_protocol_bytes = batches
@@ -105,15 +151,29 @@ pub fn measure(dataset: &Dataset, batch_readings: usize, reps: usize) -> Result<
         .iter()
         .map(|b| baseline::encode_f64_xz(b, &mut scratch).len())
         .sum();
+    let line_protocol_per_s = median_rate(reps, readings, || {
+        for b in &batches {
+            let _ =
+                black_box(baseline::encode(black_box(b), &dataset.measurement, &mut scratch).len());
+        }
+    });
+    let f64_xz_per_s = median_rate(reps, readings, || {
+        for b in &batches {
+            let _ = black_box(baseline::encode_f64_xz(black_box(b), &mut scratch).len());
+        }
+    });
     Ok(Row {
         dataset: dataset.label.clone(),
         batch_readings,
         batches: batches.len(),
         readings,
         v6,
+        v7,
         v5,
         line_protocol_bytes,
         f64_xz_bytes,
+        line_protocol_per_s,
+        f64_xz_per_s,
     })
 }
 

@@ -2,7 +2,9 @@
 //! engine (`edge_agent::detect::Detector`) with 10 rules on each of 10 000
 //! series, on one thread, and the detector's memory per series. Side by
 //! side in the same run with two baselines: the same readings through a
-//! detector with no rule, and with one rule per series.
+//! detector with no rule, and with one rule per series; and with one SPC
+//! rule (all seven tests, a baseline learned from 10 readings), alone and
+//! beside the 10 rules.
 //!
 //! Memory is counted by this binary's global allocator: bytes the detector
 //! holds once every series has been seen, minus the bytes before it was
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use edge_agent::detect::spc::{Spc, Test};
 use edge_agent::detect::{Detector, Flatline, Hold, Level, Limit, Rate, Rule, Selector, Timeout};
 use edge_agent::reading::{Quality, Reading, SeriesInfo, Severity};
 
@@ -128,6 +131,20 @@ fn one_rule() -> Vec<Rule> {
     vec![r]
 }
 
+/// Readings of each series taken to learn an SPC baseline.
+const SPC_BASELINE: u32 = 10;
+
+/// One SPC rule running all seven tests on every series, its baseline
+/// learned from the first [`SPC_BASELINE`] readings of each series.
+fn spc_rule() -> Vec<Rule> {
+    let mut r = Rule::new(
+        "spc",
+        Selector::Tags([("kind".to_string(), "temp".to_string())].into()),
+    );
+    r.spc = Some(Spc::new(&Test::ALL, SPC_BASELINE));
+    vec![r]
+}
+
 /// A value per (series, round): mostly normal (50 ± 5 with a little
 /// noise, inside every limit), and for 5 rounds in every 100 an excursion
 /// to 88, staggered across series, so limit, band and rate alarms raise
@@ -150,11 +167,15 @@ struct Row {
     alarms: u64,
 }
 
+/// `warmup` rounds of one reading per series come before the memory is
+/// counted: 1 creates the state of every series; an SPC rule needs its
+/// baseline learned and its run window full too.
 fn run(
     label: &'static str,
     rules: Vec<Rule>,
     series: &[Arc<SeriesInfo>],
     reps: usize,
+    warmup: usize,
 ) -> Result<Row> {
     let base_us = 1_700_000_000_000_000i64;
     let before = ALLOCATED.load(Ordering::Relaxed);
@@ -167,10 +188,13 @@ fn run(
         quality: Quality::Good,
     };
     let mut alarms = 0u64;
-    for (i, s) in series.iter().enumerate() {
-        reading.series = s.clone();
-        reading.value = value(i, 0);
-        alarms += detector.observe(&reading).len() as u64;
+    for round in 0..warmup {
+        reading.ts_us = base_us + round as i64 * 1_000_000;
+        for (i, s) in series.iter().enumerate() {
+            reading.series = s.clone();
+            reading.value = value(i, round);
+            alarms += detector.observe(&reading).len() as u64;
+        }
     }
     drop(reading);
     let bytes_per_series =
@@ -187,7 +211,7 @@ fn run(
             quality: Quality::Good,
         })
         .collect();
-    let mut round = 1usize;
+    let mut round = warmup;
     let mut speeds = Vec::with_capacity(reps);
     for _ in 0..reps {
         let start = Instant::now();
@@ -255,12 +279,16 @@ fn main() -> Result<()> {
     );
     println!("| Rules per series | Checks per series | M readings/s | Detector bytes per series | Alarm events |");
     println!("|---|---:|---:|---:|---:|");
-    for (label, rules) in [
-        ("0 (baseline: no rule)", Vec::new()),
-        ("1 (baseline: one high limit)", one_rule()),
-        ("10", ten_rules()),
+    let spc_warmup = SPC_BASELINE as usize + 8;
+    let ten_and_spc = ten_rules().into_iter().chain(spc_rule()).collect();
+    for (label, rules, warmup) in [
+        ("0 (baseline: no rule)", Vec::new(), 1),
+        ("1 (baseline: one high limit)", one_rule(), 1),
+        ("10", ten_rules(), 1),
+        ("1 SPC rule, all 7 tests", spc_rule(), spc_warmup),
+        ("10 + 1 SPC rule", ten_and_spc, spc_warmup),
     ] {
-        let row = run(label, rules, &series, reps)?;
+        let row = run(label, rules, &series, reps, warmup)?;
         println!(
             "| {} | {} | {:.2} | {:.0} | {} |",
             row.label,

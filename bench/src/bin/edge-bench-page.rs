@@ -102,6 +102,8 @@ fn busy_gateway(now_us: i64) -> (Arc<AgentStats>, Arc<SharedAlarms>) {
             limit: 20.0,
             ts_us: now_us - 60_000_000,
             duration_us: None,
+            limit_kind: None,
+            spc: None,
         });
     }
     (stats, alarms)
