@@ -197,20 +197,28 @@ impl Tansu {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Create `name` with tansu's default partition count (3).
     pub fn create_topic(&self, name: &str) -> anyhow::Result<()> {
+        self.create_topic_with_partitions(name, 3)
+    }
+
+    /// Create `name` with `partitions` partitions.
+    pub fn create_topic_with_partitions(&self, name: &str, partitions: u32) -> anyhow::Result<()> {
         let out = Command::new("tansu")
             .args([
                 "topic",
                 "create",
                 "--broker",
                 &format!("tcp://127.0.0.1:{}", self.port),
+                "--partitions",
+                &partitions.to_string(),
                 name,
             ])
             .output()
             .context("cannot run `tansu topic create`")?;
         if !out.status.success() {
             bail!(
-                "tansu topic create {name} failed: {}",
+                "tansu topic create {name} --partitions {partitions} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }

@@ -94,6 +94,8 @@ fn a_device_going_down_and_back_arrives_as_device_state_events() -> anyhow::Resu
 
     let relay_port = free_port()?;
     let status_port = free_port()?;
+    // Not the default operations port: tests run in parallel.
+    let ops_port = free_port()?;
     let relay_config = work.path().join("relay.toml");
     std::fs::write(
         &relay_config,
@@ -110,6 +112,8 @@ readings_topic = "{READINGS}"
 alarms_topic = "{ALARMS}"
 events_topic = "{EVENTS}"
 delivery_timeout_ms = 5000
+[ops]
+listen = "127.0.0.1:{ops_port}"
 "#,
             work.path().join("relay"),
             tansu.bootstrap(),

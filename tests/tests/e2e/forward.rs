@@ -30,7 +30,7 @@ use edge_wire::{Batch, Point, Quality, Series};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-const READINGS_PER_BATCH: usize = 10;
+pub(crate) const READINGS_PER_BATCH: usize = 10;
 
 /// What the test relay does and saw.
 struct TestRelay {
@@ -111,7 +111,7 @@ pub(crate) fn fill_spool(path: &Path, batches: usize) -> anyhow::Result<Spool> {
     Ok(spool)
 }
 
-fn reading_batch(n: usize) -> Batch {
+pub(crate) fn reading_batch(n: usize) -> Batch {
     // An hour ago: inside the relay's accepted time window.
     let base_us = edge_agent::reading::now_us() - 3_600_000_000;
     Batch {
@@ -383,63 +383,14 @@ async fn a_failing_delete_backs_off_and_never_resends_a_confirmed_batch() -> any
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_for_a_relay_that_does_not_read_the_newest_format_go_in_an_older_one(
 ) -> anyhow::Result<()> {
-    use edge_relay::config::GatewayConfig;
-    use edge_relay::{Relay, RelayConfig};
+    use crate::series_tables::{proxy_to, relay_on, ts_of};
 
     const BATCHES: usize = 6;
     const TOKEN: &str = "fwd-compat-token-0123456789";
     let dir = tempfile::tempdir()?;
     let relay_dir = dir.path().join("relay");
-    std::fs::create_dir_all(&relay_dir)?;
-    let relay = Relay::from_config(RelayConfig::new(
-        &relay_dir,
-        vec![GatewayConfig::with_token("gw-fwd", TOKEN)],
-    ))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let relay_url = format!("http://{}/v1/batches", listener.local_addr()?);
-    let stop_relay = CancellationToken::new();
-    let relay_task = tokio::spawn(edge_relay::serve(listener, relay, stop_relay.clone()));
-
-    #[derive(Clone)]
-    struct Proxy {
-        to: String,
-        client: reqwest::Client,
-        /// (wire version of each request, status answered).
-        seen: Arc<Mutex<Vec<(u16, u16)>>>,
-    }
-    async fn proxy(
-        State(p): State<Proxy>,
-        headers: axum::http::HeaderMap,
-        body: Bytes,
-    ) -> Response {
-        let version = edge_wire::encoded_version(&body).unwrap_or(0);
-        let mut body = body.to_vec();
-        if version >= edge_wire::FORMAT_VERSION && body.len() >= 6 {
-            body[4..6].copy_from_slice(&99u16.to_be_bytes());
-        }
-        let mut request = p.client.post(&p.to).body(body);
-        for name in ["authorization", "content-type", "x-edge-gateway"] {
-            if let Some(v) = headers.get(name) {
-                request = request.header(name, v.as_bytes());
-            }
-        }
-        let answer = request.send().await.expect("the relay answers");
-        let status = answer.status().as_u16();
-        p.seen.lock().unwrap().push((version, status));
-        let text = answer.bytes().await.expect("the relay's answer");
-        (StatusCode::from_u16(status).unwrap(), text).into_response()
-    }
-    let p = Proxy {
-        to: relay_url,
-        client: reqwest::Client::new(),
-        seen: Arc::default(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/v1/batches", listener.local_addr()?);
-    let app = Router::new()
-        .route("/v1/batches", post(proxy))
-        .with_state(p.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let relay = relay_on(&relay_dir, TOKEN).await?;
+    let (p, url) = proxy_to(&relay.url, true).await?;
 
     let spool = SharedSpool::new(fill_spool(&dir.path().join("spool.db"), BATCHES)?);
     let stats = Arc::new(AgentStats::default());
@@ -462,16 +413,8 @@ async fn batches_for_a_relay_that_does_not_read_the_newest_format_go_in_an_older
     assert_eq!(stats.batches_forwarded.get(), BATCHES as u64);
 
     // Every reading once in the relay's sink.
-    stop_relay.cancel();
-    relay_task.await??;
-    let text = std::fs::read_to_string(relay_dir.join("readings.jsonl"))?;
-    let mut stamps: Vec<i64> = text
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
-            v["ts_us"].as_i64().expect("ts_us")
-        })
-        .collect();
+    relay.stop().await?;
+    let mut stamps = ts_of(&relay_dir)?;
     let lines = stamps.len();
     stamps.sort_unstable();
     stamps.dedup();

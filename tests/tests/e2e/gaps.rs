@@ -48,6 +48,8 @@ fn readings_dropped_by_the_age_bound_arrive_as_gap_events() -> anyhow::Result<()
     }
     let relay_port = free_port()?;
     let status_port = free_port()?;
+    // Not the default operations port: tests run in parallel.
+    let ops_port = free_port()?;
     let relay_config = work.path().join("relay.toml");
     std::fs::write(
         &relay_config,
@@ -63,6 +65,8 @@ readings_topic = "{READINGS}"
 alarms_topic = "{ALARMS}"
 events_topic = "{EVENTS}"
 delivery_timeout_ms = 5000
+[ops]
+listen = "127.0.0.1:{ops_port}"
 "#,
             work.path().join("relay"),
             tansu.bootstrap(),

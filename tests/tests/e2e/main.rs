@@ -25,12 +25,17 @@
 //! - [`device_events`]: a Modbus device stopped and started again arrives
 //!   as `down` and `ok` device-state events on the events topic.
 //! - [`arm`]: the aarch64 agent under qemu polling Modbus and forwarding to the relay.
+//! - [`series_tables`]: batches naming their series table once the relay
+//!   holds it, across a relay restart, a relay that does not hold it and a
+//!   gateway whose series change; every reading once.
 //! - [`sinks`]: the relay's InfluxDB, VictoriaMetrics and PostgreSQL sinks, and several sinks at once.
 //! - [`ledger`]: a reinstalled agent loses nothing; two relays on one PostgreSQL
 //!   ledger behind a round-robin proxy publish each batch once, relays killed.
 //! - [`relay_memory`]: decompression bombs against the relay binary, alone and
 //!   fifty at once: peak RSS and answer time bounded, another gateway served.
 //! - [`relay_kafka`]: the relay binary to tansu: granularities, enrichment, SIGTERM.
+//! - [`relay_kafka_v2`]: both message generations: Java-compatible
+//!   partitions, keys by gateway and series, the two sites, limit kinds.
 //! - [`sparkplug`]: a pysparkplug edge node through Mosquitto: births,
 //!   aliases, a seq gap and the rebirth it asks for, the NDEATH will.
 //! - [`relay_flood`]: half-sent heads, 2,000 idle and half-open connections
@@ -54,8 +59,10 @@ mod page;
 mod pipeline;
 mod relay_flood;
 mod relay_kafka;
+mod relay_kafka_v2;
 mod relay_memory;
 mod rtu;
+mod series_tables;
 mod sinks;
 mod sparkplug;
 mod status;

@@ -89,6 +89,18 @@ listen = "127.0.0.1:{ops_port}"
             dir.join(format!("delivered-{granularity}.db")).display(),
         ),
     )?;
+    let relay = run_relay(dir, &config, port, ops_port)?;
+    Ok((relay, port, ops_port))
+}
+
+/// The relay binary with the config file `config`, once it answers on
+/// `port` and its operations port `ops_port` says it is healthy.
+pub(crate) fn run_relay(
+    dir: &Path,
+    config: &Path,
+    port: u16,
+    ops_port: u16,
+) -> anyhow::Result<Service> {
     let args = ["--config".to_string(), config.display().to_string()];
     let relay = spawn("edge-relay", &relay_binary()?, &args, dir)?;
     let url = format!("http://127.0.0.1:{ops_port}/healthz");
@@ -96,16 +108,21 @@ listen = "127.0.0.1:{ops_port}"
         http_get(&url).is_ok() && relay_answers(port)
     })
     .with_context(|| relay.log_tail())?;
-    Ok((relay, port, ops_port))
+    Ok(relay)
 }
 
 fn post(port: u16, batch: &Batch) -> anyhow::Result<(u16, String)> {
+    post_as(port, TOKEN, batch)
+}
+
+/// Upload `batch` with the bearer `token`: the status and the body.
+pub(crate) fn post_as(port: u16, token: &str, batch: &Batch) -> anyhow::Result<(u16, String)> {
     let response = reqwest::blocking::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(120))
         .build()?
         .post(format!("http://127.0.0.1:{port}/v1/batches"))
-        .bearer_auth(TOKEN)
+        .bearer_auth(token)
         .body(edge_wire::encode(batch)?)
         .send()?;
     Ok((response.status().as_u16(), response.text()?))
