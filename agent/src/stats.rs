@@ -161,7 +161,7 @@ pub struct AgentStats {
     /// read the newest (it answered `bad_version`): upgrade the relay.
     pub batches_sent_in_legacy_format: Counter,
     /// Batches delivered with a reference to their series table instead of
-    /// the table itself (format v7): the relay held it already.
+    /// the table itself (format v7 or v9): the relay held it already.
     pub batches_sent_with_table_reference: Counter,
     /// References the relay refused because it did not hold the series
     /// table (another relay of a fleet, a reset store): each batch went

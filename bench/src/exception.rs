@@ -1,4 +1,4 @@
-//! Report by exception on a data set: the same readings sealed into v6
+//! Report by exception on a data set: the same readings sealed into v8
 //! batches of a given size twice, every reading and through the agent's
 //! filter (`edge_agent::exception::ExceptionFilter`), with a deadband of a
 //! percent of each sensor's span (its min..max over the data set) and a

@@ -1,5 +1,5 @@
-//! `edge-bench`: wire size and codec speed of our batch format (v6 and the
-//! v5 value coding before it) against InfluxDB line protocol + gzip and raw
+//! `edge-bench`: wire size and codec speed of our batch format (v8, and v6
+//! and the v5 value coding before it) against InfluxDB line protocol + gzip and raw
 //! `f64` columns + xz, on the real data sets in `testdata/`.
 //! Prints a markdown table; `scripts/bench` runs it, `docs/BENCHMARKS.md`
 //! records the results.
@@ -109,13 +109,13 @@ fn report_by_exception(skab: &data::Dataset) -> Result<()> {
     println!(
         "\n### Report by exception\n\n{}: every reading beside report by exception \
          (deadband {pct} % of each sensor's span, its min..max over the data set; heartbeat \
-         {max_silence_s} s), edge-wire v6. Batches of the same number of readings sent. \
+         {max_silence_s} s), edge-wire v8. Batches of the same number of readings sent. \
          Bytes per reading taken (the cost of the signal) and per reading sent.\n",
         skab.label
     );
     println!(
-        "| Batch (readings) | Readings taken | Readings sent | Kept | v6 bytes, every reading | \
-         v6 bytes, by exception | B/reading taken, every | B/reading taken, by exception | \
+        "| Batch (readings) | Readings taken | Readings sent | Kept | v8 bytes, every reading | \
+         v8 bytes, by exception | B/reading taken, every | B/reading taken, by exception | \
          B/reading sent, by exception |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -162,10 +162,10 @@ fn wire(args: &Args) -> Result<()> {
     ];
 
     println!(
-        "Ours: edge-wire v6 (what `encode` writes), v6 + table ref (format v7: the same batch \
+        "Ours: edge-wire v8 (what `encode` writes), v8 + table ref (format v7: the same batch \
          naming its series table by content id, as the agent sends it once the relay holds \
-         the table; encode includes cutting the table out) and v5 (the value coding before \
-         v6), CBOR columns + zstd 3. Baselines: InfluxDB line protocol, one line per timestamp \
+         the table; encode includes cutting the table out), v6 (the range coder before v8) \
+         and v5 (the value coding before v6), CBOR columns + zstd 3. Baselines: InfluxDB line protocol, one line per timestamp \
          per device, gzip level 6; raw little-endian i64 timestamp and f64 value columns, \
          xz preset {}. Bytes per reading. Speeds: median of {} repetitions, M readings/s, \
          one thread (the baselines: encode only).\n",
@@ -173,25 +173,30 @@ fn wire(args: &Args) -> Result<()> {
         args.reps
     );
     println!(
-        "| Data set | Batch (readings) | v6 + table ref | v6 | v5 | LP+gzip | f64+xz | \
-         v6 + ref encode | v6 + ref decode | v6 encode | v6 decode | v5 encode | v5 decode | \
-         LP+gzip encode | f64+xz encode |"
+        "| Data set | Batch (readings) | v8 + table ref | v8 | v6 | v5 | LP+gzip | f64+xz | \
+         v8 + ref encode | v8 + ref decode | v8 encode | v8 decode | v6 encode | v6 decode | \
+         v5 encode | v5 decode | LP+gzip encode | f64+xz encode |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for dataset in &datasets {
         for size in BATCH_SIZES {
             let row = measure::measure(dataset, size, args.reps)?;
             println!(
-                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s |",
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s | {:.2} M/s |",
                 row.dataset,
                 row.batch_readings,
                 row.per_reading(row.v7.bytes),
+                row.per_reading(row.v8.bytes),
                 row.per_reading(row.v6.bytes),
                 row.per_reading(row.v5.bytes),
                 row.per_reading(row.line_protocol_bytes),
                 row.per_reading(row.f64_xz_bytes),
                 row.v7.encode_per_s / 1e6,
                 row.v7.decode_per_s / 1e6,
+                row.v8.encode_per_s / 1e6,
+                row.v8.decode_per_s / 1e6,
                 row.v6.encode_per_s / 1e6,
                 row.v6.decode_per_s / 1e6,
                 row.v5.encode_per_s / 1e6,
@@ -200,12 +205,13 @@ fn wire(args: &Args) -> Result<()> {
                 row.f64_xz_per_s / 1e6,
             );
             eprintln!(
-                "  {}: {} readings in {} batches of {}: v6 + table ref {} bytes, v6 {}, v5 {}, line protocol + gzip {}, f64 + xz {}",
+                "  {}: {} readings in {} batches of {}: v8 + table ref {} bytes, v8 {}, v6 {}, v5 {}, line protocol + gzip {}, f64 + xz {}",
                 row.dataset,
                 row.readings,
                 row.batches,
                 row.batch_readings,
                 row.v7.bytes,
+                row.v8.bytes,
                 row.v6.bytes,
                 row.v5.bytes,
                 row.line_protocol_bytes,

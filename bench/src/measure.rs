@@ -1,7 +1,7 @@
 //! Measuring one (data set, batch size) row of the table: wire bytes of
 //! every format over every batch, and encode/decode throughput of our
-//! codec, v6 (alone and with a series-table reference) and v5, as the
-//! median of a few timed repetitions.
+//! codec, v8 (alone and with a series-table reference), v6 (the version
+//! before) and v5, as the median of a few timed repetitions.
 //!
 //! Sizes are exact and deterministic. Speeds are wall-clock on whatever
 //! machine runs this, so only ratios between columns of one run mean much.
@@ -24,12 +24,14 @@ pub struct Row {
     pub batch_readings: usize,
     pub batches: usize,
     pub readings: usize,
-    /// Ours, v6 (what `encode` writes).
-    pub v6: Codec,
-    /// Ours, v6 with a series-table reference (format v7, what the agent
+    /// Ours, v8 (what `encode` writes).
+    pub v8: Codec,
+    /// Ours, v8 with a series-table reference (format v7, what the agent
     /// sends once the relay holds the table): encode is `encode` then
     /// `shorten`, decode is `decode_parts` with the table.
     pub v7: Codec,
+    /// Ours, v6: the range coder before v8's counted adaptation.
+    pub v6: Codec,
     /// Ours, v5: the value coding before v6 ([`Batch::legacy_version`]).
     pub v5: Codec,
     pub line_protocol_bytes: usize,
@@ -59,6 +61,11 @@ const MIN_REPETITION: Duration = Duration::from_millis(200);
 /// Encode `batch` as v5 did: the oldest version before v6 that holds it.
 fn encode_v5(batch: &Batch) -> Result<Vec<u8>, edge_wire::WireError> {
     encode_version(batch, batch.legacy_version())
+}
+
+/// Encode `batch` in v6, the version before v8.
+fn encode_v6(batch: &Batch) -> Result<Vec<u8>, edge_wire::WireError> {
+    encode_version(batch, 6)
 }
 
 /// Sizes and speeds of one version: `encode` over every batch, checked to
@@ -99,7 +106,7 @@ fn measure_codec(
 }
 
 /// Sizes and speeds of the referenced form (format v7): each batch is
-/// encoded (v6) and shortened, checked to decode with its table, then timed.
+/// encoded (v8) and shortened, checked to decode with its table, then timed.
 fn measure_referenced(dataset: &Dataset, batches: &[Batch], reps: usize) -> Result<Codec> {
     use edge_wire::codec::reference::{decode_parts, shorten};
     let readings: usize = batches.iter().map(|b| b.reading_count()).sum();
@@ -139,8 +146,9 @@ fn measure_referenced(dataset: &Dataset, batches: &[Batch], reps: usize) -> Resu
 pub fn measure(dataset: &Dataset, batch_readings: usize, reps: usize) -> Result<Row> {
     let batches = dataset.batches(batch_readings);
     let readings: usize = batches.iter().map(|b| b.reading_count()).sum();
-    let v6 = measure_codec(dataset, &batches, reps, encode)?;
+    let v8 = measure_codec(dataset, &batches, reps, encode)?;
     let v7 = measure_referenced(dataset, &batches, reps)?;
+    let v6 = measure_codec(dataset, &batches, reps, encode_v6)?;
     let v5 = measure_codec(dataset, &batches, reps, encode_v5)?;
     let mut scratch = Vec::new();
     let line_protocol_bytes = batches
@@ -167,8 +175,9 @@ pub fn measure(dataset: &Dataset, batch_readings: usize, reps: usize) -> Result<
         batch_readings,
         batches: batches.len(),
         readings,
-        v6,
+        v8,
         v7,
+        v6,
         v5,
         line_protocol_bytes,
         f64_xz_bytes,

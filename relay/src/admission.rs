@@ -70,9 +70,9 @@ pub enum DecodeError {
 /// thread, then keep only the estimate of the decoded batch reserved. The
 /// caller holds the [`Reservation`] while the batch is in memory.
 ///
-/// A referenced batch (format v7) decodes with `table`, the bytes of the
+/// A referenced batch (format v7 or v9) decodes with `table`, the bytes of the
 /// series table it names (the caller looked it up); the delivery carries
-/// the table of a v6 or v7 batch ([`Delivery::table`]).
+/// the table of a v6 to v9 batch ([`Delivery::table`]).
 pub async fn decode(
     budget: &Arc<DecodeBudget>,
     limits: &Limits,

@@ -76,7 +76,7 @@ pub struct Delivery {
     /// The ledger knew this batch's key with other content: published
     /// anyway, flagged (Kafka header `batch_conflict`).
     pub conflict: bool,
-    /// The series table the batch carried (v6) or named (v7), for the
+    /// The series table the batch carried (v6, v8) or named (v7, v9), for the
     /// relay to keep ([`crate::ledger::tables`]); `None` before v6.
     pub table: Option<edge_wire::codec::reference::SeriesTable>,
 }

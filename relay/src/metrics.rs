@@ -191,7 +191,7 @@ impl Metrics {
             .fetch_add(readings as u64, Ordering::Relaxed);
     }
 
-    /// Count a batch that named its series table (format v7) and decoded
+    /// Count a batch that named its series table (format v7 or v9) and decoded
     /// with the table the relay held.
     pub fn referenced_batch(&self) {
         self.referenced_batches.fetch_add(1, Ordering::Relaxed);
@@ -296,7 +296,7 @@ impl Metrics {
         head(
             &mut out,
             "edge_relay_referenced_batches_total",
-            "Batches that named their series table by content id instead of carrying it (format v7), decoded with the table the relay held.",
+            "Batches that named their series table by content id instead of carrying it (format v7 or v9), decoded with the table the relay held.",
         );
         let _ = writeln!(
             out,

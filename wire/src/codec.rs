@@ -1,7 +1,8 @@
-//! The batch codec: [`encode`] writes wire format v6 for every batch;
-//! [`encode_version`] still writes v2 to v5 (v2, v3 for a batch that
-//! carries gap records, v4 for one with a spool instance, v5 for one with
-//! device events: [`Batch::legacy_version`]); [`decode`] reads v1 to v6.
+//! The batch codec: [`encode`] writes wire format v8 for every batch;
+//! [`encode_version`] still writes v6 and v2 to v5 (v2, v3 for a batch
+//! that carries gap records, v4 for one with a spool instance, v5 for one
+//! with device events, v6 for one reported by exception or with SPC
+//! detail: [`Batch::legacy_version`]); [`decode`] reads v1 to v6 and v8.
 //!
 //! A batch on the wire is a 6-byte prefix (magic `EDGB`, version) and one
 //! zstd frame of a positional CBOR document in which each series' readings
@@ -10,14 +11,16 @@
 //!
 //! Modules, in the order data flows through them when decoding:
 //! - [`envelope`]: prefix, bounded zstd (de)compression;
-//! - [`mod@reference`]: format v7, a v6 batch that names its series table by
-//!   a content id instead of carrying it (a wire form only: never spooled);
+//! - [`mod@reference`]: formats v7 and v9, a v6 or v8 batch that names its
+//!   series table by a content id instead of carrying it (a wire form
+//!   only: never spooled);
 //! - `write` / `read`: the CBOR document;
 //! - [`columns`]: timestamp (delta-of-delta) and quality (run-length) columns;
 //! - [`values`]: the v1 to v5 value column (decimal mantissas with exceptions);
-//! - [`values_v6`]: the v6 value column (decimal with predictors and ulp
-//!   corrections, dictionary), chosen per series by trial;
-//! - [`range`]: the adaptive range coder and raw bit stream of v6;
+//! - [`values_v6`]: the v6 and v8 value column (decimal with predictors and
+//!   ulp corrections, dictionary), chosen per series by trial;
+//! - [`range`]: the adaptive range coder and raw bit stream of v6 and v8
+//!   (v8 differs only in how its probabilities adapt);
 //! - [`xor`]: the value column's fallback coding (XOR of bits);
 //! - [`varint`]: zigzag and LEB128 building blocks.
 //!
@@ -42,7 +45,7 @@ pub use read::decoded_bound;
 
 use crate::{Batch, Limits};
 
-/// Encode a batch in the current format ([`crate::FORMAT_VERSION`], v6):
+/// Encode a batch in the current format ([`crate::FORMAT_VERSION`], v8):
 /// CBOR document, zstd level 3, behind the 6-byte prefix.
 ///
 /// Fails with [`WireError::Invalid`] if the batch has duplicate series ids,
@@ -52,17 +55,18 @@ pub fn encode(batch: &Batch) -> Result<Vec<u8>, WireError> {
     encode_version(batch, crate::FORMAT_VERSION)
 }
 
-/// Encode a batch in format `version` (2 to 6), for a reader that does not
-/// know v6 yet and for comparisons: [`Batch::legacy_version`] is the oldest
+/// Encode a batch in format `version` (2 to 6, or 8), for a reader that does
+/// not know v8 yet and for comparisons: [`Batch::legacy_version`] is the oldest
 /// version that can carry the batch. Fails as [`encode`] does, and with
 /// [`WireError::Invalid`] if the batch holds what `version` cannot carry
 /// or `version` is not one this crate writes.
 pub fn encode_version(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError> {
     batch.validate()?;
-    if !(2..=crate::FORMAT_VERSION).contains(&version) {
+    if !(2..=crate::FORMAT_VERSION).contains(&version) || version == reference::REFERENCE_VERSION {
         return Err(WireError::Invalid(format!(
-            "format version {version} cannot be written, only 2 to {}",
-            crate::FORMAT_VERSION
+            "format version {version} cannot be written, only 2 to 6 and {} (v{} is the referenced form of v6: reference::shorten)",
+            crate::FORMAT_VERSION,
+            reference::REFERENCE_VERSION
         )));
     }
     let doc = write::write_document(batch, version)?;
@@ -72,7 +76,7 @@ pub fn encode_version(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError>
 /// Decode a batch, enforcing `limits`. Never panics; see [`WireError`] for
 /// what can go wrong and [`WireError::is_too_large`] for the limit errors.
 ///
-/// A referenced batch (v7) fails with [`WireError::UnknownTable`]: only
+/// A referenced batch (v7, v9) fails with [`WireError::UnknownTable`]: only
 /// [`reference::decode_parts`], given the table, decodes it.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Batch, WireError> {
     if let Some(id) = reference::referenced_id(bytes)? {

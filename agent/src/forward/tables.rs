@@ -1,10 +1,11 @@
 //! Series-table references on the uplink: once the relay has said it holds
 //! a batch's series table (a 200 with `"series_table": "<id>"`), the next
-//! batches with the same table go in the referenced form (format v7,
+//! batches with the same table go in the referenced form (format v9 for a
+//! v8 batch, v7 for a v6 one spooled before an upgrade,
 //! [`edge_wire::codec::reference`]), without the table: names, units and
 //! tags are not paid for in every batch.
 //!
-//! - The spool keeps every batch self-contained (v6); only the bytes on
+//! - The spool keeps every batch self-contained (v8); only the bytes on
 //!   the wire are shortened, at send time.
 //! - The relay may not hold a table it held before (another relay of the
 //!   fleet behind a load balancer, a relay whose store was reset, a table
@@ -22,8 +23,9 @@
 //!   (the oldest forgotten first): after a restart the first batch goes
 //!   inline.
 //!
-//! Older relays that do not read v6 ([`super::compat`]) get the legacy
-//! format as before; legacy batches never refer to a table.
+//! Older relays that do not read v8 ([`super::compat`]) get the legacy
+//! format as before; legacy batches never refer to a table, and an answer
+//! to one teaches the agent nothing about tables.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -96,7 +98,7 @@ pub async fn send(
     body: Vec<u8>,
 ) -> (Outcome, Form) {
     let mut form = Form::default();
-    // A body that is not v6 (an older spool's batch) has no table to name.
+    // A body before v6 (an older spool's batch) has no table to name.
     let split = (!formats.prefer_legacy(Instant::now()))
         .then(|| shorten(&body, &Limits::default()).ok())
         .flatten();
@@ -108,9 +110,9 @@ pub async fn send(
                     tables.forget(&table.id);
                     form.table_resent = true;
                 }
-                // A relay of the fleet that does not read v7 (one that was
-                // downgraded): self-contained below, where compat handles
-                // one that does not read v6 either.
+                // A relay of the fleet that does not read this referenced
+                // version (one that was downgraded): self-contained below,
+                // where compat handles one that does not read v8 either.
                 Outcome::TooNew(_) => tables.forget(&table.id),
                 outcome => {
                     form.referenced = matches!(outcome, Outcome::Delivered { .. });
@@ -127,7 +129,10 @@ pub async fn send(
             conflict,
             series_table,
         } => {
-            if let (Some(said), Some((table, _))) = (series_table, &split) {
+            // Only from an answer to the newest format: a relay that took
+            // the batch in an older one (it reads v6 and v7 but not v8)
+            // would refuse the v9 a reference to it becomes.
+            if let (Some(said), Some((table, _)), false) = (series_table, &split, legacy) {
                 if said == table.id {
                     tables.learned(said);
                 }

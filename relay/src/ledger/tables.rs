@@ -1,8 +1,8 @@
 //! Series tables the relay holds for its gateways, so a gateway can send a
 //! batch that names its series table by content id instead of carrying it
-//! (format v7, `edge_wire::codec::reference`).
+//! (format v7 or v9, `edge_wire::codec::reference`).
 //!
-//! The relay keeps the table of every self-contained (v6) batch it
+//! The relay keeps the table of every self-contained (v6, v8) batch it
 //! delivers, in the ledger's store (the SQLite file, or PostgreSQL shared
 //! by the fleet) and in a bounded memory cache in front of it, *before* it
 //! answers 200 with `"series_table": "<id>"`; only then does the agent send

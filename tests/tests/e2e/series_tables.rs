@@ -100,7 +100,7 @@ pub(crate) async fn proxy_to(to: &str, refuse_newest: bool) -> anyhow::Result<(P
 async fn proxy(State(p): State<Proxy>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     let version = edge_wire::encoded_version(&body).unwrap_or(0);
     let mut body = body.to_vec();
-    if p.refuse_newest && version >= edge_wire::FORMAT_VERSION && body.len() >= 6 {
+    if p.refuse_newest && version >= 6 && body.len() >= 6 {
         body[4..6].copy_from_slice(&99u16.to_be_bytes());
     }
     let to = p.to.lock().unwrap().clone();

@@ -214,18 +214,19 @@ pub(crate) fn points_of(values: &[f64]) -> Vec<Point> {
 
 /// A value coding's encoder, as [`round_trip_values`] takes it.
 #[cfg(test)]
-pub(crate) type EncodeValues = fn(&[Point], &mut Vec<u8>) -> (u8, u8);
+pub(crate) type EncodeValues<'f> = &'f dyn Fn(&[Point], &mut Vec<u8>) -> (u8, u8);
 /// A value coding's decoder, as [`round_trip_values`] takes it.
 #[cfg(test)]
-pub(crate) type DecodeValues = fn(u8, u8, &[u8], &mut [Point]) -> Result<(), ColumnError>;
+pub(crate) type DecodeValues<'f> =
+    &'f dyn Fn(u8, u8, &[u8], &mut [Point]) -> Result<(), ColumnError>;
 
 /// Encode `values`, decode them again and check every bit; the column's
 /// `(kind, scale, bytes)`.
 #[cfg(test)]
 pub(crate) fn round_trip_values(
     values: &[f64],
-    encode: EncodeValues,
-    decode: DecodeValues,
+    encode: EncodeValues<'_>,
+    decode: DecodeValues<'_>,
 ) -> (u8, u8, Vec<u8>) {
     let points = points_of(values);
     let mut out = Vec::new();

@@ -93,16 +93,16 @@ pub fn version(bytes: &[u8]) -> Result<u16, WireError> {
 }
 
 /// The error for a version this build does not read at all (a referenced
-/// v7 batch is read by [`super::reference`], and refused here).
+/// v7 or v9 batch is read by [`super::reference`], and refused here).
 pub fn unsupported(found: u16) -> WireError {
     WireError::UnsupportedVersion {
         found,
-        supported: super::reference::REFERENCE_VERSION,
+        supported: super::reference::REFERENCE_VERSION_V8,
     }
 }
 
 /// Check the prefix and the compressed size; return the format version and
-/// the zstd frame (of a self-contained batch, v1 to v6).
+/// the zstd frame (of a self-contained batch, v1 to v6 or v8).
 pub fn open<'b>(bytes: &'b [u8], limits: &Limits) -> Result<(u16, &'b [u8]), WireError> {
     let found = version(bytes)?;
     if !READABLE_VERSIONS.contains(&found) {
@@ -234,10 +234,10 @@ mod tests {
     #[test]
     fn prefix_bytes() {
         let sealed = seal(b"\x80").unwrap();
-        assert_eq!(&sealed[..PREFIX_LEN], b"EDGB\x00\x06");
-        assert_eq!(version(&sealed).unwrap(), 6);
+        assert_eq!(&sealed[..PREFIX_LEN], b"EDGB\x00\x08");
+        assert_eq!(version(&sealed).unwrap(), 8);
         let (v, frame) = open(&sealed, &Limits::default()).unwrap();
-        assert_eq!(v, 6);
+        assert_eq!(v, 8);
         assert_eq!(decompress(frame, &Limits::default()).unwrap(), b"\x80");
     }
 

@@ -19,7 +19,7 @@ pub enum WireError {
     },
     /// The envelope names a format version this build does not read.
     #[error(
-        "batch format version {found} is not supported, this build reads versions 1 to {supported} (7 with its series table)"
+        "batch format version {found} is not supported, this build reads versions 1 to {supported} (7 and 9 with their series table)"
     )]
     UnsupportedVersion {
         /// Version found in the envelope.

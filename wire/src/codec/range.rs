@@ -1,7 +1,11 @@
-//! The entropy coder of the v6 value column: an adaptive binary range coder
-//! (the one LZMA uses: 11-bit probabilities, shift-5 adaptation, carry
-//! propagation through a cached byte) and a plain LSB-first bit packer for
-//! the bits that are not worth modelling.
+//! The entropy coder of the v6 and v8 value columns: an adaptive binary
+//! range coder (the one LZMA uses: 11-bit probabilities, carry propagation
+//! through a cached byte) and a plain LSB-first bit packer for the bits that
+//! are not worth modelling. The probabilities adapt by [`Adaptation`]: a
+//! fixed shift in v6, a count of the bits seen in v8. The flush picks, in
+//! the final interval, the code with the most trailing zero bytes and drops
+//! them (the decoder reads them back as zeros), so a stream ends in one or
+//! two bytes of flush instead of LZMA's five; a v6 decoder reads it as is.
 //!
 //! Not here: what the symbols mean. [`IntModel`] is the one integer model
 //! the value codings share: a `u64` is sent as its bit length (0 to 64,
@@ -23,11 +27,76 @@ const PROB_BITS: u32 = 11;
 const PROB_INIT: u16 = 1 << (PROB_BITS - 1);
 /// Probability 1/2, where every model starts.
 pub const PROB_HALF: u16 = PROB_INIT;
-/// Adaptation speed: each bit moves its probability 1/32 of the way.
+/// Adaptation speed of [`Adaptation::Shift`]: each bit moves its
+/// probability 1/16 of the way.
 const MOVE_BITS: u32 = 4;
 const TOP: u32 = 1 << 24;
 /// Most zero bytes the decoder may read past the end of its input.
 pub const RANGE_SLACK: usize = 4;
+
+/// How a probability adapts after each bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Adaptation {
+    /// Format v6: every bit moves the probability 1/16 of the way, from
+    /// the first bit on (LZMA's rule, at shift 4).
+    #[default]
+    Shift,
+    /// Format v8: the model's n-th bit moves it 1/(n + 2) of the way (the
+    /// first bit halfway, as a count of ones and zeros would), down to a
+    /// steady 1/32 from the 30th bit on, with the probability kept within
+    /// [`PROB_MIN`]..=[`PROB_MAX`]. A short series (125 values in a batch
+    /// of 1000 from 8 sensors) learns its statistics in a few values
+    /// instead of a few dozen. The count lives in the top 5 bits of the
+    /// `u16`, the probability in the low 11.
+    Counted,
+}
+
+/// Lowest probability [`Adaptation::Counted`] keeps (of 2^11).
+pub const PROB_MIN: u16 = 31;
+/// Highest probability [`Adaptation::Counted`] keeps (of 2^11).
+pub const PROB_MAX: u16 = (1 << PROB_BITS) - PROB_MIN;
+/// Low bits of a model's `u16` that hold the probability.
+const PROB_MASK: u16 = (1 << PROB_BITS) - 1;
+/// The count at which [`Adaptation::Counted`] reaches its steady rate.
+const COUNT_STEADY: u16 = 30;
+/// `2^16 / (n + 2)` for each count `n`: the counted adaptation's rates.
+const COUNTED_RATE: [i32; COUNT_STEADY as usize + 1] = {
+    let mut t = [0i32; COUNT_STEADY as usize + 1];
+    let mut n = 0;
+    while n <= COUNT_STEADY as usize {
+        t[n] = (1 << 16) / (n as i32 + 2);
+        n += 1;
+    }
+    t
+};
+
+/// The probability of a 0 bit that `model` holds.
+#[inline]
+fn probability(model: u16) -> u32 {
+    u32::from(model & PROB_MASK)
+}
+
+/// Move `model` towards `bit` by `adaptation`'s rule.
+#[inline]
+fn adapt(model: &mut u16, bit: bool, adaptation: Adaptation) {
+    match adaptation {
+        Adaptation::Shift => {
+            if bit {
+                *model -= *model >> MOVE_BITS;
+            } else {
+                *model += ((1 << PROB_BITS) - *model) >> MOVE_BITS;
+            }
+        }
+        Adaptation::Counted => {
+            let n = (*model >> PROB_BITS).min(COUNT_STEADY);
+            let p = i32::from(*model & PROB_MASK);
+            let target = if bit { 0 } else { 1 << PROB_BITS };
+            let moved = p + (((target - p) * COUNTED_RATE[usize::from(n)]) >> 16);
+            let p = moved.clamp(i32::from(PROB_MIN), i32::from(PROB_MAX)) as u16;
+            *model = ((n + 1).min(COUNT_STEADY) << PROB_BITS) | p;
+        }
+    }
+}
 
 /// Writes adaptive binary decisions into bytes.
 pub struct RangeEncoder {
@@ -38,6 +107,7 @@ pub struct RangeEncoder {
     out: Vec<u8>,
     /// The first byte out of an LZMA range encoder is always 0; not written.
     skip_first: bool,
+    adaptation: Adaptation,
 }
 
 impl Default for RangeEncoder {
@@ -49,23 +119,31 @@ impl Default for RangeEncoder {
             cache_size: 1,
             out: Vec::new(),
             skip_first: true,
+            adaptation: Adaptation::Shift,
         }
     }
 }
 
 impl RangeEncoder {
+    /// An encoder whose models adapt by `adaptation`.
+    pub fn new(adaptation: Adaptation) -> Self {
+        RangeEncoder {
+            adaptation,
+            ..RangeEncoder::default()
+        }
+    }
+
     /// Encode `bit` with the adaptive probability `prob`.
     #[inline]
     pub fn bit(&mut self, prob: &mut u16, bit: bool) {
-        let bound = (self.range >> PROB_BITS) * u32::from(*prob);
+        let bound = (self.range >> PROB_BITS) * probability(*prob);
         if bit {
             self.low += u64::from(bound);
             self.range -= bound;
-            *prob -= *prob >> MOVE_BITS;
         } else {
             self.range = bound;
-            *prob += ((1 << PROB_BITS) - *prob) >> MOVE_BITS;
         }
+        adapt(prob, bit, self.adaptation);
         while self.range < TOP {
             self.range <<= 8;
             self.shift_low();
@@ -98,6 +176,19 @@ impl RangeEncoder {
     /// Flush and return the bytes, without up to [`RANGE_SLACK`] zero
     /// bytes at the end (the decoder reads those back as zeros).
     pub fn finish(mut self) -> Vec<u8> {
+        // Any code in [low, low + range) decodes to the same bits. Pick the
+        // one with the most trailing zero bytes (a multiple of 2^24 always
+        // fits, range being at least 2^24 here; a multiple of 2^32 often),
+        // so that the zero bytes dropped below leave one or two bytes of
+        // flush instead of five.
+        for shift in [32u32, 24, 16, 8] {
+            let mask = (1u64 << shift) - 1;
+            let rounded = (self.low + mask) & !mask;
+            if rounded < self.low + u64::from(self.range) {
+                self.low = rounded;
+                break;
+            }
+        }
         for _ in 0..5 {
             self.shift_low();
         }
@@ -117,16 +208,23 @@ pub struct RangeDecoder<'b> {
     pos: usize,
     range: u32,
     code: u32,
+    adaptation: Adaptation,
 }
 
 impl<'b> RangeDecoder<'b> {
-    /// Start decoding `bytes`.
+    /// Start decoding `bytes` written with [`Adaptation::Shift`].
     pub fn new(bytes: &'b [u8]) -> Self {
+        RangeDecoder::with(bytes, Adaptation::Shift)
+    }
+
+    /// Start decoding `bytes` written with `adaptation`.
+    pub fn with(bytes: &'b [u8], adaptation: Adaptation) -> Self {
         let mut d = RangeDecoder {
             bytes,
             pos: 0,
             range: u32::MAX,
             code: 0,
+            adaptation,
         };
         for _ in 0..4 {
             d.code = (d.code << 8) | u32::from(d.next_byte());
@@ -144,17 +242,16 @@ impl<'b> RangeDecoder<'b> {
     /// Decode one bit with the adaptive probability `prob`.
     #[inline]
     pub fn bit(&mut self, prob: &mut u16) -> bool {
-        let bound = (self.range >> PROB_BITS) * u32::from(*prob);
+        let bound = (self.range >> PROB_BITS) * probability(*prob);
         let bit = if self.code < bound {
             self.range = bound;
-            *prob += ((1 << PROB_BITS) - *prob) >> MOVE_BITS;
             false
         } else {
             self.code = self.code.wrapping_sub(bound);
             self.range -= bound;
-            *prob -= *prob >> MOVE_BITS;
             true
         };
+        adapt(prob, bit, self.adaptation);
         while self.range < TOP {
             self.range <<= 8;
             self.code = (self.code << 8) | u32::from(self.next_byte());
@@ -339,6 +436,92 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counted_adaptation_table() {
+        // (bits seen so far, then the next bit; the probability of a 0
+        // after it, of 2048): the n-th bit moves 1/(n + 2) of the way.
+        let table: &[(&[bool], bool, u16)] = &[
+            (&[], false, 1024 + 512),
+            (&[], true, 1024 - 512),
+            // 1536 + (2048 - 1536) / 3, rounded down.
+            (&[false], false, 1706),
+            // 1536 - 1536 / 3.
+            (&[false], true, 1024),
+            // A long run of zeros stops at the ceiling.
+            (&[false; 40], false, PROB_MAX),
+            (&[true; 40], true, PROB_MIN),
+        ];
+        for &(before, bit, expected) in table {
+            let mut model = PROB_HALF;
+            for &b in before {
+                adapt(&mut model, b, Adaptation::Counted);
+            }
+            adapt(&mut model, bit, Adaptation::Counted);
+            assert_eq!(
+                probability(model),
+                u32::from(expected),
+                "{before:?} then {bit}"
+            );
+        }
+        // From the 30th bit on the rate is 1/32: a 1 takes 1/32 of the
+        // probability (rounded up: the shift rounds towards minus infinity).
+        let mut model = PROB_HALF;
+        for i in 0..40 {
+            adapt(&mut model, i % 2 == 0, Adaptation::Counted);
+        }
+        assert_eq!(model >> PROB_BITS, COUNT_STEADY);
+        let p = i32::from(model & PROB_MASK);
+        adapt(&mut model, true, Adaptation::Counted);
+        assert_eq!(
+            i32::from(model & PROB_MASK),
+            p - p / 32 - i32::from(p % 32 != 0)
+        );
+        // Shift: 1/16 of the way from the first bit on, as v6 wrote.
+        let mut model = PROB_HALF;
+        adapt(&mut model, false, Adaptation::Shift);
+        assert_eq!(model, 1024 + 64);
+    }
+
+    #[test]
+    fn the_flush_keeps_at_most_two_bytes() {
+        // One even-odds bit holds an eighth of a byte: with the code picked
+        // inside the final interval, one byte carries it, where the
+        // five-byte flush of LZMA left five.
+        for adaptation in [Adaptation::Shift, Adaptation::Counted] {
+            for bit in [false, true] {
+                let mut rc = RangeEncoder::new(adaptation);
+                let mut prob = PROB_HALF;
+                rc.bit(&mut prob, bit);
+                let bytes = rc.finish();
+                assert!(bytes.len() <= 1, "{bit}: {bytes:02x?}");
+                let mut d = RangeDecoder::with(&bytes, adaptation);
+                let mut prob = PROB_HALF;
+                assert_eq!(d.bit(&mut prob), bit);
+                assert!(d.ended_well());
+            }
+        }
+        // 1000 even-odds decisions are 125 bytes of information; the
+        // stream is at most two bytes more.
+        let mut rc = RangeEncoder::default();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut bits = Vec::new();
+        for _ in 0..1000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let bit = state & 1 == 1;
+            bits.push(bit);
+            rc.bit(&mut PROB_HALF.clone(), bit);
+        }
+        let bytes = rc.finish();
+        assert!(bytes.len() <= 127, "{} bytes", bytes.len());
+        let mut d = RangeDecoder::new(&bytes);
+        for &bit in &bits {
+            assert_eq!(d.bit(&mut PROB_HALF.clone()), bit);
+        }
+        assert!(d.ended_well());
+    }
+
+    #[test]
     fn integers_round_trip() {
         let values: Vec<u64> = [
             0,
@@ -358,27 +541,29 @@ mod tests {
         .into_iter()
         .chain((0..2000).map(|i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (i % 64)))
         .collect();
-        let mut rc = RangeEncoder::default();
-        let mut raw = BitWriter::default();
-        let mut model = IntModel::default();
-        for &v in &values {
-            model.put(&mut rc, &mut raw, v);
+        for adaptation in [Adaptation::Shift, Adaptation::Counted] {
+            let mut rc = RangeEncoder::new(adaptation);
+            let mut raw = BitWriter::default();
+            let mut model = IntModel::default();
+            for &v in &values {
+                model.put(&mut rc, &mut raw, v);
+            }
+            let (rc, raw) = (rc.finish(), raw.finish());
+            let mut d = RangeDecoder::with(&rc, adaptation);
+            let mut r = BitReader::new(&raw);
+            let mut model = IntModel::default();
+            for &v in &values {
+                assert_eq!(model.get(&mut d, &mut r), Some(v), "{adaptation:?}");
+            }
+            assert!(d.ended_well(), "read {} of {}", d.position(), rc.len());
+            assert!(r.ended_well());
         }
-        let (rc, raw) = (rc.finish(), raw.finish());
-        let mut d = RangeDecoder::new(&rc);
-        let mut r = BitReader::new(&raw);
-        let mut model = IntModel::default();
-        for &v in &values {
-            assert_eq!(model.get(&mut d, &mut r), Some(v));
-        }
-        assert!(d.ended_well(), "read {} of {}", d.position(), rc.len());
-        assert!(r.ended_well());
     }
 
     #[test]
     fn zero_runs_cost_little() {
         // Each of the 7 length decisions costs at least ~0.02 bits (the
-        // probability floor of shift-5 adaptation): under 0.2 bits a zero.
+        // probability floor of shift-4 adaptation): under 0.2 bits a zero.
         let mut rc = RangeEncoder::default();
         let mut raw = BitWriter::default();
         let mut model = IntModel::default();

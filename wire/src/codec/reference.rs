@@ -1,26 +1,31 @@
 //! Series-table references: a batch on the wire that names its series
-//! table (the v6 document's dictionary: ids, names, units, tags,
+//! table (the v6 or v8 document's dictionary: ids, names, units, tags,
 //! reporting) by a content id instead of carrying it, because the relay
 //! already holds the table from an earlier batch of the same gateway.
 //!
 //! A gateway repeats the same table in every batch; at the agent's default
 //! of 1000 readings per batch that table is over a tenth of the bytes
 //! (about 240 compressed bytes for SKAB's 8 series). The *referenced*
-//! form, format v7, drops it:
+//! form drops it: format v7 for a v6 document, v9 for a v8 one:
 //!
 //! ```text
 //! "EDGB" 0x00 0x07 | table id (16 bytes) | zstd frame of
 //!     [ header (as v6, version 6), readings, alarms, gaps, device events ]
+//! "EDGB" 0x00 0x09 | table id (16 bytes) | zstd frame of
+//!     [ header (as v8, version 8), readings, alarms, gaps, device events ]
 //! ```
 //!
-//! that is, the v6 document without its second element. The table id is
+//! that is, the v6 or v8 document without its second element (two
+//! versions, so that a relay that reads v7 but not v8 refuses a referenced
+//! v8 document as a version it does not read, which the agent answers by
+//! sending the batch self-contained, instead of as malformed). The table id is
 //! the first 16 bytes of SHA-256 over the CBOR bytes of that element
 //! ([`table_id`]), so equal tables have equal ids on every gateway and
 //! relay, and a changed series (a new tag, a renamed point) is a new id.
 //!
 //! Guarantees:
 //! - the referenced form is only a wire form: [`expand`] with the right
-//!   table gives back the v6 document byte for byte, so the batch decodes
+//!   table gives back the v6 or v8 document byte for byte, so the batch decodes
 //!   to exactly what the self-contained batch decodes to (the spool keeps
 //!   only self-contained batches; the relay's ledger digests the decoded
 //!   batch, so one batch sent in both forms is one batch);
@@ -41,11 +46,32 @@ use sha2::{Digest as _, Sha256};
 use super::{envelope, read, WireError};
 use crate::{Batch, Limits};
 
-/// The format version of a batch that refers to its series table.
+/// The format version of a v6 batch that refers to its series table.
 pub const REFERENCE_VERSION: u16 = 7;
 
-/// The version of the self-contained document a referenced batch expands to.
-pub const EXPANDED_VERSION: u16 = 6;
+/// The format version of a v8 batch that refers to its series table.
+pub const REFERENCE_VERSION_V8: u16 = 9;
+
+/// Each referenced version and the self-contained version it expands to
+/// (v6 and v8 have the same document shape; v8 codes its value columns
+/// with a faster-learning range coder).
+pub const REFERENCED: [(u16, u16); 2] = [(REFERENCE_VERSION, 6), (REFERENCE_VERSION_V8, 8)];
+
+/// The self-contained version a referenced `version` expands to.
+pub fn expanded_version(version: u16) -> Option<u16> {
+    REFERENCED
+        .iter()
+        .find(|&&(referenced, _)| referenced == version)
+        .map(|&(_, expanded)| expanded)
+}
+
+/// The referenced version of a self-contained `version` (6 or 8).
+fn referenced_version(version: u16) -> Option<u16> {
+    REFERENCED
+        .iter()
+        .find(|&&(_, expanded)| expanded == version)
+        .map(|&(referenced, _)| referenced)
+}
 
 /// Bytes of a table id.
 pub const TABLE_ID_LEN: usize = 16;
@@ -54,7 +80,7 @@ pub const TABLE_ID_LEN: usize = 16;
 pub type TableId = [u8; TABLE_ID_LEN];
 
 /// Largest series table [`decode_parts`] hands out (1 MiB: about 10,000
-/// series with names, units and tags); the table of a v6 batch with a
+/// series with names, units and tags); the table of a v6 or v8 batch with a
 /// larger dictionary is not copied out, and such a batch is only ever sent
 /// self-contained. Bounds what [`decode_bound`] adds for the copy.
 pub const MAX_TABLE_BYTES: usize = 1 << 20;
@@ -62,7 +88,7 @@ pub const MAX_TABLE_BYTES: usize = 1 << 20;
 /// Bytes before the zstd frame of a referenced batch: magic, version, id.
 pub const REFERENCE_PREFIX_LEN: usize = envelope::PREFIX_LEN + TABLE_ID_LEN;
 
-/// A series table as it travels: its id and its CBOR bytes (the v6
+/// A series table as it travels: its id and its CBOR bytes (the v6 or v8
 /// document's dictionary element).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesTable {
@@ -82,7 +108,7 @@ impl SeriesTable {
     }
 }
 
-/// What [`decode_parts`] gives: the batch and, for a v6 or v7 batch, its
+/// What [`decode_parts`] gives: the batch and, for a v6 to v9 batch, its
 /// series table (for the relay to keep).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
@@ -101,21 +127,28 @@ pub fn table_id(table: &[u8]) -> TableId {
     id
 }
 
-/// The table id a referenced (v7) batch names, read from its prefix
+/// The table id a referenced (v7 or v9) batch names, read from its prefix
 /// without decompressing; `None` for any other version. Fails as
-/// [`envelope::version`] does, and on a v7 prefix cut short.
+/// [`envelope::version`] does, and on a v7 or v9 prefix cut short.
 pub fn referenced_id(bytes: &[u8]) -> Result<Option<TableId>, WireError> {
-    if envelope::version(bytes)? != REFERENCE_VERSION {
+    Ok(referenced(bytes)?.map(|(_, id)| id))
+}
+
+/// The version a referenced batch expands to and the table id it names;
+/// `None` for a batch of another version.
+fn referenced(bytes: &[u8]) -> Result<Option<(u16, TableId)>, WireError> {
+    let version = envelope::version(bytes)?;
+    let Some(expanded) = expanded_version(version) else {
         return Ok(None);
-    }
+    };
     match bytes.get(envelope::PREFIX_LEN..REFERENCE_PREFIX_LEN) {
         Some(id) => {
             let mut out = [0; TABLE_ID_LEN];
             out.copy_from_slice(id);
-            Ok(Some(out))
+            Ok(Some((expanded, out)))
         }
         None => Err(WireError::Malformed(format!(
-            "input is {} bytes, a format v7 prefix alone is {REFERENCE_PREFIX_LEN}",
+            "input is {} bytes, a format v{version} prefix alone is {REFERENCE_PREFIX_LEN}",
             bytes.len()
         ))),
     }
@@ -147,34 +180,34 @@ fn past_header(
     Ok((d, after_array, header_end))
 }
 
-/// Where the dictionary element sits in a v6 document: (end of the
+/// Where the dictionary element sits in a v6 or v8 document: (end of the
 /// top-level array header, start of the dictionary, end of it).
-fn dictionary_span(doc: &[u8]) -> Result<(usize, usize, usize), WireError> {
-    let (mut d, after_array, start) = past_header(doc, 6, EXPANDED_VERSION)?;
+fn dictionary_span(doc: &[u8], version: u16) -> Result<(usize, usize, usize), WireError> {
+    let (mut d, after_array, start) = past_header(doc, 6, version)?;
     d.skip()
-        .map_err(|e| WireError::Malformed(format!("format v6 document dictionary: {e}")))?;
+        .map_err(|e| WireError::Malformed(format!("format v{version} document dictionary: {e}")))?;
     Ok((after_array, start, d.position()))
 }
 
-/// `body` (a self-contained v6 batch) in the referenced form, and its
-/// table. Fails with [`WireError::Invalid`] for any other version, and as
-/// [`crate::decode`] would on a body that does not open or decompress.
+/// `body` (a self-contained v6 or v8 batch) in the referenced form, and
+/// its table. Fails with [`WireError::Invalid`] for any other version, and
+/// as [`crate::decode`] would on a body that does not open or decompress.
 pub fn shorten(body: &[u8], limits: &Limits) -> Result<(SeriesTable, Vec<u8>), WireError> {
     let (version, frame) = envelope::open(body, limits)?;
-    if version != EXPANDED_VERSION {
+    let Some(referenced) = referenced_version(version) else {
         return Err(WireError::Invalid(format!(
-            "only a format v{EXPANDED_VERSION} batch can refer to its series table, this one is v{version}"
+            "only a format v6 or v8 batch can refer to its series table, this one is v{version}"
         )));
-    }
+    };
     let doc = envelope::decompress(frame, limits)?;
-    let (after_array, start, end) = dictionary_span(&doc)?;
+    let (after_array, start, end) = dictionary_span(&doc, version)?;
     let table = SeriesTable::new(doc[start..end].to_vec());
     let mut short = Vec::with_capacity(doc.len() - (end - start) + 1);
     // Five elements: a one-byte CBOR array header, like the six of v6.
     short.push(0x85);
     short.extend_from_slice(&doc[after_array..start]);
     short.extend_from_slice(&doc[end..]);
-    let sealed = envelope::seal_version(&short, REFERENCE_VERSION)?;
+    let sealed = envelope::seal_version(&short, referenced)?;
     // The id goes between the 6-byte prefix and the frame.
     let mut out = Vec::with_capacity(sealed.len() + TABLE_ID_LEN);
     out.extend_from_slice(&sealed[..envelope::PREFIX_LEN]);
@@ -183,9 +216,11 @@ pub fn shorten(body: &[u8], limits: &Limits) -> Result<(SeriesTable, Vec<u8>), W
     Ok((table, out))
 }
 
-/// The v6 document of a referenced document `short` and its `table`:
-/// the table put back as the second element. Fails if `short` is not a
-/// 5-element document or the result would exceed `max_decompressed_bytes`.
+/// The v6 or v8 document of a referenced document `short` and its
+/// `table`: the table put back as the second element. Fails if `short` is
+/// not a 5-element document or the result would exceed
+/// `max_decompressed_bytes`. (Whether its header names the version the
+/// envelope promises is checked when the document is read.)
 pub fn expand(short: &[u8], table: &[u8], limits: &Limits) -> Result<Vec<u8>, WireError> {
     let total = short.len().saturating_add(table.len());
     if total > limits.max_decompressed_bytes {
@@ -207,13 +242,13 @@ pub fn expand(short: &[u8], table: &[u8], limits: &Limits) -> Result<Vec<u8>, Wi
 /// Most bytes [`decode_parts`] may hold at once for `bytes` with a table
 /// of `table_len` bytes: [`crate::decode_bound`] of the document the two
 /// make, plus the table and the short document held while expanding (for
-/// a v6 batch, plus the copy of its table, at most its document). An
+/// a v6 or v8 batch, plus the copy of its table, at most its document). An
 /// upper bound, as `decode_bound` is.
 pub fn decode_bound(bytes: &[u8], table_len: usize, limits: &Limits) -> Result<usize, WireError> {
     let version = envelope::version(bytes)?;
-    if version != REFERENCE_VERSION {
+    if expanded_version(version).is_none() {
         let bound = super::decode_bound(bytes, limits)?;
-        if version != EXPANDED_VERSION {
+        if referenced_version(version).is_none() {
             return Ok(bound);
         }
         let (_, frame) = envelope::open(bytes, limits)?;
@@ -244,8 +279,8 @@ fn reference_frame<'b>(bytes: &'b [u8], limits: &Limits) -> Result<&'b [u8], Wir
     Ok(&bytes[REFERENCE_PREFIX_LEN..])
 }
 
-/// Decode any batch (v1 to v7) and say which series table it carried or
-/// referred to (for a v6 batch, only a table of at most
+/// Decode any batch (v1 to v9) and say which series table it carried or
+/// referred to (for a v6 or v8 batch, only a table of at most
 /// [`MAX_TABLE_BYTES`]). A referenced batch needs `table`, the bytes of the table
 /// its envelope names: without it the error is [`WireError::UnknownTable`];
 /// with bytes whose id is another, [`WireError::Invalid`]. `table` is
@@ -255,7 +290,7 @@ pub fn decode_parts(
     limits: &Limits,
     table: Option<&[u8]>,
 ) -> Result<Decoded, WireError> {
-    if let Some(id) = referenced_id(bytes)? {
+    if let Some((version, id)) = referenced(bytes)? {
         let frame = reference_frame(bytes, limits)?;
         let Some(table) = table else {
             return Err(WireError::UnknownTable { id });
@@ -269,7 +304,7 @@ pub fn decode_parts(
         let short = envelope::decompress(frame, limits)?;
         let doc = expand(&short, table, limits)?;
         drop(short);
-        let batch = read::read_document(&doc, EXPANDED_VERSION, limits)?;
+        let batch = read::read_document(&doc, version, limits)?;
         return Ok(Decoded {
             batch,
             table: Some(SeriesTable {
@@ -281,8 +316,8 @@ pub fn decode_parts(
     let (version, frame) = envelope::open(bytes, limits)?;
     let doc = envelope::decompress(frame, limits)?;
     let batch = read::read_document(&doc, version, limits)?;
-    let table = if version == EXPANDED_VERSION {
-        let (_, start, end) = dictionary_span(&doc)?;
+    let table = if referenced_version(version).is_some() {
+        let (_, start, end) = dictionary_span(&doc, version)?;
         (end - start <= MAX_TABLE_BYTES).then(|| SeriesTable::new(doc[start..end].to_vec()))
     } else {
         None

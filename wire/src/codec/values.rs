@@ -24,6 +24,7 @@
 //! a quarter of the values would be exceptions.
 
 use super::columns::{expect_end, ColumnError};
+use super::range::Adaptation;
 use super::varint;
 use super::xor::{decode_xor, encode_xor};
 use crate::Point;
@@ -115,12 +116,22 @@ pub fn choose_scale(points: &[Point]) -> Option<u8> {
     (exceptions <= max_exceptions).then_some(k)
 }
 
+/// How the range coder of a format `version` (6 on) column adapts: v8
+/// changed only that.
+pub fn adaptation(version: u16) -> Adaptation {
+    if version >= 8 {
+        Adaptation::Counted
+    } else {
+        Adaptation::Shift
+    }
+}
+
 /// Append the value column of `points` in format `version` to `out` and
 /// return its `(kind, scale)`: the v6 codings of [`super::values_v6`] from
 /// v6 on, the ones of this module before.
 pub fn encode_column(version: u16, points: &[Point], out: &mut Vec<u8>) -> (u8, u8) {
     if version >= 6 {
-        super::values_v6::encode_values(points, out)
+        super::values_v6::encode_values(points, adaptation(version), out)
     } else {
         encode_values(points, out)
     }
@@ -135,7 +146,7 @@ pub fn decode_column(
     points: &mut [Point],
 ) -> Result<(), ColumnError> {
     if version >= 6 {
-        super::values_v6::decode_values((kind, scale), bytes, points)
+        super::values_v6::decode_values((kind, scale), adaptation(version), bytes, points)
     } else {
         decode_values(kind, scale, bytes, points)
     }
@@ -310,7 +321,7 @@ mod tests {
     use crate::codec::columns::{points_of, round_trip_values};
 
     fn round_trip(values: &[f64]) -> (u8, u8, Vec<u8>) {
-        round_trip_values(values, encode_values, decode_values)
+        round_trip_values(values, &encode_values, &decode_values)
     }
 
     #[test]

@@ -39,7 +39,9 @@
 //! more, a digit above 9 and an index outside the dictionary.
 
 use super::columns::ColumnError;
-use super::range::{BitReader, BitWriter, IntModel, RangeDecoder, RangeEncoder, PROB_HALF};
+use super::range::{
+    Adaptation, BitReader, BitWriter, IntModel, RangeDecoder, RangeEncoder, PROB_HALF,
+};
 use super::values::{decimal_mantissa, decimal_value, smallest_scale, MAX_SCALE, POW10};
 use super::varint::{self, unzigzag, zigzag};
 use super::xor::{decode_xor, encode_xor};
@@ -120,18 +122,19 @@ impl History {
 }
 
 /// Append the v6 value column of `points` to `out` and return its
-/// `(kind, scale)`.
-pub fn encode_values(points: &[Point], out: &mut Vec<u8>) -> (u8, u8) {
+/// `(kind, scale)`; the range coder's models adapt by `adaptation`
+/// ([`Adaptation::Shift`] in v6, [`Adaptation::Counted`] in v8).
+pub fn encode_values(points: &[Point], adaptation: Adaptation, out: &mut Vec<u8>) -> (u8, u8) {
     let start = out.len();
     let dictionary = distinct_bits(points);
     let decimal = choose_scale(points).and_then(|k| {
         let entries = classify(points, k)?;
-        encode_decimal(&entries, out);
+        encode_decimal(&entries, adaptation, out);
         Some(k)
     });
     if let Some(dictionary) = dictionary {
         let mut alt = Vec::new();
-        let coding = encode_dictionary(points, dictionary, &mut alt);
+        let coding = encode_dictionary(points, dictionary, adaptation, &mut alt);
         if decimal.is_none() || alt.len() < out.len() - start {
             out.truncate(start);
             out.extend_from_slice(&alt);
@@ -304,12 +307,12 @@ impl KindModel {
     }
 }
 
-fn encode_decimal(entries: &[Entry], out: &mut Vec<u8>) {
+fn encode_decimal(entries: &[Entry], adaptation: Adaptation, out: &mut Vec<u8>) {
     let shape = choose_shape(entries);
     let predictor = shape & 0x03;
     let split = shape & SHAPE_SPLIT_DIGIT != 0;
     let mut digits = [[PROB_HALF; 16]; DIGIT_CONTEXTS];
-    let mut rc = RangeEncoder::default();
+    let mut rc = RangeEncoder::new(adaptation);
     let mut raw = BitWriter::default();
     let mut kinds = KindModel::new();
     let mut residuals = IntModel::default();
@@ -387,7 +390,12 @@ fn index_bits(len: usize) -> u32 {
 /// `distinct`; returns `(kind, scale)`. Entries are decimal mantissas in
 /// ascending order when every one is a decimal at one scale, else bit
 /// patterns in ascending order.
-fn encode_dictionary(points: &[Point], mut distinct: Vec<u64>, out: &mut Vec<u8>) -> (u8, u8) {
+fn encode_dictionary(
+    points: &[Point],
+    mut distinct: Vec<u64>,
+    adaptation: Adaptation,
+    out: &mut Vec<u8>,
+) -> (u8, u8) {
     let decimal = distinct
         .iter()
         .try_fold(0u8, |k, &bits| {
@@ -430,7 +438,7 @@ fn encode_dictionary(points: &[Point], mut distinct: Vec<u64>, out: &mut Vec<u8>
     let mut by_bits: Vec<(u64, usize)> = distinct.iter().copied().zip(0..).collect();
     by_bits.sort_unstable();
     let levels = index_bits(distinct.len());
-    let mut rc = RangeEncoder::default();
+    let mut rc = RangeEncoder::new(adaptation);
     let mut model = [[PROB_HALF; MAX_DICTIONARY]; MAX_DICTIONARY];
     let mut context = 0;
     for p in points {
@@ -455,16 +463,19 @@ fn encode_dictionary(points: &[Point], mut distinct: Vec<u64>, out: &mut Vec<u8>
 /// The v6 decoder of [`super::values::decode_column`]: kinds 0 to 3.
 pub fn decode_values(
     (kind, scale): (u8, u8),
+    adaptation: Adaptation,
     bytes: &[u8],
     points: &mut [Point],
 ) -> Result<(), ColumnError> {
     let invalid = |detail: String| ColumnError::Invalid { index: 0, detail };
     match kind {
-        KIND_DECIMAL if scale <= MAX_SCALE => decode_decimal(scale, bytes, points),
+        KIND_DECIMAL if scale <= MAX_SCALE => decode_decimal(scale, adaptation, bytes, points),
         KIND_DECIMAL => Err(invalid(format!(
             "decimal scale {scale} is above {MAX_SCALE}"
         ))),
-        KIND_DICTIONARY if scale <= MAX_SCALE => decode_dictionary(kind, scale, bytes, points),
+        KIND_DICTIONARY if scale <= MAX_SCALE => {
+            decode_dictionary(kind, scale, adaptation, bytes, points)
+        }
         KIND_DICTIONARY => Err(invalid(format!(
             "dictionary scale {scale} is above {MAX_SCALE}"
         ))),
@@ -473,14 +484,19 @@ pub fn decode_values(
             Err(invalid(format!("{name} coding with scale {scale}, must be 0")))
         }
         KIND_XOR => decode_xor(bytes, points),
-        KIND_BITS_DICTIONARY => decode_dictionary(kind, 0, bytes, points),
+        KIND_BITS_DICTIONARY => decode_dictionary(kind, 0, adaptation, bytes, points),
         _ => Err(invalid(format!(
             "unknown value coding {kind} (0 decimal, 1 xor, 2 decimal dictionary, 3 bits dictionary)"
         ))),
     }
 }
 
-fn decode_decimal(scale: u8, bytes: &[u8], points: &mut [Point]) -> Result<(), ColumnError> {
+fn decode_decimal(
+    scale: u8,
+    adaptation: Adaptation,
+    bytes: &[u8],
+    points: &mut [Point],
+) -> Result<(), ColumnError> {
     let count = points.len();
     let ends_early = |decoded| ColumnError::EndsEarly {
         declared: count,
@@ -508,7 +524,7 @@ fn decode_decimal(scale: u8, bytes: &[u8], points: &mut [Point]) -> Result<(), C
         .and_then(|len| rest.get(pos..pos.checked_add(len)?))
         .ok_or(ends_early(0))?;
     let raw_bytes = &rest[pos + rc_bytes.len()..];
-    let mut rc = RangeDecoder::new(rc_bytes);
+    let mut rc = RangeDecoder::with(rc_bytes, adaptation);
     let mut raw = BitReader::new(raw_bytes);
     let mut kinds = KindModel::new();
     let mut residuals = IntModel::default();
@@ -575,6 +591,7 @@ fn not_at_end(count: usize) -> ColumnError {
 fn decode_dictionary(
     kind: u8,
     scale: u8,
+    adaptation: Adaptation,
     bytes: &[u8],
     points: &mut [Point],
 ) -> Result<(), ColumnError> {
@@ -621,7 +638,7 @@ fn decode_dictionary(
         // One entry: no index is coded, so nothing may follow.
         return Err(not_at_end(count));
     }
-    let mut rc = RangeDecoder::new(&bytes[pos..]);
+    let mut rc = RangeDecoder::with(&bytes[pos..], adaptation);
     let mut model = [[PROB_HALF; MAX_DICTIONARY]; MAX_DICTIONARY];
     let mut context = 0;
     for (i, p) in points.iter_mut().enumerate() {
@@ -652,10 +669,19 @@ mod tests {
     use crate::codec::columns::{points_of, round_trip_values};
     use proptest::prelude::*;
 
+    /// The column of `values` with `adaptation`, after checking it
+    /// decodes to them bit for bit.
+    fn round_trip_as(values: &[f64], adaptation: Adaptation) -> (u8, u8, Vec<u8>) {
+        round_trip_values(
+            values,
+            &|points, out| encode_values(points, adaptation, out),
+            &|kind, scale, bytes, points| decode_values((kind, scale), adaptation, bytes, points),
+        )
+    }
+
+    /// The column of `values` as v8 writes it.
     fn round_trip(values: &[f64]) -> (u8, u8, Vec<u8>) {
-        round_trip_values(values, encode_values, |kind, scale, bytes, points| {
-            decode_values((kind, scale), bytes, points)
-        })
+        round_trip_as(values, Adaptation::Counted)
     }
 
     /// `v` moved by `ulps` units in the last place.
@@ -715,24 +741,24 @@ mod tests {
     fn decimal_column_bytes() {
         // Three plain values at scale 2: the predictor byte (mean of four:
         // after the first value, 2150 2150 2150 2150, it predicts both later
-        // ones within 25), 6 range-coded bytes (kinds, bit lengths and the
-        // top bits), then 2 bytes of raw low bits.
+        // ones within 25), 4 range-coded bytes (kinds, bit lengths and the
+        // top bits), then 2 bytes of raw low bits. Before the flush picked
+        // the code with the most trailing zeros, v6 wrote 6 range-coded
+        // bytes here, 0d 01 b6 61 1e ca: the same interval, its end rounded
+        // up to 0d 01 b6 62 00 00, whose zeros the decoder reads back.
+        let (kind, scale, bytes) = round_trip_as(&[21.5, 21.75, 21.5], Adaptation::Shift);
+        assert_eq!((kind, scale), (KIND_DECIMAL, 2));
+        assert_eq!(
+            bytes,
+            [PREDICT_MEAN4, 4, 0x0d, 0x01, 0xb6, 0x62, 0xcc, 0x28]
+        );
+        // v8: the same decisions and raw bits; the counted models move
+        // further on each bit, so the range-coded bytes differ.
         let (kind, scale, bytes) = round_trip(&[21.5, 21.75, 21.5]);
         assert_eq!((kind, scale), (KIND_DECIMAL, 2));
         assert_eq!(
             bytes,
-            [
-                PREDICT_MEAN4,
-                6,
-                0x0d,
-                0x01,
-                0xb6,
-                0x61,
-                0x1e,
-                0xca,
-                0xcc,
-                0x28
-            ]
+            [PREDICT_MEAN4, 4, 0x0d, 0x02, 0x6d, 0xbb, 0xcc, 0x28]
         );
     }
 
@@ -836,7 +862,8 @@ mod tests {
             ),
         ];
         for &(kind, scale, bytes, message) in table {
-            let err = decode_values((kind, scale), bytes, &mut two).unwrap_err();
+            let err =
+                decode_values((kind, scale), Adaptation::Counted, bytes, &mut two).unwrap_err();
             assert_eq!(err.to_string(), message, "input {bytes:02x?}");
         }
     }
@@ -894,8 +921,9 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(1024))]
 
         #[test]
-        fn any_column_round_trips_bit_for_bit(values in column()) {
-            round_trip(&values);
+        fn any_column_round_trips_bit_for_bit(values in column(), counted in any::<bool>()) {
+            let adaptation = if counted { Adaptation::Counted } else { Adaptation::Shift };
+            round_trip_as(&values, adaptation);
         }
 
         #[test]
@@ -904,9 +932,11 @@ mod tests {
             scale in 0u8..11,
             bytes in prop::collection::vec(any::<u8>(), 0..64),
             count in 0usize..100,
+            counted in any::<bool>(),
         ) {
+            let adaptation = if counted { Adaptation::Counted } else { Adaptation::Shift };
             let mut points = points_of(&vec![0.0; count]);
-            let _ = decode_values((kind, scale), &bytes, &mut points);
+            let _ = decode_values((kind, scale), adaptation, &bytes, &mut points);
         }
     }
 }

@@ -55,7 +55,7 @@ fn single_byte_corruption_never_yields_different_readings() {
 #[test]
 fn wrong_magic_and_version() {
     let bytes = encode(&sample_batch(5)).unwrap();
-    assert_eq!(encoded_version(&bytes).unwrap(), 6);
+    assert_eq!(encoded_version(&bytes).unwrap(), 8);
 
     let mut foreign = bytes.clone();
     foreign[0] = b'{';
@@ -64,24 +64,24 @@ fn wrong_magic_and_version() {
     assert!(err.to_string().starts_with("not an edge batch"), "{err}");
 
     let mut newer = bytes.clone();
-    newer[4..6].copy_from_slice(&8u16.to_be_bytes());
+    newer[4..6].copy_from_slice(&10u16.to_be_bytes());
     let err = decode_default(&newer).unwrap_err();
     assert!(
         matches!(
             err,
             WireError::UnsupportedVersion {
-                found: 8,
-                supported: 7
+                found: 10,
+                supported: 9
             }
         ),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
-        "batch format version 8 is not supported, this build reads versions 1 to 7 (7 with its series table)"
+        "batch format version 10 is not supported, this build reads versions 1 to 9 (7 and 9 with their series table)"
     );
     assert_eq!(err.reason(), "bad_version");
-    assert_eq!(encoded_version(&newer).unwrap(), 8);
+    assert_eq!(encoded_version(&newer).unwrap(), 10);
 }
 
 #[test]

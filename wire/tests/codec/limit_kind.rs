@@ -33,7 +33,10 @@ fn document(batch: &Batch) -> Vec<u8> {
 }
 
 fn decode_doc(doc: &[u8]) -> Result<Batch, edge_wire::WireError> {
-    decode(&envelope::seal_version(doc, 6).unwrap(), &Limits::default())
+    decode(
+        &envelope::seal_version(doc, edge_wire::FORMAT_VERSION).unwrap(),
+        &Limits::default(),
+    )
 }
 
 #[rustfmt::skip]

@@ -1,15 +1,15 @@
-//! Series-table references (format v7): a v6 batch without its dictionary,
-//! naming it by content id. Checked from outside the codec: the table id is
-//! recomputed here with SHA-256 over the dictionary element as the CBOR of
-//! the v6 document holds it, the short form decodes to the very batch of
+//! Series-table references (formats v7 and v9): a v6 or v8 batch without
+//! its dictionary, naming it by content id. Checked from outside the codec:
+//! the table id is recomputed here with SHA-256 over the dictionary element
+//! as the CBOR of the document holds it, the short form decodes to the very batch of
 //! the self-contained one, a reader without the table or with another one
 //! refuses it with a specific error, and a changed series is a new id.
 
-use edge_wire::codec::envelope;
 use edge_wire::codec::reference::{
     decode_bound, decode_parts, expand, hex, parse_hex, referenced_id, shorten, table_id,
     REFERENCE_PREFIX_LEN,
 };
+use edge_wire::codec::{encode_version, envelope};
 use edge_wire::{decode, encode, encoded_version, Limits, Reporting, WireError};
 use minicbor::Decoder;
 
@@ -36,33 +36,66 @@ fn sha256_16(bytes: &[u8]) -> [u8; 16] {
 #[test]
 fn the_short_form_names_the_dictionary_by_its_sha256_and_decodes_to_the_same_batch() {
     let batch = sample_batch(125);
-    let full = encode(&batch).unwrap();
-    let dictionary = dictionary_bytes(&full);
-    let (table, short) = shorten(&full, &Limits::default()).unwrap();
-    assert_eq!(table.bytes, dictionary);
-    assert_eq!(table.id, sha256_16(&dictionary));
-    assert_eq!(table_id(&dictionary), table.id);
+    // (self-contained version, its referenced version): v7 holds a v6
+    // document, v9 a v8 one.
+    for (version, referenced) in [(6u16, 7u16), (8, 9)] {
+        let full = encode_version(&batch, version).unwrap();
+        let dictionary = dictionary_bytes(&full);
+        let (table, short) = shorten(&full, &Limits::default()).unwrap();
+        assert_eq!(table.bytes, dictionary);
+        assert_eq!(table.id, sha256_16(&dictionary));
+        assert_eq!(table_id(&dictionary), table.id);
 
-    assert_eq!(&short[..6], b"EDGB\x00\x07");
-    assert_eq!(&short[6..REFERENCE_PREFIX_LEN], &table.id);
-    assert_eq!(referenced_id(&short).unwrap(), Some(table.id));
-    assert_eq!(referenced_id(&full).unwrap(), None);
-    assert_eq!(encoded_version(&short).unwrap(), 7);
+        assert_eq!(&short[..4], b"EDGB");
+        assert_eq!(short[4..6], referenced.to_be_bytes());
+        assert_eq!(&short[6..REFERENCE_PREFIX_LEN], &table.id);
+        assert_eq!(referenced_id(&short).unwrap(), Some(table.id));
+        assert_eq!(referenced_id(&full).unwrap(), None);
+        assert_eq!(encoded_version(&short).unwrap(), referenced);
 
-    let decoded = decode_parts(&short, &Limits::default(), Some(&table.bytes)).unwrap();
-    assert_eq!(decoded.batch, batch);
-    assert_eq!(decoded.table.as_ref(), Some(&table));
-    // The self-contained form says the same table.
-    let inline = decode_parts(&full, &Limits::default(), None).unwrap();
-    assert_eq!(inline.batch, batch);
-    assert_eq!(inline.table, Some(table));
-    // Fewer bytes: 1000 readings of 8 series with names, units and 4 tags.
-    assert!(
-        short.len() + 100 < full.len(),
-        "short {} full {}",
-        short.len(),
-        full.len()
-    );
+        let decoded = decode_parts(&short, &Limits::default(), Some(&table.bytes)).unwrap();
+        assert_eq!(decoded.batch, batch);
+        assert_eq!(decoded.table.as_ref(), Some(&table));
+        // The self-contained form says the same table.
+        let inline = decode_parts(&full, &Limits::default(), None).unwrap();
+        assert_eq!(inline.batch, batch);
+        assert_eq!(inline.table, Some(table));
+        // Fewer bytes: 1000 readings of 8 series with names, units and 4 tags.
+        assert!(
+            short.len() + 100 < full.len(),
+            "short {} full {}",
+            short.len(),
+            full.len()
+        );
+    }
+    // v6 and v8 hold the same dictionary element: one table id for both.
+    let v6 = shorten(&encode_version(&batch, 6).unwrap(), &Limits::default()).unwrap();
+    let v8 = shorten(&encode(&batch).unwrap(), &Limits::default()).unwrap();
+    assert_eq!(v6.0, v8.0);
+}
+
+/// The envelope's referenced version promises the document's version: a
+/// v9 frame holding a v6 document (or v7 a v8 one) is malformed, named.
+#[test]
+fn a_referenced_version_must_match_the_document_it_holds() {
+    let batch = sample_batch(20);
+    for (version, wrong) in [(6u16, 9u16), (8, 7)] {
+        let (table, mut short) = shorten(
+            &encode_version(&batch, version).unwrap(),
+            &Limits::default(),
+        )
+        .unwrap();
+        short[4..6].copy_from_slice(&wrong.to_be_bytes());
+        let err = decode_parts(&short, &Limits::default(), Some(&table.bytes)).unwrap_err();
+        assert_eq!(err.reason(), "malformed", "{err}");
+        let expanded = if wrong == 9 { 8 } else { 6 };
+        assert!(
+            err.to_string().contains(&format!(
+                "header says format version {version}, the envelope says {expanded}"
+            )),
+            "{err}"
+        );
+    }
 }
 
 #[test]

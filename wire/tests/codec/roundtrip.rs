@@ -124,10 +124,10 @@ fn tiny_batch_document_bytes() {
     assert_eq!(doc, expected, "document {doc:02x?}");
     assert_eq!(round_trip(&batch), batch);
 
-    // What `encode` writes, v6: document array(6), header array(6) with
-    // version 6 and instance 0 (none), the v6 value column, then the empty
-    // gap and device lists (docs/wire-format.md §5).
-    let bytes = encode(&batch).unwrap();
+    // What `encode_version(_, 6)` writes, v6: document array(6), header
+    // array(6) with version 6 and instance 0 (none), the v6 value column,
+    // then the empty gap and device lists (docs/wire-format.md §5).
+    let bytes = encode_version(&batch, 6).unwrap();
     assert_eq!(&bytes[..6], b"EDGB\x00\x06");
     let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
     let mut v6 = vec![0x86, 0x86, 0x06];
@@ -135,14 +135,27 @@ fn tiny_batch_document_bytes() {
     v6.push(0x00); // instance: none
     v6.extend_from_slice(&expected[13..39]);
     v6.extend_from_slice(&[
-        0x4a, 0x02, 0x06, // values: 10 bytes; shape: mean of 4; 6 range-coded bytes
-        0x0d, 0x01, 0xb6, 0x61, 0x1e, 0xca, // kinds, bit lengths, top bits
+        0x48, 0x02, 0x04, // values: 8 bytes; shape: mean of 4; 4 range-coded bytes
+        0x0d, 0x01, 0xb6, 0x62, // kinds, bit lengths, top bits
         0xcc, 0x28, // raw low bits of 4300, 50 and 11
     ]);
     v6.extend_from_slice(&expected[45..]);
     v6.extend_from_slice(&[0x80, 0x80]); // no gaps, no device events
-    assert_eq!(doc.len(), 90);
+    assert_eq!(doc.len(), 88);
     assert_eq!(doc, v6, "document {doc:02x?}");
+    assert_eq!(decode(&bytes, &Limits::default()).unwrap(), batch);
+
+    // What `encode` writes, v8: the v6 document with version 8 in the
+    // header and range-coded bytes from the counted models (the same
+    // decisions; the raw bits are the same).
+    let bytes = encode(&batch).unwrap();
+    assert_eq!(&bytes[..6], b"EDGB\x00\x08");
+    let doc = envelope::decompress(&bytes[6..], &Limits::default()).unwrap();
+    let mut v8 = v6.clone();
+    v8[2] = 0x08;
+    let column = v6.len() - 2 - (expected.len() - 45) - 6;
+    v8[column..column + 4].copy_from_slice(&[0x0d, 0x02, 0x6d, 0xbb]);
+    assert_eq!(doc, v8, "document {doc:02x?}");
 
     // The same batch from a spool with instance 0x0102030405060708 is v4:
     // document array(5), header array(6) ending in the instance, the rest
