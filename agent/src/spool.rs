@@ -14,8 +14,10 @@
 //!   ([`Spool::remove`] is called by the forwarder on a 2xx only;
 //!   `agent/tests/spool_removal.rs`), or by the configured bound policy,
 //!   which records the removal as a gap ([`bounds`]) and, in the same
-//!   transaction, commits a gap batch to the priority lane so the relay
-//!   learns which interval is missing and why (`bounds_tests`);
+//!   transaction, commits it to a gap batch in the priority lane so the
+//!   relay learns which interval is missing and why (`bounds_tests`); the
+//!   gap batch not yet handed out is rewritten to merge adjacent records of
+//!   one outage, never one that may have been sent ([`carrier`]);
 //! - batch sequence numbers grow strictly, across restarts: the counter lives
 //!   in the same database and is advanced in the same transaction as the
 //!   insert; a spool started fresh after a corrupt one was moved aside
@@ -49,7 +51,9 @@
 //! strictly in the order batches were committed; the relay may therefore see
 //! an alarm batch's seq before smaller seqs of older reading batches. When a
 //! bound forces batches out, reading batches go first; alarm batches only
-//! once no reading batch is left.
+//! once no reading batch is left. The open gap batch (the one later drops
+//! still merge into, see [`carrier`]) waits behind the reading batches until
+//! the forwarder asks for more than they fill or a delivery closes it.
 //!
 //! Durability ([`Synchronous`]): with `full` a committed batch survives a
 //! power failure; with `normal` the last transactions before a power
@@ -58,7 +62,8 @@
 //!
 //! Modules: [`check`] (start-up check, quarantine of corrupt batches,
 //! moving a broken database aside), [`bounds`] (size and age bounds, the
-//! `on_full` policy and gap records), [`room`] (the disk as a bound, the
+//! `on_full` policy and gap records), [`carrier`] (the gap batch and the
+//! merge of adjacent gap records), [`room`] (the disk as a bound, the
 //! reserve file, the default `max_bytes`), [`inspect`] (backlog figures and
 //! export for `edge-agent spool`), [`alarms`], [`frames`], [`salvage`]; and, private,
 //! `append` (the commit path), `schema` (tables, migrations, checksum,
@@ -71,13 +76,14 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use crate::detect::{ActiveAlarm, SpcState};
 
 pub mod alarms;
 mod append;
 pub mod bounds;
+pub mod carrier;
 pub mod check;
 mod error;
 pub mod frames;
@@ -284,32 +290,26 @@ impl Spool {
         frames::load(&self.conn, device_id).map_err(|e| self.err(e))
     }
 
-    /// The batch to send next: the oldest of the priority lane (alarm-only
-    /// batches) if there is one, else the oldest reading batch.
+    /// The batch to send next: [`Spool::next_unsent`] with nothing in
+    /// flight (the oldest of the priority lane, alarm-only batches and
+    /// closed gap batches, if there is one, else the oldest reading batch,
+    /// else the open gap batch).
     pub fn oldest(&self) -> Result<Option<StoredBatch>, SpoolError> {
-        self.conn
-            .query_row(
-                "SELECT seq, readings, alarms, body FROM batches
-                 ORDER BY priority DESC, seq LIMIT 1",
-                [],
-                |r| {
-                    Ok(StoredBatch {
-                        seq: r.get::<_, i64>(0)? as u64,
-                        readings: r.get::<_, i64>(1)? as u64,
-                        alarms: r.get::<_, i64>(2)? as u64,
-                        body: r.get(3)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+        Ok(self
+            .next_unsent(1, &std::collections::HashSet::new())?
+            .into_iter()
+            .next())
     }
 
     /// Remove a batch the relay acknowledged. On a full disk the reserve
     /// is released and the delete tried once more: a delete needs room for
     /// its WAL frames, and a spool that cannot delete cannot drain.
+    ///
+    /// The open gap batch is closed first ([`carrier`]): readings delivered
+    /// now may lie between its records and the next drop's.
     pub fn remove(&mut self, seq: u64) -> Result<(), SpoolError> {
         let delete = |s: &Spool| {
+            s.close_gap_batch()?;
             s.conn
                 .execute("DELETE FROM batches WHERE seq = ?1", params![seq as i64])
                 .map(|_| ())
@@ -329,18 +329,17 @@ impl Spool {
     }
 
     /// Move a batch the relay will never accept out of the send queue,
-    /// keeping its bytes and the reason for a technician to inspect.
+    /// keeping its bytes and the reason for a technician to inspect. Closes
+    /// the open gap batch ([`carrier`]) in the same transaction.
     pub fn quarantine(&mut self, seq: u64, reason: &str, now_us: i64) -> Result<(), SpoolError> {
         let tx = self.conn.transaction().map_err(|e| SpoolError::Sqlite {
             path: self.path.clone(),
             source: e,
         })?;
-        let result = tx
-            .execute(
-                "INSERT OR REPLACE INTO quarantine (seq, quarantined_us, reason, readings, body)
-                 SELECT seq, ?2, ?3, readings, body FROM batches WHERE seq = ?1",
-                params![seq as i64, now_us, reason],
-            )
+        let keep = "INSERT OR REPLACE INTO quarantine (seq, quarantined_us, reason, readings, body)
+                    SELECT seq, ?2, ?3, readings, body FROM batches WHERE seq = ?1";
+        let result = carrier::close(&tx)
+            .and_then(|_| tx.execute(keep, params![seq as i64, now_us, reason]))
             .and_then(|_| tx.execute("DELETE FROM batches WHERE seq = ?1", params![seq as i64]))
             .and_then(|_| tx.commit());
         result.map(|_| ()).map_err(|e| self.err(e))

@@ -2,7 +2,8 @@
 //! events it carries, in one transaction, after the bounds;
 //! [`Spool::append_marked`] also the microcontroller samples it holds), and the gap
 //! records for readings that never reached it ([`Spool::record_gap`],
-//! [`Spool::record_unstored`]). The invariants are the spool's (see
+//! [`Spool::record_unstored`]); gap records travel in the gap batch of
+//! [`super::carrier`]. The invariants are the spool's (see
 //! [`super`]); this file is where the commit path keeps them.
 
 use edge_wire::Batch;
@@ -10,8 +11,8 @@ use rusqlite::{params, OptionalExtension};
 
 use super::Mark;
 use super::{
-    alarms, bounds, checksum, frames, mqtt, room, sqlite_error, DropReason, FullCause, Gap, Lane,
-    OnFull, Spool, SpoolError,
+    alarms, bounds, carrier, checksum, frames, mqtt, room, sqlite_error, DropReason, FullCause,
+    Gap, Lane, OnFull, Spool, SpoolError,
 };
 use crate::reading::Alarm;
 
@@ -27,21 +28,6 @@ fn interval(batch: &Batch) -> (i64, i64) {
         (batch.created_us, batch.created_us)
     } else {
         (lo, hi)
-    }
-}
-
-/// The batch that reports `gaps` (recorded while making room for `batch`)
-/// to the relay: no readings, the gap records, `batch`'s seq and seal time.
-fn gap_batch(batch: &Batch, gaps: &[Gap]) -> Batch {
-    Batch {
-        gateway_id: batch.gateway_id.clone(),
-        instance: batch.instance,
-        seq: batch.seq,
-        created_us: batch.created_us,
-        series: Vec::new(),
-        alarms: Vec::new(),
-        gaps: gaps.iter().map(|g| g.to_wire(batch.created_us)).collect(),
-        devices: Vec::new(),
     }
 }
 
@@ -188,30 +174,32 @@ impl Spool {
             }
             Err(e) => return Err(sqlite_error(&self.path, e)),
         }
-        // Batches were dropped: a gap batch, committed with them, tells the
-        // relay which interval is missing. It takes this seq (and goes to the
-        // priority lane, ahead of the backlog); the incoming batch the next.
+        // Batches were dropped: the gap batch, committed with them, tells the
+        // relay which interval is missing ([`carrier`]). A new one takes this
+        // seq (and goes to the priority lane, ahead of the backlog) and the
+        // incoming batch the next; merged into the open one, it takes none.
         let mut gap_seq = None;
         let body = if gaps.is_empty() {
             body
         } else {
-            let gap_batch = gap_batch(batch, &gaps);
-            let gap_body = edge_wire::encode(&gap_batch)?;
-            tx.execute(
-                "INSERT INTO batches (seq, created_us, readings, alarms, body, priority,
-                                      checksum, first_us, last_us)
-                 VALUES (?1, ?2, 0, 0, ?3, 1, ?4, ?2, ?2)",
-                params![
-                    gap_batch.seq as i64,
-                    gap_batch.created_us,
-                    gap_body,
-                    checksum(&gap_body)
-                ],
-            )
-            .map_err(|e| sqlite_error(&self.path, e))?;
-            gap_seq = Some(gap_batch.seq);
-            batch.seq += 1;
-            edge_wire::encode(batch)?
+            let incoming = (batch.reading_count() > 0).then_some((first_us, last_us));
+            let took = carrier::carry(
+                &tx,
+                &self.path,
+                &batch.gateway_id,
+                batch.instance,
+                batch.seq,
+                batch.created_us,
+                &gaps,
+                incoming,
+            )?;
+            if took {
+                gap_seq = Some(batch.seq);
+                batch.seq += 1;
+                edge_wire::encode(batch)?
+            } else {
+                body
+            }
         };
         let result = tx
             .execute(
@@ -301,16 +289,6 @@ impl Spool {
         gap: Gap,
         now_us: i64,
     ) -> Result<(), SpoolError> {
-        let batch = &Batch {
-            gateway_id: gateway_id.to_owned(),
-            instance: None,
-            seq: 0,
-            created_us: now_us,
-            series: Vec::new(),
-            alarms: Vec::new(),
-            gaps: Vec::new(),
-            devices: Vec::new(),
-        };
         let attempt = |s: &mut Spool| -> Result<(), SpoolError> {
             let path = s.path.clone();
             let e = |e| sqlite_error(&path, e);
@@ -321,28 +299,21 @@ impl Spool {
                 })
                 .optional()
                 .map_err(e)?;
-            let mut carrier = gap_batch(batch, &[gap]);
-            carrier.seq = next.unwrap_or(1) as u64;
-            carrier.instance = s.instance;
-            carrier.created_us = now_us;
-            let body = edge_wire::encode(&carrier)?;
+            let seq = next.unwrap_or(1) as u64;
             let mut recorded = Vec::new();
             bounds::record(&tx, Some(gap), now_us, &mut recorded).map_err(e)?;
-            tx.execute(
-                "INSERT INTO batches (seq, created_us, readings, alarms, body, priority,
-                                      checksum, first_us, last_us)
-                 VALUES (?1, ?2, 0, 0, ?3, 1, ?4, ?2, ?2)",
-                params![carrier.seq as i64, now_us, body, checksum(&body)],
-            )
-            .and_then(|_| {
+            let took = carrier::carry(
+                &tx, &path, gateway_id, s.instance, seq, now_us, &recorded, None,
+            )?;
+            if took {
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('next_seq', ?1)
                      ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    params![carrier.seq as i64 + 1],
+                    params![seq as i64 + 1],
                 )
-            })
-            .and_then(|_| tx.commit())
-            .map_err(e)?;
+                .map_err(e)?;
+            }
+            tx.commit().map_err(e)?;
             s.gaps.extend(recorded);
             Ok(())
         };

@@ -12,13 +12,15 @@
 //! priority lane) only once no reading batch is left. The age bound
 //! applies to reading batches only. Both bounds drop in runs (the size bound
 //! down to nine tenths of `max_bytes`; the age bound once the oldest batch is
-//! `max_age` plus a tenth), so a long outage yields a few gaps, not one per
-//! batch.
+//! `max_age` plus a tenth), so a long outage yields one gap row per run, not
+//! one per batch.
 //!
-//! The spool turns the gaps recorded here into a gap batch (see
-//! [`Gap::to_wire`]) committed in the same transaction, so the relay learns
-//! which interval is missing; the `gaps` table keeps the history for
-//! `edge-agent spool stats` and the counters.
+//! The spool hands the gaps recorded here to the gap batch (see
+//! [`Gap::to_wire`] and [`super::carrier`]) in the same transaction, so the
+//! relay learns which interval is missing; runs of one outage are merged
+//! there into one record where no kept reading lies between them. The `gaps`
+//! table keeps one row per run, the history for `edge-agent spool stats` and
+//! the counters.
 
 use std::path::Path;
 

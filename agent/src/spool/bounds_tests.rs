@@ -2,6 +2,7 @@
 //! records what it dropped, as a gap batch for the relay too; block refuses
 //! without losing anything; the age bound; SQLITE_FULL becomes the policy.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use super::super::tests::batch;
@@ -41,6 +42,37 @@ fn wire_gaps(b: &StoredBatch) -> Vec<edge_wire::Gap> {
         .unwrap()
         .gaps
 }
+
+/// `gaps` (one per drop pass) as the one record they merge into.
+fn merged(gaps: &[Gap], recorded_us: i64) -> edge_wire::Gap {
+    edge_wire::Gap {
+        first_us: gaps.iter().map(|g| g.first_us).min().unwrap(),
+        last_us: gaps.iter().map(|g| g.last_us).max().unwrap(),
+        readings: gaps.iter().map(|g| g.readings).sum(),
+        batches: gaps.iter().map(|g| g.batches).sum(),
+        ..gaps[0].to_wire(recorded_us)
+    }
+}
+
+/// A spool at `path` under an age bound of `max_age_s` seconds.
+fn aged(path: &std::path::Path, max_age_s: u64) -> Spool {
+    let options = SpoolOptions {
+        max_age: Some(Duration::from_secs(max_age_s)),
+        ..SpoolOptions::default()
+    };
+    Spool::open_with(path, options).unwrap()
+}
+
+/// One reading batch a second for the seconds `ks`: 10 readings from `k` s
+/// on, sealed at `k` s.
+fn every_second(s: &mut Spool, ks: std::ops::Range<i64>) {
+    for k in ks {
+        s.append(&mut noisy(10, k * SEC, k * SEC), &[], Lane::Readings)
+            .unwrap();
+    }
+}
+
+const SEC: i64 = 1_000_000;
 
 fn bounded(max_bytes: u64, on_full: OnFull) -> SpoolOptions {
     SpoolOptions {
@@ -82,21 +114,18 @@ fn drop_oldest_keeps_the_bound_drops_readings_first_and_records_the_gap() {
     }
     assert!(gaps.iter().all(|g| g.reason == DropReason::Full));
     assert_eq!(gaps.iter().map(|g| g.readings).sum::<u64>(), dropped * 500);
-    // What is left: the alarm batch, one gap batch per drop (priority lane,
-    // carrying exactly the recorded gaps), then the newest reading batches.
+    // What is left: the alarm batch, one gap batch (priority lane) carrying
+    // the drops merged into one record (nothing was delivered between them,
+    // see `carrier`), then the newest reading batches.
     let sent = drain(&mut s);
     assert_eq!(sent[0].seq, alarm);
-    let gap_batches = &sent[1..=gaps.len()];
-    let carried: Vec<edge_wire::Gap> = gap_batches.iter().flat_map(wire_gaps).collect();
-    assert_eq!(carried.len(), gaps.len());
-    for (wire, local) in carried.iter().zip(&gaps) {
-        assert_eq!(*wire, local.to_wire(wire.recorded_us));
-        assert_eq!(wire.reason, edge_wire::GapReason::SpoolFull);
-    }
-    assert!(gap_batches.iter().all(|b| b.readings == 0));
+    let carried = wire_gaps(&sent[1]);
+    assert_eq!(sent[1].readings, 0);
+    assert_eq!(carried, [merged(&gaps, carried[0].recorded_us)]);
+    assert_eq!(carried[0].reason, edge_wire::GapReason::SpoolFull);
     // The reading batches left are the newest ones; appending a batch that
     // caused a drop gave its seq to the gap batch, so compare readings.
-    let readings: Vec<u64> = sent[gaps.len() + 1..].iter().map(|b| b.readings).collect();
+    let readings: Vec<u64> = sent[2..].iter().map(|b| b.readings).collect();
     assert_eq!(readings, vec![500; 60 - dropped as usize]);
     // Sequence numbers still grow strictly in commit order.
     let mut all: Vec<u64> = sent.iter().map(|b| b.seq).collect();
@@ -245,12 +274,8 @@ fn disk_full_applies_the_policy() {
 #[test]
 fn the_age_bound_drops_in_runs_during_a_long_outage() {
     let dir = tempfile::tempdir().unwrap();
-    let options = SpoolOptions {
-        max_age: Some(Duration::from_secs(60)),
-        ..SpoolOptions::default()
-    };
-    let mut s = Spool::open_with(&dir.path().join("spool.db"), options).unwrap();
-    let sec = 1_000_000;
+    let mut s = aged(&dir.path().join("spool.db"), 60);
+    let sec = SEC;
     for k in 0..600i64 {
         s.append(&mut noisy(10, k * sec, k * sec), &[], Lane::Readings)
             .unwrap();
@@ -270,9 +295,141 @@ fn the_age_bound_drops_in_runs_during_a_long_outage() {
     assert!((534..=540).contains(&dropped), "{dropped} dropped");
     assert!(gaps.len() <= 540 / 6 + 1, "{} gaps", gaps.len());
     assert!(gaps.len() >= 540 / 7, "{} gaps", gaps.len());
-    // Each run is reported once to the relay.
+    // The runs reach the relay as one record: nothing was delivered between
+    // them (the relay is down), and no kept reading lies between them.
     let sent = drain(&mut s);
     let carried: Vec<edge_wire::Gap> = sent.iter().flat_map(wire_gaps).collect();
-    assert_eq!(carried.len(), gaps.len());
-    assert_eq!(carried.iter().map(|g| g.batches).sum::<u64>(), dropped);
+    assert_eq!(carried, [merged(&gaps, carried[0].recorded_us)]);
+    assert!(carried[0].recorded_us > 590 * sec);
+    assert_eq!(carried[0].batches, dropped);
+}
+
+/// The readings' timestamps of a stored batch.
+fn timestamps(b: &StoredBatch) -> Vec<i64> {
+    edge_wire::decode(&b.body, &edge_wire::Limits::default())
+        .unwrap()
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.ts_us))
+        .collect()
+}
+
+/// Issue 21: one outage gave one gap event per drop pass, split where
+/// batches carrying alarms (the priority lane, which the age bound keeps)
+/// sat among the dropped ones. Now the relay, down all along, gets one
+/// record for the outage: the alarm batches hold no readings, so they do
+/// not split it, and the forwarder's retries do not take the open gap
+/// batch while the backlog fills them. It stays open across a restart.
+#[test]
+fn one_outage_with_alarm_batches_surviving_gives_one_gap_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    let mut s = aged(&path, 10);
+    let (mut gaps, mut alarms) = (Vec::new(), Vec::new());
+    for k in 0..60i64 {
+        if k % 5 == 2 {
+            let mut alarm = batch(0);
+            alarm.created_us = k * SEC;
+            alarms.push(s.append(&mut alarm, &[], Lane::Alarms).unwrap());
+        }
+        every_second(&mut s, k..k + 1);
+        // The forwarder retries against a relay that is down: it gets the
+        // alarm batches and the oldest readings, never the open gap batch.
+        for b in s.next_unsent(4, &HashSet::new()).unwrap() {
+            assert!(wire_gaps(&b).is_empty(), "gap batch handed out at {k} s");
+        }
+        if k == 30 {
+            gaps.extend(s.take_gaps());
+            drop(s);
+            s = aged(&path, 10);
+        }
+    }
+    gaps.extend(s.take_gaps());
+    assert!(gaps.len() >= 5, "{} drop passes", gaps.len());
+    // The relay is back: everything drains.
+    let sent = drain(&mut s);
+    let gap_batches: Vec<&StoredBatch> = sent.iter().filter(|b| !wire_gaps(b).is_empty()).collect();
+    assert_eq!(gap_batches.len(), 1);
+    let carried = wire_gaps(gap_batches[0]);
+    assert_eq!(carried, [merged(&gaps, carried[0].recorded_us)]);
+    let g = carried[0];
+    assert_eq!(g.reason, edge_wire::GapReason::MaxAge);
+    assert_eq!((g.first_us, g.readings), (0, 10 * g.batches));
+    // Every alarm batch is delivered; no delivered reading lies in the gap,
+    // and every reading is delivered or counted.
+    for a in &alarms {
+        assert!(sent.iter().any(|b| b.seq == *a), "alarm batch {a} lost");
+    }
+    let delivered: Vec<i64> = sent.iter().flat_map(timestamps).collect();
+    assert!(delivered
+        .iter()
+        .all(|t| !(g.first_us..=g.last_us).contains(t)));
+    assert_eq!(delivered.len() as u64 + g.readings, 600);
+}
+
+/// A reading batch delivered between two drop passes lies between their
+/// records, so they stay apart: the delivery closes the open gap batch and
+/// the next pass opens another.
+#[test]
+fn a_delivery_between_drops_keeps_their_records_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = aged(&dir.path().join("spool.db"), 10);
+    every_second(&mut s, 0..30);
+    // The uplink is back for a moment: the oldest reading batch (not the
+    // open gap batch, which waits behind it) is delivered.
+    let first = s.oldest().unwrap().unwrap();
+    assert!(first.readings > 0);
+    s.remove(first.seq).unwrap();
+    every_second(&mut s, 30..60);
+    let sent = drain(&mut s);
+    let carried: Vec<Vec<edge_wire::Gap>> = sent
+        .iter()
+        .map(wire_gaps)
+        .filter(|g| !g.is_empty())
+        .collect();
+    assert_eq!(carried.len(), 2, "{carried:?}");
+    let (before, after) = (carried[0][0], carried[1][0]);
+    assert_eq!(carried[0].len() + carried[1].len(), 2);
+    let ts = timestamps(&first);
+    assert!(before.last_us < ts[0] && *ts.last().unwrap() < after.first_us);
+}
+
+/// The open gap batch is handed out only when the others do not fill the
+/// request, closed first, and never rewritten after: the next record goes
+/// to a new gap batch. Device gaps merge like the bounds' ones.
+#[test]
+fn a_gap_batch_handed_out_is_closed_and_never_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(&dir.path().join("spool.db")).unwrap();
+    let gap = |first_us, last_us| Gap {
+        reason: DropReason::Device,
+        first_us,
+        last_us,
+        readings: 5,
+        batches: 0,
+    };
+    s.record_gap("gw", gap(0, 4), 100).unwrap();
+    s.record_gap("gw", gap(5, 9), 200).unwrap();
+    assert_eq!(s.stats().unwrap().batches, 1);
+    let handed = s.next_unsent(4, &HashSet::new()).unwrap();
+    assert_eq!(handed.len(), 1);
+    let want = edge_wire::Gap {
+        reason: edge_wire::GapReason::DeviceDropped,
+        first_us: 0,
+        last_us: 9,
+        readings: 10,
+        batches: 0,
+        recorded_us: 200,
+    };
+    assert_eq!(wire_gaps(&handed[0]), [want]);
+    // Adjacent, same reason, but the first is on its way: a new gap batch.
+    s.record_gap("gw", gap(10, 14), 300).unwrap();
+    let in_flight = HashSet::from([handed[0].seq]);
+    let next = s.next_unsent(4, &in_flight).unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].seq > handed[0].seq);
+    assert_eq!(wire_gaps(&next[0])[0].first_us, 10);
+    let sent = drain(&mut s);
+    assert_eq!(sent[0], handed[0], "the handed-out batch was rewritten");
+    assert_eq!(s.backlog().unwrap().gaps, 3);
 }

@@ -1,21 +1,28 @@
 //! Picking batches to send while others are still in flight: the forwarder
 //! keeps several uploads going at once and asks for the next ones that are
 //! not already on their way, in the order they must go (the priority lane of
-//! alarm-only batches first, then reading batches, each oldest first).
+//! alarm-only and gap batches first, then reading batches, each oldest
+//! first).
 //!
-//! Read-only: a batch leaves the spool only through [`Spool::remove`] (after
-//! its own 2xx) or [`Spool::quarantine`].
+//! The open gap batch ([`super::carrier`]) waits: it is handed out only when
+//! the other batches do not fill the request, and it is closed (never
+//! rewritten again) in the spool before it is handed out. If closing fails,
+//! it is not handed out this time.
+//!
+//! A batch leaves the spool only through [`Spool::remove`] (after its own
+//! 2xx) or [`Spool::quarantine`].
 
 use std::collections::HashSet;
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
-use super::{Spool, SpoolError, StoredBatch};
+use super::{carrier, Spool, SpoolError, StoredBatch};
 
 impl Spool {
     /// Up to `limit` batches to send next, skipping the sequence numbers in
     /// `in_flight`: the priority lane first, then reading batches, each in
-    /// sequence order.
+    /// sequence order; the open gap batch only if these do not fill `limit`
+    /// (it is closed first, see [`super::carrier`]).
     pub fn next_unsent(
         &self,
         limit: usize,
@@ -25,9 +32,11 @@ impl Spool {
             return Ok(Vec::new());
         }
         // The batches in flight are the first ones in send order, unless an
-        // alarm batch arrived since; reading `limit + in_flight` rows always
-        // leaves `limit` that are not in flight when there are that many.
-        let rows = (limit + in_flight.len()) as i64;
+        // alarm batch arrived since; reading `limit + in_flight` rows (and
+        // the open gap batch) always leaves `limit` that are not in flight
+        // when there are that many.
+        let open = carrier::open_seq(&self.conn).map_err(|e| self.err(e))?;
+        let rows = (limit + in_flight.len() + 1) as i64;
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -36,22 +45,44 @@ impl Spool {
             )
             .map_err(|e| self.err(e))?;
         let batches = stmt
-            .query_map(params![rows], |r| {
-                Ok(StoredBatch {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    readings: r.get::<_, i64>(1)? as u64,
-                    alarms: r.get::<_, i64>(2)? as u64,
-                    body: r.get(3)?,
-                })
-            })
+            .query_map(params![rows], stored)
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
-        Ok(batches
+        let mut next: Vec<StoredBatch> = batches
             .into_iter()
-            .filter(|b| !in_flight.contains(&b.seq))
+            .filter(|b| !in_flight.contains(&b.seq) && Some(b.seq) != open)
             .take(limit)
-            .collect())
+            .collect();
+        if let Some(open) = open.filter(|s| next.len() < limit && !in_flight.contains(s)) {
+            let batch = self
+                .conn
+                .query_row(
+                    "SELECT seq, readings, alarms, body FROM batches WHERE seq = ?1",
+                    params![open as i64],
+                    stored,
+                )
+                .optional()
+                .map_err(|e| self.err(e))?;
+            match carrier::close(&self.conn) {
+                // Closed, so it goes first, as the priority lane does.
+                Ok(()) => next.splice(0..0, batch).for_each(drop),
+                Err(error) => {
+                    tracing::debug!(spool = %self.path.display(), %error, "cannot close the open gap batch; it waits");
+                }
+            }
+        }
+        Ok(next)
     }
+}
+
+/// A `batches` row as [`StoredBatch`].
+fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredBatch> {
+    Ok(StoredBatch {
+        seq: r.get::<_, i64>(0)? as u64,
+        readings: r.get::<_, i64>(1)? as u64,
+        alarms: r.get::<_, i64>(2)? as u64,
+        body: r.get(3)?,
+    })
 }
 
 #[cfg(test)]
