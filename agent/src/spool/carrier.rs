@@ -3,7 +3,7 @@
 //!
 //! Every drop pass of the bounds ([`super::bounds`]), every refused batch
 //! and every device drop records a gap ([`Gap`]) and, in the same
-//! transaction, hands it to [`carry`]: into the *open* gap batch if there is
+//! transaction, hands it to `carry`: into the *open* gap batch if there is
 //! one, else into a new gap batch in the priority lane, which becomes the
 //! open one (`meta.open_gap_batch` holds its seq). The records of the open
 //! batch are merged with [`merge`], a pure function: consecutive records (in
@@ -22,7 +22,7 @@
 //!   handed to the forwarder is rewritten. The open batch is closed (it is
 //!   never rewritten again) durably *before* it is handed out
 //!   ([`Spool::next_unsent`]), and when any batch is removed after a 2xx or
-//!   quarantined ([`close`]), since readings delivered after a record may
+//!   quarantined (`close`), since readings delivered after a record may
 //!   lie between it and the next;
 //! - a merged record spans no reading that was kept: two records merge only
 //!   if no reading batch still in the spool (nor the batch committed with
