@@ -162,7 +162,7 @@ fn wire(args: &Args) -> Result<()> {
     ];
 
     println!(
-        "Ours: edge-wire v8 (what `encode` writes), v8 + table ref (format v7: the same batch \
+        "Ours: edge-wire v8 (what `encode` writes), v8 + table ref (format v9: the same batch \
          naming its series table by content id, as the agent sends it once the relay holds \
          the table; encode includes cutting the table out), v6 (the range coder before v8) \
          and v5 (the value coding before v6), CBOR columns + zstd 3. Baselines: InfluxDB line protocol, one line per timestamp \
