@@ -552,8 +552,9 @@ mod tests {
         assert_eq!(batches.len(), 2, "the device batch and the reading batch");
         let (version, body) = &batches[0];
         assert_eq!(
-            *version, 6,
-            "the device batch is sent first (v6, as every batch)"
+            *version,
+            edge_wire::FORMAT_VERSION,
+            "the device batch is sent first (v8, as every batch)"
         );
         let first = edge_wire::decode(body, &Default::default()).unwrap();
         assert!(first.instance.is_some() && first.series.is_empty());

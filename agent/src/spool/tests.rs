@@ -64,9 +64,12 @@ fn a_spool_keeps_its_instance_id_and_a_fresh_spool_draws_another() {
     drop(s);
     let s = Spool::open(&path).unwrap();
     assert_eq!(s.instance(), instance, "kept across a reopen");
-    // Every batch carries it (format v6, as v4 did).
+    // Every batch carries it (format v8, as v4 did).
     let body = s.oldest().unwrap().unwrap().body;
-    assert_eq!(edge_wire::encoded_version(&body).unwrap(), 6);
+    assert_eq!(
+        edge_wire::encoded_version(&body).unwrap(),
+        edge_wire::FORMAT_VERSION
+    );
     let decoded = edge_wire::decode(&body, &Default::default()).unwrap();
     assert_eq!(decoded.instance, instance);
     assert!(instance.is_some());

@@ -4,8 +4,8 @@
 //! that can be pointed at another relay mid-run.
 //!
 //! One run, four phases, with the forwarder running throughout:
-//! 1. relay A: the first batch goes self-contained (v6), the rest name the
-//!    table (v7);
+//! 1. relay A: the first batch goes self-contained (v8), the rest name the
+//!    table (v9);
 //! 2. relay A restarted on its data directory: references go on at once
 //!    (the table comes back from the ledger file);
 //! 3. relay B, which never saw this gateway (a fleet on SQLite ledgers, or a
@@ -179,7 +179,7 @@ async fn batches_name_their_series_table_once_a_relay_holds_it_and_lose_nothing_
     // 1. The first batch carries the table; the relay's answer says it holds it.
     append(&spool, 0..5, false).await?;
     let seen = drained(&spool, &p, 0).await?;
-    assert_eq!(seen, [(6, 200), (7, 200), (7, 200), (7, 200), (7, 200)]);
+    assert_eq!(seen, [(8, 200), (9, 200), (9, 200), (9, 200), (9, 200)]);
 
     // 2. Relay A restarted on the same directory: it still holds the table.
     relay_a.stop().await?;
@@ -188,7 +188,7 @@ async fn batches_name_their_series_table_once_a_relay_holds_it_and_lose_nothing_
     let mark = p.seen.lock().unwrap().len();
     append(&spool, 5..8, false).await?;
     let seen = drained(&spool, &p, mark).await?;
-    assert_eq!(seen, [(7, 200), (7, 200), (7, 200)]);
+    assert_eq!(seen, [(9, 200), (9, 200), (9, 200)]);
 
     // 3. Relay B never saw the table: one 409, the batch again with it.
     let relay_b = relay_on(&dir_b, TOKEN).await?;
@@ -196,13 +196,13 @@ async fn batches_name_their_series_table_once_a_relay_holds_it_and_lose_nothing_
     let mark = p.seen.lock().unwrap().len();
     append(&spool, 8..11, false).await?;
     let seen = drained(&spool, &p, mark).await?;
-    assert_eq!(seen, [(7, 409), (6, 200), (7, 200), (7, 200)]);
+    assert_eq!(seen, [(9, 409), (8, 200), (9, 200), (9, 200)]);
 
     // 4. A tag added to the series: a new table, inline first.
     let mark = p.seen.lock().unwrap().len();
     append(&spool, 11..13, true).await?;
     let seen = drained(&spool, &p, mark).await?;
-    assert_eq!(seen, [(6, 200), (7, 200)]);
+    assert_eq!(seen, [(8, 200), (9, 200)]);
 
     stop.cancel();
     task.await?;
