@@ -203,7 +203,8 @@ async fn raise(alarms: Vec<Alarm>, outlets: &AlarmOutlets<'_>) {
         match alarm.state {
             AlarmState::Raised => stats.alarms_raised.inc(),
             AlarmState::Cleared => stats.alarms_cleared.inc(),
-            AlarmState::Acknowledged => {}
+            // Counted where the request is taken (spc_rebaselines).
+            AlarmState::Acknowledged | AlarmState::Rebaselined => {}
         }
         warn!(series = %alarm.series.name, rule = %alarm.rule, severity = alarm.severity.as_str(), state = alarm.state.as_str(), value = alarm.value, limit = alarm.limit, "alarm");
         outlets.alarms.apply(alarm);

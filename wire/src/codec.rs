@@ -1,8 +1,10 @@
-//! The batch codec: [`encode`] writes wire format v8 for every batch;
+//! The batch codec: [`encode`] writes wire format v8 for every batch
+//! that v8 can carry and v10 for the others ([`Batch::version`]);
 //! [`encode_version`] still writes v6 and v2 to v5 (v2, v3 for a batch
 //! that carries gap records, v4 for one with a spool instance, v5 for one
 //! with device events, v6 for one reported by exception or with SPC
-//! detail: [`Batch::legacy_version`]); [`decode`] reads v1 to v6 and v8.
+//! detail: [`Batch::legacy_version`]); [`decode`] reads v1 to v6, v8 and
+//! v10.
 //!
 //! A batch on the wire is a 6-byte prefix (magic `EDGB`, version) and one
 //! zstd frame of a positional CBOR document in which each series' readings
@@ -45,28 +47,31 @@ pub use read::decoded_bound;
 
 use crate::{Batch, Limits};
 
-/// Encode a batch in the current format ([`crate::FORMAT_VERSION`], v8):
+/// Encode a batch in the current format ([`crate::FORMAT_VERSION`], v8,
+/// or [`crate::V10`] for a batch that [needs it](Batch::needs_v10)):
 /// CBOR document, zstd level 3, behind the 6-byte prefix.
 ///
 /// Fails with [`WireError::Invalid`] if the batch has duplicate series ids,
 /// an alarm naming a series it does not contain or device events without a
 /// spool instance (see [`Batch::validate`]).
 pub fn encode(batch: &Batch) -> Result<Vec<u8>, WireError> {
-    encode_version(batch, crate::FORMAT_VERSION)
+    encode_version(batch, batch.version())
 }
 
-/// Encode a batch in format `version` (2 to 6, or 8), for a reader that does
+/// Encode a batch in format `version` (2 to 6, 8 or 10), for a reader that does
 /// not know v8 yet and for comparisons: [`Batch::legacy_version`] is the oldest
 /// version that can carry the batch. Fails as [`encode`] does, and with
 /// [`WireError::Invalid`] if the batch holds what `version` cannot carry
 /// or `version` is not one this crate writes.
 pub fn encode_version(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError> {
     batch.validate()?;
-    if !(2..=crate::FORMAT_VERSION).contains(&version) || version == reference::REFERENCE_VERSION {
+    if !(2..=crate::V10).contains(&version) || reference::expanded_version(version).is_some() {
         return Err(WireError::Invalid(format!(
-            "format version {version} cannot be written, only 2 to 6 and {} (v{} is the referenced form of v6: reference::shorten)",
+            "format version {version} cannot be written, only 2 to 6, {} and {} (v{} and v{} are the referenced forms of v6 and v8: reference::shorten)",
             crate::FORMAT_VERSION,
-            reference::REFERENCE_VERSION
+            crate::V10,
+            reference::REFERENCE_VERSION,
+            reference::REFERENCE_VERSION_V8,
         )));
     }
     let doc = write::write_document(batch, version)?;

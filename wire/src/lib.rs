@@ -23,5 +23,5 @@ pub use limits::Limits;
 pub use model::{
     AlarmEvent, AlarmState, Batch, DeviceEvent, DeviceReason, DeviceState, Gap, GapReason,
     LimitKind, Point, Quality, ReasonKind, Reporting, Series, Severity, SpcDetail, FORMAT_VERSION,
-    READABLE_VERSIONS,
+    READABLE_VERSIONS, V10,
 };

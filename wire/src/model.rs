@@ -27,12 +27,20 @@ use std::collections::BTreeMap;
 /// [`crate::codec::encode_version`] still writes those.
 pub const FORMAT_VERSION: u16 = 8;
 
+/// The version [`crate::encode`] writes for a batch that holds what v8
+/// cannot say ([`Batch::needs_v10`]): v10 is v8 plus the alarm state
+/// `rebaselined` (code 3). Every other batch is still written in
+/// [`FORMAT_VERSION`], so a relay that reads v8 but not v10 refuses only
+/// the batches that need it. v10 has no referenced form.
+pub const V10: u16 = 10;
+
 /// Every self-contained version this crate reads: v1 (alarms without
 /// severity, duration or acknowledgement), v2 (no gap records), v3 (no
 /// spool instance), v4 (no device events), v5, v6 (the v6 value column)
-/// and v8 (its counted adaptation); v7, the referenced form, is read by
+/// v8 (its counted adaptation) and v10 (v8 with the alarm state
+/// `rebaselined`); v7 and v9, the referenced forms, are read by
 /// [`crate::codec::reference::decode_parts`].
-pub const READABLE_VERSIONS: [u16; 7] = [1, 2, 3, 4, 5, 6, 8];
+pub const READABLE_VERSIONS: [u16; 8] = [1, 2, 3, 4, 5, 6, 8, 10];
 
 /// One upload unit: everything a gateway sends in one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -397,16 +405,22 @@ pub enum AlarmState {
     Cleared,
     /// Someone at the plant acknowledged the raised alarm (format v2 on).
     Acknowledged,
+    /// The SPC test's baseline was dropped on request (an MQTT command, the
+    /// status page): the test learns it again from the readings that
+    /// follow and judges nothing meanwhile (format v10 on). The event
+    /// carries the dropped baseline in its SPC detail, when there was one.
+    Rebaselined,
 }
 
 impl AlarmState {
     /// Lower-case name used in JSON messages: `raised`, `cleared`,
-    /// `acknowledged`.
+    /// `acknowledged`, `rebaselined`.
     pub fn as_str(self) -> &'static str {
         match self {
             AlarmState::Raised => "raised",
             AlarmState::Cleared => "cleared",
             AlarmState::Acknowledged => "acknowledged",
+            AlarmState::Rebaselined => "rebaselined",
         }
     }
 }
@@ -596,15 +610,36 @@ impl Batch {
         self.series.iter().map(|s| s.points.len()).sum()
     }
 
+    /// Whether the batch holds what only format v10 carries: an alarm
+    /// event in state [`AlarmState::Rebaselined`].
+    pub fn needs_v10(&self) -> bool {
+        self.alarms
+            .iter()
+            .any(|a| a.state == AlarmState::Rebaselined)
+    }
+
+    /// The version [`crate::encode`] writes: [`V10`] when
+    /// [`Batch::needs_v10`], else [`FORMAT_VERSION`].
+    pub fn version(&self) -> u16 {
+        if self.needs_v10() {
+            V10
+        } else {
+            FORMAT_VERSION
+        }
+    }
+
     /// The oldest format version that can carry this batch (what
     /// [`crate::encode`] wrote before v6, and what
-    /// [`crate::codec::encode_version`] needs for an older reader): 6 when
+    /// [`crate::codec::encode_version`] needs for an older reader): 10 when
+    /// it [needs v10](Batch::needs_v10) (no older version can carry it), 6 when
     /// a series is reported by exception or an alarm carries SPC detail
     /// (only v6 on say so), else 5 when it carries device events, else 4
     /// when it carries a spool instance id, else 3 when it carries gaps,
     /// else 2.
     pub fn legacy_version(&self) -> u16 {
-        if self.series.iter().any(|s| s.reporting.is_some())
+        if self.needs_v10() {
+            V10
+        } else if self.series.iter().any(|s| s.reporting.is_some())
             || self.alarms.iter().any(|a| a.spc.is_some())
         {
             6

@@ -198,6 +198,8 @@ impl AlarmBoard {
                     r.acked_us.get_or_insert(a.ts_us);
                 }
             }
+            // Not an alarm state: the clear before it took the alarm off.
+            AlarmState::Rebaselined => {}
         }
     }
 

@@ -97,12 +97,12 @@ pub fn version(bytes: &[u8]) -> Result<u16, WireError> {
 pub fn unsupported(found: u16) -> WireError {
     WireError::UnsupportedVersion {
         found,
-        supported: super::reference::REFERENCE_VERSION_V8,
+        supported: crate::V10,
     }
 }
 
 /// Check the prefix and the compressed size; return the format version and
-/// the zstd frame (of a self-contained batch, v1 to v6 or v8).
+/// the zstd frame (of a self-contained batch, v1 to v6, v8 or v10).
 pub fn open<'b>(bytes: &'b [u8], limits: &Limits) -> Result<(u16, &'b [u8]), WireError> {
     let found = version(bytes)?;
     if !READABLE_VERSIONS.contains(&found) {

@@ -443,11 +443,14 @@ fn read_alarms(
             0 => AlarmState::Raised,
             1 => AlarmState::Cleared,
             2 if version >= 2 => AlarmState::Acknowledged,
+            3 if version >= crate::V10 => AlarmState::Rebaselined,
             code => {
                 let expected = if version == 1 {
                     "0 (raised) or 1 (cleared)"
-                } else {
+                } else if version < crate::V10 {
                     "0 (raised), 1 (cleared) or 2 (acknowledged)"
+                } else {
+                    "0 (raised), 1 (cleared), 2 (acknowledged) or 3 (rebaselined)"
                 };
                 return Err(WireError::Malformed(format!(
                     "alarm {j} ({rule:?}) state code {code}, expected {expected}"

@@ -49,6 +49,7 @@ pub fn state_code(state: AlarmState) -> u8 {
         AlarmState::Raised => 0,
         AlarmState::Cleared => 1,
         AlarmState::Acknowledged => 2,
+        AlarmState::Rebaselined => 3,
     }
 }
 
@@ -57,6 +58,11 @@ pub fn state_code(state: AlarmState) -> u8 {
 /// device events, so a caller wanting an old version passes
 /// [`Batch::legacy_version`]).
 pub fn write_document(batch: &Batch, version: u16) -> Result<Vec<u8>, WireError> {
+    if version < crate::V10 && batch.needs_v10() {
+        return Err(WireError::Invalid(format!(
+            "a format v{version} document cannot carry an alarm in state rebaselined (v10 on)"
+        )));
+    }
     if version < 3 && !batch.gaps.is_empty() {
         return Err(WireError::Invalid(format!(
             "a format v{version} document cannot carry the batch's {} gap records",

@@ -64,24 +64,24 @@ fn wrong_magic_and_version() {
     assert!(err.to_string().starts_with("not an edge batch"), "{err}");
 
     let mut newer = bytes.clone();
-    newer[4..6].copy_from_slice(&10u16.to_be_bytes());
+    newer[4..6].copy_from_slice(&11u16.to_be_bytes());
     let err = decode_default(&newer).unwrap_err();
     assert!(
         matches!(
             err,
             WireError::UnsupportedVersion {
-                found: 10,
-                supported: 9
+                found: 11,
+                supported: 10
             }
         ),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
-        "batch format version 10 is not supported, this build reads versions 1 to 9 (7 and 9 with their series table)"
+        "batch format version 11 is not supported, this build reads versions 1 to 10 (7 and 9 with their series table)"
     );
     assert_eq!(err.reason(), "bad_version");
-    assert_eq!(encoded_version(&newer).unwrap(), 10);
+    assert_eq!(encoded_version(&newer).unwrap(), 11);
 }
 
 #[test]

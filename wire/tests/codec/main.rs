@@ -13,6 +13,7 @@
 //!   series entry;
 //! - `limit_kind`: the optional limit kind of a v6 alarm entry (element 9);
 //! - `spc`: the optional SPC element of a v6 alarm entry (element 10);
+//! - `v10`: format v10, the alarm state `rebaselined`;
 //! - `support`: sample batches, proptest strategies, and an allocation
 //!   counter (this binary's global allocator) to measure what decode reserves.
 
@@ -25,6 +26,7 @@ mod reporting;
 mod roundtrip;
 mod spc;
 mod support;
+mod v10;
 
 #[global_allocator]
 static ALLOCATOR: support::CountingAllocator = support::CountingAllocator;
