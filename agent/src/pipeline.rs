@@ -174,7 +174,7 @@ async fn seed_spc(detector: &mut Detector, spool: &SharedSpool) {
         );
     }
     let saved = states.len();
-    for s in detector.seed_spc(states) {
+    for s in detector.seed_spc(states, now_us()) {
         info!(series = %s.series, rule = %s.rule, was = %s.fingerprint, "SPC baseline dropped: the rule's baseline keys changed or the test is gone (re-baselining); it is learned again");
     }
     if saved > 0 {

@@ -262,6 +262,29 @@ impl Check {
         }
     }
 
+    /// The SPC test and its chart, if this check is an SPC test.
+    pub(crate) fn spc_mut(&mut self) -> Option<(Test, &mut Chart)> {
+        match &mut self.kind {
+            Kind::Spc { test, chart } => Some((*test, chart)),
+            _ => None,
+        }
+    }
+
+    /// Clear the alarm at `ts_us` if it is raised, whatever the condition
+    /// (re-baselining takes away what it was judged against): the clear
+    /// event, with `value` reported, or `None` when not raised.
+    pub(crate) fn force_clear(&mut self, ts_us: i64, value: f64) -> Option<Event> {
+        let duration_us = self.state.force_clear(ts_us)?;
+        Some(Event {
+            state: AlarmState::Cleared,
+            value,
+            limit: self.raised_limit,
+            ts_us,
+            duration_us: Some(duration_us),
+            spc: None,
+        })
+    }
+
     /// Replace the SPC chart (persisted state); false if this check is no
     /// SPC test.
     pub(crate) fn set_chart(&mut self, c: Chart) -> bool {

@@ -87,6 +87,14 @@ impl Debounce {
         }
     }
 
+    /// Clear a raised alarm at `ts_us` without waiting for the condition
+    /// (its baseline was dropped); the duration, `None` if not raised.
+    pub(crate) fn force_clear(&mut self, ts_us: i64) -> Option<i64> {
+        self.streak = None;
+        let at = self.raised_at.take()?;
+        Some(ts_us.saturating_sub(at).max(0))
+    }
+
     /// Forget a pending run (the clock stepped back, so its start time
     /// means nothing any more); the raised state is kept.
     pub(crate) fn restart(&mut self) {

@@ -63,7 +63,9 @@
 //! spool), so a restart neither learns a baseline again nor loses a CUSUM
 //! that was building up; a clock step back restarts the charts (not the
 //! baselines). A state whose rule's baseline keys changed is handed back by
-//! `seed_spc` instead: that is how a baseline is learned again.
+//! `seed_spc` instead: that is how a baseline is learned again by config.
+//! [`Detector::rebaseline`] learns one again on request (an MQTT command,
+//! the status page), recorded as events ([`rebaseline`]).
 //!
 //! Event names are `<rule name>.<kind>` (kinds: `high_high`, `high`, `low`,
 //! `low_low`, `rate_rise`, `rate_fall`, `stale`, `flatline`,
@@ -75,6 +77,7 @@
 
 mod check;
 mod delay;
+mod rebaseline;
 pub mod rule;
 pub mod spc;
 
@@ -87,6 +90,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use self::check::{Check, Sample};
+pub use self::rebaseline::{RebaselineError, Rebaselined, Request as RebaselineRequest};
 pub use self::rule::{Flatline, Hold, Level, Limit, Rate, Rule, Selector, Timeout};
 pub use self::spc::Spc;
 use crate::reading::{Alarm, Quality, Reading, SeriesInfo, Severity};
@@ -146,6 +150,9 @@ pub struct Detector {
     /// The last good value of every series an SPC rule takes its mode
     /// from (`None` until it reports).
     modes: HashMap<String, Option<f64>>,
+    /// Rebaseline events of series that have not reported yet
+    /// ([`rebaseline`]): sent with their first reading.
+    pending: HashMap<String, Vec<rebaseline::Pending>>,
     counters: Counters,
 }
 
@@ -173,15 +180,17 @@ impl Detector {
             seeds: HashMap::new(),
             spc_seeds: HashMap::new(),
             modes,
+            pending: HashMap::new(),
             counters: Counters::default(),
         }
     }
 
     /// Take persisted SPC states back (baselines and charts from before a
-    /// restart). Returns those not taken: their event name is no SPC test
-    /// of the config any more, or the rule's baseline keys changed (the
-    /// explicit re-baselining: the agent logs each as an event).
-    pub fn seed_spc(&mut self, states: Vec<SpcState>) -> Vec<SpcState> {
+    /// restart) at `now_us`. Returns those not taken: their event name is
+    /// no SPC test of the config any more, or the rule's baseline keys
+    /// changed (re-baselining by config: each of those is also recorded
+    /// as a rebaseline event, sent when its series first reports).
+    pub fn seed_spc(&mut self, states: Vec<SpcState>, now_us: i64) -> Vec<SpcState> {
         let prints: HashMap<String, String> = self
             .rules
             .iter()
@@ -204,6 +213,7 @@ impl Detector {
                 None => self.spc_seeds.entry(s.series.clone()).or_default().push(s),
             }
         }
+        self.pend_config_rebaselines(&dropped, now_us);
         dropped
     }
 
@@ -286,6 +296,7 @@ impl Detector {
         let seeds = &mut self.seeds;
         let spc_seeds = &mut self.spc_seeds;
         let modes = &self.modes;
+        let pending = &mut self.pending;
         let t = self
             .series
             .entry(reading.series.name.clone())
@@ -309,8 +320,15 @@ impl Detector {
                 }
                 t
             });
+        // Rebaseline events waiting for this series' first reading.
+        let mut out: Vec<Alarm> = pending
+            .remove(&reading.series.name)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.alarm(&t.info))
+            .collect();
         if t.checks.is_empty() {
-            return Vec::new();
+            return out;
         }
         let ts = reading.ts_us;
         if let Some(last) = t.last_ts_us.filter(|&last| ts <= last) {
@@ -319,7 +337,7 @@ impl Detector {
             }
             if t.behind < CLOCK_STEP_READINGS {
                 self.counters.out_of_order += 1;
-                return Vec::new();
+                return out;
             }
             self.counters.clock_steps += 1;
             for (_, c) in &mut t.checks {
@@ -336,7 +354,6 @@ impl Detector {
             value: reading.value,
             bad,
         };
-        let mut out = Vec::new();
         for (i, c) in &mut t.checks {
             let rule = &rules[*i];
             let mode = match rule.spc.as_ref().and_then(|s| s.mode.as_ref()) {

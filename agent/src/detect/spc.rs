@@ -13,11 +13,14 @@
 //!   follows the process, so a slowly failing machine does not teach the
 //!   detector that failing is normal. A baseline with sigma 0 (a constant
 //!   signal) judges nothing.
-//! - **Re-baselining** happens only through the config: a change of any
+//! - **Re-baselining** is explicit, never drift, and always recorded as an
+//!   event (alarm state `rebaselined`): by config, a change of any
 //!   baseline key (`baseline_samples`, `sigma_from`, `mean`, `sigma`, the
 //!   mode, `baseline_id`) changes the rule's [`Spc::fingerprint`], and
 //!   persisted baselines with another fingerprint are dropped at start-up
-//!   and handed back by [`super::Detector::seed_spc`] for the log.
+//!   (handed back by [`super::Detector::seed_spc`] for the log); on
+//!   request, [`super::Detector::rebaseline`] drops the baselines of one
+//!   rule (one series, one mode), for an MQTT command or the status page.
 //! - **Tests** ([`Test`]): one point beyond k sigma; the Western Electric /
 //!   Nelson run rules (2 of 3 beyond 2 sigma on one side, 4 of 5 beyond
 //!   1 sigma on one side, 8 in a row on one side of the centre, 6 in a row
@@ -32,7 +35,8 @@
 //!   series has reported, or while its value is in no band, nothing is
 //!   judged.
 //!
-//! Not here: re-baselining by MQTT command or from the status page.
+//! Not here: who may re-baseline (the agent's `[status.auth]`, checked by
+//! the MQTT and status-page handlers).
 
 mod baseline;
 mod chart;

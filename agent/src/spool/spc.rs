@@ -106,7 +106,7 @@ mod tests {
         assert_eq!((states.len(), unreadable), (1, 0));
         assert_eq!(states, d.spc_states());
         let mut again = Detector::new(&[r]);
-        assert!(again.seed_spc(states).is_empty());
+        assert!(again.seed_spc(states, 0).is_empty());
         // Centre 32.5, sigma 1 / 1.128: 40 is far out.
         assert_eq!(again.observe(&reading(10, 40.0)).len(), 1);
     }

@@ -145,6 +145,46 @@ impl Chart {
         Some(Judgement { present, detail })
     }
 
+    /// Re-baselining: forget the learned baseline of `mode` (every mode's
+    /// when `None`) and restart the chart, so the next points of that mode
+    /// are learned again. Returns the (centre, sigma) that was in force for
+    /// `mode` (for `None`, the mode of the last judged point), if one was
+    /// learned completely.
+    pub(crate) fn forget(&mut self, mode: Option<i64>, spc: &Spc) -> Option<(f64, f64)> {
+        let Baseline::Learn {
+            samples,
+            sigma_from,
+        } = spc.baseline
+        else {
+            return None;
+        };
+        let reported = mode.or(self.mode)?;
+        let dropped = self
+            .baselines
+            .get(&reported)
+            .filter(|l| l.complete(samples))
+            .and_then(|l| l.limits(sigma_from));
+        match mode {
+            Some(m) => {
+                self.baselines.remove(&m);
+            }
+            None => self.baselines.clear(),
+        }
+        if mode.is_none() || self.mode == mode {
+            self.restart();
+        }
+        dropped
+    }
+
+    /// Whether a baseline of `mode` (of any mode when `None`) is held,
+    /// learned or being learned.
+    pub(crate) fn holds(&self, mode: Option<i64>) -> bool {
+        match mode {
+            Some(m) => self.baselines.contains_key(&m),
+            None => !self.baselines.is_empty(),
+        }
+    }
+
     /// Forget the chart (window, EWMA, CUSUM), keep the baselines.
     pub(crate) fn restart(&mut self) {
         self.window.clear();

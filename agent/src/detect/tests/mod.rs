@@ -9,6 +9,7 @@ use crate::reading::{AlarmState, Severity};
 use AlarmState::{Cleared, Raised};
 
 mod limits;
+mod rebaseline;
 mod seed;
 mod spc;
 mod time;

@@ -177,7 +177,7 @@ fn restart_with_persisted_state_keeps_baselines_and_charts() {
     assert_eq!(back, saved);
 
     let mut after = Detector::new(std::slice::from_ref(&r));
-    assert!(after.seed_spc(back.clone()).is_empty());
+    assert!(after.seed_spc(back.clone(), 0).is_empty());
     // 12.3, 12.3: C+ 2.1135 + 1.3567 = 3.4702, then 4.8270 > H: raises at
     // the second. A fresh detector would still be learning.
     let a = run_alarms(&mut after, &[V(6, 12.3), V(7, 12.3)]);
@@ -194,14 +194,33 @@ fn restart_with_persisted_state_keeps_baselines_and_charts() {
     spc2.baseline_id = "2027-01".into();
     let r2 = with(rule(), |r| r.spc = Some(spc2));
     let mut rebased = Detector::new(&[r2]);
-    assert_eq!(rebased.seed_spc(back.clone()), back);
-    assert!(run_alarms(&mut rebased, &[V(6, 50.0), V(7, 50.0)]).is_empty());
+    assert_eq!(rebased.seed_spc(back.clone(), 3_000_000), back);
+    // Recorded as one rebaseline event per test, sent with the series'
+    // first reading (without detail: the old keys are gone); then the
+    // baseline is being learned, so 50.0 is judged by nothing.
+    let a = run_alarms(&mut rebased, &[V(6, 50.0), V(7, 50.0)]);
+    let got: Vec<(i64, AlarmState, &str, bool)> = a
+        .iter()
+        .map(|a| (a.ts_us, a.state, a.rule.as_str(), a.spc.is_some()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                3_000_000,
+                AlarmState::Rebaselined,
+                "r.spc_beyond_limits",
+                false
+            ),
+            (3_000_000, AlarmState::Rebaselined, "r.spc_cusum", false),
+        ]
+    );
     // A new k_sigma keeps the baselines: it is no baseline key.
     let mut spc3 = Spc::new(&[Test::BeyondLimits, Test::Cusum], 4);
     spc3.baseline_id = "2026-12".into();
     spc3.k_sigma = 2.0;
     let mut wider = Detector::new(&[with(rule(), |r| r.spc = Some(spc3))]);
-    assert!(wider.seed_spc(back).is_empty());
+    assert!(wider.seed_spc(back, 0).is_empty());
 }
 
 mod properties {
@@ -242,7 +261,7 @@ mod properties {
             let before = run_alarms(&mut first, &inputs[..cut]);
             let mut second = Detector::new(&[all_tests()]);
             prop_assert!(second.seed(first.active()).is_empty());
-            prop_assert!(second.seed_spc(first.spc_states()).is_empty());
+            prop_assert!(second.seed_spc(first.spc_states(), 0).is_empty());
             let after = run_alarms(&mut second, &inputs[cut..]);
             let joined: Vec<Alarm> = before.into_iter().chain(after).collect();
             prop_assert_eq!(events(&joined), events(&all));
