@@ -45,6 +45,7 @@ pub mod points;
 pub mod probe;
 pub mod publish;
 pub mod reading;
+pub mod rebaseline;
 pub mod runner;
 pub mod source;
 pub mod spool;

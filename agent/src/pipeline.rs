@@ -34,6 +34,7 @@ use crate::publish::shared::SharedAlarms;
 use crate::publish::LocalEvent;
 use crate::reading::Reading;
 use crate::reading::{now_us, Alarm, AlarmState, Input};
+use crate::rebaseline;
 use crate::spool::Mark;
 use crate::spool::{self, Lane, SharedSpool};
 use crate::stats::AgentStats;
@@ -59,10 +60,13 @@ pub(crate) struct AlarmOutlets<'a> {
 /// `active` are the alarms raised before a restart, from the spool.
 /// A microcontroller sample's readings go into one batch, committed with
 /// its mark.
+/// Re-baselining requests ([`crate::rebaseline`]) arrive on `commands`,
+/// applied between readings.
 pub(crate) async fn pipeline(
     config: &AgentConfig,
     active: Vec<ActiveAlarm>,
     mut rx: mpsc::Receiver<Input>,
+    mut commands: mpsc::Receiver<rebaseline::Command>,
     outlets: AlarmOutlets<'_>,
 ) {
     let mut intake = Intake {
@@ -130,6 +134,10 @@ pub(crate) async fn pipeline(
                 (intake.detector.tick(now_us()), false)
             }
             _ = sleep_until(deadline), if deadline.is_some() => (Vec::new(), true),
+            Some(command) = commands.recv() => {
+                rebaseline(command, &mut intake.detector, &outlets).await;
+                (Vec::new(), false)
+            }
         };
         if !alarms.is_empty() {
             raise(alarms, &outlets).await;
@@ -183,6 +191,45 @@ async fn seed_spc(detector: &mut Detector, spool: &SharedSpool) {
             "SPC baselines and charts from before the restart"
         );
     }
+}
+
+/// Apply one re-baselining request: its events are committed and
+/// published like alarm events, then the SPC state is saved at once (a
+/// restart must not bring the dropped baselines back), then the caller
+/// is answered.
+async fn rebaseline(
+    command: rebaseline::Command,
+    detector: &mut Detector,
+    outlets: &AlarmOutlets<'_>,
+) {
+    let rebaseline::Command {
+        request,
+        by,
+        via,
+        reply,
+    } = command;
+    let result = match detector.rebaseline(&request, now_us()) {
+        Ok(done) => {
+            outlets.stats.spc_rebaselines.inc();
+            info!(rule = %request.rule, series = ?request.series, mode = ?request.mode, %by, via = via.as_str(), dropped = ?done.series, "SPC baselines dropped on request (re-baselining); they are learned again from the next readings");
+            let events = done.alarms.len();
+            if !done.alarms.is_empty() {
+                raise(done.alarms, outlets).await;
+            }
+            save_spc(detector, outlets.spool).await;
+            Ok(rebaseline::Outcome {
+                series: done.series,
+                events,
+            })
+        }
+        Err(error) => {
+            outlets.stats.spc_rebaselines_refused.inc();
+            warn!(%error, %by, via = via.as_str(), "re-baselining request refused");
+            Err(error)
+        }
+    };
+    // The caller may have gone; the request was applied all the same.
+    let _ = reply.send(result);
 }
 
 /// Save every SPC baseline and chart, after a reading batch was committed.
@@ -511,7 +558,8 @@ mod tests {
             local: None,
             stop: &stop,
         };
-        pipeline(&config, Vec::new(), rx, outlets).await;
+        let (_path, commands) = rebaseline::RebaselinePath::channel();
+        pipeline(&config, Vec::new(), rx, commands, outlets).await;
         (spool, stats)
     }
 
@@ -750,5 +798,160 @@ mod tests {
         )
         .await;
         assert_eq!(stats.alarms_raised.get(), 0, "a new baseline is learned");
+    }
+
+    /// A re-baselining request reaches the detector through the pipeline:
+    /// the rebaselined event (after the clear of the raised test) is
+    /// committed to the spool as a v10 alarm batch, the SPC state is saved
+    /// at once (a restart learns again), and a refused request is
+    /// answered with its reason and changes nothing.
+    #[tokio::test]
+    async fn a_rebaseline_request_is_spooled_as_events_and_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let config = AgentConfig::parse(
+            &format!(
+                "gateway_id = \"gw\"\n[spool]\npath = \"{}\"\n[uplink]\nurl = \"http://127.0.0.1:9/ingest\"\ntoken = \"t-0123456789abcdef0123\"\n[batch]\nmax_readings = 5\nmax_age_ms = 60000\n[[simulated]]\nname = \"s\"\nmean = 1.0\n[[rules]]\nname = \"flow\"\nseries = \"s\"\n[rules.spc]\ntests = [\"beyond_limits\"]\nbaseline_samples = 4\n",
+                path.display()
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let spool = SharedSpool::new(Spool::open(&path).unwrap());
+        let stats = Arc::new(AgentStats::default());
+        let (wake, stop) = (Notify::new(), CancellationToken::new());
+        let (tx, rx) = mpsc::channel(16);
+        let (path_tx, commands) = rebaseline::RebaselinePath::channel();
+        let series = Arc::new(SeriesInfo {
+            name: "s".into(),
+            unit: String::new(),
+            tags: Default::default(),
+        });
+        let at = |t: i64, v: f64| -> Input {
+            Reading {
+                series: series.clone(),
+                ts_us: t * 1_000_000,
+                value: v,
+                quality: Quality::Good,
+            }
+            .into()
+        };
+        let rules = config.rules.clone();
+        let task = {
+            let (spool, stats) = (spool.clone(), stats.clone());
+            tokio::spawn(async move {
+                let outlets = AlarmOutlets {
+                    spool: &spool,
+                    wake: &wake,
+                    stats: &stats,
+                    gateway_id: "gw",
+                    alarms: &SharedAlarms::new(crate::publish::board::AlarmBoard::new("gw")),
+                    local: None,
+                    stop: &stop,
+                };
+                pipeline(&config, Vec::new(), rx, commands, outlets).await;
+            })
+        };
+        // Baseline 10, 11, 10, 11; 20 raises; one batch of 5 readings.
+        for (t, v) in [(0, 10.0), (1, 11.0), (2, 10.0), (3, 11.0), (4, 20.0)] {
+            tx.send(at(t, v)).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while stats.readings_spooled.get() < 5 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "batch never committed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let req = |rule: &str| crate::detect::RebaselineRequest {
+            rule: rule.into(),
+            series: None,
+            mode: None,
+        };
+        let refused = path_tx
+            .rebaseline(req("flwo"), "qe".into(), rebaseline::Via::StatusPage)
+            .await;
+        assert_eq!(
+            refused,
+            Err(rebaseline::RebaselineFailure::Refused(
+                crate::detect::RebaselineError::UnknownRule("flwo".into())
+            ))
+        );
+        let done = path_tx
+            .rebaseline(req("flow"), "qe".into(), rebaseline::Via::StatusPage)
+            .await
+            .unwrap();
+        assert_eq!(
+            done,
+            rebaseline::Outcome {
+                series: vec!["s".into()],
+                events: 2
+            }
+        );
+        assert_eq!(
+            (
+                stats.spc_rebaselines.get(),
+                stats.spc_rebaselines_refused.get()
+            ),
+            (1, 1)
+        );
+        // Saved at once: a detector seeded from the spool now learns again.
+        let (states, _) = spool.call(|s| s.spc_states()).await.unwrap();
+        let mut fresh = Detector::new(&rules);
+        assert!(fresh.seed_spc(states, 0).is_empty());
+        let judged = fresh.observe(&Reading {
+            series: series.clone(),
+            ts_us: 10_000_000,
+            value: 50.0,
+            quality: Quality::Good,
+        });
+        assert!(
+            judged.is_empty(),
+            "the old baseline would judge 50 beyond: {judged:?}"
+        );
+        drop(tx);
+        task.await.unwrap();
+
+        // The spool: the raise batch, the reading batch, the clear and the
+        // rebaseline in one v10 alarm batch.
+        let bodies = spool
+            .call(|s| {
+                let mut out = Vec::new();
+                while let Some(b) = s.oldest()? {
+                    out.push(b.body.clone());
+                    s.remove(b.seq)?;
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap();
+        let last = bodies
+            .iter()
+            .map(|b| {
+                (
+                    edge_wire::encoded_version(b).unwrap(),
+                    edge_wire::decode(b, &Default::default()).unwrap(),
+                )
+            })
+            .find(|(_, b)| b.alarms.iter().any(|a| a.state == AlarmState::Rebaselined))
+            .expect("a batch with the rebaseline");
+        assert_eq!(last.0, edge_wire::V10);
+        let states: Vec<(&str, AlarmState)> = last
+            .1
+            .alarms
+            .iter()
+            .map(|a| (a.rule.as_str(), a.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("flow.spc_beyond_limits", AlarmState::Cleared),
+                ("flow.spc_beyond_limits", AlarmState::Rebaselined)
+            ]
+        );
+        let spc = last.1.alarms[1].spc.expect("the dropped baseline");
+        assert!((spc.centre - 10.5).abs() < 1e-12, "{spc:?}");
+        assert!(spool.call(|s| s.active_alarms()).await.unwrap().is_empty());
     }
 }

@@ -20,6 +20,7 @@ use crate::publish::board::AlarmBoard;
 use crate::publish::shared::SharedAlarms;
 use crate::publish::{LocalEvent, LocalPublisher};
 use crate::reading::{now_us, Input, SeriesInfo};
+use crate::rebaseline::RebaselinePath;
 use crate::source::frames::FramesSource;
 use crate::source::mqtt::MqttSource;
 use crate::source::simulated::SimulatedSource;
@@ -120,6 +121,9 @@ impl Agent {
             .alarm_publish
             .as_ref()
             .map(|_| mpsc::channel::<LocalEvent>(1024));
+        // Re-baselining requests from the page and from MQTT, to the
+        // pipeline that owns the detector.
+        let (rebaseline, commands) = RebaselinePath::channel();
         let status_stop = CancellationToken::new();
         let status_task = match &self.config.status {
             Some(c) => {
@@ -131,6 +135,7 @@ impl Agent {
                         auth: c.auth.clone(),
                         ack: ack.clone(),
                         local: local.as_ref().map(|(tx, _)| tx.downgrade()),
+                        rebaseline: rebaseline.clone(),
                     });
                 let serving = status::serve(listener, Arc::new(page), status_stop.clone());
                 Some(tokio::spawn(serving))
@@ -198,6 +203,8 @@ impl Agent {
                     gateway_id: self.config.gateway_id.clone(),
                     ack: ack.clone(),
                     stats: self.stats.clone(),
+                    rebaseline: rebaseline.clone(),
+                    auth: self.config.status.as_ref().and_then(|s| s.auth.clone()),
                 };
                 // It stops when the pipeline drops `tx`, not at the shutdown
                 // signal, so the events of the last readings still go out.
@@ -220,7 +227,8 @@ impl Agent {
             local: local_tx.as_ref(),
             stop: &shutdown,
         };
-        pipeline(&self.config, active, rx, outlets).await;
+        drop(rebaseline);
+        pipeline(&self.config, active, rx, commands, outlets).await;
         drop(local_tx);
         sources.wait().await;
         if let Some(task) = local_task {

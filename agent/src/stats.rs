@@ -75,6 +75,11 @@ pub struct AgentStats {
     pub alarm_acks: Counter,
     /// Acknowledgements refused: unreadable payload, or no such raised alarm.
     pub alarm_acks_rejected: Counter,
+    /// Re-baselining requests applied (MQTT command or status page).
+    pub spc_rebaselines: Counter,
+    /// Re-baselining requests refused: no credentials or wrong ones, an
+    /// unreadable body, no such SPC rule, nothing learned yet.
+    pub spc_rebaselines_refused: Counter,
     /// Modbus requests that failed at the transport (connect, timeout, I/O).
     pub modbus_transport_errors: Counter,
     /// Modbus requests answered with an exception code.

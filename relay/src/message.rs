@@ -3,7 +3,9 @@
 //! and one per gateway event (a gap: readings the gateway dropped): the
 //! values of Kafka messages and the lines of the file sink. A device-state
 //! event (a device behind the gateway down, degraded or back) is a gateway
-//! event too (`"event": "device_state"`). Every message
+//! event too (`"event": "device_state"`), and so is an SPC re-baselining
+//! (`"event": "spc_rebaseline"`; on the wire an alarm event in state
+//! `rebaselined`, which is no alarm message). Every message
 //! carries its `schema` name and the relay's enrichment: the gateway's `site`
 //! and `gateway_tags` from the config and the time the relay received the
 //! batch (`received_us`, `received`).
@@ -29,7 +31,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use edge_wire::{AlarmEvent, Batch, DeviceEvent, Gap, Point, Series};
+use edge_wire::{AlarmEvent, AlarmState, Batch, DeviceEvent, Gap, Point, Series};
 use serde::Serialize;
 
 mod version;
@@ -135,19 +137,36 @@ impl Delivery {
             .flat_map(|s| s.points.iter().map(move |p| (s, p)))
     }
 
-    /// Every alarm event with its series, in batch order.
+    /// Every alarm event with its series, in batch order, but rebaselines
+    /// (which are gateway events: [`Delivery::rebaselines`]).
     pub fn alarms(&self) -> impl Iterator<Item = (&Series, &AlarmEvent)> {
+        self.alarms_indexed().map(|(_, s, a)| (s, a))
+    }
+
+    /// [`Delivery::alarms`] with the index in `batch.series` of each
+    /// alarm's series.
+    pub fn alarms_indexed(&self) -> impl Iterator<Item = (usize, &Series, &AlarmEvent)> {
+        self.all_alarms()
+            .filter(|(_, _, a)| a.state != AlarmState::Rebaselined)
+    }
+
+    /// Every event in state `rebaselined` (an SPC test's baseline dropped
+    /// on request at the gateway) with its series, in batch order: each is
+    /// published as a gateway event ([`Delivery::rebaseline_json`]), not as
+    /// an alarm, since it changes no alarm's state.
+    pub fn rebaselines(&self) -> impl Iterator<Item = (&Series, &AlarmEvent)> {
+        self.all_alarms()
+            .filter(|(_, _, a)| a.state == AlarmState::Rebaselined)
+            .map(|(_, s, a)| (s, a))
+    }
+
+    fn all_alarms(&self) -> impl Iterator<Item = (usize, &Series, &AlarmEvent)> {
         let series = &self.batch.series;
         self.batch
             .alarms
             .iter()
             .zip(&self.alarm_series)
-            .map(move |(a, &i)| (&series[i], a))
-    }
-
-    /// For each alarm, the index in `batch.series` of its series.
-    pub fn alarm_series(&self) -> &[usize] {
-        &self.alarm_series
+            .map(move |(a, &i)| (i, &series[i], a))
     }
 
     /// The JSON message of one reading (`edge.reading.v1`).
@@ -218,6 +237,38 @@ impl Delivery {
             at_us: device.at_us,
             since: rfc3339_micros(device.since_us),
             since_us: device.since_us,
+            origin: self.origin(Version::V1),
+        })
+    }
+
+    /// The JSON message of one rebaseline (`event` = `"spc_rebaseline"`):
+    /// the SPC test `rule` on `series` learns its baseline again from the
+    /// readings after `at`; `dropped` is the baseline it had (null when
+    /// none was learned, or the gateway re-baselined by a config change).
+    pub fn rebaseline_json(&self, series: &Series, alarm: &AlarmEvent) -> Vec<u8> {
+        to_json(&RebaselineMessage {
+            schema: EVENT_SCHEMA,
+            event: "spc_rebaseline",
+            gateway: &self.batch.gateway_id,
+            batch_seq: self.batch.seq,
+            series: &series.name,
+            unit: &series.unit,
+            tags: &series.tags,
+            rule: &alarm.rule,
+            severity: alarm.severity.map(|s| s.as_str()),
+            at: rfc3339_micros(alarm.ts_us),
+            at_us: alarm.ts_us,
+            dropped: alarm.spc.as_ref().map(|d| {
+                let f = SpcFields::of(d);
+                DroppedBaseline {
+                    test: f.test,
+                    test_name: f.test_name,
+                    centre: f.centre,
+                    sigma: f.sigma,
+                    lower: f.lower,
+                    upper: f.upper,
+                }
+            }),
             origin: self.origin(Version::V1),
         })
     }
@@ -382,6 +433,36 @@ struct DeviceMessage<'a> {
     since_us: i64,
     #[serde(flatten)]
     origin: OriginFields<'a>,
+}
+
+#[derive(Serialize)]
+struct RebaselineMessage<'a> {
+    schema: &'static str,
+    event: &'static str,
+    gateway: &'a str,
+    batch_seq: u64,
+    series: &'a str,
+    unit: &'a str,
+    tags: &'a BTreeMap<String, String>,
+    rule: &'a str,
+    severity: Option<&'static str>,
+    at: Option<String>,
+    at_us: i64,
+    dropped: Option<DroppedBaseline>,
+    #[serde(flatten)]
+    origin: OriginFields<'a>,
+}
+
+/// The baseline a rebaseline dropped: centre line, sigma and the control
+/// limits at the rule's k sigma.
+#[derive(Serialize)]
+struct DroppedBaseline {
+    test: u8,
+    test_name: Option<&'static str>,
+    centre: f64,
+    sigma: f64,
+    lower: f64,
+    upper: f64,
 }
 
 #[derive(Serialize)]

@@ -46,6 +46,18 @@ impl AlarmPublishConfig {
         format!("{}/ack/#", self.topic_root)
     }
 
+    /// Where re-baselining commands arrive (QoS 1): a JSON request with
+    /// its credentials ([`crate::rebaseline::Body`]).
+    pub fn rebaseline_topic(&self) -> String {
+        format!("{}/rebaseline", self.topic_root)
+    }
+
+    /// Where the answer to each re-baselining command goes (QoS 1, not
+    /// retained).
+    pub fn rebaseline_result_topic(&self) -> String {
+        format!("{}/rebaseline/result", self.topic_root)
+    }
+
     /// The series an acknowledgement topic names, if it is one.
     pub fn ack_series<'t>(&self, topic: &'t str) -> Option<&'t str> {
         topic
@@ -114,6 +126,8 @@ mod tests {
         assert_eq!(a.ack_series("alarms/gw-1/ack/line/a.t"), Some("line/a.t"));
         assert_eq!(a.ack_series("alarms/gw-1/ack/"), None);
         assert_eq!(a.ack_series("alarms/gw-1/state/x"), None);
+        assert_eq!(a.rebaseline_topic(), "alarms/gw-1/rebaseline");
+        assert_eq!(a.ack_series("alarms/gw-1/rebaseline"), None);
     }
 
     #[test]

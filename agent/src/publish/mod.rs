@@ -13,6 +13,15 @@
 //!   too ([`ack::AckPath`]): committed to the spool first (priority lane,
 //!   with the `alarms` table row), then published as an event and in the
 //!   retained state. A refused one is counted and logged, never fatal.
+//! - `rebaseline`: a re-baselining command, `{"rule": .., "series"?: ..,
+//!   "mode"?: .., "by"?: .., "authorization": "Bearer <token>"}` (or
+//!   `"Basic <base64 user:password>"`), checked against `[status.auth]`
+//!   (without it every command is refused): the broker's ACLs alone do
+//!   not decide who may make the detector forget what normal is. It takes
+//!   the path the page's action takes ([`crate::rebaseline`]); the answer
+//!   goes to `rebaseline/result` (`{"ok": true, "rebaselined": [..],
+//!   "events": n}` or `{"ok": false, "error": ..}`), the events to
+//!   `events` like every alarm event.
 //!
 //! The board itself is shared ([`shared::SharedAlarms`]): the pipeline
 //! applies raises and clears before handing them over, the acknowledgement
@@ -46,7 +55,9 @@ use self::ack::{AckOutcome, AckPath};
 use self::board::parse_ack;
 use crate::config::AlarmPublishConfig;
 use crate::reading::Alarm;
+use crate::rebaseline::{self, RebaselinePath};
 use crate::stats::AgentStats;
+use crate::status::auth::StatusAuth;
 use crate::timing::backoff_delay;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -69,6 +80,11 @@ pub struct LocalPublisher {
     /// and the way acknowledgements are committed.
     pub ack: Arc<AckPath>,
     pub stats: Arc<AgentStats>,
+    /// Where re-baselining commands go (topic `<root>/rebaseline`).
+    pub rebaseline: RebaselinePath,
+    /// Who may re-baseline (`[status.auth]`); `None`: every command is
+    /// refused.
+    pub auth: Option<StatusAuth>,
 }
 
 impl LocalPublisher {
@@ -109,11 +125,18 @@ impl LocalPublisher {
                     if let Err(error) = client.try_subscribe(c.ack_filter(), QoS::AtLeastOnce) {
                         warn!(%broker, %error, "cannot subscribe to alarm acknowledgements");
                     }
+                    if let Err(error) = client.try_subscribe(c.rebaseline_topic(), QoS::AtLeastOnce)
+                    {
+                        warn!(%broker, %error, "cannot subscribe to re-baselining commands");
+                    }
                     for series in self.ack.alarms.series_names() {
                         self.publish_state(&client, &series);
                     }
                 }
                 Ok(Event::Incoming(Packet::PubAck(_))) => self.stats.alarms_published.inc(),
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == c.rebaseline_topic() => {
+                    self.rebaseline(&client, &p.payload).await;
+                }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let Some(series) = c.ack_series(&p.topic).map(str::to_owned) else {
                         continue;
@@ -171,6 +194,53 @@ impl LocalPublisher {
         if let Ok(AckOutcome::Acknowledged(ack)) = self.ack.acknowledge(series, &request).await {
             self.publish(client, &ack, request.by.as_deref());
         }
+    }
+
+    /// Take a re-baselining command: credentials, body, the path; answer
+    /// on `rebaseline/result`. Every refusal is counted and logged.
+    async fn rebaseline(&mut self, client: &AsyncClient, payload: &[u8]) {
+        let result = self.take_rebaseline(payload).await;
+        let answer = match &result {
+            Ok(done) => {
+                serde_json::json!({"ok": true, "rebaselined": done.series, "events": done.events})
+            }
+            Err(error) => serde_json::json!({"ok": false, "error": error}),
+        };
+        if let Err(error) = client.try_publish(
+            self.config.rebaseline_result_topic(),
+            QoS::AtLeastOnce,
+            false,
+            answer.to_string(),
+        ) {
+            warn!(%error, "re-baselining answer not queued for the local broker");
+        }
+    }
+
+    async fn take_rebaseline(&self, payload: &[u8]) -> Result<rebaseline::Outcome, String> {
+        let refused = |error: String| {
+            self.stats.spc_rebaselines_refused.inc();
+            warn!(%error, "re-baselining command over MQTT refused");
+            error
+        };
+        let Some(auth) = &self.auth else {
+            return Err(refused(
+                "re-baselining needs [status.auth] in the agent's config".into(),
+            ));
+        };
+        let body = rebaseline::Body::parse(payload).map_err(refused)?;
+        let actor = auth
+            .check(body.authorization.as_deref())
+            .map_err(|e| refused(e.to_string()))?;
+        let by = body
+            .by
+            .clone()
+            .or(actor)
+            .unwrap_or_else(|| "mqtt".to_owned());
+        // Refusals by the detector are counted by the pipeline.
+        self.rebaseline
+            .rebaseline(body.request(), by, rebaseline::Via::Mqtt)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Queue the event and the series' new retained state.

@@ -3,10 +3,11 @@
 //! a Prometheus on the plant network and for whatever restarts a stuck
 //! agent; the technician's page on `/` ([`html`]) and its JSON on
 //! `/api/status` ([`api`], documented in `docs/status-api.md`), both
-//! rendered from one [`view::View`]; and one action, `POST
-//! /api/alarms/ack`.
+//! rendered from one [`view::View`]; and two actions, `POST
+//! /api/alarms/ack` and `POST /api/spc/rebaseline`.
 //!
-//! Not for: changing anything but an alarm's acknowledgement. The page
+//! Not for: changing anything but an alarm's acknowledgement and an SPC
+//! rule's baselines. The page
 //! reads [`AgentStats`] (counters, the device and points boards), the
 //! shared alarm board and the spool ([`Spool::stats`](crate::spool::Spool::stats),
 //! the next batch to send and the active alarms) at request time, and
@@ -22,6 +23,15 @@
 //! `{"acknowledged": true, "already": bool}`. It goes through the same
 //! [`AckPath`] as an MQTT acknowledgement, and the event is then handed to
 //! the local publisher, if there is one.
+//!
+//! The re-baselining action takes the same two first steps (403, 401),
+//! then: 400 for a body that is not `{"rule": .., "series"?: ..,
+//! "mode"?: .., "by"?: ..}`; 404 for no such rule, or one that has learned
+//! nothing yet; 409 for a rule that is no SPC rule or whose baseline is in
+//! the config; 503 when the agent is stopping; else 200 with
+//! `{"rebaselined": [series..], "events": n}`. It goes through the same
+//! [`RebaselinePath`] as an MQTT command: the pipeline applies it and
+//! records it as events ([`crate::rebaseline`]).
 //!
 //! `/healthz` answers 200 with `{"status":"ok",...}` or 503 with
 //! `{"status":"unhealthy","failed":[{"condition":..,"message":..}],...}`;
@@ -42,10 +52,12 @@ use tokio::sync::mpsc::WeakSender;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::detect::RebaselineError;
 use crate::publish::ack::{AckFailure, AckOutcome, AckPath};
 use crate::publish::board::{AckError, AckRequest};
 use crate::publish::LocalEvent;
 use crate::reading::now_us;
+use crate::rebaseline::{Body, RebaselineFailure, RebaselinePath, Via};
 use crate::spool::{OnFull, Pressure, SharedSpool, SpoolOptions, SpoolStats};
 use crate::stats::AgentStats;
 
@@ -109,6 +121,8 @@ pub struct PageAgent {
     pub ack: Arc<AckPath>,
     /// The local publisher, to publish the acknowledgements taken here.
     pub local: Option<WeakSender<LocalEvent>>,
+    /// Where the re-baselining action sends its requests.
+    pub rebaseline: RebaselinePath,
 }
 
 /// The state behind the page.
@@ -326,6 +340,7 @@ pub async fn serve(
         .route("/", get(page_html))
         .route("/api/status", get(api_status))
         .route("/api/alarms/ack", post(ack_alarm))
+        .route("/api/spc/rebaseline", post(rebaseline_spc))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(page);
@@ -393,6 +408,93 @@ fn refuse(status: StatusCode, error: impl std::fmt::Display) -> axum::response::
         .into_response()
 }
 
+/// Steps 1 and 2 of both actions: who acts, or the 403 / 401 answer.
+#[allow(clippy::result_large_err)]
+fn authorize(
+    agent: &PageAgent,
+    headers: &HeaderMap,
+    action: &str,
+) -> Result<auth::Actor, axum::response::Response> {
+    let Some(auth) = &agent.auth else {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("this page is read only: {action} needs [status.auth] in the agent's config"),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    auth.check(given).map_err(|error| {
+        let challenge = if auth.takes_basic() {
+            "Basic realm=\"edge-agent\""
+        } else {
+            "Bearer realm=\"edge-agent\""
+        };
+        let mut r = refuse(StatusCode::UNAUTHORIZED, error);
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(challenge),
+        );
+        r
+    })
+}
+
+/// `POST /api/spc/rebaseline`; the steps are in the module doc.
+async fn rebaseline_spc(
+    State(page): State<Arc<StatusPage>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let Some(agent) = page.agent.as_ref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let refused = || page.stats.spc_rebaselines_refused.inc();
+    let actor = match authorize(agent, &headers, "re-baselining") {
+        Ok(actor) => actor,
+        Err(r) => {
+            refused();
+            return r;
+        }
+    };
+    let body = match Body::parse(&body) {
+        Ok(b) if b.authorization.is_none() => b,
+        Ok(_) => {
+            refused();
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "credentials go in the Authorization header, not in the body",
+            );
+        }
+        Err(e) => {
+            refused();
+            return refuse(StatusCode::BAD_REQUEST, e);
+        }
+    };
+    let by = body
+        .by
+        .clone()
+        .or(actor)
+        .unwrap_or_else(|| "status page".to_owned());
+    match agent
+        .rebaseline
+        .rebaseline(body.request(), by, Via::StatusPage)
+        .await
+    {
+        Ok(done) => {
+            axum::Json(serde_json::json!({"rebaselined": done.series, "events": done.events}))
+                .into_response()
+        }
+        Err(RebaselineFailure::Refused(
+            e @ (RebaselineError::UnknownRule(_) | RebaselineError::NothingToForget { .. }),
+        )) => refuse(StatusCode::NOT_FOUND, e),
+        Err(RebaselineFailure::Refused(e @ RebaselineError::NoSuchMode { .. })) => {
+            refuse(StatusCode::BAD_REQUEST, e)
+        }
+        Err(RebaselineFailure::Refused(e)) => refuse(StatusCode::CONFLICT, e),
+        Err(e @ RebaselineFailure::Stopped) => refuse(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
 /// `POST /api/alarms/ack`; the steps are in the module doc.
 async fn ack_alarm(
     State(page): State<Arc<StatusPage>>,
@@ -402,32 +504,10 @@ async fn ack_alarm(
     let Some(agent) = page.agent.as_ref() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    // 1. Read only unless [status.auth] is configured.
-    let Some(auth) = &agent.auth else {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "this page is read only: acknowledging needs [status.auth] in the agent's config",
-        );
-    };
-    // 2. Credentials.
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let actor = match auth.check(given) {
+    // 1. Read only unless [status.auth] is configured; 2. credentials.
+    let actor = match authorize(agent, &headers, "acknowledging") {
         Ok(actor) => actor,
-        Err(error) => {
-            let challenge = if auth.takes_basic() {
-                "Basic realm=\"edge-agent\""
-            } else {
-                "Bearer realm=\"edge-agent\""
-            };
-            let mut r = refuse(StatusCode::UNAUTHORIZED, error);
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static(challenge),
-            );
-            return r;
-        }
+        Err(refused) => return refused,
     };
     // 3. The body.
     #[derive(serde::Deserialize)]

@@ -37,6 +37,8 @@ const COUNTERS: &[(&str, Field)] = &[
     ("alarms_published", |s| &s.alarms_published),
     ("alarm_acks", |s| &s.alarm_acks),
     ("alarm_acks_rejected", |s| &s.alarm_acks_rejected),
+    ("spc_rebaselines", |s| &s.spc_rebaselines),
+    ("spc_rebaselines_refused", |s| &s.spc_rebaselines_refused),
     ("modbus_transport_errors", |s| &s.modbus_transport_errors),
     ("modbus_exceptions", |s| &s.modbus_exceptions),
     ("modbus_crc_errors", |s| &s.modbus_crc_errors),

@@ -158,6 +158,7 @@ async fn main() -> Result<()> {
         auth: None,
         ack,
         local: None,
+        rebaseline: edge_agent::rebaseline::RebaselinePath::channel().0,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();

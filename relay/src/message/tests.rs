@@ -537,6 +537,52 @@ mod schema_files {
         bad_quality["points"][0]["quality"] = "excellent".into();
         assert!(!series.is_valid(&bad_quality));
     }
+    /// A rebaseline is a gateway event, not an alarm: it renders as
+    /// `spc_rebaseline` with the dropped baseline (or null), validates
+    /// against the events schema, and no alarm message is made of it.
+    #[test]
+    fn a_rebaseline_is_an_event_with_the_dropped_baseline() {
+        let event = validator(include_str!("../../../docs/schemas/edge.event.v1.json"));
+        let mut with = alarm(AlarmState::Rebaselined, 33.0, Some(Severity::Major));
+        with.rule = "pump.flow_spc.spc_two_of_three".into();
+        with.duration_us = None;
+        with.spc = Some(edge_wire::SpcDetail {
+            test: 2,
+            centre: 32.0,
+            sigma: 0.25,
+            lower: 31.25,
+            upper: 32.75,
+            statistic: f64::NAN,
+        });
+        let mut without = with.clone();
+        without.spc = None;
+        let raise = alarm(AlarmState::Raised, 50.0, Some(Severity::Major));
+        let d = enriched(batch(vec![], vec![raise, with, without]));
+        assert_eq!(d.alarms().count(), 1, "only the raise is an alarm message");
+        let all: Vec<Vec<u8>> = d
+            .rebaselines()
+            .map(|(s, a)| d.rebaseline_json(s, a))
+            .collect();
+        assert_eq!(all.len(), 2);
+        for bytes in &all {
+            assert_valid(&event, bytes);
+        }
+        assert_eq!(
+            String::from_utf8(all[0].clone()).unwrap(),
+            format!(
+                r#"{{"schema":"edge.event.v1","event":"spc_rebaseline","gateway":"gw-1","batch_seq":17,"series":"press-3.oil_temp","unit":"degC","tags":{{"line":"L1","site":"plant-a"}},"rule":"pump.flow_spc.spc_two_of_three","severity":"major","at":"2026-11-22T03:00:01.500000Z","at_us":1795316401500000,"dropped":{{"test":2,"test_name":"two_of_three","centre":32.0,"sigma":0.25,"lower":31.25,"upper":32.75}},{ORIGIN_JSON}}}"#
+            )
+        );
+        let none: Value = serde_json::from_slice(&all[1]).unwrap();
+        assert_eq!(none["dropped"], Value::Null);
+        let good: Value = serde_json::from_slice(&all[0]).unwrap();
+        let mut no_rule = good.clone();
+        no_rule.as_object_mut().unwrap().remove("rule");
+        assert!(!event.is_valid(&no_rule));
+        let mut statistic = good;
+        statistic["dropped"]["statistic"] = 1.0.into();
+        assert!(!event.is_valid(&statistic), "dropped has no statistic");
+    }
 }
 
 mod v2;

@@ -141,6 +141,10 @@ fn render(delivery: &Delivery, with_readings: bool) -> (Vec<u8>, Vec<u8>, Vec<u8
         events.extend_from_slice(&delivery.device_json(device));
         events.push(b'\n');
     }
+    for (series, alarm) in delivery.rebaselines() {
+        events.extend_from_slice(&delivery.rebaseline_json(series, alarm));
+        events.push(b'\n');
+    }
     (readings, alarms, events)
 }
 

@@ -283,7 +283,8 @@ async fn await_reports<'t>(
 
 /// For each generation in `versions`: readings first (one message per
 /// reading, or one per series that has points), then alarms; then gateway
-/// events once (gaps, then device states); each in batch order.
+/// events once (gaps, then device states, then SPC rebaselines); each in
+/// batch order.
 fn render(delivery: &Delivery, granularity: Granularity, versions: &[Version]) -> Vec<Outgoing> {
     let batch = &delivery.batch;
     let mut out = Vec::with_capacity(
@@ -308,6 +309,14 @@ fn render(delivery: &Delivery, granularity: Granularity, versions: &[Version]) -
             version: Version::V1,
             series: None,
             payload: delivery.device_json(device),
+        });
+    }
+    for (series, alarm) in delivery.rebaselines() {
+        out.push(Outgoing {
+            kind: Kind::Event,
+            version: Version::V1,
+            series: None,
+            payload: delivery.rebaseline_json(series, alarm),
         });
     }
     out
@@ -342,7 +351,7 @@ fn render_series(
             });
         }
     }
-    for ((series, alarm), &i) in delivery.alarms().zip(delivery.alarm_series()) {
+    for (i, series, alarm) in delivery.alarms_indexed() {
         out.push(Outgoing {
             kind: Kind::Alarm,
             version,
