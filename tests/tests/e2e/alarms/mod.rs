@@ -11,6 +11,7 @@
 //!   once, its duration counted from the raise before the kill
 //!   ([`restart`]).
 
+mod rebaseline;
 mod restart;
 
 use std::net::SocketAddr;
