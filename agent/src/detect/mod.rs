@@ -65,7 +65,7 @@
 //! baselines). A state whose rule's baseline keys changed is handed back by
 //! `seed_spc` instead: that is how a baseline is learned again by config.
 //! [`Detector::rebaseline`] learns one again on request (an MQTT command,
-//! the status page), recorded as events ([`rebaseline`]).
+//! the status page), recorded as events (module `rebaseline`).
 //!
 //! Event names are `<rule name>.<kind>` (kinds: `high_high`, `high`, `low`,
 //! `low_low`, `rate_rise`, `rate_fall`, `stale`, `flatline`,
@@ -151,7 +151,7 @@ pub struct Detector {
     /// from (`None` until it reports).
     modes: HashMap<String, Option<f64>>,
     /// Rebaseline events of series that have not reported yet
-    /// ([`rebaseline`]): sent with their first reading.
+    /// (module `rebaseline`): sent with their first reading.
     pending: HashMap<String, Vec<rebaseline::Pending>>,
     counters: Counters,
 }
